@@ -1,0 +1,272 @@
+//! The crate's error type, and the one place where database errors are mapped to it.
+//!
+//! A caller never has to inspect a raw database error for something it could have
+//! avoided: unique violations become [`Error::Conflict`], a missing parent row becomes
+//! [`Error::NotFound`], a CHECK constraint becomes [`Error::Validation`].
+
+use std::time::Duration;
+
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything a repository call, the pool or the migrations can fail with.
+///
+/// Messages never contain a database password.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The row does not exist, or belongs to another user (the two are indistinguishable).
+    #[error("{entity} {key} not found")]
+    NotFound {
+        /// What was looked for: `"user"` or `"task"`.
+        entity: &'static str,
+        /// The id (or other key) that was looked for.
+        key: String,
+    },
+
+    /// The write conflicts with the current state of the database; nothing was changed.
+    #[error("conflict: {kind}")]
+    Conflict {
+        /// Which conflict: the email is taken, the version is stale, ...
+        kind: ConflictKind,
+    },
+
+    /// An input broke a rule; nothing was written.
+    #[error("invalid {field}: {reason}")]
+    Validation {
+        /// The offending field, e.g. `title`, or `tasks[3].title` in a batch.
+        field: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+
+    /// No pooled connection became free within the pool's connection timeout.
+    #[error("{}", pool_timeout_message(*max_size, *timeout, last_error.as_deref()))]
+    PoolTimeout {
+        /// The pool's maximum number of connections (0 when unknown: a bare `r2d2::Error`).
+        max_size: u32,
+        /// How long the checkout waited (zero when unknown).
+        timeout: Duration,
+        /// The last error seen while opening a connection, if any (password removed).
+        last_error: Option<String>,
+    },
+
+    /// The server cancelled the statement because it ran longer than `statement_timeout`.
+    #[error(
+        "the statement ran longer than the statement timeout and was cancelled: \
+         make the query cheaper or raise DATABASE_STATEMENT_TIMEOUT_MS"
+    )]
+    StatementTimeout,
+
+    /// A connection to the server could not be opened.
+    #[error("could not connect to {target}: {message}")]
+    Connection {
+        /// Where it tried to connect (the URL with its password removed).
+        target: String,
+        /// What went wrong (password removed).
+        message: String,
+    },
+
+    /// Any other database error. Its message comes from the server.
+    #[error("database error: {0}")]
+    Database(#[source] DieselError),
+
+    /// Running or reverting the embedded migrations failed.
+    #[error("migration failed: {0}")]
+    Migration(String),
+
+    /// The configuration is missing or malformed.
+    #[error("configuration error: {0}")]
+    Config(String),
+}
+
+/// The kinds of [`Error::Conflict`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConflictKind {
+    /// Another user already has this email address (compared case-insensitively).
+    #[error("the email address is already taken")]
+    EmailTaken,
+    /// `expected_version` did not match the row's current version.
+    #[error("the task was changed by someone else (expected version {expected}, found {actual}): reload it and retry")]
+    StaleVersion {
+        /// The version the caller expected.
+        expected: i32,
+        /// The version the row has now.
+        actual: i32,
+    },
+    /// Another unique constraint was violated.
+    #[error("a row with the same {constraint} already exists")]
+    Duplicate {
+        /// The name of the violated constraint.
+        constraint: String,
+    },
+}
+
+fn pool_timeout_message(max_size: u32, timeout: Duration, last_error: Option<&str>) -> String {
+    let mut msg = String::from("timed out");
+    if !timeout.is_zero() {
+        msg.push_str(&format!(" after {timeout:?}"));
+    }
+    msg.push_str(" waiting for a database connection");
+    if max_size > 0 {
+        msg.push_str(&format!(" (pool size {max_size})"));
+    }
+    if let Some(e) = last_error.filter(|e| !e.is_empty()) {
+        msg.push_str(&format!("; last connection error: {e}"));
+    }
+    msg.push_str(
+        ": raise DATABASE_POOL_SIZE or DATABASE_CONNECT_TIMEOUT_MS, hold connections for less \
+         time, or check that the server is reachable",
+    );
+    msg
+}
+
+impl Error {
+    /// A [`Error::Validation`] for `field`.
+    pub fn validation(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::Validation {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// A [`Error::NotFound`] for a row of `entity` with `key`.
+    pub fn not_found(entity: &'static str, key: impl ToString) -> Self {
+        Error::NotFound {
+            entity,
+            key: key.to_string(),
+        }
+    }
+
+    /// The same error about item `index` of a batch: a validation error on `title`
+    /// becomes one on `tasks[3].title`.
+    pub(crate) fn in_batch(self, batch: &str, index: usize) -> Self {
+        match self {
+            Error::Validation { field, reason } => Error::Validation {
+                field: format!("{batch}[{index}].{field}"),
+                reason,
+            },
+            other => other,
+        }
+    }
+
+    /// True for [`Error::NotFound`].
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Error::NotFound { .. })
+    }
+
+    /// True for [`Error::Conflict`].
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Error::Conflict { .. })
+    }
+
+    /// True for [`Error::Validation`].
+    pub fn is_validation(&self) -> bool {
+        matches!(self, Error::Validation { .. })
+    }
+}
+
+/// What a constraint of the schema means to a caller. The constraint names are those
+/// of the migrations; keep the two in step (a test checks every name exists).
+pub(crate) const CONSTRAINTS: &[(&str, Meaning)] = &[
+    (
+        "users_email_lower_key",
+        Meaning::Conflict(ConflictKind::EmailTaken),
+    ),
+    (
+        "users_email_valid",
+        Meaning::Invalid(
+            "email",
+            "must be an address like name@example.com of at most 254 characters",
+        ),
+    ),
+    (
+        "users_name_valid",
+        Meaning::Invalid("name", "must be 1 to 100 characters and not blank"),
+    ),
+    (
+        "users_image_valid",
+        Meaning::Invalid("image", "must be at most 2048 characters"),
+    ),
+    ("tasks_user_id_fkey", Meaning::Missing("user")),
+    (
+        "tasks_title_valid",
+        Meaning::Invalid("title", "must not be blank"),
+    ),
+    (
+        "tasks_description_valid",
+        Meaning::Invalid("description", "must be at most 10000 characters"),
+    ),
+    (
+        "tasks_version_positive",
+        Meaning::Invalid("version", "must be at least 1"),
+    ),
+];
+
+/// The names of the constraints (and unique indexes) this module gives a meaning to.
+pub fn constraint_names() -> impl Iterator<Item = &'static str> {
+    CONSTRAINTS.iter().map(|(name, _)| *name)
+}
+
+/// The meaning of a violated constraint.
+#[derive(Debug, Clone)]
+pub(crate) enum Meaning {
+    Conflict(ConflictKind),
+    Invalid(&'static str, &'static str),
+    Missing(&'static str),
+}
+
+impl From<DieselError> for Error {
+    fn from(err: DieselError) -> Self {
+        if let DieselError::DatabaseError(kind, info) = &err {
+            let known = info
+                .constraint_name()
+                .and_then(|name| CONSTRAINTS.iter().find(|(n, _)| *n == name));
+            match (kind, known) {
+                (_, Some((_, Meaning::Conflict(kind)))) => {
+                    return Error::Conflict { kind: kind.clone() }
+                }
+                (_, Some((_, Meaning::Invalid(field, reason)))) => {
+                    return Error::validation(*field, *reason)
+                }
+                (_, Some((_, Meaning::Missing(entity)))) => {
+                    return Error::NotFound {
+                        entity,
+                        key: "referenced by this row".into(),
+                    }
+                }
+                (DatabaseErrorKind::UniqueViolation, None) => {
+                    return Error::Conflict {
+                        kind: ConflictKind::Duplicate {
+                            constraint: info.constraint_name().unwrap_or("unknown").to_owned(),
+                        },
+                    }
+                }
+                // SQLSTATE 57014 carries no kind of its own in diesel; the message is fixed
+                // server text (lc_messages is English on the servers we support).
+                (DatabaseErrorKind::Unknown, None)
+                    if info.message().contains("statement timeout") =>
+                {
+                    return Error::StatementTimeout
+                }
+                _ => {}
+            }
+        }
+        Error::Database(err)
+    }
+}
+
+impl From<r2d2::Error> for Error {
+    /// A checkout (`pool.get()?`) that timed out. The pool's size and timeout are not in
+    /// r2d2's error; [`crate::pool::checkout`] fills them in.
+    fn from(err: r2d2::Error) -> Self {
+        Error::PoolTimeout {
+            max_size: 0,
+            timeout: Duration::ZERO,
+            last_error: Some(crate::config::redact_secrets(&err.to_string())),
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! Embedded migrations, run under a PostgreSQL advisory lock so that several processes
+//! starting at once on an empty database all succeed and apply each migration once.
+
+use diesel::connection::SimpleConnection;
+use diesel::pg::PgConnection;
+use diesel::sql_types::BigInt;
+use diesel::RunQueryDsl;
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+use crate::error::{Error, Result};
+
+/// The migrations of `migrations/`, compiled into the crate.
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+
+/// The advisory lock key that serialises migration runs on a database
+/// (the bytes of "todostor" as a big-endian i64).
+pub const MIGRATION_LOCK_KEY: i64 = 0x746f_646f_7374_6f72;
+
+/// Applies every pending migration and returns the versions applied now (empty when the
+/// database was up to date). Waits for any other process migrating the same database.
+///
+/// # Errors
+/// [`Error::Migration`] when a migration fails; it is rolled back, and the ones before
+/// it stay applied.
+pub fn run_migrations(conn: &mut PgConnection) -> Result<Vec<String>> {
+    with_migration_lock(conn, |conn| {
+        conn.run_pending_migrations(MIGRATIONS)
+            .map(|versions| versions.iter().map(ToString::to_string).collect())
+            .map_err(|e| Error::Migration(e.to_string()))
+    })
+}
+
+/// Reverts every applied migration, newest first, and returns the versions reverted.
+///
+/// # Errors
+/// [`Error::Migration`] when a down migration fails.
+pub fn revert_all_migrations(conn: &mut PgConnection) -> Result<Vec<String>> {
+    with_migration_lock(conn, |conn| {
+        conn.revert_all_migrations(MIGRATIONS)
+            .map(|versions| versions.iter().map(ToString::to_string).collect())
+            .map_err(|e| Error::Migration(e.to_string()))
+    })
+}
+
+/// The versions of the embedded migrations that the database has not applied yet.
+///
+/// # Errors
+/// [`Error::Migration`] when the migrations table cannot be read.
+pub fn pending_migrations(conn: &mut PgConnection) -> Result<Vec<String>> {
+    conn.pending_migrations(MIGRATIONS)
+        .map(|pending| {
+            pending
+                .iter()
+                .map(|m| m.name().version().to_string())
+                .collect()
+        })
+        .map_err(|e| Error::Migration(e.to_string()))
+}
+
+/// Runs `f` holding the session-level migration lock; the lock is released afterwards
+/// whatever `f` returns (and by the server if the connection dies).
+fn with_migration_lock<T>(
+    conn: &mut PgConnection,
+    f: impl FnOnce(&mut PgConnection) -> Result<T>,
+) -> Result<T> {
+    diesel::sql_query("SELECT pg_advisory_lock($1)")
+        .bind::<BigInt, _>(MIGRATION_LOCK_KEY)
+        .execute(conn)
+        .map_err(|e| Error::Migration(format!("could not take the migration lock: {e}")))?;
+    let result = f(conn);
+    let unlocked = conn.batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"));
+    match (result, unlocked) {
+        (Ok(value), Ok(())) => Ok(value),
+        (Err(e), _) => Err(e),
+        (Ok(_), Err(e)) => Err(Error::Migration(format!(
+            "could not release the migration lock: {e}"
+        ))),
+    }
+}

@@ -1,0 +1,16 @@
+//! Rows, inputs and their validation: one file per table.
+//!
+//! Read structs ([`User`], [`Task`]) are what the repositories return. Inputs
+//! ([`NewUser`], [`NewTask`], [`UserPatch`], [`TaskPatch`]) are plain structs with
+//! public fields and `Default`; each checks itself before anything is written.
+
+mod task;
+mod task_stats;
+mod user;
+pub(crate) mod validate;
+
+pub use task::{NewTask, Priority, Task, TaskPatch};
+pub(crate) use task::{TaskChanges, TaskRow};
+pub use task_stats::TaskStats;
+pub(crate) use user::UserRow;
+pub use user::{NewUser, User, UserPatch};

@@ -1,0 +1,213 @@
+//! The r2d2 connection pool: [`connect`] builds it, sets each new connection up, and
+//! runs pending migrations before handing it out.
+//!
+//! ## Checkouts cost no round trip, and broken connections are thrown away
+//!
+//! r2d2's usual health check sends `SELECT 1` on every checkout: one more round trip,
+//! which doubles the cost of a read. [`PgConnectionManager`] skips the check for a
+//! connection that was returned to the pool less than [`RECENTLY_USED`] ago (as
+//! HikariCP does) and pings only the ones idle for longer. A connection that failed
+//! with a lost-connection error (the server restarted, the network dropped) is marked
+//! broken when the error happens and discarded when it is returned, so after a restart
+//! each pooled connection fails at most once and the pool heals by itself.
+
+use std::time::{Duration, Instant};
+
+use diesel::connection::{Instrumentation, InstrumentationEvent, SimpleConnection};
+use diesel::r2d2::{ManageConnection, R2D2Connection};
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel::{Connection, PgConnection};
+
+use crate::config::{redact_secrets, DbConfig};
+use crate::error::{Error, Result};
+
+/// The pool of PostgreSQL connections. `pool.get()` gives a [`PooledConn`], which derefs
+/// to `PgConnection`.
+pub type PgPool = r2d2::Pool<PgConnectionManager>;
+
+/// A connection checked out of a [`PgPool`]; returned to the pool when dropped.
+pub type PooledConn = r2d2::PooledConnection<PgConnectionManager>;
+
+/// A connection returned to the pool less than this long ago is handed out again
+/// without a health check.
+pub const RECENTLY_USED: Duration = Duration::from_millis(500);
+
+/// Builds the pool for `config`, waits until its first connections are open, and runs
+/// the pending migrations (under an advisory lock, see [`crate::migrate`]).
+///
+/// Each new connection gets `statement_timeout` and `application_name` from the
+/// configuration; connections are checked (`SELECT 1`) before each checkout.
+///
+/// # Errors
+/// [`Error::Config`] for an invalid configuration, [`Error::Connection`] when the server
+/// cannot be reached within the connection timeout (the message names the host, never
+/// the password), [`Error::Migration`] when a migration fails.
+pub fn connect(config: &DbConfig) -> Result<PgPool> {
+    let pool = build_pool(config)?;
+    let mut conn = checkout(&pool)?;
+    crate::migrate::run_migrations(&mut conn)?;
+    Ok(pool)
+}
+
+/// Builds the pool for `config` without running migrations.
+///
+/// # Errors
+/// As [`connect`], without the migration errors.
+pub fn build_pool(config: &DbConfig) -> Result<PgPool> {
+    config.validate()?;
+    let manager = PgConnectionManager {
+        url: config.url().to_owned(),
+        session: SessionSettings::from_config(config),
+    };
+    r2d2::Pool::builder()
+        .max_size(config.max_pool_size())
+        .min_idle(config.min_idle_connections())
+        .connection_timeout(config.connection_timeout_duration())
+        .test_on_check_out(true)
+        .error_handler(Box::new(r2d2::NopErrorHandler))
+        .build(manager)
+        .map_err(|e| Error::Connection {
+            target: config.redacted_url(),
+            message: connection_message(&e.to_string()),
+        })
+}
+
+/// Checks a connection out of `pool`, with an [`Error::PoolTimeout`] that names the
+/// pool's size and timeout when none becomes free in time.
+///
+/// # Errors
+/// [`Error::PoolTimeout`].
+pub fn checkout(pool: &PgPool) -> Result<PooledConn> {
+    pool.get().map_err(|e| Error::PoolTimeout {
+        max_size: pool.max_size(),
+        timeout: pool.connection_timeout(),
+        last_error: last_connection_error(&e.to_string()),
+    })
+}
+
+fn last_connection_error(r2d2_message: &str) -> Option<String> {
+    r2d2_message
+        .split_once(": ")
+        .map(|(_, last)| redact_secrets(last.trim()))
+}
+
+fn connection_message(r2d2_message: &str) -> String {
+    match last_connection_error(r2d2_message) {
+        Some(last) => format!("{last} (timed out waiting for the first connection)"),
+        None => "timed out waiting for the first connection: is the server running and reachable?"
+            .to_owned(),
+    }
+}
+
+/// Opens PostgreSQL connections for the pool, sets each one up, and decides cheaply
+/// whether a connection may be handed out again (see the [module docs](self)).
+pub struct PgConnectionManager {
+    url: String,
+    session: SessionSettings,
+}
+
+impl std::fmt::Debug for PgConnectionManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgConnectionManager")
+            .field("url", &crate::config::redact_url(&self.url))
+            .finish()
+    }
+}
+
+impl ManageConnection for PgConnectionManager {
+    type Connection = PgConnection;
+    type Error = diesel::r2d2::Error;
+
+    fn connect(&self) -> std::result::Result<PgConnection, Self::Error> {
+        let mut conn =
+            PgConnection::establish(&self.url).map_err(diesel::r2d2::Error::ConnectionError)?;
+        conn.batch_execute(&self.session.sql)
+            .map_err(diesel::r2d2::Error::QueryError)?;
+        conn.set_instrumentation(ConnectionHealth::default());
+        Ok(conn)
+    }
+
+    fn is_valid(&self, conn: &mut PgConnection) -> std::result::Result<(), Self::Error> {
+        let recently_used =
+            health(conn).is_some_and(|h| !h.broken && h.returned.elapsed() < RECENTLY_USED);
+        if recently_used {
+            return Ok(());
+        }
+        conn.ping().map_err(diesel::r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, conn: &mut PgConnection) -> bool {
+        let broken = match health(conn) {
+            Some(h) => {
+                h.returned = Instant::now();
+                h.broken
+            }
+            None => false,
+        };
+        broken || std::thread::panicking() || conn.is_broken()
+    }
+}
+
+/// The pool's notes on one connection, kept in the connection's instrumentation slot
+/// so they travel with it.
+#[derive(Debug)]
+struct ConnectionHealth {
+    returned: Instant,
+    broken: bool,
+}
+
+impl Default for ConnectionHealth {
+    fn default() -> Self {
+        ConnectionHealth {
+            returned: Instant::now(),
+            broken: false,
+        }
+    }
+}
+
+impl Instrumentation for ConnectionHealth {
+    fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
+        if let InstrumentationEvent::FinishQuery {
+            error: Some(err), ..
+        } = event
+        {
+            if is_connection_lost(err) {
+                self.broken = true;
+            }
+        }
+    }
+}
+
+/// The connection's health notes, unless the caller replaced the instrumentation.
+fn health(conn: &mut PgConnection) -> Option<&mut ConnectionHealth> {
+    conn.instrumentation().downcast_mut::<ConnectionHealth>()
+}
+
+/// Errors after which the connection cannot be used again.
+pub(crate) fn is_connection_lost(err: &DieselError) -> bool {
+    matches!(
+        err,
+        DieselError::DatabaseError(
+            DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+            _
+        ) | DieselError::BrokenTransactionManager
+    )
+}
+
+/// What is set on every new connection, in one round trip.
+#[derive(Debug, Clone)]
+struct SessionSettings {
+    sql: String,
+}
+
+impl SessionSettings {
+    fn from_config(config: &DbConfig) -> Self {
+        let timeout_ms = config
+            .statement_timeout_duration()
+            .map_or(0, |d| d.as_millis().max(1));
+        let name = config.application_name_str().replace('\'', "''");
+        SessionSettings {
+            sql: format!("SET statement_timeout = {timeout_ms}; SET application_name = '{name}'"),
+        }
+    }
+}

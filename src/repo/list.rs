@@ -1,0 +1,279 @@
+//! SQL for [`TaskQuery`]: filters, order and keyset seek, shared by `TaskRepo::list`,
+//! `TaskRepo::count_matching` and the query-plan checks of the tests.
+
+use diesel::dsl::{self, count_star};
+use diesel::expression::SqlLiteral;
+use diesel::pg::Pg;
+use diesel::prelude::*;
+use diesel::sql_types::{Bool, Float, Text, Timestamptz, Uuid as SqlUuid, Varchar};
+use uuid::Uuid;
+
+use super::cursor::{Cursor, SortKey};
+use super::query::{Direction, TaskQuery, TaskSort};
+use crate::error::Result;
+use crate::models::Task;
+use crate::schema::{sql_types::TaskPriority, tasks};
+
+/// A boxed SELECT over tasks with row type `ST`.
+pub(crate) type TasksQuery<'a, ST> = tasks::BoxedQuery<'a, Pg, ST>;
+
+/// A [`TaskQuery`], checked and ready to become SQL.
+pub(crate) struct ListPlan<'q> {
+    pub user_id: Uuid,
+    pub query: &'q TaskQuery,
+    pub limit: i64,
+    pub search: Option<String>,
+    pub cursor: Option<Cursor>,
+}
+
+impl<'q> ListPlan<'q> {
+    /// Checks `query` for `user_id`: limit, search, sort and cursor.
+    pub(crate) fn new(user_id: Uuid, query: &'q TaskQuery) -> Result<Self> {
+        let limit = query.checked_limit()?;
+        query.check()?;
+        let search = query.checked_search()?;
+        let cursor = query
+            .after
+            .as_deref()
+            .map(|c| Cursor::decode(c, query.sort, query.direction, query.fingerprint(user_id)))
+            .transpose()?;
+        Ok(ListPlan {
+            user_id,
+            query,
+            limit,
+            search,
+            cursor,
+        })
+    }
+
+    /// The rows of the page plus one (to tell whether another page follows), with
+    /// their relevance when sorting by it.
+    pub(crate) fn page_query(
+        &self,
+    ) -> TasksQuery<'_, (dsl::SqlTypeOf<dsl::AsSelect<Task, Pg>>, Float)> {
+        let mut query = self.filtered(
+            tasks::table
+                .select((Task::as_select(), self.rank()))
+                .into_boxed(),
+        );
+        query = self.seek(query);
+        query = self.order(query);
+        query.limit(self.limit + 1)
+    }
+
+    /// `SELECT count(*)` of the filtered rows.
+    pub(crate) fn count_query(&self) -> TasksQuery<'_, diesel::sql_types::BigInt> {
+        self.filtered(tasks::table.select(count_star()).into_boxed())
+    }
+
+    /// The cursor that continues after `last`.
+    pub(crate) fn cursor_after(&self, last: &Task, rank: f32) -> String {
+        let key = match self.query.sort {
+            TaskSort::CreatedAt => SortKey::Timestamp(last.created_at),
+            TaskSort::UpdatedAt => SortKey::Timestamp(last.updated_at),
+            TaskSort::DueDate => SortKey::OptionalTimestamp(last.due_date),
+            TaskSort::Priority => SortKey::Priority(last.priority),
+            TaskSort::Title => SortKey::Title(last.title.clone()),
+            TaskSort::Relevance => SortKey::Rank(rank),
+        };
+        Cursor {
+            sort: self.query.sort,
+            direction: self.query.direction,
+            fingerprint: self.query.fingerprint(self.user_id),
+            key,
+            id: last.id,
+        }
+        .encode()
+    }
+
+    fn filtered<'a, ST: 'a>(&'a self, mut query: TasksQuery<'a, ST>) -> TasksQuery<'a, ST> {
+        let q = self.query;
+        query = query.filter(tasks::user_id.eq(self.user_id));
+        if let Some(completed) = q.completed {
+            query = query.filter(tasks::completed.eq(completed));
+        }
+        match q.priorities.as_slice() {
+            [] => {}
+            [one] => query = query.filter(tasks::priority.eq(*one)),
+            several => query = query.filter(tasks::priority.eq_any(several)),
+        }
+        if let Some(at) = q.due_before {
+            query = query.filter(tasks::due_date.lt(at));
+        }
+        if let Some(at) = q.due_after {
+            query = query.filter(tasks::due_date.gt(at));
+        }
+        if q.overdue {
+            query = query
+                .filter(tasks::due_date.lt(dsl::now))
+                .filter(tasks::completed.eq(false));
+        }
+        if let Some(at) = q.created_before {
+            query = query.filter(tasks::created_at.lt(at));
+        }
+        if let Some(at) = q.created_after {
+            query = query.filter(tasks::created_at.gt(at));
+        }
+        if let Some(terms) = &self.search {
+            // websearch_to_tsquery never raises a syntax error, whatever the text; the
+            // configuration must be the one of tasks.search_vector (see the migration).
+            query = query.filter(
+                dsl::sql::<Bool>("search_vector @@ websearch_to_tsquery('english', ")
+                    .bind::<Text, _>(terms.as_str())
+                    .sql(")"),
+            );
+        }
+        query
+    }
+
+    /// Relevance of each row to the search (0 unless sorting by relevance, which
+    /// needs a search).
+    fn rank(&self) -> RankExpr<'_> {
+        match (&self.search, self.query.sort) {
+            (Some(terms), TaskSort::Relevance) => Box::new(
+                dsl::sql::<Float>("ts_rank_cd(search_vector, websearch_to_tsquery('english', ")
+                    .bind::<Text, _>(terms.as_str())
+                    .sql("))"),
+            ),
+            _ => Box::new(dsl::sql::<Float>("0::real")),
+        }
+    }
+
+    /// `ORDER BY key dir, id dir`, tasks without a due date last.
+    fn order<'a, ST: 'a>(&'a self, query: TasksQuery<'a, ST>) -> TasksQuery<'a, ST> {
+        let dir = match self.query.direction {
+            Direction::Asc => "ASC",
+            Direction::Desc => "DESC",
+        };
+        if self.query.sort == TaskSort::Relevance {
+            return match self.query.direction {
+                Direction::Asc => query
+                    .order_by(self.rank().asc())
+                    .then_order_by(tasks::id.asc()),
+                Direction::Desc => query
+                    .order_by(self.rank().desc())
+                    .then_order_by(tasks::id.desc()),
+            };
+        }
+        let key = sort_column(self.query.sort);
+        let nulls = if self.query.sort == TaskSort::DueDate {
+            " NULLS LAST"
+        } else {
+            ""
+        };
+        query.order_by(dsl::sql::<Bool>(&format!("{key} {dir}{nulls}, id {dir}")))
+    }
+
+    /// Rows after the cursor in the query's order.
+    fn seek<'a, ST: 'a>(&'a self, query: TasksQuery<'a, ST>) -> TasksQuery<'a, ST> {
+        let Some(cursor) = &self.cursor else {
+            return query;
+        };
+        let op = match self.query.direction {
+            Direction::Asc => ">",
+            Direction::Desc => "<",
+        };
+        let key = sort_column(self.query.sort);
+        match &cursor.key {
+            SortKey::Timestamp(t) => query.filter(
+                row_compare(key, op)
+                    .bind::<Timestamptz, _>(*t)
+                    .sql(", ")
+                    .bind::<SqlUuid, _>(cursor.id)
+                    .sql(")"),
+            ),
+            SortKey::Priority(p) => query.filter(
+                row_compare(key, op)
+                    .bind::<TaskPriority, _>(*p)
+                    .sql(", ")
+                    .bind::<SqlUuid, _>(cursor.id)
+                    .sql(")"),
+            ),
+            SortKey::Title(title) => query.filter(
+                row_compare(key, op)
+                    .bind::<Varchar, _>(title.clone())
+                    .sql(", ")
+                    .bind::<SqlUuid, _>(cursor.id)
+                    .sql(")"),
+            ),
+            // NULLS LAST in both directions: after a dated row come later-in-order dated
+            // rows, then every undated row; after an undated row, undated rows by id.
+            // The OR is parenthesized: diesel joins filters with AND without grouping the
+            // SQL of a literal, so a bare OR would escape the user and the other filters.
+            SortKey::OptionalTimestamp(Some(due)) => query.filter(
+                dsl::sql::<Bool>(&format!("(({key}, id) {op} ("))
+                    .bind::<Timestamptz, _>(*due)
+                    .sql(", ")
+                    .bind::<SqlUuid, _>(cursor.id)
+                    .sql(") OR due_date IS NULL)"),
+            ),
+            SortKey::OptionalTimestamp(None) => query.filter(
+                dsl::sql::<Bool>(&format!("due_date IS NULL AND id {op} "))
+                    .bind::<SqlUuid, _>(cursor.id),
+            ),
+            SortKey::Rank(rank) => {
+                let terms = self.search.as_deref().unwrap_or_default();
+                query.filter(
+                    dsl::sql::<Bool>("(ts_rank_cd(search_vector, websearch_to_tsquery('english', ")
+                        .bind::<Text, _>(terms)
+                        .sql(&format!(")), id) {op} ("))
+                        .bind::<Float, _>(*rank)
+                        .sql(", ")
+                        .bind::<SqlUuid, _>(cursor.id)
+                        .sql(")"),
+                )
+            }
+        }
+    }
+}
+
+/// The SQL of a sort's key column.
+fn sort_column(sort: TaskSort) -> &'static str {
+    match sort {
+        TaskSort::CreatedAt => "created_at",
+        TaskSort::UpdatedAt => "updated_at",
+        TaskSort::DueDate => "due_date",
+        TaskSort::Priority => "priority",
+        TaskSort::Title => "title COLLATE \"C\"",
+        TaskSort::Relevance => "search_vector",
+    }
+}
+
+/// `(key, id) op (` — the start of a row comparison, which PostgreSQL turns into an
+/// index range when an index has the same columns.
+fn row_compare(key: &str, op: &str) -> SqlLiteral<Bool> {
+    dsl::sql::<Bool>(&format!("({key}, id) {op} ("))
+}
+
+/// The relevance rank as a boxed expression (a literal 0 when not sorting by it).
+type RankExpr<'a> = Box<dyn BoxableExpression<tasks::table, Pg, SqlType = Float> + 'a>;
+
+/// `EXPLAIN (FORMAT JSON) <query>`, with the query's own SQL and bind parameters.
+#[cfg(feature = "testing")]
+pub(crate) mod explain {
+    use diesel::pg::Pg;
+    use diesel::prelude::*;
+    use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+    use diesel::sql_types::Text;
+
+    /// Wraps a query in `EXPLAIN (FORMAT JSON)`.
+    pub(crate) struct Explain<Q>(pub Q);
+
+    impl<Q: QueryFragment<Pg>> QueryFragment<Pg> for Explain<Q> {
+        fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+            out.push_sql("EXPLAIN (FORMAT JSON) ");
+            self.0.walk_ast(out.reborrow())
+        }
+    }
+
+    impl<Q> QueryId for Explain<Q> {
+        type QueryId = ();
+        const HAS_STATIC_QUERY_ID: bool = false;
+    }
+
+    impl<Q> Query for Explain<Q> {
+        type SqlType = Text;
+    }
+
+    impl<Q> RunQueryDsl<PgConnection> for Explain<Q> {}
+}

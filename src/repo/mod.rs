@@ -1,0 +1,24 @@
+//! The repositories: every query of the crate lives here.
+//!
+//! Functions take `conn: &mut PgConnection` first, so they compose inside a caller's
+//! transaction (`conn.transaction(|conn| ...)`). Every task query is scoped by
+//! `user_id`: another user's task is indistinguishable from a missing one.
+
+pub(crate) mod bulk;
+mod cursor;
+pub(crate) mod list;
+mod query;
+pub(crate) mod sql_functions;
+pub(crate) mod task;
+mod task_update;
+mod user;
+
+pub use query::{Direction, Page, TaskQuery, TaskSort, DEFAULT_LIMIT, MAX_LIMIT, MAX_SEARCH_CHARS};
+pub use task::TaskRepo;
+pub use user::UserRepo;
+
+/// A fresh UUIDv7: time-ordered, so new rows land at the right edge of the primary key
+/// index instead of at random pages.
+pub(crate) fn new_id() -> uuid::Uuid {
+    uuid::Uuid::now_v7()
+}

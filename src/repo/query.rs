@@ -1,0 +1,358 @@
+//! [`TaskQuery`]: which tasks [`crate::TaskRepo::list`] returns, in which order, how
+//! many at a time; and [`Page`]: one page of them.
+
+use chrono::{DateTime, Utc};
+
+use super::cursor::fnv1a;
+use crate::error::{Error, Result};
+use crate::models::Priority;
+
+/// Default page size of [`TaskQuery`].
+pub const DEFAULT_LIMIT: i64 = 50;
+/// Largest page size of [`TaskQuery`].
+pub const MAX_LIMIT: i64 = 500;
+/// Longest search string, in characters.
+pub const MAX_SEARCH_CHARS: usize = 1000;
+
+/// One page of results, and the cursor for the next one.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Page<T> {
+    /// The rows of this page, in the query's order.
+    pub items: Vec<T>,
+    /// Opaque cursor for the next page (pass it to [`TaskQuery::after`]); `None` on the
+    /// last page.
+    pub next_cursor: Option<String>,
+}
+
+impl<T> Page<T> {
+    /// A page of `items` followed by `next_cursor`.
+    pub fn new(items: Vec<T>, next_cursor: Option<String>) -> Self {
+        Page { items, next_cursor }
+    }
+}
+
+/// What to sort tasks by. Every sort breaks ties on the task id, so the order is total.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum TaskSort {
+    /// When the task was created (the default).
+    #[default]
+    CreatedAt = 0,
+    /// When the task last changed.
+    UpdatedAt = 1,
+    /// When the task is due; tasks without a due date come last in either direction.
+    DueDate = 2,
+    /// Low < Medium < High.
+    Priority = 3,
+    /// Title in byte order of its UTF-8 (code point order), the same in every locale.
+    Title = 4,
+    /// How well the task matches [`TaskQuery::search`]; `Desc` puts the best first.
+    /// Needs a search.
+    Relevance = 5,
+}
+
+impl TaskSort {
+    pub(crate) fn from_u8(n: u8) -> Option<Self> {
+        [
+            TaskSort::CreatedAt,
+            TaskSort::UpdatedAt,
+            TaskSort::DueDate,
+            TaskSort::Priority,
+            TaskSort::Title,
+            TaskSort::Relevance,
+        ]
+        .get(n as usize)
+        .copied()
+    }
+}
+
+/// Sort direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Direction {
+    /// Smallest first.
+    Asc = 0,
+    /// Largest first (the default).
+    #[default]
+    Desc = 1,
+}
+
+impl Direction {
+    pub(crate) fn from_u8(n: u8) -> Option<Self> {
+        match n {
+            0 => Some(Direction::Asc),
+            1 => Some(Direction::Desc),
+            _ => None,
+        }
+    }
+}
+
+/// Which tasks [`crate::TaskRepo::list`] returns, in which order, how many at a time.
+///
+/// The default is every task, newest first, 50 per page. All builder methods take and
+/// return `self` and combine freely:
+///
+/// ```
+/// use chrono::{Duration, Utc};
+/// use todo_store::{Direction, Priority, TaskQuery, TaskSort};
+///
+/// // Open, important tasks due within a week, soonest first, 20 per page.
+/// let query = TaskQuery::new()
+///     .completed(false)
+///     .priority(Priority::High)
+///     .priority(Priority::Medium)
+///     .due_before(Utc::now() + Duration::days(7))
+///     .sort(TaskSort::DueDate, Direction::Asc)
+///     .limit(20);
+///
+/// // The tasks that mention "invoice" but not "paid", best matches first.
+/// let search = TaskQuery::new()
+///     .search("invoice -paid")
+///     .sort(TaskSort::Relevance, Direction::Desc);
+/// ```
+///
+/// Pages continue with [`TaskQuery::after`] and the previous page's
+/// [`Page::next_cursor`] (keyset pagination: stable while other rows are inserted,
+/// changed or deleted; a row whose sort key changes mid-walk shows at its new place).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskQuery {
+    pub(crate) completed: Option<bool>,
+    pub(crate) priorities: Vec<Priority>,
+    pub(crate) due_before: Option<DateTime<Utc>>,
+    pub(crate) due_after: Option<DateTime<Utc>>,
+    pub(crate) overdue: bool,
+    pub(crate) created_before: Option<DateTime<Utc>>,
+    pub(crate) created_after: Option<DateTime<Utc>>,
+    pub(crate) search: Option<String>,
+    pub(crate) sort: TaskSort,
+    pub(crate) direction: Direction,
+    pub(crate) limit: Option<i64>,
+    pub(crate) after: Option<String>,
+}
+
+impl Default for TaskQuery {
+    fn default() -> Self {
+        TaskQuery {
+            completed: None,
+            priorities: Vec::new(),
+            due_before: None,
+            due_after: None,
+            overdue: false,
+            created_before: None,
+            created_after: None,
+            search: None,
+            sort: TaskSort::CreatedAt,
+            direction: Direction::Desc,
+            limit: Some(DEFAULT_LIMIT),
+            after: None,
+        }
+    }
+}
+
+impl TaskQuery {
+    /// Every task, newest first, 50 per page.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Only done (`true`) or only open (`false`) tasks.
+    pub fn completed(mut self, completed: bool) -> Self {
+        self.completed = Some(completed);
+        self
+    }
+
+    /// Only tasks of this priority; call again to allow several.
+    pub fn priority(mut self, priority: Priority) -> Self {
+        if !self.priorities.contains(&priority) {
+            self.priorities.push(priority);
+            self.priorities.sort();
+        }
+        self
+    }
+
+    /// Only tasks due strictly before `at` (tasks without a due date are left out).
+    pub fn due_before(mut self, at: DateTime<Utc>) -> Self {
+        self.due_before = Some(at);
+        self
+    }
+
+    /// Only tasks due strictly after `at` (tasks without a due date are left out).
+    pub fn due_after(mut self, at: DateTime<Utc>) -> Self {
+        self.due_after = Some(at);
+        self
+    }
+
+    /// Only open tasks whose due date has passed (by the database server's clock).
+    pub fn overdue(mut self) -> Self {
+        self.overdue = true;
+        self
+    }
+
+    /// Only tasks created strictly before `at`.
+    pub fn created_before(mut self, at: DateTime<Utc>) -> Self {
+        self.created_before = Some(at);
+        self
+    }
+
+    /// Only tasks created strictly after `at`.
+    pub fn created_after(mut self, at: DateTime<Utc>) -> Self {
+        self.created_after = Some(at);
+        self
+    }
+
+    /// Only tasks whose title or description match `terms`, in web-search syntax:
+    /// words (all must match, stemmed, in English), `"quoted phrases"`, `or`, and
+    /// `-word` to exclude. Any text is safe: what is not syntax is taken as words.
+    /// Blank text means no search; text of stop words only (`the`) matches nothing.
+    pub fn search(mut self, terms: &str) -> Self {
+        self.search = Some(terms.to_owned());
+        self
+    }
+
+    /// Sort by `sort` in `direction` (default: [`TaskSort::CreatedAt`], [`Direction::Desc`]).
+    pub fn sort(mut self, sort: TaskSort, direction: Direction) -> Self {
+        self.sort = sort;
+        self.direction = direction;
+        self
+    }
+
+    /// At most `n` tasks per page: 1 to 500 (default 50). Other values make
+    /// [`crate::TaskRepo::list`] fail with [`Error::Validation`].
+    pub fn limit<N: TryInto<i64>>(mut self, n: N) -> Self {
+        self.limit = n.try_into().ok();
+        self
+    }
+
+    /// Continue after the page whose [`Page::next_cursor`] this is. The cursor must
+    /// come from the same query (filters and sort; the limit may change).
+    pub fn after(mut self, cursor: &str) -> Self {
+        self.after = Some(cursor.to_owned());
+        self
+    }
+
+    /// The page size, checked.
+    pub(crate) fn checked_limit(&self) -> Result<i64> {
+        match self.limit {
+            Some(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+            _ => Err(Error::validation(
+                "limit",
+                format!("must be between 1 and {MAX_LIMIT}"),
+            )),
+        }
+    }
+
+    /// The search terms as they go to PostgreSQL: `None` when blank; NUL characters
+    /// (which PostgreSQL text cannot hold) become spaces; runs of negations collapse
+    /// (see [`collapse_negations`]).
+    pub(crate) fn checked_search(&self) -> Result<Option<String>> {
+        let Some(terms) = self.search.as_deref() else {
+            return Ok(None);
+        };
+        if terms.chars().nth(MAX_SEARCH_CHARS).is_some() {
+            return Err(Error::validation(
+                "search",
+                format!("must be at most {MAX_SEARCH_CHARS} characters"),
+            ));
+        }
+        let cleaned = terms.replace('\0', " ");
+        if cleaned.trim().is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(collapse_negations(&cleaned)))
+    }
+
+    /// Checks the combination: relevance needs a search.
+    pub(crate) fn check(&self) -> Result<()> {
+        if self.sort == TaskSort::Relevance && self.checked_search()?.is_none() {
+            return Err(Error::validation(
+                "sort",
+                "sorting by relevance needs a search (TaskQuery::search)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// A stable hash of everything that selects rows, plus the user: a cursor is only
+    /// valid for the query and user it was made for.
+    pub(crate) fn fingerprint(&self, user_id: uuid::Uuid) -> u64 {
+        let micros = |t: Option<DateTime<Utc>>| t.map_or(i64::MIN, |t| t.timestamp_micros());
+        let mut bytes = Vec::with_capacity(96);
+        bytes.extend_from_slice(user_id.as_bytes());
+        bytes.push(self.completed.map_or(2, u8::from));
+        bytes.extend(self.priorities.iter().map(|p| *p as u8 + 10));
+        for t in [
+            self.due_before,
+            self.due_after,
+            self.created_before,
+            self.created_after,
+        ] {
+            bytes.extend_from_slice(&micros(t).to_be_bytes());
+        }
+        bytes.push(u8::from(self.overdue));
+        if let Some(search) = &self.search {
+            bytes.extend_from_slice(search.as_bytes());
+        }
+        fnv1a(&bytes)
+    }
+}
+
+/// Collapses each run of negations in web-search text to one dash or none, by parity:
+/// `--x` means `x`, `---x` means `-x`. PostgreSQL's `websearch_to_tsquery` fails with
+/// "tsquery stack too small" on 33 negations in a row (`---...x`, `- - - ... x`), a
+/// database error a user could type. A run is dashes with only separators between
+/// them (white space and `!&|()<`, which websearch skips there); dashes inside a word
+/// (`well-known`, `a--b`) or inside quotes are not negations and stay.
+fn collapse_negations(terms: &str) -> String {
+    // What ends a word for websearch_to_tsquery, taken broadly (a separator too many
+    // only collapses a run that would have been harmless).
+    let separator = |c: char| {
+        c.is_whitespace()
+            || c.is_control()
+            || matches!(c, '!' | '&' | '|' | '(' | ')' | '<')
+            || (!c.is_ascii() && !c.is_alphanumeric())
+    };
+    let mut out = String::with_capacity(terms.len());
+    let (mut in_quotes, mut in_word) = (false, false);
+    let mut chars = terms.chars().peekable();
+    while let Some(c) = chars.next() {
+        if in_quotes {
+            in_quotes = c != '"';
+            out.push(c);
+            continue;
+        }
+        match c {
+            '"' => {
+                in_quotes = true;
+                in_word = false;
+                out.push(c);
+            }
+            '-' if !in_word => {
+                // Count the run's dashes; drop it up to its last dash.
+                let mut dashes = 1;
+                let mut lookahead = chars.clone();
+                let mut consumed = 0;
+                let mut seen = 0;
+                while let Some(&d) = lookahead.peek() {
+                    if d == '-' {
+                        dashes += 1;
+                        seen += 1;
+                        consumed = seen;
+                    } else if separator(d) {
+                        seen += 1;
+                    } else {
+                        break;
+                    }
+                    lookahead.next();
+                }
+                for _ in 0..consumed {
+                    chars.next();
+                }
+                out.push(if dashes % 2 == 1 { '-' } else { ' ' });
+            }
+            c => {
+                in_word = !separator(c);
+                out.push(c);
+            }
+        }
+    }
+    out
+}

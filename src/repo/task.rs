@@ -1,0 +1,333 @@
+//! [`TaskRepo`]: tasks of one user. Every query here is scoped by `user_id` through
+//! [`tasks_of`]; another user's task behaves exactly like a missing one.
+
+use diesel::dsl;
+use diesel::expression::SqlLiteral;
+use diesel::prelude::*;
+use diesel::sql_types::BigInt;
+use uuid::Uuid;
+
+use super::bulk::{self, TaskCopyRow};
+use super::list::ListPlan;
+use super::query::{Page, TaskQuery};
+use super::sql_functions::clock_timestamp;
+use super::task_update::UpdateTask;
+use crate::error::{Error, Result};
+use crate::models::{NewTask, Priority, Task, TaskPatch, TaskStats};
+use crate::schema::tasks;
+
+/// Queries on the tasks of one user.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TaskRepo;
+
+/// The tasks of `user_id`: the one scope every task query starts from.
+#[dsl::auto_type]
+fn tasks_of(user_id: Uuid) -> _ {
+    tasks::table.filter(tasks::user_id.eq(user_id))
+}
+
+/// The task `task_id` of `user_id`.
+#[dsl::auto_type]
+fn task_of(user_id: Uuid, task_id: Uuid) -> _ {
+    let scope: tasks_of = tasks_of(user_id);
+    scope.filter(tasks::id.eq(task_id))
+}
+
+impl TaskRepo {
+    /// Creates a task for `user_id` and returns it, in one round trip.
+    ///
+    /// # Errors
+    /// [`Error::Validation`] for a bad title or description (nothing written);
+    /// [`Error::NotFound`] when the user does not exist.
+    pub fn create(conn: &mut PgConnection, user_id: Uuid, new: &NewTask) -> Result<Task> {
+        let row = new.to_row(super::new_id(), user_id)?;
+        diesel::insert_into(tasks::table)
+            .values(&row)
+            .returning(Task::as_returning())
+            .get_result(conn)
+            .map_err(|e| missing_user_as_not_found(e, user_id))
+    }
+
+    /// The task `task_id` of `user_id`.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when it does not exist or belongs to another user.
+    pub fn get(conn: &mut PgConnection, user_id: Uuid, task_id: Uuid) -> Result<Task> {
+        task_of(user_id, task_id)
+            .select(Task::as_select())
+            .get_result(conn)
+            .optional()?
+            .ok_or_else(|| Error::not_found("task", task_id))
+    }
+
+    /// Applies `patch` and returns the updated task, in one round trip; `version` grows
+    /// by one and `updated_at` moves.
+    ///
+    /// # Errors
+    /// [`Error::Validation`] for bad values; [`Error::NotFound`] when the task does not
+    /// exist or belongs to another user; [`Error::Conflict`] with
+    /// [`crate::ConflictKind::StaleVersion`] when `patch.expected_version` is not the
+    /// task's version. Nothing changes on error.
+    pub fn update(
+        conn: &mut PgConnection,
+        user_id: Uuid,
+        task_id: Uuid,
+        patch: &TaskPatch,
+    ) -> Result<Task> {
+        let changes = patch.to_changes()?;
+        let updated = UpdateTask::new(user_id, task_id, &changes)
+            .get_result::<Task>(conn)
+            .optional()?;
+        match (updated, changes.expected_version) {
+            (Some(task), _) => Ok(task),
+            (None, None) => Err(Error::not_found("task", task_id)),
+            // The row was not updated: tell a stale version from a missing task.
+            (None, Some(expected)) => {
+                let actual = task_of(user_id, task_id)
+                    .select(tasks::version)
+                    .get_result::<i32>(conn)
+                    .optional()?;
+                Err(match actual {
+                    Some(actual) => Error::Conflict {
+                        kind: crate::ConflictKind::StaleVersion { expected, actual },
+                    },
+                    None => Error::not_found("task", task_id),
+                })
+            }
+        }
+    }
+
+    /// Marks the task done (`true`) or open (`false`) and returns it.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when it does not exist or belongs to another user.
+    pub fn set_completed(
+        conn: &mut PgConnection,
+        user_id: Uuid,
+        task_id: Uuid,
+        completed: bool,
+    ) -> Result<Task> {
+        let patch = TaskPatch {
+            completed: Some(completed),
+            ..TaskPatch::default()
+        };
+        Self::update(conn, user_id, task_id, &patch)
+    }
+
+    /// Deletes the task.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when it does not exist or belongs to another user.
+    pub fn delete(conn: &mut PgConnection, user_id: Uuid, task_id: Uuid) -> Result<()> {
+        match diesel::delete(task_of(user_id, task_id)).execute(conn)? {
+            0 => Err(Error::not_found("task", task_id)),
+            _ => Ok(()),
+        }
+    }
+
+    /// The number of tasks of `user_id` (0 for an unknown user).
+    ///
+    /// # Errors
+    /// Only database errors.
+    pub fn count(conn: &mut PgConnection, user_id: Uuid) -> Result<i64> {
+        Ok(tasks_of(user_id).count().get_result(conn)?)
+    }
+
+    /// One page of the tasks of `user_id` that `query` selects, in its order, in one
+    /// round trip. Continue with `query.after(cursor)` while
+    /// [`Page::next_cursor`] is `Some`.
+    ///
+    /// ```no_run
+    /// # fn main() -> todo_store::Result<()> {
+    /// # let pool = todo_store::connect(&todo_store::DbConfig::from_env()?)?;
+    /// # let mut conn = pool.get()?;
+    /// # let user_id = uuid::Uuid::nil();
+    /// use todo_store::{TaskQuery, TaskRepo};
+    ///
+    /// let query = TaskQuery::new().completed(false).limit(50);
+    /// let mut page = TaskRepo::list(&mut conn, user_id, &query)?;
+    /// while let Some(cursor) = page.next_cursor.take() {
+    ///     page = TaskRepo::list(&mut conn, user_id, &query.clone().after(&cursor))?;
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Validation`] for a limit outside 1..=500, a search longer than 1000
+    /// characters, a relevance sort without a search, or a cursor that is damaged or was
+    /// made for another query.
+    pub fn list(conn: &mut PgConnection, user_id: Uuid, query: &TaskQuery) -> Result<Page<Task>> {
+        let plan = ListPlan::new(user_id, query)?;
+        let mut rows: Vec<(Task, f32)> = plan.page_query().load(conn)?;
+        let next_cursor = if rows.len() as i64 > plan.limit {
+            rows.truncate(plan.limit as usize);
+            rows.last()
+                .map(|(task, rank)| plan.cursor_after(task, *rank))
+        } else {
+            None
+        };
+        Ok(Page::new(
+            rows.into_iter().map(|(task, _)| task).collect(),
+            next_cursor,
+        ))
+    }
+
+    /// The number of tasks of `user_id` that `query`'s filters select (its sort, limit
+    /// and cursor are ignored).
+    ///
+    /// # Errors
+    /// [`Error::Validation`] as for [`TaskRepo::list`], cursor excepted.
+    pub fn count_matching(
+        conn: &mut PgConnection,
+        user_id: Uuid,
+        query: &TaskQuery,
+    ) -> Result<i64> {
+        let unpaged = TaskQuery {
+            after: None,
+            limit: Some(1),
+            ..query.clone()
+        };
+        let plan = ListPlan::new(user_id, &unpaged)?;
+        Ok(plan.count_query().get_result(conn)?)
+    }
+
+    /// Totals over the tasks of `user_id`, in one query: all, done, open, overdue, due
+    /// today (UTC) and by priority.
+    ///
+    /// # Errors
+    /// Only database errors.
+    pub fn stats(conn: &mut PgConnection, user_id: Uuid) -> Result<TaskStats> {
+        let (total, completed, overdue, due_today, low, medium, high) =
+            stats_query(user_id).get_result::<(i64, i64, i64, i64, i64, i64, i64)>(conn)?;
+        Ok(TaskStats {
+            total,
+            completed,
+            open: total - completed,
+            overdue,
+            due_today,
+            by_priority: [
+                (Priority::Low, low),
+                (Priority::Medium, medium),
+                (Priority::High, high),
+            ]
+            .into_iter()
+            .collect(),
+        })
+    }
+
+    /// Creates all of `new` for `user_id` and returns them in the same order.
+    ///
+    /// Everything is validated first: one bad item fails the whole call with an
+    /// [`Error::Validation`] naming it (`tasks[3].title`) and nothing is written. The
+    /// rows then go in with one `COPY FROM` in one transaction (a savepoint inside a
+    /// caller's transaction): all of them or none.
+    ///
+    /// # Errors
+    /// [`Error::Validation`]; [`Error::NotFound`] when the user does not exist.
+    pub fn create_many(
+        conn: &mut PgConnection,
+        user_id: Uuid,
+        new: &[NewTask],
+    ) -> Result<Vec<Task>> {
+        let rows = new
+            .iter()
+            .enumerate()
+            .map(|(i, task)| {
+                task.to_row(super::new_id(), user_id)
+                    .map_err(|e| e.in_batch("tasks", i))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        conn.transaction(|conn| {
+            // Timestamps as a single INSERT's defaults would make them.
+            let now = bulk::transaction_now(conn)?;
+            let copy_rows: Vec<_> = rows
+                .into_iter()
+                .map(|row| TaskCopyRow::new(row, now, now))
+                .collect();
+            bulk::copy_tasks(conn, &copy_rows)
+                .map_err(|e| missing_user_as_not_found(e, user_id))?;
+            Ok(copy_rows.iter().map(TaskCopyRow::to_task).collect())
+        })
+    }
+
+    /// Marks the listed tasks of `user_id` done or open and returns how many there were.
+    /// Ids of other users' tasks, or of no task, are skipped and not counted.
+    ///
+    /// # Errors
+    /// Only database errors.
+    pub fn set_completed_many(
+        conn: &mut PgConnection,
+        user_id: Uuid,
+        task_ids: &[Uuid],
+        completed: bool,
+    ) -> Result<usize> {
+        if task_ids.is_empty() {
+            return Ok(0);
+        }
+        Ok(
+            diesel::update(tasks_of(user_id).filter(tasks::id.eq_any(task_ids)))
+                .set((
+                    tasks::completed.eq(completed),
+                    tasks::version.eq(tasks::version + 1),
+                    tasks::updated_at.eq(clock_timestamp()),
+                ))
+                .execute(conn)?,
+        )
+    }
+
+    /// Deletes the listed tasks of `user_id` and returns how many there were. Ids of
+    /// other users' tasks, or of no task, are skipped and not counted.
+    ///
+    /// # Errors
+    /// Only database errors.
+    pub fn delete_many(conn: &mut PgConnection, user_id: Uuid, task_ids: &[Uuid]) -> Result<usize> {
+        if task_ids.is_empty() {
+            return Ok(0);
+        }
+        Ok(diesel::delete(tasks_of(user_id).filter(tasks::id.eq_any(task_ids))).execute(conn)?)
+    }
+}
+
+type StatsColumns = (
+    SqlLiteral<BigInt>,
+    SqlLiteral<BigInt>,
+    SqlLiteral<BigInt>,
+    SqlLiteral<BigInt>,
+    SqlLiteral<BigInt>,
+    SqlLiteral<BigInt>,
+    SqlLiteral<BigInt>,
+);
+
+/// The one query behind [`TaskRepo::stats`].
+pub(crate) fn stats_query(user_id: Uuid) -> dsl::Select<tasks_of, StatsColumns> {
+    tasks_of(user_id).select(stats_columns())
+}
+
+/// `count(*) FILTER (WHERE ...)` for each figure of [`TaskStats`].
+fn stats_columns() -> StatsColumns {
+    (
+        dsl::sql("count(*)"),
+        dsl::sql("count(*) FILTER (WHERE completed)"),
+        dsl::sql("count(*) FILTER (WHERE NOT completed AND due_date < now())"),
+        // The session's time zone is UTC (diesel sets it on connect).
+        dsl::sql(
+            "count(*) FILTER (WHERE NOT completed AND due_date >= date_trunc('day', now()) \
+             AND due_date < date_trunc('day', now()) + interval '1 day')",
+        ),
+        dsl::sql("count(*) FILTER (WHERE priority = 'low')"),
+        dsl::sql("count(*) FILTER (WHERE priority = 'medium')"),
+        dsl::sql("count(*) FILTER (WHERE priority = 'high')"),
+    )
+}
+
+/// A foreign-key violation on insert means the user does not exist.
+fn missing_user_as_not_found(err: diesel::result::Error, user_id: Uuid) -> Error {
+    match Error::from(err) {
+        Error::NotFound { entity: "user", .. } => Error::not_found("user", user_id),
+        other => other,
+    }
+}

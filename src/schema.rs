@@ -1,0 +1,47 @@
+// @generated automatically by Diesel CLI.
+
+pub mod sql_types {
+    #[derive(diesel::query_builder::QueryId, Clone, diesel::sql_types::SqlType)]
+    #[diesel(postgres_type(name = "task_priority"))]
+    pub struct TaskPriority;
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use diesel_full_text_search::Tsvector;
+    use super::sql_types::TaskPriority;
+
+    tasks (id) {
+        id -> Uuid,
+        user_id -> Uuid,
+        #[max_length = 255]
+        title -> Varchar,
+        description -> Nullable<Text>,
+        completed -> Bool,
+        priority -> TaskPriority,
+        due_date -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        version -> Int4,
+        search_vector -> Tsvector,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use diesel_full_text_search::Tsvector;
+
+    users (id) {
+        id -> Uuid,
+        email -> Text,
+        name -> Text,
+        email_verified -> Bool,
+        image -> Nullable<Text>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::joinable!(tasks -> users (user_id));
+
+diesel::allow_tables_to_appear_in_same_query!(tasks, users,);

@@ -1,0 +1,20 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use todo_store::{NewTask, NewUser, PgConnection, Task, TaskRepo, User, UserRepo};
+use uuid::Uuid;
+
+/// A user with a unique email.
+pub fn user(conn: &mut PgConnection) -> User {
+    let n = Uuid::now_v7().simple().to_string();
+    UserRepo::create(
+        conn,
+        &NewUser::new(format!("user-{n}@example.com"), "Test User"),
+    )
+    .expect("create user")
+}
+
+/// A task titled `title` for `user`.
+pub fn task(conn: &mut PgConnection, user: &User, title: &str) -> Task {
+    TaskRepo::create(conn, user.id, &NewTask::new(title)).expect("create task")
+}

@@ -1,0 +1,164 @@
+//! Migrations: revert and re-apply, concurrent runs, and the schema's invariants.
+
+use diesel::prelude::*;
+use diesel::sql_types::Text;
+use todo_store::migrate::{pending_migrations, MIGRATIONS};
+use todo_store::testing::TestDb;
+use todo_store::{connect, revert_all_migrations, run_migrations, DbConfig};
+
+#[derive(QueryableByName, Debug, PartialEq)]
+struct Name {
+    #[diesel(sql_type = Text)]
+    name: String,
+}
+
+fn tables(conn: &mut PgConnection) -> Vec<String> {
+    diesel::sql_query(
+        "SELECT tablename AS name FROM pg_tables WHERE schemaname = 'public' \
+         AND tablename NOT LIKE '\\_\\_diesel%' ORDER BY 1",
+    )
+    .load::<Name>(conn)
+    .unwrap()
+    .into_iter()
+    .map(|n| n.name)
+    .collect()
+}
+
+fn types(conn: &mut PgConnection) -> Vec<String> {
+    diesel::sql_query(
+        "SELECT t.typname AS name FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace \
+         WHERE n.nspname = 'public' AND t.typtype = 'e' ORDER BY 1",
+    )
+    .load::<Name>(conn)
+    .unwrap()
+    .into_iter()
+    .map(|n| n.name)
+    .collect()
+}
+
+#[test]
+fn migrations_revert_completely_and_apply_again() {
+    let db = TestDb::empty();
+    let mut conn = PgConnection::establish(db.url()).unwrap();
+    let applied = run_migrations(&mut conn).unwrap();
+    let count = diesel_migrations::MigrationHarness::applied_migrations(&mut conn)
+        .unwrap()
+        .len();
+    assert_eq!(applied.len(), count);
+    assert_eq!(tables(&mut conn), ["tasks", "users"]);
+    assert!(
+        run_migrations(&mut conn).unwrap().is_empty(),
+        "nothing left to apply"
+    );
+
+    let reverted = revert_all_migrations(&mut conn).unwrap();
+    let mut expected = applied.clone();
+    expected.reverse();
+    assert_eq!(reverted, expected);
+    assert!(tables(&mut conn).is_empty(), "down.sql left tables behind");
+    assert!(types(&mut conn).is_empty(), "down.sql left types behind");
+    assert_eq!(pending_migrations(&mut conn).unwrap(), applied);
+
+    assert_eq!(run_migrations(&mut conn).unwrap(), applied);
+    assert_eq!(tables(&mut conn), ["tasks", "users"]);
+}
+
+#[test]
+fn concurrent_migration_runs_apply_each_migration_once() {
+    let db = TestDb::empty();
+    let url = db.url().to_owned();
+    let barrier = std::sync::Barrier::new(6);
+    let results: Vec<Vec<String>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..6)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut conn = PgConnection::establish(&url).unwrap();
+                    barrier.wait();
+                    run_migrations(&mut conn).unwrap()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut all: Vec<String> = results.into_iter().flatten().collect();
+    let total = all.len();
+    all.sort();
+    all.dedup();
+    assert_eq!(total, all.len(), "a migration was applied twice");
+    let mut conn = PgConnection::establish(&url).unwrap();
+    assert!(pending_migrations(&mut conn).unwrap().is_empty());
+    assert_eq!(
+        diesel_migrations::MigrationHarness::applied_migrations(&mut conn)
+            .unwrap()
+            .len(),
+        total
+    );
+}
+
+#[test]
+fn connect_from_many_threads_on_an_empty_database_all_succeed() {
+    let db = TestDb::empty();
+    let config = DbConfig::new(db.url()).pool_size(2);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4).map(|_| s.spawn(|| connect(&config))).collect();
+        for h in handles {
+            h.join().unwrap().expect("connect");
+        }
+    });
+    let mut conn = PgConnection::establish(db.url()).unwrap();
+    assert!(pending_migrations(&mut conn).unwrap().is_empty());
+}
+
+#[test]
+fn every_foreign_key_cascades_on_delete() {
+    let db = TestDb::new();
+    let mut conn = db.conn();
+    let not_cascading: Vec<Name> = diesel::sql_query(
+        "SELECT conname::text AS name FROM pg_constraint \
+         WHERE contype = 'f' AND confdeltype <> 'c'",
+    )
+    .load(&mut conn)
+    .unwrap();
+    assert!(not_cascading.is_empty(), "{not_cascading:?}");
+}
+
+#[test]
+fn every_constraint_the_error_mapping_names_exists() {
+    let db = TestDb::new();
+    let mut conn = db.conn();
+    let existing: Vec<String> = diesel::sql_query(
+        "SELECT conname::text AS name FROM pg_constraint \
+         UNION SELECT indexname::text FROM pg_indexes WHERE schemaname = 'public'",
+    )
+    .load::<Name>(&mut conn)
+    .unwrap()
+    .into_iter()
+    .map(|n| n.name)
+    .collect();
+    for name in todo_store::error::constraint_names() {
+        assert!(
+            existing.iter().any(|e| e == name),
+            "constraint {name} is not in the schema"
+        );
+    }
+}
+
+#[test]
+fn every_migration_has_a_down_sql() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    let mut count = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            count += 1;
+            let down = std::fs::read_to_string(path.join("down.sql")).unwrap_or_default();
+            assert!(
+                !down.trim().is_empty(),
+                "{} has no down.sql",
+                path.display()
+            );
+        }
+    }
+    let _ = MIGRATIONS;
+    assert!(count >= 2);
+}

@@ -1,0 +1,166 @@
+//! The pool: cheap checkouts, broken connections detected and discarded, timeouts.
+
+use std::time::{Duration, Instant};
+
+use diesel::prelude::*;
+use diesel::sql_types::{Bool, Integer, Text};
+use todo_store::pool::{build_pool, checkout, RECENTLY_USED};
+use todo_store::testing::TestDb;
+use todo_store::{DbConfig, Error, UserRepo};
+
+#[derive(QueryableByName)]
+struct Pid {
+    #[diesel(sql_type = Integer)]
+    pid: i32,
+}
+
+fn backend_pid(conn: &mut PgConnection) -> i32 {
+    diesel::sql_query("SELECT pg_backend_pid() AS pid")
+        .get_result::<Pid>(conn)
+        .unwrap()
+        .pid
+}
+
+fn terminate(db: &TestDb, pid: i32) {
+    let mut other = PgConnection::establish(db.url()).unwrap();
+    diesel::select(diesel::dsl::sql::<Bool>(&format!(
+        "pg_terminate_backend({pid})"
+    )))
+    .get_result::<bool>(&mut other)
+    .unwrap();
+    // Let the backend exit.
+    std::thread::sleep(Duration::from_millis(100));
+}
+
+fn one_connection_pool(db: &TestDb) -> todo_store::PgPool {
+    build_pool(
+        &DbConfig::new(db.url())
+            .pool_size(1)
+            .connection_timeout(Duration::from_secs(2)),
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_connection_killed_while_idle_is_replaced_by_the_checkout_check() {
+    let db = TestDb::new();
+    let pool = one_connection_pool(&db);
+    let pid = backend_pid(&mut checkout(&pool).unwrap());
+    terminate(&db, pid);
+    std::thread::sleep(RECENTLY_USED);
+    // Idle for longer than the window: the checkout pings, finds it dead, opens another.
+    let mut conn = checkout(&pool).unwrap();
+    assert_ne!(backend_pid(&mut conn), pid);
+}
+
+#[test]
+fn a_recently_used_connection_costs_no_ping_and_fails_at_most_once() {
+    let db = TestDb::new();
+    let pool = one_connection_pool(&db);
+    let pid = backend_pid(&mut checkout(&pool).unwrap());
+    terminate(&db, pid);
+    let started = Instant::now();
+    // Returned moments ago: handed out without a check, so the first use finds it dead...
+    let first = UserRepo::count(&mut checkout(&pool).unwrap());
+    if started.elapsed() < RECENTLY_USED {
+        let err = first.expect_err("the connection was dead and not checked");
+        assert!(
+            matches!(err, Error::Database(_) | Error::Connection { .. }),
+            "{err:?}"
+        );
+    }
+    // ...is discarded on its return, and the next checkout gets a fresh connection.
+    let mut conn = checkout(&pool).unwrap();
+    assert_ne!(backend_pid(&mut conn), pid);
+    assert_eq!(UserRepo::count(&mut conn).unwrap(), 0);
+}
+
+#[test]
+fn an_exhausted_pool_times_out_naming_its_size_and_timeout() {
+    let db = TestDb::new();
+    let pool = build_pool(
+        &DbConfig::new(db.url())
+            .pool_size(2)
+            .connection_timeout(Duration::from_millis(300)),
+    )
+    .unwrap();
+    let _held = (checkout(&pool).unwrap(), checkout(&pool).unwrap());
+    let started = Instant::now();
+    let Err(err) = checkout(&pool) else {
+        panic!("a third checkout of a pool of two succeeded")
+    };
+    assert!(started.elapsed() < Duration::from_secs(2));
+    match &err {
+        Error::PoolTimeout {
+            max_size: 2,
+            timeout,
+            ..
+        } => {
+            assert_eq!(*timeout, Duration::from_millis(300))
+        }
+        other => panic!("expected PoolTimeout, got {other:?}"),
+    }
+    let message = err.to_string();
+    assert!(
+        message.contains("pool size 2") && message.contains("300ms"),
+        "{message}"
+    );
+}
+
+#[test]
+fn new_connections_get_the_configured_session_settings() {
+    let db = TestDb::new();
+    let pool = build_pool(
+        &DbConfig::new(db.url())
+            .statement_timeout(Some(Duration::from_millis(1234)))
+            .application_name("settings-test"),
+    )
+    .unwrap();
+    #[derive(QueryableByName)]
+    struct Setting {
+        #[diesel(sql_type = Text)]
+        value: String,
+    }
+    let mut conn = checkout(&pool).unwrap();
+    let show = |conn: &mut PgConnection, name: &str| {
+        diesel::sql_query(format!("SELECT current_setting('{name}') AS value"))
+            .get_result::<Setting>(conn)
+            .unwrap()
+            .value
+    };
+    assert_eq!(show(&mut conn, "statement_timeout"), "1234ms");
+    assert_eq!(show(&mut conn, "application_name"), "settings-test");
+}
+
+#[test]
+fn a_slow_statement_is_a_statement_timeout_error() {
+    let db = TestDb::new();
+    let pool =
+        build_pool(&DbConfig::new(db.url()).statement_timeout(Some(Duration::from_millis(100))))
+            .unwrap();
+    let mut conn = checkout(&pool).unwrap();
+    let err: Error = diesel::sql_query("SELECT pg_sleep(2)")
+        .execute(&mut conn)
+        .map_err(Error::from)
+        .unwrap_err();
+    assert!(matches!(err, Error::StatementTimeout), "{err:?}");
+    // The connection stays usable.
+    assert_eq!(UserRepo::count(&mut conn).unwrap(), 0);
+}
+
+#[test]
+fn connecting_to_no_server_fails_fast_naming_the_host_not_the_password() {
+    let config = DbConfig::new("postgres://app:sup3rsecret@127.0.0.1:1/todo")
+        .connection_timeout(Duration::from_secs(1));
+    let started = Instant::now();
+    let err = todo_store::connect(&config).unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let message = err.to_string();
+    assert!(matches!(err, Error::Connection { .. }), "{err:?}");
+    assert!(message.contains("127.0.0.1"), "{message}");
+    assert!(!message.contains("sup3rsecret") && !format!("{err:?}").contains("sup3rsecret"));
+}

@@ -1,0 +1,509 @@
+//! Proof that indexes serve every task query shape (issue 3): 100,000 tasks over 1,000
+//! users, ANALYZE, then `EXPLAIN (FORMAT JSON)` of the crate's own SQL for one user must
+//! touch `tasks` only through an index (no Seq Scan on tasks).
+
+use std::time::Instant;
+
+use chrono::{DateTime, Duration, SubsecRound, Utc};
+use diesel::connection::SimpleConnection;
+use diesel::dsl::sql;
+use diesel::sql_types::BigInt;
+use diesel::{Connection, RunQueryDsl};
+use todo_store::testing::{plans, TestDb};
+use todo_store::{
+    Direction, Error, NewTask, NewUser, PgConnection, Priority, TaskQuery, TaskRepo, TaskSort,
+    UserRepo,
+};
+use uuid::Uuid;
+
+const USERS: usize = 1_000;
+const TASKS_PER_USER: usize = 100;
+/// Tasks per create_many call: each call has its own created_at.
+const BATCH: usize = 25;
+
+const WORDS: [&str; 24] = [
+    "alpha",
+    "report",
+    "invoice",
+    "meeting",
+    "groceries",
+    "garden",
+    "call",
+    "email",
+    "review",
+    "budget",
+    "doctor",
+    "flight",
+    "hotel",
+    "birthday",
+    "laundry",
+    "car",
+    "taxes",
+    "plan",
+    "draft",
+    "slides",
+    "kitchen",
+    "paint",
+    "book",
+    "train",
+];
+
+/// A tiny deterministic generator (xorshift64*), so the data is the same every run.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) as usize % n
+    }
+}
+
+fn new_task(rng: &mut Rng, now: DateTime<Utc>) -> NewTask {
+    let words: Vec<&str> = (0..1 + rng.below(4))
+        .map(|_| WORDS[rng.below(WORDS.len())])
+        .collect();
+    let mut task = NewTask::new(words.join(" "))
+        .priority(Priority::ALL[rng.below(3)])
+        .completed(rng.below(10) < 3);
+    if rng.below(2) == 0 {
+        let words: Vec<&str> = (0..rng.below(8))
+            .map(|_| WORDS[rng.below(WORDS.len())])
+            .collect();
+        task = task.description(words.join(" "));
+    }
+    if rng.below(10) >= 3 {
+        task = task.due_date(now + Duration::hours(rng.below(24 * 120) as i64 - 24 * 60));
+    }
+    task
+}
+
+/// Users and their tasks, through the crate's bulk path, in one transaction.
+fn seed(conn: &mut PgConnection) -> Vec<Uuid> {
+    let now = Utc::now().trunc_subsecs(6);
+    let mut rng = Rng(0x5eed_1234_abcd_ef01);
+    conn.transaction::<_, Error, _>(|conn| {
+        let news: Vec<NewUser> = (0..USERS)
+            .map(|i| NewUser::new(format!("plan-user-{i}@example.com"), format!("User {i}")))
+            .collect();
+        let users: Vec<Uuid> = UserRepo::create_many(conn, &news)?
+            .iter()
+            .map(|u| u.id)
+            .collect();
+        for &user in &users {
+            for _ in 0..TASKS_PER_USER / BATCH {
+                let batch: Vec<NewTask> = (0..BATCH).map(|_| new_task(&mut rng, now)).collect();
+                TaskRepo::create_many(conn, user, &batch)?;
+            }
+        }
+        Ok(users)
+    })
+    .expect("seeding")
+}
+
+// ---------------------------------------------------------------------------------------
+// A minimal JSON reader for EXPLAIN's output (no JSON crate among the dependencies)
+// ---------------------------------------------------------------------------------------
+
+#[derive(Debug)]
+enum Json {
+    /// null, true, false or a number: nothing the checks read.
+    Scalar,
+    String(String),
+    Array(Vec<Json>),
+    Object(Vec<(String, Json)>),
+}
+
+struct Reader<'a> {
+    text: &'a [u8],
+    at: usize,
+}
+
+impl Reader<'_> {
+    fn parse(text: &str) -> Json {
+        let mut reader = Reader {
+            text: text.as_bytes(),
+            at: 0,
+        };
+        let value = reader.value();
+        reader.space();
+        assert_eq!(
+            reader.at,
+            reader.text.len(),
+            "trailing text after the JSON plan"
+        );
+        value
+    }
+
+    fn space(&mut self) {
+        while self
+            .text
+            .get(self.at)
+            .is_some_and(|b| b.is_ascii_whitespace())
+        {
+            self.at += 1;
+        }
+    }
+
+    fn peek(&mut self) -> u8 {
+        self.space();
+        *self
+            .text
+            .get(self.at)
+            .expect("unexpected end of the JSON plan")
+    }
+
+    fn expect(&mut self, byte: u8) {
+        assert_eq!(self.peek(), byte, "malformed JSON plan at byte {}", self.at);
+        self.at += 1;
+    }
+
+    fn literal(&mut self, word: &str) {
+        assert!(
+            self.text[self.at..].starts_with(word.as_bytes()),
+            "malformed JSON plan at byte {}",
+            self.at
+        );
+        self.at += word.len();
+    }
+
+    fn value(&mut self) -> Json {
+        match self.peek() {
+            b'{' => {
+                self.at += 1;
+                let mut members = Vec::new();
+                if self.peek() == b'}' {
+                    self.at += 1;
+                    return Json::Object(members);
+                }
+                loop {
+                    let key = self.string();
+                    self.expect(b':');
+                    members.push((key, self.value()));
+                    match self.peek() {
+                        b',' => self.at += 1,
+                        _ => {
+                            self.expect(b'}');
+                            return Json::Object(members);
+                        }
+                    }
+                }
+            }
+            b'[' => {
+                self.at += 1;
+                let mut items = Vec::new();
+                if self.peek() == b']' {
+                    self.at += 1;
+                    return Json::Array(items);
+                }
+                loop {
+                    items.push(self.value());
+                    match self.peek() {
+                        b',' => self.at += 1,
+                        _ => {
+                            self.expect(b']');
+                            return Json::Array(items);
+                        }
+                    }
+                }
+            }
+            b'"' => Json::String(self.string()),
+            b't' => {
+                self.literal("true");
+                Json::Scalar
+            }
+            b'f' => {
+                self.literal("false");
+                Json::Scalar
+            }
+            b'n' => {
+                self.literal("null");
+                Json::Scalar
+            }
+            _ => {
+                let start = self.at;
+                while self
+                    .text
+                    .get(self.at)
+                    .is_some_and(|b| b.is_ascii_digit() || b"+-.eE".contains(b))
+                {
+                    self.at += 1;
+                }
+                assert!(self.at > start, "malformed JSON plan at byte {start}");
+                Json::Scalar
+            }
+        }
+    }
+
+    fn string(&mut self) -> String {
+        self.expect(b'"');
+        let mut out = Vec::new();
+        loop {
+            let b = self.text[self.at];
+            self.at += 1;
+            match b {
+                b'"' => break,
+                b'\\' => {
+                    let escaped = self.text[self.at];
+                    self.at += 1;
+                    match escaped {
+                        b'n' => out.push(b'\n'),
+                        b't' => out.push(b'\t'),
+                        b'r' => out.push(b'\r'),
+                        b'b' => out.push(8),
+                        b'f' => out.push(12),
+                        b'u' => {
+                            let hex =
+                                std::str::from_utf8(&self.text[self.at..self.at + 4]).unwrap();
+                            self.at += 4;
+                            let c = u32::from_str_radix(hex, 16)
+                                .ok()
+                                .and_then(char::from_u32)
+                                .unwrap_or('?');
+                            out.extend_from_slice(c.to_string().as_bytes());
+                        }
+                        other => out.push(other),
+                    }
+                }
+                other => out.push(other),
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+}
+
+impl Json {
+    fn get(&self, key: &str) -> Option<&Json> {
+        match self {
+            Json::Object(members) => members.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    fn str(&self, key: &str) -> Option<&str> {
+        match self.get(key) {
+            Some(Json::String(s)) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Every object in the tree (plan nodes among them), depth first.
+    fn objects<'a>(&'a self, out: &mut Vec<&'a Json>) {
+        match self {
+            Json::Object(members) => {
+                out.push(self);
+                members.iter().for_each(|(_, v)| v.objects(out));
+            }
+            Json::Array(items) => items.iter().for_each(|v| v.objects(out)),
+            Json::Scalar | Json::String(_) => {}
+        }
+    }
+}
+
+/// The plan nodes of an `EXPLAIN (FORMAT JSON)` output.
+fn plan_nodes(plan: &Json) -> Vec<&Json> {
+    let mut objects = Vec::new();
+    plan.objects(&mut objects);
+    objects
+        .into_iter()
+        .filter(|o| o.get("Node Type").is_some())
+        .collect()
+}
+
+/// Checks one plan: no Seq Scan on tasks, and tasks is read at all (through an index).
+/// Returns a failure message, or None.
+fn check_plan(label: &str, plan_text: &str) -> Option<String> {
+    let plan = Reader::parse(plan_text);
+    let nodes = plan_nodes(&plan);
+    assert!(!nodes.is_empty(), "{label}: no plan nodes in\n{plan_text}");
+    let on_tasks: Vec<&str> = nodes
+        .iter()
+        .filter(|n| n.str("Relation Name") == Some("tasks"))
+        .map(|n| n.str("Node Type").unwrap_or("?"))
+        .collect();
+    if on_tasks.contains(&"Seq Scan") {
+        return Some(format!("{label}: Seq Scan on tasks:\n{plan_text}"));
+    }
+    if on_tasks.is_empty() {
+        return Some(format!("{label}: the plan never reads tasks?\n{plan_text}"));
+    }
+    None
+}
+
+#[test]
+fn the_reader_finds_seq_scans_in_a_plan() {
+    let seq = r#"[{"Plan": {"Node Type": "Limit", "Plans": [{"Node Type": "Sort", "Plans": [
+        {"Node Type": "Seq Scan", "Parent Relationship": "Outer", "Relation Name": "tasks",
+         "Alias": "tasks", "Filter": "(title = 'a \"b\" \\u00e9')", "Total Cost": 1.5e3}]}]}}]"#;
+    assert!(check_plan("seq", seq).is_some());
+    let index = r#"[{"Plan": {"Node Type": "Bitmap Heap Scan", "Relation Name": "tasks", "Plans": [
+        {"Node Type": "Bitmap Index Scan", "Index Name": "tasks_user_created_idx"}]}}]"#;
+    assert!(check_plan("index", index).is_none());
+    let elsewhere = r#"[{"Plan": {"Node Type": "Seq Scan", "Relation Name": "users"}}]"#;
+    assert!(
+        check_plan("elsewhere", elsewhere).is_some(),
+        "tasks is never read"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// The plans
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn every_query_shape_reads_tasks_through_an_index() {
+    let started = Instant::now();
+    let db = TestDb::new();
+    let mut conn = db.conn();
+    let users = seed(&mut conn);
+    conn.batch_execute("ANALYZE users; ANALYZE tasks;").unwrap();
+    let total: i64 = diesel::select(sql::<BigInt>("(SELECT count(*) FROM tasks)"))
+        .get_result(&mut *conn)
+        .unwrap();
+    assert!(total >= 100_000, "{total} tasks");
+    assert!(users.len() >= 1_000);
+    eprintln!(
+        "seeded {} users and {total} tasks, analyzed, in {:?}",
+        users.len(),
+        started.elapsed()
+    );
+
+    let user = users[users.len() / 2];
+    let now = Utc::now();
+    // A created_at inside the user's range: their second batch.
+    let created = TaskRepo::list(
+        &mut conn,
+        user,
+        &TaskQuery::new()
+            .sort(TaskSort::CreatedAt, Direction::Asc)
+            .limit(BATCH as i64 + 1),
+    )
+    .unwrap()
+    .items
+    .last()
+    .unwrap()
+    .created_at;
+
+    let filters: Vec<(&str, TaskQuery)> = vec![
+        ("no filter", TaskQuery::new()),
+        ("open", TaskQuery::new().completed(false)),
+        ("done", TaskQuery::new().completed(true)),
+        ("high", TaskQuery::new().priority(Priority::High)),
+        (
+            "low or high",
+            TaskQuery::new()
+                .priority(Priority::Low)
+                .priority(Priority::High),
+        ),
+        (
+            "due before",
+            TaskQuery::new().due_before(now + Duration::days(7)),
+        ),
+        ("due after", TaskQuery::new().due_after(now)),
+        (
+            "due window",
+            TaskQuery::new()
+                .due_after(now - Duration::days(7))
+                .due_before(now + Duration::days(7)),
+        ),
+        ("overdue", TaskQuery::new().overdue()),
+        ("created before", TaskQuery::new().created_before(created)),
+        ("created after", TaskQuery::new().created_after(created)),
+        ("search", TaskQuery::new().search("alpha")),
+        (
+            "search phrase",
+            TaskQuery::new().search("\"alpha report\" or invoice -taxes"),
+        ),
+        (
+            "everything",
+            TaskQuery::new()
+                .completed(false)
+                .priority(Priority::High)
+                .priority(Priority::Medium)
+                .due_after(now - Duration::days(30))
+                .due_before(now + Duration::days(30))
+                .created_after(created - Duration::days(1))
+                .search("report"),
+        ),
+    ];
+    let mut shapes: Vec<(&str, String, TaskQuery)> = Vec::new();
+    for (name, filter) in &filters {
+        for sort in [
+            TaskSort::CreatedAt,
+            TaskSort::UpdatedAt,
+            TaskSort::DueDate,
+            TaskSort::Priority,
+            TaskSort::Title,
+            TaskSort::Relevance,
+        ] {
+            if sort == TaskSort::Relevance && !name.starts_with("search") && *name != "everything" {
+                continue;
+            }
+            for dir in [Direction::Asc, Direction::Desc] {
+                shapes.push((
+                    name,
+                    format!("{name}, {sort:?} {dir:?}"),
+                    filter.clone().sort(sort, dir),
+                ));
+            }
+        }
+    }
+
+    let mut failures = Vec::new();
+    let mut with_cursor = 0;
+    for (name, label, query) in &shapes {
+        let plan = plans::list(&mut conn, user, query).unwrap_or_else(|e| panic!("{label}: {e:?}"));
+        failures.extend(check_plan(&format!("list: {label}"), &plan));
+        // With a cursor from a real first page.
+        let first = TaskRepo::list(&mut conn, user, &query.clone().limit(3)).unwrap();
+        if let Some(cursor) = first.next_cursor {
+            with_cursor += 1;
+            let next = query.clone().after(&cursor);
+            let plan = plans::list(&mut conn, user, &next)
+                .unwrap_or_else(|e| panic!("{label} after a cursor: {e:?}"));
+            failures.extend(check_plan(&format!("list after a cursor: {label}"), &plan));
+            // The plan's query is the one list runs.
+            assert!(TaskRepo::list(&mut conn, user, &next).is_ok());
+        } else {
+            assert!(
+                !matches!(*name, "no filter" | "open"),
+                "{label}: a user with 100 tasks has a second page"
+            );
+        }
+    }
+    for (name, filter) in &filters {
+        let plan = plans::count_matching(&mut conn, user, filter).unwrap();
+        failures.extend(check_plan(&format!("count_matching: {name}"), &plan));
+    }
+    failures.extend(check_plan("stats", &plans::stats(&mut conn, user).unwrap()));
+
+    eprintln!(
+        "checked {} list shapes ({with_cursor} also after a cursor), {} counts and stats in {:?} in all",
+        shapes.len(),
+        filters.len(),
+        started.elapsed()
+    );
+    // The check itself can fail: without index scans, stats reads tasks sequentially.
+    conn.batch_execute(
+        "SET enable_indexscan = off; SET enable_bitmapscan = off; SET enable_indexonlyscan = off",
+    )
+    .unwrap();
+    assert!(check_plan(
+        "stats without indexes",
+        &plans::stats(&mut conn, user).unwrap()
+    )
+    .is_some());
+    conn.batch_execute("RESET ALL").unwrap();
+
+    assert!(
+        with_cursor >= shapes.len() * 3 / 4,
+        "only {with_cursor} shapes had a second page"
+    );
+    assert!(
+        failures.is_empty(),
+        "{} shapes read tasks without an index:\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
+}

@@ -1,0 +1,205 @@
+//! The seed program's logic, and the program itself against a TestDb.
+
+use std::ops::ControlFlow;
+use std::process::Command;
+
+use chrono::{TimeZone, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Text};
+use todo_store::seed::{seed, seed_with_pool, SeedOptions};
+use todo_store::testing::TestDb;
+use todo_store::{TaskQuery, TaskRepo, UserRepo};
+
+fn options(users: u32, tasks_per_user: u32) -> SeedOptions {
+    SeedOptions {
+        users,
+        tasks_per_user,
+        seed: 7,
+        users_per_batch: 4,
+        anchor: Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap(),
+    }
+}
+
+#[derive(QueryableByName, Debug, PartialEq)]
+struct Fingerprint {
+    #[diesel(sql_type = Text)]
+    digest: String,
+    #[diesel(sql_type = BigInt)]
+    rows: i64,
+}
+
+/// A digest of every row, independent of physical order.
+fn fingerprint(conn: &mut PgConnection) -> Fingerprint {
+    diesel::sql_query(
+        "SELECT md5(string_agg(r, '|' ORDER BY r)) AS digest, count(*) AS rows FROM ( \
+           SELECT concat_ws(',', id, email, name, email_verified, image, created_at, updated_at) AS r FROM users \
+           UNION ALL \
+           SELECT concat_ws(',', id, user_id, title, description, completed, priority, due_date, \
+                            created_at, updated_at, version) FROM tasks) t",
+    )
+    .get_result(conn)
+    .unwrap()
+}
+
+#[test]
+fn counts_are_exact() {
+    let db = TestDb::new();
+    let mut conn = db.conn();
+    let report = seed(&mut conn, &options(10, 7), |_| ControlFlow::Continue(())).unwrap();
+    assert_eq!(
+        (
+            report.users_created,
+            report.tasks_created,
+            report.users_skipped
+        ),
+        (10, 70, 0)
+    );
+    assert!(!report.interrupted);
+    assert_eq!(UserRepo::count(&mut conn).unwrap(), 10);
+    for user in UserRepo::list(&mut conn, 100, 0).unwrap() {
+        assert_eq!(TaskRepo::count(&mut conn, user.id).unwrap(), 7);
+    }
+}
+
+#[test]
+fn the_same_seed_gives_the_same_data_in_any_batch_size_and_worker_count() {
+    let (a, b) = (TestDb::new(), TestDb::new());
+    seed(&mut a.conn(), &options(9, 5), |_| ControlFlow::Continue(())).unwrap();
+    let parallel = SeedOptions {
+        users_per_batch: 2,
+        ..options(9, 5)
+    };
+    seed_with_pool(b.pool(), &parallel, 3, |_| ControlFlow::Continue(())).unwrap();
+    let (fa, fb) = (fingerprint(&mut a.conn()), fingerprint(&mut b.conn()));
+    assert_eq!(fa.rows, 9 + 9 * 5);
+    assert_eq!(fa, fb);
+
+    let c = TestDb::new();
+    let other_seed = SeedOptions {
+        seed: 8,
+        ..options(9, 5)
+    };
+    seed(&mut c.conn(), &other_seed, |_| ControlFlow::Continue(())).unwrap();
+    assert_ne!(fingerprint(&mut c.conn()).digest, fa.digest);
+}
+
+#[test]
+fn a_second_run_creates_no_duplicates_and_says_so() {
+    let db = TestDb::new();
+    let mut conn = db.conn();
+    seed(&mut conn, &options(6, 3), |_| ControlFlow::Continue(())).unwrap();
+    let before = fingerprint(&mut conn);
+    let again = seed(&mut conn, &options(8, 3), |_| ControlFlow::Continue(())).unwrap();
+    assert_eq!(
+        (
+            again.users_skipped,
+            again.users_created,
+            again.tasks_created
+        ),
+        (6, 2, 6)
+    );
+    assert_eq!(UserRepo::count(&mut conn).unwrap(), 8);
+    assert_eq!(fingerprint(&mut conn).rows, before.rows + 2 + 6);
+    assert!(again.first_user.is_some());
+}
+
+#[test]
+fn data_looks_real() {
+    let db = TestDb::new();
+    let mut conn = db.conn();
+    let report = seed(&mut conn, &options(20, 50), |_| ControlFlow::Continue(())).unwrap();
+    let user = report.first_user.unwrap();
+    let stats = TaskRepo::stats(&mut conn, user).unwrap();
+    assert_eq!(stats.total, 50);
+    assert!(stats.completed > 0 && stats.open > 0, "{stats:?}");
+    assert!(stats.by_priority.values().all(|&n| n > 0), "{stats:?}");
+    // Titles are made of real words that full-text search finds, stemmed.
+    let found = TaskRepo::count_matching(&mut conn, user, &TaskQuery::new().search("reports"))
+        .unwrap()
+        + TaskRepo::count_matching(
+            &mut conn,
+            user,
+            &TaskQuery::new().search("invoice or meeting or bill"),
+        )
+        .unwrap();
+    assert!(found > 0);
+    let emails: std::collections::HashSet<_> = UserRepo::list(&mut conn, 100, 0)
+        .unwrap()
+        .into_iter()
+        .map(|u| u.email)
+        .collect();
+    assert_eq!(emails.len(), 20);
+}
+
+#[test]
+fn stopping_after_a_batch_leaves_whole_batches() {
+    let db = TestDb::new();
+    let mut conn = db.conn();
+    let report = seed(&mut conn, &options(12, 3), |p| {
+        if p.users_done >= 4 {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    })
+    .unwrap();
+    assert!(report.interrupted);
+    assert_eq!((report.users_created, report.tasks_created), (4, 12));
+    assert_eq!(UserRepo::count(&mut conn).unwrap(), 4);
+}
+
+/// target/debug/examples/seed, built by `cargo test` along with the tests.
+fn seed_binary() -> std::path::PathBuf {
+    let mut dir = std::env::current_exe().unwrap();
+    dir.pop();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    dir.join("examples").join("seed")
+}
+
+#[test]
+fn the_seed_program_fills_a_test_db_and_reports() {
+    let db = TestDb::new();
+    let run = |extra: &[&str]| {
+        let output = Command::new(seed_binary())
+            .args([
+                "--database-url",
+                db.url(),
+                "--users",
+                "5",
+                "--tasks-per-user",
+                "4",
+            ])
+            .args(extra)
+            .env_remove("DATABASE_URL")
+            .output()
+            .expect("run the seed example (built by cargo test)");
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(
+            output.status.success(),
+            "stdout:\n{stdout}\nstderr:\n{stderr}"
+        );
+        (stdout, stderr)
+    };
+    let (stdout, stderr) = run(&[]);
+    assert!(stdout.contains("Seeded 5 users and 20 tasks"), "{stdout}");
+    assert!(stdout.contains("A sample:"), "{stdout}");
+    assert!(
+        stderr.contains("seed: 5/5 users"),
+        "plain progress lines off a terminal: {stderr}"
+    );
+    assert_eq!(UserRepo::count(&mut db.conn()).unwrap(), 5);
+
+    let (again, _) = run(&[]);
+    assert!(
+        again.contains("Skipped 5 users that already existed"),
+        "{again}"
+    );
+    assert_eq!(UserRepo::count(&mut db.conn()).unwrap(), 5);
+
+    let (quiet, quiet_err) = run(&["--reset", "--quiet"]);
+    assert_eq!((quiet.as_str(), quiet_err.as_str()), ("", ""));
+    assert_eq!(UserRepo::count(&mut db.conn()).unwrap(), 5);
+}

@@ -1,0 +1,233 @@
+//! UserRepo against real PostgreSQL.
+
+mod common;
+
+use todo_store::testing::TestDb;
+use todo_store::{ConflictKind, Error, NewUser, TaskRepo, UserPatch, UserRepo};
+use uuid::Uuid;
+
+#[test]
+fn create_returns_the_stored_user() {
+    let db = TestDb::new();
+    let mut conn = db.conn();
+    let new = NewUser::new("  Ada@Example.com ", " Ada Lovelace ")
+        .image("https://example.com/ada.png")
+        .email_verified(true);
+    let user = UserRepo::create(&mut conn, &new).unwrap();
+    assert_eq!(user.email, "Ada@Example.com");
+    assert_eq!(user.name, "Ada Lovelace");
+    assert!(user.email_verified);
+    assert_eq!(user.image.as_deref(), Some("https://example.com/ada.png"));
+    assert_eq!(user.id.get_version_num(), 7);
+    assert_eq!(user.created_at, user.updated_at);
+    assert_eq!(UserRepo::get(&mut conn, user.id).unwrap(), user);
+}
+
+#[test]
+fn email_is_unique_case_insensitively() {
+    let db = TestDb::new();
+    let mut conn = db.conn();
+    UserRepo::create(&mut conn, &NewUser::new("ada@example.com", "Ada")).unwrap();
+    let err = UserRepo::create(&mut conn, &NewUser::new("ADA@example.COM", "Other")).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Conflict {
+                kind: ConflictKind::EmailTaken
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(UserRepo::count(&mut conn).unwrap(), 1);
+}
+
+#[test]
+fn find_by_email_ignores_case_and_misses_cleanly() {
+    let db = TestDb::new();
+    let mut conn = db.conn();
+    let user = UserRepo::create(&mut conn, &NewUser::new("Grace@Example.com", "Grace")).unwrap();
+    let found = UserRepo::find_by_email(&mut conn, "grace@EXAMPLE.com").unwrap();
+    assert_eq!(found, Some(user));
+    assert_eq!(
+        UserRepo::find_by_email(&mut conn, "nobody@example.com").unwrap(),
+        None
+    );
+    assert_eq!(
+        UserRepo::find_by_email(&mut conn, "nul\0@example.com").unwrap(),
+        None
+    );
+}
+
+#[test]
+fn get_of_a_missing_user_is_not_found() {
+    let db = TestDb::new();
+    let err = UserRepo::get(&mut db.conn(), Uuid::now_v7()).unwrap_err();
+    assert!(
+        matches!(err, Error::NotFound { entity: "user", .. }),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn update_changes_only_the_given_fields() {
+    let db = TestDb::new();
+    let mut conn = db.conn();
+    let user = UserRepo::create(
+        &mut conn,
+        &NewUser::new("ada@example.com", "Ada").image("https://example.com/a.png"),
+    )
+    .unwrap();
+    let updated = UserRepo::update(
+        &mut conn,
+        user.id,
+        &UserPatch {
+            name: Some("Ada King".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(updated.name, "Ada King");
+    assert_eq!(updated.email, user.email);
+    assert_eq!(updated.image, user.image);
+    assert!(updated.updated_at > user.updated_at);
+
+    let cleared = UserRepo::update(
+        &mut conn,
+        user.id,
+        &UserPatch {
+            image: Some(None),
+            email_verified: Some(true),
+            email: Some("ada.king@example.com".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(cleared.image, None);
+    assert!(cleared.email_verified);
+    assert_eq!(cleared.email, "ada.king@example.com");
+    assert_eq!(UserRepo::get(&mut conn, user.id).unwrap(), cleared);
+}
+
+#[test]
+fn update_to_a_taken_email_is_a_conflict_and_changes_nothing() {
+    let db = TestDb::new();
+    let mut conn = db.conn();
+    UserRepo::create(&mut conn, &NewUser::new("taken@example.com", "A")).unwrap();
+    let user = UserRepo::create(&mut conn, &NewUser::new("free@example.com", "B")).unwrap();
+    let err = UserRepo::update(
+        &mut conn,
+        user.id,
+        &UserPatch {
+            email: Some("TAKEN@example.com".into()),
+            name: Some("Changed".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap_err();
+    assert!(err.is_conflict(), "{err:?}");
+    assert_eq!(UserRepo::get(&mut conn, user.id).unwrap(), user);
+}
+
+#[test]
+fn update_and_delete_of_a_missing_user_are_not_found() {
+    let db = TestDb::new();
+    let mut conn = db.conn();
+    let id = Uuid::now_v7();
+    assert!(UserRepo::update(&mut conn, id, &UserPatch::default())
+        .unwrap_err()
+        .is_not_found());
+    assert!(UserRepo::delete(&mut conn, id).unwrap_err().is_not_found());
+}
+
+#[test]
+fn delete_cascades_to_the_users_tasks() {
+    let db = TestDb::new();
+    let mut conn = db.conn();
+    let user = common::user(&mut conn);
+    let other = common::user(&mut conn);
+    common::task(&mut conn, &user, "one");
+    common::task(&mut conn, &user, "two");
+    let kept = common::task(&mut conn, &other, "other's");
+    UserRepo::delete(&mut conn, user.id).unwrap();
+    assert!(UserRepo::get(&mut conn, user.id)
+        .unwrap_err()
+        .is_not_found());
+    assert_eq!(TaskRepo::count(&mut conn, user.id).unwrap(), 0);
+    assert_eq!(TaskRepo::get(&mut conn, other.id, kept.id).unwrap(), kept);
+}
+
+#[test]
+fn list_pages_through_users_oldest_first() {
+    let db = TestDb::new();
+    let mut conn = db.conn();
+    let created: Vec<_> = (0..5).map(|_| common::user(&mut conn)).collect();
+    let first = UserRepo::list(&mut conn, 3, 0).unwrap();
+    let second = UserRepo::list(&mut conn, 3, 3).unwrap();
+    let listed: Vec<_> = first.into_iter().chain(second).collect();
+    assert_eq!(listed, created);
+    for (limit, offset) in [(0, 0), (1001, 0), (-1, 0), (10, -1)] {
+        let err = UserRepo::list(&mut conn, limit, offset).unwrap_err();
+        assert!(err.is_validation(), "{limit} {offset}: {err:?}");
+    }
+}
+
+#[test]
+fn invalid_users_are_rejected_and_nothing_is_written() {
+    let db = TestDb::new();
+    let mut conn = db.conn();
+    let long_name = "n".repeat(101);
+    let long_email = format!("{}@example.com", "e".repeat(250));
+    let cases = [
+        (NewUser::new("no-at-sign", "A"), "email"),
+        (NewUser::new("two@@example.com", "A"), "email"),
+        (NewUser::new("sp ace@example.com", "A"), "email"),
+        (NewUser::new("@example.com", "A"), "email"),
+        (NewUser::new("a@", "A"), "email"),
+        (NewUser::new(long_email.as_str(), "A"), "email"),
+        (NewUser::new("nul\0@example.com", "A"), "email"),
+        (NewUser::new("a@example.com", ""), "name"),
+        (NewUser::new("a@example.com", "   "), "name"),
+        (NewUser::new("a@example.com", long_name.as_str()), "name"),
+        (NewUser::new("a@example.com", "N\0ul"), "name"),
+        (NewUser::new("a@example.com", "A").image("x\0y"), "image"),
+    ];
+    for (new, field) in cases {
+        let err = UserRepo::create(&mut conn, &new).unwrap_err();
+        match err {
+            Error::Validation { field: ref f, .. } if f == field => {}
+            other => panic!("{new:?}: expected Validation on {field}, got {other:?}"),
+        }
+    }
+    // 100 characters of a multi-byte letter are fine: characters, not bytes.
+    UserRepo::create(&mut conn, &NewUser::new("ok@example.com", "é".repeat(100))).unwrap();
+    assert_eq!(UserRepo::count(&mut conn).unwrap(), 1);
+}
+
+#[test]
+fn invalid_patches_are_rejected_and_change_nothing() {
+    let db = TestDb::new();
+    let mut conn = db.conn();
+    let user = common::user(&mut conn);
+    for patch in [
+        UserPatch {
+            email: Some("bad".into()),
+            ..Default::default()
+        },
+        UserPatch {
+            name: Some(" ".into()),
+            ..Default::default()
+        },
+        UserPatch {
+            name: Some("a\0".into()),
+            ..Default::default()
+        },
+        UserPatch {
+            image: Some(Some("i".repeat(2049))),
+            ..Default::default()
+        },
+    ] {
+        let err = UserRepo::update(&mut conn, user.id, &patch).unwrap_err();
+        assert!(err.is_validation(), "{patch:?}: {err:?}");
+    }
+    assert_eq!(UserRepo::get(&mut conn, user.id).unwrap(), user);
+}
