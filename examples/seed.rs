@@ -92,9 +92,11 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
     let config = DbConfig::new(&url)
         .pool_size(WORKERS as u32 + 1)
         .min_idle(Some(1));
+    if local.is_none() {
+        say(args, &format!("Seeding {}", config.redacted_url()));
+    }
     let pool = connect(&config)?;
     let mut conn = pool.get()?;
-    say(args, &format!("Seeding {}", config.redacted_url()));
 
     if args.reset && confirm_reset(args, &config)? {
         let (users, tasks) = seed::reset(&mut conn)?;

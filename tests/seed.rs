@@ -203,3 +203,36 @@ fn the_seed_program_fills_a_test_db_and_reports() {
     assert_eq!((quiet.as_str(), quiet_err.as_str()), ("", ""));
     assert_eq!(UserRepo::count(&mut db.conn()).unwrap(), 5);
 }
+
+#[test]
+fn without_a_server_the_seed_program_says_what_to_install_or_set() {
+    let output = Command::new(seed_binary())
+        .env_remove("DATABASE_URL")
+        .env("PG_BINDIR", "/nonexistent/postgresql/bin")
+        .current_dir(std::env::temp_dir())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.starts_with("seed: "),
+        "one clear message, no panic: {stderr}"
+    );
+    assert!(stderr.contains("PG_BINDIR"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn the_quickstart_example_is_the_readme_quickstart() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let example = std::fs::read_to_string(root.join("examples/quickstart.rs")).unwrap();
+    let start = readme.find("## Quickstart").unwrap();
+    let code = readme[start..].split("```rust,no_run\n").nth(1).unwrap();
+    let code = &code[..code.find("```").unwrap()];
+    assert!(
+        example.ends_with(code),
+        "examples/quickstart.rs and the README's quickstart differ"
+    );
+    assert!(example.lines().count() < 60);
+}
