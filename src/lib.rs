@@ -51,6 +51,7 @@ pub mod models;
 pub mod pool;
 pub mod repo;
 mod schema;
+mod telemetry;
 
 #[cfg(feature = "local-postgres")]
 pub mod local_postgres;

@@ -149,11 +149,14 @@ impl ManageConnection for PgConnectionManager {
 }
 
 /// The pool's notes on one connection, kept in the connection's instrumentation slot
-/// so they travel with it.
+/// so they travel with it. It also reports each statement at debug level (target
+/// `todo_store::sql`, SQL without bind values).
 #[derive(Debug)]
 struct ConnectionHealth {
     returned: Instant,
     broken: bool,
+    /// Start times of the statements running now (a type lookup can run inside another).
+    queries_started: Vec<Instant>,
 }
 
 impl Default for ConnectionHealth {
@@ -161,19 +164,33 @@ impl Default for ConnectionHealth {
         ConnectionHealth {
             returned: Instant::now(),
             broken: false,
+            queries_started: Vec::new(),
         }
     }
 }
 
 impl Instrumentation for ConnectionHealth {
     fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
-        if let InstrumentationEvent::FinishQuery {
-            error: Some(err), ..
-        } = event
-        {
-            if is_connection_lost(err) {
-                self.broken = true;
+        match event {
+            InstrumentationEvent::StartQuery { .. } => {
+                if tracing::enabled!(target: "todo_store::sql", tracing::Level::DEBUG) {
+                    self.queries_started.push(Instant::now());
+                }
             }
+            InstrumentationEvent::FinishQuery { query, error, .. } => {
+                if error.is_some_and(is_connection_lost) {
+                    self.broken = true;
+                }
+                if let Some(started) = self.queries_started.pop() {
+                    tracing::debug!(
+                        target: "todo_store::sql",
+                        sql = %crate::telemetry::sql_without_binds(&query),
+                        duration_us = started.elapsed().as_micros() as u64,
+                        failed = error.is_some(),
+                    );
+                }
+            }
+            _ => {}
         }
     }
 }

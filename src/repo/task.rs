@@ -40,12 +40,14 @@ impl TaskRepo {
     /// [`Error::Validation`] for a bad title or description (nothing written);
     /// [`Error::NotFound`] when the user does not exist.
     pub fn create(conn: &mut PgConnection, user_id: Uuid, new: &NewTask) -> Result<Task> {
-        let row = new.to_row(super::new_id(), user_id)?;
-        diesel::insert_into(tasks::table)
-            .values(&row)
-            .returning(Task::as_returning())
-            .get_result(conn)
-            .map_err(|e| missing_user_as_not_found(e, user_id))
+        crate::telemetry::traced("task.create", Some(user_id), || {
+            let row = new.to_row(super::new_id(), user_id)?;
+            diesel::insert_into(tasks::table)
+                .values(&row)
+                .returning(Task::as_returning())
+                .get_result(conn)
+                .map_err(|e| missing_user_as_not_found(e, user_id))
+        })
     }
 
     /// The task `task_id` of `user_id`.
@@ -53,11 +55,13 @@ impl TaskRepo {
     /// # Errors
     /// [`Error::NotFound`] when it does not exist or belongs to another user.
     pub fn get(conn: &mut PgConnection, user_id: Uuid, task_id: Uuid) -> Result<Task> {
-        task_of(user_id, task_id)
-            .select(Task::as_select())
-            .get_result(conn)
-            .optional()?
-            .ok_or_else(|| Error::not_found("task", task_id))
+        crate::telemetry::traced("task.get", Some(user_id), || {
+            task_of(user_id, task_id)
+                .select(Task::as_select())
+                .get_result(conn)
+                .optional()?
+                .ok_or_else(|| Error::not_found("task", task_id))
+        })
     }
 
     /// Applies `patch` and returns the updated task, in one round trip; `version` grows
@@ -74,27 +78,29 @@ impl TaskRepo {
         task_id: Uuid,
         patch: &TaskPatch,
     ) -> Result<Task> {
-        let changes = patch.to_changes()?;
-        let updated = UpdateTask::new(user_id, task_id, &changes)
-            .get_result::<Task>(conn)
-            .optional()?;
-        match (updated, changes.expected_version) {
-            (Some(task), _) => Ok(task),
-            (None, None) => Err(Error::not_found("task", task_id)),
-            // The row was not updated: tell a stale version from a missing task.
-            (None, Some(expected)) => {
-                let actual = task_of(user_id, task_id)
-                    .select(tasks::version)
-                    .get_result::<i32>(conn)
-                    .optional()?;
-                Err(match actual {
-                    Some(actual) => Error::Conflict {
-                        kind: crate::ConflictKind::StaleVersion { expected, actual },
-                    },
-                    None => Error::not_found("task", task_id),
-                })
+        crate::telemetry::traced("task.update", Some(user_id), || {
+            let changes = patch.to_changes()?;
+            let updated = UpdateTask::new(user_id, task_id, &changes)
+                .get_result::<Task>(conn)
+                .optional()?;
+            match (updated, changes.expected_version) {
+                (Some(task), _) => Ok(task),
+                (None, None) => Err(Error::not_found("task", task_id)),
+                // The row was not updated: tell a stale version from a missing task.
+                (None, Some(expected)) => {
+                    let actual = task_of(user_id, task_id)
+                        .select(tasks::version)
+                        .get_result::<i32>(conn)
+                        .optional()?;
+                    Err(match actual {
+                        Some(actual) => Error::Conflict {
+                            kind: crate::ConflictKind::StaleVersion { expected, actual },
+                        },
+                        None => Error::not_found("task", task_id),
+                    })
+                }
             }
-        }
+        })
     }
 
     /// Marks the task done (`true`) or open (`false`) and returns it.
@@ -107,11 +113,13 @@ impl TaskRepo {
         task_id: Uuid,
         completed: bool,
     ) -> Result<Task> {
-        let patch = TaskPatch {
-            completed: Some(completed),
-            ..TaskPatch::default()
-        };
-        Self::update(conn, user_id, task_id, &patch)
+        crate::telemetry::traced("task.set_completed", Some(user_id), || {
+            let patch = TaskPatch {
+                completed: Some(completed),
+                ..TaskPatch::default()
+            };
+            Self::update(conn, user_id, task_id, &patch)
+        })
     }
 
     /// Deletes the task.
@@ -119,10 +127,12 @@ impl TaskRepo {
     /// # Errors
     /// [`Error::NotFound`] when it does not exist or belongs to another user.
     pub fn delete(conn: &mut PgConnection, user_id: Uuid, task_id: Uuid) -> Result<()> {
-        match diesel::delete(task_of(user_id, task_id)).execute(conn)? {
-            0 => Err(Error::not_found("task", task_id)),
-            _ => Ok(()),
-        }
+        crate::telemetry::traced("task.delete", Some(user_id), || {
+            match diesel::delete(task_of(user_id, task_id)).execute(conn)? {
+                0 => Err(Error::not_found("task", task_id)),
+                _ => Ok(()),
+            }
+        })
     }
 
     /// The number of tasks of `user_id` (0 for an unknown user).
@@ -130,7 +140,9 @@ impl TaskRepo {
     /// # Errors
     /// Only database errors.
     pub fn count(conn: &mut PgConnection, user_id: Uuid) -> Result<i64> {
-        Ok(tasks_of(user_id).count().get_result(conn)?)
+        crate::telemetry::traced("task.count", Some(user_id), || {
+            Ok(tasks_of(user_id).count().get_result(conn)?)
+        })
     }
 
     /// One page of the tasks of `user_id` that `query` selects, in its order, in one
@@ -158,19 +170,21 @@ impl TaskRepo {
     /// characters, a relevance sort without a search, or a cursor that is damaged or was
     /// made for another query.
     pub fn list(conn: &mut PgConnection, user_id: Uuid, query: &TaskQuery) -> Result<Page<Task>> {
-        let plan = ListPlan::new(user_id, query)?;
-        let mut rows: Vec<(Task, f32)> = plan.page_query().load(conn)?;
-        let next_cursor = if rows.len() as i64 > plan.limit {
-            rows.truncate(plan.limit as usize);
-            rows.last()
-                .map(|(task, rank)| plan.cursor_after(task, *rank))
-        } else {
-            None
-        };
-        Ok(Page::new(
-            rows.into_iter().map(|(task, _)| task).collect(),
-            next_cursor,
-        ))
+        crate::telemetry::traced("task.list", Some(user_id), || {
+            let plan = ListPlan::new(user_id, query)?;
+            let mut rows: Vec<(Task, f32)> = plan.page_query().load(conn)?;
+            let next_cursor = if rows.len() as i64 > plan.limit {
+                rows.truncate(plan.limit as usize);
+                rows.last()
+                    .map(|(task, rank)| plan.cursor_after(task, *rank))
+            } else {
+                None
+            };
+            Ok(Page::new(
+                rows.into_iter().map(|(task, _)| task).collect(),
+                next_cursor,
+            ))
+        })
     }
 
     /// The number of tasks of `user_id` that `query`'s filters select (its sort, limit
@@ -183,13 +197,15 @@ impl TaskRepo {
         user_id: Uuid,
         query: &TaskQuery,
     ) -> Result<i64> {
-        let unpaged = TaskQuery {
-            after: None,
-            limit: Some(1),
-            ..query.clone()
-        };
-        let plan = ListPlan::new(user_id, &unpaged)?;
-        Ok(plan.count_query().get_result(conn)?)
+        crate::telemetry::traced("task.count_matching", Some(user_id), || {
+            let unpaged = TaskQuery {
+                after: None,
+                limit: Some(1),
+                ..query.clone()
+            };
+            let plan = ListPlan::new(user_id, &unpaged)?;
+            Ok(plan.count_query().get_result(conn)?)
+        })
     }
 
     /// Totals over the tasks of `user_id`, in one query: all, done, open, overdue, due
@@ -198,21 +214,23 @@ impl TaskRepo {
     /// # Errors
     /// Only database errors.
     pub fn stats(conn: &mut PgConnection, user_id: Uuid) -> Result<TaskStats> {
-        let (total, completed, overdue, due_today, low, medium, high) =
-            stats_query(user_id).get_result::<(i64, i64, i64, i64, i64, i64, i64)>(conn)?;
-        Ok(TaskStats {
-            total,
-            completed,
-            open: total - completed,
-            overdue,
-            due_today,
-            by_priority: [
-                (Priority::Low, low),
-                (Priority::Medium, medium),
-                (Priority::High, high),
-            ]
-            .into_iter()
-            .collect(),
+        crate::telemetry::traced("task.stats", Some(user_id), || {
+            let (total, completed, overdue, due_today, low, medium, high) =
+                stats_query(user_id).get_result::<(i64, i64, i64, i64, i64, i64, i64)>(conn)?;
+            Ok(TaskStats {
+                total,
+                completed,
+                open: total - completed,
+                overdue,
+                due_today,
+                by_priority: [
+                    (Priority::Low, low),
+                    (Priority::Medium, medium),
+                    (Priority::High, high),
+                ]
+                .into_iter()
+                .collect(),
+            })
         })
     }
 
@@ -230,27 +248,29 @@ impl TaskRepo {
         user_id: Uuid,
         new: &[NewTask],
     ) -> Result<Vec<Task>> {
-        let rows = new
-            .iter()
-            .enumerate()
-            .map(|(i, task)| {
-                task.to_row(super::new_id(), user_id)
-                    .map_err(|e| e.in_batch("tasks", i))
+        crate::telemetry::traced("task.create_many", Some(user_id), || {
+            let rows = new
+                .iter()
+                .enumerate()
+                .map(|(i, task)| {
+                    task.to_row(super::new_id(), user_id)
+                        .map_err(|e| e.in_batch("tasks", i))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            if rows.is_empty() {
+                return Ok(Vec::new());
+            }
+            conn.transaction(|conn| {
+                // Timestamps as a single INSERT's defaults would make them.
+                let now = bulk::transaction_now(conn)?;
+                let copy_rows: Vec<_> = rows
+                    .into_iter()
+                    .map(|row| TaskCopyRow::new(row, now, now))
+                    .collect();
+                bulk::copy_tasks(conn, &copy_rows)
+                    .map_err(|e| missing_user_as_not_found(e, user_id))?;
+                Ok(copy_rows.iter().map(TaskCopyRow::to_task).collect())
             })
-            .collect::<Result<Vec<_>>>()?;
-        if rows.is_empty() {
-            return Ok(Vec::new());
-        }
-        conn.transaction(|conn| {
-            // Timestamps as a single INSERT's defaults would make them.
-            let now = bulk::transaction_now(conn)?;
-            let copy_rows: Vec<_> = rows
-                .into_iter()
-                .map(|row| TaskCopyRow::new(row, now, now))
-                .collect();
-            bulk::copy_tasks(conn, &copy_rows)
-                .map_err(|e| missing_user_as_not_found(e, user_id))?;
-            Ok(copy_rows.iter().map(TaskCopyRow::to_task).collect())
         })
     }
 
@@ -265,18 +285,20 @@ impl TaskRepo {
         task_ids: &[Uuid],
         completed: bool,
     ) -> Result<usize> {
-        if task_ids.is_empty() {
-            return Ok(0);
-        }
-        Ok(
-            diesel::update(tasks_of(user_id).filter(tasks::id.eq_any(task_ids)))
-                .set((
-                    tasks::completed.eq(completed),
-                    tasks::version.eq(tasks::version + 1),
-                    tasks::updated_at.eq(clock_timestamp()),
-                ))
-                .execute(conn)?,
-        )
+        crate::telemetry::traced("task.set_completed_many", Some(user_id), || {
+            if task_ids.is_empty() {
+                return Ok(0);
+            }
+            Ok(
+                diesel::update(tasks_of(user_id).filter(tasks::id.eq_any(task_ids)))
+                    .set((
+                        tasks::completed.eq(completed),
+                        tasks::version.eq(tasks::version + 1),
+                        tasks::updated_at.eq(clock_timestamp()),
+                    ))
+                    .execute(conn)?,
+            )
+        })
     }
 
     /// Deletes the listed tasks of `user_id` and returns how many there were. Ids of
@@ -285,10 +307,15 @@ impl TaskRepo {
     /// # Errors
     /// Only database errors.
     pub fn delete_many(conn: &mut PgConnection, user_id: Uuid, task_ids: &[Uuid]) -> Result<usize> {
-        if task_ids.is_empty() {
-            return Ok(0);
-        }
-        Ok(diesel::delete(tasks_of(user_id).filter(tasks::id.eq_any(task_ids))).execute(conn)?)
+        crate::telemetry::traced("task.delete_many", Some(user_id), || {
+            if task_ids.is_empty() {
+                return Ok(0);
+            }
+            Ok(
+                diesel::delete(tasks_of(user_id).filter(tasks::id.eq_any(task_ids)))
+                    .execute(conn)?,
+            )
+        })
     }
 }
 

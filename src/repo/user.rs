@@ -24,11 +24,13 @@ impl UserRepo {
     /// [`Error::Conflict`] with [`crate::ConflictKind::EmailTaken`] when another user has
     /// the same email, compared case-insensitively.
     pub fn create(conn: &mut PgConnection, new: &NewUser) -> Result<User> {
-        let row = new.to_row(super::new_id())?;
-        Ok(diesel::insert_into(users::table)
-            .values(&row)
-            .returning(User::as_returning())
-            .get_result(conn)?)
+        crate::telemetry::traced("user.create", None, || {
+            let row = new.to_row(super::new_id())?;
+            Ok(diesel::insert_into(users::table)
+                .values(&row)
+                .returning(User::as_returning())
+                .get_result(conn)?)
+        })
     }
 
     /// Creates all of `new` and returns them in the same order, with one `COPY` in one
@@ -39,25 +41,27 @@ impl UserRepo {
     /// anything is written; [`Error::Conflict`] when an email is taken (by an existing
     /// user or by another item of `new`), and then nothing is written.
     pub fn create_many(conn: &mut PgConnection, new: &[NewUser]) -> Result<Vec<User>> {
-        let rows = new
-            .iter()
-            .enumerate()
-            .map(|(i, user)| {
-                user.to_row(super::new_id())
-                    .map_err(|e| e.in_batch("users", i))
+        crate::telemetry::traced("user.create_many", None, || {
+            let rows = new
+                .iter()
+                .enumerate()
+                .map(|(i, user)| {
+                    user.to_row(super::new_id())
+                        .map_err(|e| e.in_batch("users", i))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            if rows.is_empty() {
+                return Ok(Vec::new());
+            }
+            conn.transaction(|conn| {
+                let now = bulk::transaction_now(conn)?;
+                let copy_rows: Vec<_> = rows
+                    .into_iter()
+                    .map(|row| UserCopyRow::new(row, now, now))
+                    .collect();
+                bulk::copy_users(conn, &copy_rows)?;
+                Ok(copy_rows.iter().map(UserCopyRow::to_user).collect())
             })
-            .collect::<Result<Vec<_>>>()?;
-        if rows.is_empty() {
-            return Ok(Vec::new());
-        }
-        conn.transaction(|conn| {
-            let now = bulk::transaction_now(conn)?;
-            let copy_rows: Vec<_> = rows
-                .into_iter()
-                .map(|row| UserCopyRow::new(row, now, now))
-                .collect();
-            bulk::copy_users(conn, &copy_rows)?;
-            Ok(copy_rows.iter().map(UserCopyRow::to_user).collect())
         })
     }
 
@@ -66,12 +70,14 @@ impl UserRepo {
     /// # Errors
     /// [`Error::NotFound`] when there is none.
     pub fn get(conn: &mut PgConnection, id: Uuid) -> Result<User> {
-        users::table
-            .find(id)
-            .select(User::as_select())
-            .get_result(conn)
-            .optional()?
-            .ok_or_else(|| Error::not_found("user", id))
+        crate::telemetry::traced("user.get", Some(id), || {
+            users::table
+                .find(id)
+                .select(User::as_select())
+                .get_result(conn)
+                .optional()?
+                .ok_or_else(|| Error::not_found("user", id))
+        })
     }
 
     /// The user with `email`, compared case-insensitively; `None` when there is none.
@@ -79,15 +85,17 @@ impl UserRepo {
     /// # Errors
     /// Only database errors.
     pub fn find_by_email(conn: &mut PgConnection, email: &str) -> Result<Option<User>> {
-        if email.contains('\0') {
-            // No stored email can contain NUL; PostgreSQL would reject the parameter.
-            return Ok(None);
-        }
-        Ok(users::table
-            .filter(lower(users::email).eq(lower(email.trim())))
-            .select(User::as_select())
-            .get_result(conn)
-            .optional()?)
+        crate::telemetry::traced("user.find_by_email", None, || {
+            if email.contains('\0') {
+                // No stored email can contain NUL; PostgreSQL would reject the parameter.
+                return Ok(None);
+            }
+            Ok(users::table
+                .filter(lower(users::email).eq(lower(email.trim())))
+                .select(User::as_select())
+                .get_result(conn)
+                .optional()?)
+        })
     }
 
     /// Applies `patch` and returns the updated user; `updated_at` moves even when the
@@ -97,13 +105,15 @@ impl UserRepo {
     /// [`Error::Validation`] for bad values (nothing written), [`Error::NotFound`],
     /// [`Error::Conflict`] when the new email is taken.
     pub fn update(conn: &mut PgConnection, id: Uuid, patch: &UserPatch) -> Result<User> {
-        let changes = patch.to_changeset()?;
-        diesel::update(users::table.find(id))
-            .set((&changes, users::updated_at.eq(clock_timestamp())))
-            .returning(User::as_returning())
-            .get_result(conn)
-            .optional()?
-            .ok_or_else(|| Error::not_found("user", id))
+        crate::telemetry::traced("user.update", Some(id), || {
+            let changes = patch.to_changeset()?;
+            diesel::update(users::table.find(id))
+                .set((&changes, users::updated_at.eq(clock_timestamp())))
+                .returning(User::as_returning())
+                .get_result(conn)
+                .optional()?
+                .ok_or_else(|| Error::not_found("user", id))
+        })
     }
 
     /// Deletes the user and, by cascade, all their tasks.
@@ -111,10 +121,12 @@ impl UserRepo {
     /// # Errors
     /// [`Error::NotFound`] when there is no such user.
     pub fn delete(conn: &mut PgConnection, id: Uuid) -> Result<()> {
-        match diesel::delete(users::table.find(id)).execute(conn)? {
-            0 => Err(Error::not_found("user", id)),
-            _ => Ok(()),
-        }
+        crate::telemetry::traced("user.delete", Some(id), || {
+            match diesel::delete(users::table.find(id)).execute(conn)? {
+                0 => Err(Error::not_found("user", id)),
+                _ => Ok(()),
+            }
+        })
     }
 
     /// Up to `limit` users (1 to 1000), oldest first, skipping `offset`.
@@ -122,21 +134,23 @@ impl UserRepo {
     /// # Errors
     /// [`Error::Validation`] for a limit outside 1..=1000 or a negative offset.
     pub fn list(conn: &mut PgConnection, limit: i64, offset: i64) -> Result<Vec<User>> {
-        if !(1..=MAX_USERS_PER_PAGE).contains(&limit) {
-            return Err(Error::validation(
-                "limit",
-                format!("must be between 1 and {MAX_USERS_PER_PAGE}"),
-            ));
-        }
-        if offset < 0 {
-            return Err(Error::validation("offset", "must not be negative"));
-        }
-        Ok(users::table
-            .order((users::created_at.asc(), users::id.asc()))
-            .limit(limit)
-            .offset(offset)
-            .select(User::as_select())
-            .load(conn)?)
+        crate::telemetry::traced("user.list", None, || {
+            if !(1..=MAX_USERS_PER_PAGE).contains(&limit) {
+                return Err(Error::validation(
+                    "limit",
+                    format!("must be between 1 and {MAX_USERS_PER_PAGE}"),
+                ));
+            }
+            if offset < 0 {
+                return Err(Error::validation("offset", "must not be negative"));
+            }
+            Ok(users::table
+                .order((users::created_at.asc(), users::id.asc()))
+                .limit(limit)
+                .offset(offset)
+                .select(User::as_select())
+                .load(conn)?)
+        })
     }
 
     /// The number of users.
@@ -144,6 +158,8 @@ impl UserRepo {
     /// # Errors
     /// Only database errors.
     pub fn count(conn: &mut PgConnection) -> Result<i64> {
-        Ok(users::table.count().get_result(conn)?)
+        crate::telemetry::traced("user.count", None, || {
+            Ok(users::table.count().get_result(conn)?)
+        })
     }
 }

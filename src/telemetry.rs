@@ -1,0 +1,137 @@
+//! Tracing for every repository call, and the SQL at debug level.
+//!
+//! Each call of [`crate::UserRepo`] and [`crate::TaskRepo`] runs in a `DEBUG` span
+//! named `todo_store` with the fields `op` (e.g. `task.list`), `user_id` (where the call
+//! has one), and, when it ends, `rows`, `outcome` (`ok`, `not_found`, `conflict`,
+//! `validation`, `error`) and `duration_us`. Pooled connections also emit a `DEBUG`
+//! event per statement under the target `todo_store::sql` with the SQL text and its
+//! duration. Spans and events carry ids, counts and SQL with placeholders only: never a
+//! text value of a user's data (bind values are left out) and never the password.
+//!
+//! With no subscriber installed (or `DEBUG` disabled), a span costs a check of a
+//! static flag: the clock is read only for enabled spans.
+
+use std::time::Instant;
+
+use tracing::field::Empty;
+use uuid::Uuid;
+
+use crate::error::{Error, Result};
+use crate::models::{Task, TaskStats, User};
+use crate::repo::Page;
+
+/// Runs `call` as the repository operation `op` of `user_id`, in its span.
+#[inline]
+pub(crate) fn traced<T: RowCount>(
+    op: &'static str,
+    user_id: Option<Uuid>,
+    call: impl FnOnce() -> Result<T>,
+) -> Result<T> {
+    let span = tracing::debug_span!(
+        "todo_store",
+        op,
+        user_id = Empty,
+        rows = Empty,
+        outcome = Empty,
+        duration_us = Empty
+    );
+    if span.is_disabled() {
+        return call();
+    }
+    if let Some(id) = user_id {
+        span.record("user_id", tracing::field::display(id));
+    }
+    let _entered = span.enter();
+    let started = Instant::now();
+    let result = call();
+    span.record("duration_us", started.elapsed().as_micros() as u64);
+    match &result {
+        Ok(value) => {
+            span.record("rows", value.row_count());
+            span.record("outcome", "ok");
+        }
+        Err(e) => {
+            span.record("outcome", outcome(e));
+        }
+    }
+    result
+}
+
+fn outcome(error: &Error) -> &'static str {
+    match error {
+        Error::NotFound { .. } => "not_found",
+        Error::Conflict { .. } => "conflict",
+        Error::Validation { .. } => "validation",
+        _ => "error",
+    }
+}
+
+/// How many rows a result holds, for the `rows` field of a span.
+pub(crate) trait RowCount {
+    fn row_count(&self) -> u64;
+}
+
+impl RowCount for User {
+    fn row_count(&self) -> u64 {
+        1
+    }
+}
+
+impl RowCount for Task {
+    fn row_count(&self) -> u64 {
+        1
+    }
+}
+
+impl RowCount for TaskStats {
+    fn row_count(&self) -> u64 {
+        1
+    }
+}
+
+impl RowCount for () {
+    fn row_count(&self) -> u64 {
+        1
+    }
+}
+
+/// A count query returns one row.
+impl RowCount for i64 {
+    fn row_count(&self) -> u64 {
+        1
+    }
+}
+
+/// Rows changed by a bulk update or delete.
+impl RowCount for usize {
+    fn row_count(&self) -> u64 {
+        *self as u64
+    }
+}
+
+impl<T> RowCount for Vec<T> {
+    fn row_count(&self) -> u64 {
+        self.len() as u64
+    }
+}
+
+impl<T> RowCount for Option<T> {
+    fn row_count(&self) -> u64 {
+        u64::from(self.is_some())
+    }
+}
+
+impl<T> RowCount for Page<T> {
+    fn row_count(&self) -> u64 {
+        self.items.len() as u64
+    }
+}
+
+/// The SQL of a statement without its bind values (which may be users' data).
+pub(crate) fn sql_without_binds(query: &dyn std::fmt::Display) -> String {
+    let text = query.to_string();
+    match text.find(" -- binds: ") {
+        Some(end) => text[..end].to_owned(),
+        None => text,
+    }
+}
