@@ -11,6 +11,8 @@
 //! broken when the error happens and discarded when it is returned, so after a restart
 //! each pooled connection fails at most once and the pool heals by itself.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use diesel::connection::{Instrumentation, InstrumentationEvent, SimpleConnection};
@@ -43,10 +45,28 @@ pub const RECENTLY_USED: Duration = Duration::from_millis(500);
 /// cannot be reached within the connection timeout (the message names the host, never
 /// the password), [`Error::Migration`] when a migration fails.
 pub fn connect(config: &DbConfig) -> Result<PgPool> {
-    let pool = build_pool(config)?;
+    connect_with_metrics(config).map(|(pool, _)| pool)
+}
+
+/// [`connect`], and a [`PoolMetrics`] handle on the pool's counters.
+///
+/// ```no_run
+/// # fn main() -> todo_store::Result<()> {
+/// let (pool, metrics) = todo_store::pool::connect_with_metrics(&todo_store::DbConfig::from_env()?)?;
+/// let stats = metrics.snapshot();
+/// println!("{} connections, {} idle, {} waits", stats.connections, stats.idle_connections, stats.waits);
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # Errors
+/// As [`connect`].
+pub fn connect_with_metrics(config: &DbConfig) -> Result<(PgPool, PoolMetrics)> {
+    let (pool, metrics) = build_pool_with_metrics(config)?;
     let mut conn = checkout(&pool)?;
     crate::migrate::run_migrations(&mut conn)?;
-    Ok(pool)
+    drop(conn);
+    Ok((pool, metrics))
 }
 
 /// Builds the pool for `config` without running migrations.
@@ -54,7 +74,16 @@ pub fn connect(config: &DbConfig) -> Result<PgPool> {
 /// # Errors
 /// As [`connect`], without the migration errors.
 pub fn build_pool(config: &DbConfig) -> Result<PgPool> {
+    build_pool_with_metrics(config).map(|(pool, _)| pool)
+}
+
+/// [`build_pool`], and a [`PoolMetrics`] handle on the pool's counters.
+///
+/// # Errors
+/// As [`build_pool`].
+pub fn build_pool_with_metrics(config: &DbConfig) -> Result<(PgPool, PoolMetrics)> {
     config.validate()?;
+    let counters = Arc::new(Counters::default());
     let manager = PgConnectionManager {
         url: config.url().to_owned(),
         session: SessionSettings::from_config(config),
@@ -65,11 +94,119 @@ pub fn build_pool(config: &DbConfig) -> Result<PgPool> {
         .connection_timeout(config.connection_timeout_duration())
         .test_on_check_out(true)
         .error_handler(Box::new(r2d2::NopErrorHandler))
+        .event_handler(Box::new(CountEvents(Arc::clone(&counters))))
         .build(manager)
+        .map(|pool| {
+            let metrics = PoolMetrics {
+                pool: pool.clone(),
+                counters,
+            };
+            (pool, metrics)
+        })
         .map_err(|e| Error::Connection {
             target: config.redacted_url(),
             message: connection_message(&e.to_string()),
         })
+}
+
+/// A handle on a pool's counters; cheap to clone, readable from any thread.
+#[derive(Clone)]
+pub struct PoolMetrics {
+    pool: PgPool,
+    counters: Arc<Counters>,
+}
+
+impl std::fmt::Debug for PoolMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("PoolMetrics")
+            .field(&self.snapshot())
+            .finish()
+    }
+}
+
+/// The state and counters of a pool at one moment (counters since the pool was built).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PoolStats {
+    /// Maximum connections.
+    pub max_size: u32,
+    /// Connections open now (in use or idle).
+    pub connections: u32,
+    /// Idle connections now.
+    pub idle_connections: u32,
+    /// Successful checkouts.
+    pub checkouts: u64,
+    /// Checkouts that waited 1 ms or more for a connection.
+    pub waits: u64,
+    /// Total time checkouts waited.
+    pub wait_time: Duration,
+    /// Longest wait of a checkout.
+    pub max_wait: Duration,
+    /// Checkouts that gave up ([`Error::PoolTimeout`]).
+    pub timeouts: u64,
+    /// Connections opened.
+    pub connections_opened: u64,
+    /// Connections closed (broken, or reaped).
+    pub connections_closed: u64,
+}
+
+impl PoolMetrics {
+    /// The pool's state and counters now.
+    pub fn snapshot(&self) -> PoolStats {
+        let state = self.pool.state();
+        let c = &self.counters;
+        PoolStats {
+            max_size: self.pool.max_size(),
+            connections: state.connections,
+            idle_connections: state.idle_connections,
+            checkouts: c.checkouts.load(Ordering::Relaxed),
+            waits: c.waits.load(Ordering::Relaxed),
+            wait_time: Duration::from_nanos(c.wait_nanos.load(Ordering::Relaxed)),
+            max_wait: Duration::from_nanos(c.max_wait_nanos.load(Ordering::Relaxed)),
+            timeouts: c.timeouts.load(Ordering::Relaxed),
+            connections_opened: c.opened.load(Ordering::Relaxed),
+            connections_closed: c.closed.load(Ordering::Relaxed),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    checkouts: AtomicU64,
+    waits: AtomicU64,
+    wait_nanos: AtomicU64,
+    max_wait_nanos: AtomicU64,
+    timeouts: AtomicU64,
+    opened: AtomicU64,
+    closed: AtomicU64,
+}
+
+/// Feeds r2d2's events into [`Counters`].
+#[derive(Debug)]
+struct CountEvents(Arc<Counters>);
+
+impl r2d2::HandleEvent for CountEvents {
+    fn handle_acquire(&self, _: r2d2::event::AcquireEvent) {
+        self.0.opened.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn handle_release(&self, _: r2d2::event::ReleaseEvent) {
+        self.0.closed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn handle_checkout(&self, event: r2d2::event::CheckoutEvent) {
+        let waited = event.duration();
+        let nanos = u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX);
+        self.0.checkouts.fetch_add(1, Ordering::Relaxed);
+        self.0.wait_nanos.fetch_add(nanos, Ordering::Relaxed);
+        self.0.max_wait_nanos.fetch_max(nanos, Ordering::Relaxed);
+        if waited >= Duration::from_millis(1) {
+            self.0.waits.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn handle_timeout(&self, _: r2d2::event::TimeoutEvent) {
+        self.0.timeouts.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// Checks a connection out of `pool`, with an [`Error::PoolTimeout`] that names the

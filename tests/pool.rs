@@ -164,3 +164,39 @@ fn connecting_to_no_server_fails_fast_naming_the_host_not_the_password() {
     assert!(message.contains("127.0.0.1"), "{message}");
     assert!(!message.contains("sup3rsecret") && !format!("{err:?}").contains("sup3rsecret"));
 }
+
+#[test]
+fn pool_metrics_count_connections_checkouts_waits_and_timeouts() {
+    let db = TestDb::new();
+    let (pool, metrics) = todo_store::pool::build_pool_with_metrics(
+        &DbConfig::new(db.url())
+            .pool_size(1)
+            .connection_timeout(Duration::from_millis(200)),
+    )
+    .unwrap();
+    let start = metrics.snapshot();
+    assert_eq!((start.max_size, start.connections), (1, 1));
+    {
+        let held = checkout(&pool).unwrap();
+        let busy = metrics.snapshot();
+        assert_eq!((busy.connections, busy.idle_connections), (1, 0));
+        assert!(checkout(&pool).is_err(), "the only connection is held");
+        drop(held);
+    }
+    // A checkout that has to wait for the connection held by another thread.
+    let held = checkout(&pool).unwrap();
+    std::thread::scope(|s| {
+        let waiter = s.spawn(|| checkout(&pool).map(|_| ()));
+        std::thread::sleep(Duration::from_millis(50));
+        drop(held);
+        waiter.join().unwrap().unwrap();
+    });
+    let end = metrics.snapshot();
+    assert_eq!(end.timeouts, 1);
+    assert_eq!(end.checkouts, start.checkouts + 3);
+    assert!(
+        end.waits >= 1 && end.max_wait >= Duration::from_millis(20),
+        "{end:?}"
+    );
+    assert!(end.connections_opened >= 1);
+}
