@@ -1,10 +1,10 @@
-//! Embedded migrations, run under a PostgreSQL advisory lock so that several processes
-//! starting at once on an empty database all succeed and apply each migration once.
+//! Embedded migrations, run in one transaction under a PostgreSQL advisory lock, so
+//! that several processes starting at once on an empty database all succeed and apply
+//! each migration once, directly or through a transaction-mode pooler.
 
-use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
 use diesel::sql_types::BigInt;
-use diesel::RunQueryDsl;
+use diesel::{Connection, RunQueryDsl};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use crate::error::{Error, Result};
@@ -20,8 +20,8 @@ pub const MIGRATION_LOCK_KEY: i64 = 0x746f_646f_7374_6f72;
 /// database was up to date). Waits for any other process migrating the same database.
 ///
 /// # Errors
-/// [`Error::Migration`] when a migration fails; it is rolled back, and the ones before
-/// it stay applied.
+/// [`Error::Migration`] when a migration fails; then none of the pending migrations
+/// is applied (they run in one transaction).
 pub fn run_migrations(conn: &mut PgConnection) -> Result<Vec<String>> {
     with_migration_lock(conn, |conn| {
         conn.run_pending_migrations(MIGRATIONS)
@@ -57,23 +57,21 @@ pub fn pending_migrations(conn: &mut PgConnection) -> Result<Vec<String>> {
         .map_err(|e| Error::Migration(e.to_string()))
 }
 
-/// Runs `f` holding the session-level migration lock; the lock is released afterwards
-/// whatever `f` returns (and by the server if the connection dies).
+/// Runs `f` in one transaction that first takes the migration lock.
+///
+/// The lock is transaction-scoped (`pg_advisory_xact_lock`), so it also holds behind a
+/// transaction-mode pooler such as PgBouncer, where a session-level lock could be
+/// taken on one server connection and released on another. Diesel runs each migration
+/// in a savepoint inside it: all pending migrations apply together or not at all.
 fn with_migration_lock<T>(
     conn: &mut PgConnection,
     f: impl FnOnce(&mut PgConnection) -> Result<T>,
 ) -> Result<T> {
-    diesel::sql_query("SELECT pg_advisory_lock($1)")
-        .bind::<BigInt, _>(MIGRATION_LOCK_KEY)
-        .execute(conn)
-        .map_err(|e| Error::Migration(format!("could not take the migration lock: {e}")))?;
-    let result = f(conn);
-    let unlocked = conn.batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"));
-    match (result, unlocked) {
-        (Ok(value), Ok(())) => Ok(value),
-        (Err(e), _) => Err(e),
-        (Ok(_), Err(e)) => Err(Error::Migration(format!(
-            "could not release the migration lock: {e}"
-        ))),
-    }
+    conn.transaction(|conn| {
+        diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
+            .bind::<BigInt, _>(MIGRATION_LOCK_KEY)
+            .execute(conn)
+            .map_err(|e| Error::Migration(format!("could not take the migration lock: {e}")))?;
+        f(conn)
+    })
 }
