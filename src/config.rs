@@ -8,6 +8,8 @@
 //! | `DATABASE_CONNECT_TIMEOUT_MS` | how long to wait for a connection (opening one, or a free one from the pool) | 5000 |
 //! | `DATABASE_STATEMENT_TIMEOUT_MS` | server-side `statement_timeout` for every statement; 0 turns it off | 30000 |
 //! | `DATABASE_APPLICATION_NAME` | `application_name` shown in `pg_stat_activity` | `todo-store` |
+//! | `DATABASE_PGBOUNCER` | `true` behind a transaction-mode pooler (PgBouncer, Neon's `-pooler` endpoint): no prepared statements, no session `SET`s | `false` |
+//! | `DATABASE_REPLICA_URLS` | comma-separated URLs of read replicas, for [`crate::replica::ReplicaRouter`] | none |
 //!
 //! `DbConfig::from_env` reads a `.env` file first (variables already set win).
 
@@ -30,6 +32,10 @@ pub mod vars {
     pub const STATEMENT_TIMEOUT_MS: &str = "DATABASE_STATEMENT_TIMEOUT_MS";
     /// `application_name` of each connection.
     pub const APPLICATION_NAME: &str = "DATABASE_APPLICATION_NAME";
+    /// `true` when connecting through a transaction-mode pooler.
+    pub const PGBOUNCER: &str = "DATABASE_PGBOUNCER";
+    /// Comma-separated read-replica URLs.
+    pub const REPLICA_URLS: &str = "DATABASE_REPLICA_URLS";
 }
 
 /// How to reach the database and how to size the pool.
@@ -55,6 +61,8 @@ pub struct DbConfig {
     connection_timeout: Duration,
     statement_timeout: Option<Duration>,
     application_name: String,
+    pgbouncer: bool,
+    replica_urls: Vec<String>,
 }
 
 impl DbConfig {
@@ -76,6 +84,8 @@ impl DbConfig {
             connection_timeout: Self::DEFAULT_CONNECTION_TIMEOUT,
             statement_timeout: Some(Self::DEFAULT_STATEMENT_TIMEOUT),
             application_name: Self::DEFAULT_APPLICATION_NAME.to_owned(),
+            pgbouncer: false,
+            replica_urls: Vec::new(),
         }
     }
 
@@ -124,6 +134,12 @@ impl DbConfig {
         if let Some(name) = lookup(vars::APPLICATION_NAME) {
             config = config.application_name(name);
         }
+        if let Some(raw) = lookup(vars::PGBOUNCER) {
+            config = config.pgbouncer(parse_bool(vars::PGBOUNCER, &raw)?);
+        }
+        if let Some(raw) = lookup(vars::REPLICA_URLS) {
+            config = config.replica_urls(raw.split(',').map(str::trim).filter(|u| !u.is_empty()));
+        }
         config.validate()?;
         Ok(config)
     }
@@ -156,6 +172,54 @@ impl DbConfig {
     pub fn application_name(mut self, name: impl Into<String>) -> Self {
         self.application_name = name.into();
         self
+    }
+
+    /// Connect through a transaction-mode pooler (PgBouncer with `pool_mode =
+    /// transaction`, Neon's pooled endpoint): statements are sent unnamed instead of
+    /// prepared (a prepared statement lives on one server connection, and the pooler
+    /// hands each transaction another), and `statement_timeout` is not `SET` on
+    /// connections (it would stick to a server connection other clients then use); set
+    /// it for the role instead: `ALTER ROLE app SET statement_timeout = '30s'`.
+    /// `application_name`, the time zone and the encoding are tracked by PgBouncer and
+    /// stay correct.
+    pub fn pgbouncer(mut self, on: bool) -> Self {
+        self.pgbouncer = on;
+        self
+    }
+
+    /// Adds the URL of a read replica (see [`crate::replica::ReplicaRouter`]).
+    pub fn replica_url(mut self, url: impl Into<String>) -> Self {
+        self.replica_urls.push(url.into());
+        self
+    }
+
+    /// Replaces the read-replica URLs.
+    pub fn replica_urls<I, S>(mut self, urls: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.replica_urls = urls.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Whether the configuration is for a transaction-mode pooler.
+    pub fn behind_pgbouncer(&self) -> bool {
+        self.pgbouncer
+    }
+
+    /// The read-replica URLs, passwords included: never log them.
+    pub fn replica_url_list(&self) -> &[String] {
+        &self.replica_urls
+    }
+
+    /// The same configuration for `url` (e.g. a replica's), other settings kept.
+    pub fn with_url(&self, url: impl Into<String>) -> Self {
+        DbConfig {
+            url: url.into(),
+            replica_urls: Vec::new(),
+            ..self.clone()
+        }
     }
 
     /// The connection URL, password included: hand it to a driver, never to a log.
@@ -221,7 +285,10 @@ impl DbConfig {
                 vars::CONNECT_TIMEOUT_MS
             )));
         }
-        if self.application_name.contains('\0') || self.url.contains('\0') {
+        if self.application_name.contains('\0')
+            || self.url.contains('\0')
+            || self.replica_urls.iter().any(|u| u.contains('\0'))
+        {
             return Err(Error::Config(
                 "the URL and application name must not contain NUL characters".into(),
             ));
@@ -239,7 +306,26 @@ impl fmt::Debug for DbConfig {
             .field("connection_timeout", &self.connection_timeout)
             .field("statement_timeout", &self.statement_timeout)
             .field("application_name", &self.application_name)
+            .field("pgbouncer", &self.pgbouncer)
+            .field(
+                "replica_urls",
+                &self
+                    .replica_urls
+                    .iter()
+                    .map(|u| redact_url(u))
+                    .collect::<Vec<_>>(),
+            )
             .finish()
+    }
+}
+
+fn parse_bool(name: &str, raw: &str) -> Result<bool> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "" | "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(Error::Config(format!(
+            "{name}={raw:?} must be true or false"
+        ))),
     }
 }
 
@@ -413,6 +499,11 @@ mod tests {
             ("DATABASE_CONNECT_TIMEOUT_MS", "1500"),
             ("DATABASE_STATEMENT_TIMEOUT_MS", "0"),
             ("DATABASE_APPLICATION_NAME", "worker"),
+            ("DATABASE_PGBOUNCER", "true"),
+            (
+                "DATABASE_REPLICA_URLS",
+                "postgres://r:pw1@a/d, postgres://r:pw2@b/d",
+            ),
         ];
         let config = DbConfig::from_lookup(|name| {
             vars.iter()
@@ -428,6 +519,10 @@ mod tests {
         );
         assert_eq!(config.statement_timeout_duration(), None);
         assert_eq!(config.application_name_str(), "worker");
+        assert!(config.behind_pgbouncer());
+        assert_eq!(config.replica_url_list().len(), 2);
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("pw1") && !debug.contains("pw2"), "{debug}");
     }
 
     #[test]

@@ -80,6 +80,15 @@ pub enum Error {
     /// The configuration is missing or malformed.
     #[error("configuration error: {0}")]
     Config(String),
+
+    /// A write was sent to a read-only connection (a hot-standby replica, or a
+    /// read-only transaction): send writes to the primary
+    /// ([`crate::replica::ReplicaRouter::write`]).
+    #[error("the connection is read-only (a replica?): send writes to the primary: {message}")]
+    ReadOnly {
+        /// The server's message.
+        message: String,
+    },
 }
 
 /// The kinds of [`Error::Conflict`].
@@ -236,6 +245,11 @@ impl From<DieselError> for Error {
                     return Error::NotFound {
                         entity,
                         key: "referenced by this row".into(),
+                    }
+                }
+                (DatabaseErrorKind::ReadOnlyTransaction, _) => {
+                    return Error::ReadOnly {
+                        message: info.message().to_owned(),
                     }
                 }
                 (DatabaseErrorKind::UniqueViolation, None) => {

@@ -49,6 +49,7 @@ pub mod error;
 pub mod migrate;
 pub mod models;
 pub mod pool;
+pub mod replica;
 pub mod repo;
 mod schema;
 mod telemetry;

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use diesel::connection::{Instrumentation, InstrumentationEvent, SimpleConnection};
+use diesel::connection::{CacheSize, Instrumentation, InstrumentationEvent, SimpleConnection};
 use diesel::r2d2::{ManageConnection, R2D2Connection};
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel::{Connection, PgConnection};
@@ -107,6 +107,26 @@ pub fn build_pool_with_metrics(config: &DbConfig) -> Result<(PgPool, PoolMetrics
             target: config.redacted_url(),
             message: connection_message(&e.to_string()),
         })
+}
+
+/// A pool that opens its connections in the background instead of waiting for them:
+/// building it never fails for an unreachable server (for replicas that may be down).
+///
+/// # Errors
+/// [`Error::Config`] for an invalid configuration.
+pub fn build_pool_lazy(config: &DbConfig) -> Result<PgPool> {
+    config.validate()?;
+    let manager = PgConnectionManager {
+        url: config.url().to_owned(),
+        session: SessionSettings::from_config(config),
+    };
+    Ok(r2d2::Pool::builder()
+        .max_size(config.max_pool_size())
+        .min_idle(config.min_idle_connections())
+        .connection_timeout(config.connection_timeout_duration())
+        .test_on_check_out(true)
+        .error_handler(Box::new(r2d2::NopErrorHandler))
+        .build_unchecked(manager))
 }
 
 /// A handle on a pool's counters; cheap to clone, readable from any thread.
@@ -258,6 +278,9 @@ impl ManageConnection for PgConnectionManager {
     fn connect(&self) -> std::result::Result<PgConnection, Self::Error> {
         let mut conn =
             PgConnection::establish(&self.url).map_err(diesel::r2d2::Error::ConnectionError)?;
+        if self.session.unnamed_statements {
+            conn.set_prepared_statement_cache_size(CacheSize::Disabled);
+        }
         conn.batch_execute(&self.session.sql)
             .map_err(diesel::r2d2::Error::QueryError)?;
         conn.set_instrumentation(ConnectionHealth::default());
@@ -352,16 +375,26 @@ pub(crate) fn is_connection_lost(err: &DieselError) -> bool {
 #[derive(Debug, Clone)]
 struct SessionSettings {
     sql: String,
+    /// Behind a transaction-mode pooler: no named prepared statements.
+    unnamed_statements: bool,
 }
 
 impl SessionSettings {
     fn from_config(config: &DbConfig) -> Self {
-        let timeout_ms = config
-            .statement_timeout_duration()
-            .map_or(0, |d| d.as_millis().max(1));
         let name = config.application_name_str().replace('\'', "''");
+        // PgBouncer tracks application_name per client; statement_timeout it does not,
+        // so behind it a SET would stick to a server connection others then use.
+        let sql = if config.behind_pgbouncer() {
+            format!("SET application_name = '{name}'")
+        } else {
+            let timeout_ms = config
+                .statement_timeout_duration()
+                .map_or(0, |d| d.as_millis().max(1));
+            format!("SET statement_timeout = {timeout_ms}; SET application_name = '{name}'")
+        };
         SessionSettings {
-            sql: format!("SET statement_timeout = {timeout_ms}; SET application_name = '{name}'"),
+            sql,
+            unnamed_statements: config.behind_pgbouncer(),
         }
     }
 }
