@@ -206,6 +206,11 @@ impl LocalPostgresBuilder {
     /// (e.g. under `/root`, mode 0700), the cluster lives in
     /// `/var/tmp/todo-store-pgdata-<hash of root>` instead, [`LocalPostgres::data_dir`]
     /// says so, and `root/DATA_LOCATION.txt` points there.
+    ///
+    /// The settings are written anew at each start. For a hot standby made with
+    /// `pg_basebackup` from a temporary cluster, repeat the primary's
+    /// `max_connections` (200) with [`LocalPostgresBuilder::setting`]: a standby
+    /// refuses to start with a lower value than its primary.
     #[must_use]
     pub fn persistent(mut self, root: impl Into<PathBuf>) -> Self {
         self.root = Some(root.into());

@@ -17,9 +17,9 @@
 //! drop(primary);
 //!
 //! // Eventually consistent: any replica (or the primary if none is reachable).
-//! let page = TaskRepo::list(&mut router.read()?, user_id, &TaskQuery::new())?;
+//! let page = TaskRepo::list(&mut *router.read()?, user_id, &TaskQuery::new())?;
 //! // Read-your-writes: a replica that has replayed the write, else the primary.
-//! let page = TaskRepo::list(&mut router.read_after(&mark)?, user_id, &TaskQuery::new())?;
+//! let page = TaskRepo::list(&mut *router.read_after(&mark)?, user_id, &TaskQuery::new())?;
 //! # Ok(())
 //! # }
 //! ```
@@ -101,7 +101,7 @@ impl ReplicaRouter {
     /// A connection to the primary, for writes (and reads that must be current).
     ///
     /// # Errors
-    /// [`Error::PoolTimeout`].
+    /// [`crate::Error::PoolTimeout`].
     pub fn write(&self) -> Result<PooledConn> {
         pool::checkout(&self.primary)
     }
@@ -109,10 +109,16 @@ impl ReplicaRouter {
     /// A connection for reads: the next reachable replica in turn, or the primary when
     /// none is reachable (or none is configured). Data may lag the primary.
     ///
+    /// The replica connection is pinged first (one round trip), so a replica that just
+    /// went away is skipped at once instead of failing the caller's first statement.
+    ///
     /// # Errors
-    /// [`Error::PoolTimeout`] when the primary cannot be reached either.
+    /// [`crate::Error::PoolTimeout`] when the primary cannot be reached either.
     pub fn read(&self) -> Result<PooledConn> {
-        self.read_where(|_| Ok(true))
+        self.read_where(|conn| {
+            diesel::r2d2::R2D2Connection::ping(conn)?;
+            Ok(true)
+        })
     }
 
     /// Where the primary's write-ahead log is now, on `primary` (a connection from
@@ -121,8 +127,12 @@ impl ReplicaRouter {
     /// # Errors
     /// Database errors.
     pub fn mark(&self, primary: &mut PgConnection) -> Result<WriteMark> {
-        let lsn: String = diesel::select(diesel::dsl::sql::<Text>("pg_current_wal_lsn()::text"))
-            .get_result(primary)?;
+        // The insert position, not pg_current_wal_lsn(): under asynchronous commit the
+        // commit record may not be written out yet, and the mark must lie beyond it.
+        let lsn: String = diesel::select(diesel::dsl::sql::<Text>(
+            "pg_current_wal_insert_lsn()::text",
+        ))
+        .get_result(primary)?;
         Ok(WriteMark(lsn))
     }
 
@@ -131,7 +141,7 @@ impl ReplicaRouter {
     /// replica to check.
     ///
     /// # Errors
-    /// [`Error::PoolTimeout`] when the primary cannot be reached either.
+    /// [`crate::Error::PoolTimeout`] when the primary cannot be reached either.
     pub fn read_after(&self, mark: &WriteMark) -> Result<PooledConn> {
         self.read_where(|conn| {
             Ok(diesel::select(
