@@ -380,7 +380,9 @@ pub fn redact_url(url: &str) -> String {
             return parsed.to_string();
         }
     }
-    redact_keyword_password(url)
+    // Not a URL the parser understands (several hosts, an empty host, a bad port...):
+    // libpq may still accept it, so remove anything that looks like a password.
+    redact_secrets(url)
 }
 
 /// Removes every password-looking value from free text (an error message that might
@@ -465,6 +467,10 @@ mod tests {
             ("host=h user=u password=hunter2 dbname=d", "hunter2"),
             ("host=h password = 'hun ter\\'2' dbname=d", "ter"),
             ("PASSWORD=hunter2", "hunter2"),
+            ("postgres://app:hunter2@127.0.0.1:notaport/db", "hunter2"),
+            ("postgres://app:hunter2@[::1/db", "hunter2"),
+            ("postgres://app:hunter2@/db?host=/socket/dir", "hunter2"),
+            ("postgres://app:hunter2@h1:5432,h2:5433/db", "hunter2"),
         ] {
             let redacted = redact_url(input);
             assert!(!redacted.contains(secret), "{input} -> {redacted}");

@@ -176,6 +176,131 @@ impl Error {
     pub fn is_validation(&self) -> bool {
         matches!(self, Error::Validation { .. })
     }
+
+    /// True when the server aborted the transaction because it could not be serialized
+    /// with concurrent ones (SQLSTATE 40001: `SERIALIZABLE` or `REPEATABLE READ`). The
+    /// transaction changed nothing; running it again from the start may succeed.
+    pub fn is_serialization_failure(&self) -> bool {
+        matches!(
+            self.commit_or_only_error(),
+            Some(DieselError::DatabaseError(
+                DatabaseErrorKind::SerializationFailure,
+                _
+            ))
+        )
+    }
+
+    /// True when the server broke a deadlock by aborting this transaction (SQLSTATE
+    /// 40P01, "deadlock detected"). The transaction changed nothing; running it again
+    /// from the start may succeed.
+    pub fn is_deadlock(&self) -> bool {
+        // Diesel has no kind for 40P01 and does not expose the SQLSTATE; the message is
+        // fixed server text (lc_messages is English on the servers we support, as for
+        // the statement timeout above).
+        matches!(
+            self.commit_or_only_error(),
+            Some(DieselError::DatabaseError(DatabaseErrorKind::Unknown, info))
+                if info.message().starts_with("deadlock detected")
+        )
+    }
+
+    /// True when the connection to the server is gone (the server restarted, crashed or
+    /// terminated the session, the network dropped): this connection cannot be used
+    /// again.
+    ///
+    /// Whether the statement ran is **unknown** unless
+    /// [`Error::is_connection_lost_before_send`] is also true: a connection lost during
+    /// `COMMIT`, or during a statement outside a transaction, may have lost the answer
+    /// to a write that happened.
+    pub fn is_connection_lost(&self) -> bool {
+        match self {
+            Error::Database(DieselError::RollbackErrorOnCommit {
+                rollback_error,
+                commit_error,
+            }) => is_lost_connection(commit_error) || is_lost_connection(rollback_error),
+            Error::Database(err) => is_lost_connection(err),
+            _ => false,
+        }
+    }
+
+    /// True when the connection was already lost before the statement could be sent
+    /// (libpq: "no connection to the server"): the statement certainly did not run, so
+    /// running it again on another connection is safe.
+    pub fn is_connection_lost_before_send(&self) -> bool {
+        matches!(
+            self.commit_or_only_error(),
+            Some(DieselError::DatabaseError(
+                DatabaseErrorKind::UnableToSendCommand,
+                info
+            )) if !is_protocol_limit(info.message())
+        )
+    }
+
+    /// True for the failures after which running the whole transaction again is safe
+    /// and may succeed: a serialization failure ([`Error::is_serialization_failure`]),
+    /// a deadlock ([`Error::is_deadlock`]), or a connection lost before the statement
+    /// was sent ([`Error::is_connection_lost_before_send`], retry on another
+    /// connection). Everything else is false: constraint violations, validation,
+    /// timeouts, and a connection lost after the statement was sent, whose outcome is
+    /// unknown. [`crate::retry`] retries exactly these (plus lost connections it can
+    /// prove harmless from where they happened).
+    pub fn is_transient(&self) -> bool {
+        self.is_serialization_failure()
+            || self.is_deadlock()
+            || self.is_connection_lost_before_send()
+    }
+
+    /// The diesel error that decides what happened: for a failed `COMMIT` whose
+    /// rollback failed too, the `COMMIT`'s error.
+    fn commit_or_only_error(&self) -> Option<&DieselError> {
+        match self {
+            Error::Database(DieselError::RollbackErrorOnCommit { commit_error, .. }) => {
+                Some(commit_error)
+            }
+            Error::Database(err) => Some(err),
+            _ => None,
+        }
+    }
+}
+
+/// libpq refuses to send a statement with more bind parameters than the protocol
+/// allows with the same error kind as a lost connection; that is no lost connection.
+fn is_protocol_limit(message: &str) -> bool {
+    message.contains("number of parameters")
+}
+
+/// Whether `err` means the connection to the server is gone.
+///
+/// Diesel tags most of these `ClosedConnection` or `UnableToSendCommand`, but not all:
+/// it says `ClosedConnection` only when libpq has already marked the connection bad.
+/// With libpq 15, the first statement on a connection whose server crashed fails with
+/// kind `Unknown` and libpq's own "server closed the connection unexpectedly"; only the
+/// next one is refused outright (tests/faults.rs shows it). The messages
+/// below are libpq's (not translated unless the client's locale asks) and the server's
+/// FATAL ones (SQLSTATE 57P01-57P05, 25P03), each of which ends the session.
+pub(crate) fn is_lost_connection(err: &DieselError) -> bool {
+    const LOST: &[&str] = &[
+        "server closed the connection unexpectedly",
+        "no connection to the server",
+        "could not receive data from server",
+        "could not send data to server",
+        "connection to server was lost",
+        "lost synchronization with server",
+        "SSL connection has been closed unexpectedly",
+        "SSL SYSCALL error: EOF detected",
+        "terminating connection",
+    ];
+    match err {
+        DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, _)
+        | DieselError::BrokenTransactionManager => true,
+        DieselError::DatabaseError(DatabaseErrorKind::UnableToSendCommand, info) => {
+            !is_protocol_limit(info.message())
+        }
+        DieselError::DatabaseError(DatabaseErrorKind::Unknown, info) => {
+            LOST.iter().any(|m| info.message().starts_with(m))
+        }
+        _ => false,
+    }
 }
 
 /// What a constraint of the schema means to a caller. The constraint names are those

@@ -51,9 +51,13 @@ pub mod models;
 pub mod pool;
 pub mod replica;
 pub mod repo;
+pub mod retry;
 mod schema;
 mod telemetry;
 
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 #[cfg(feature = "local-postgres")]
 pub mod local_postgres;
 #[cfg(feature = "seed")]

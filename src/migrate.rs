@@ -2,6 +2,8 @@
 //! that several processes starting at once on an empty database all succeed and apply
 //! each migration once, directly or through a transaction-mode pooler.
 
+use diesel::migration::MigrationSource;
+use diesel::pg::Pg;
 use diesel::pg::PgConnection;
 use diesel::sql_types::BigInt;
 use diesel::{Connection, RunQueryDsl};
@@ -23,6 +25,12 @@ pub const MIGRATION_LOCK_KEY: i64 = 0x746f_646f_7374_6f72;
 /// [`Error::Migration`] when a migration fails; then none of the pending migrations
 /// is applied (they run in one transaction).
 pub fn run_migrations(conn: &mut PgConnection) -> Result<Vec<String>> {
+    if all_applied(conn) {
+        // The common case, and the only one a runtime role without DDL rights may
+        // reach: diesel's runner would first try CREATE TABLE IF NOT EXISTS on its
+        // bookkeeping table, which needs CREATE on the schema even when it exists.
+        return Ok(Vec::new());
+    }
     with_migration_lock(conn, |conn| {
         conn.run_pending_migrations(MIGRATIONS)
             .map(|versions| versions.iter().map(ToString::to_string).collect())
@@ -47,6 +55,9 @@ pub fn revert_all_migrations(conn: &mut PgConnection) -> Result<Vec<String>> {
 /// # Errors
 /// [`Error::Migration`] when the migrations table cannot be read.
 pub fn pending_migrations(conn: &mut PgConnection) -> Result<Vec<String>> {
+    if let Some(pending) = unapplied(conn) {
+        return Ok(pending);
+    }
     conn.pending_migrations(MIGRATIONS)
         .map(|pending| {
             pending
@@ -55,6 +66,50 @@ pub fn pending_migrations(conn: &mut PgConnection) -> Result<Vec<String>> {
                 .collect()
         })
         .map_err(|e| Error::Migration(e.to_string()))
+}
+
+/// Whether every embedded migration is recorded as applied, read without DDL and
+/// without the lock. Anything unknown means "not known to be applied", and the caller
+/// takes the slow path.
+fn all_applied(conn: &mut PgConnection) -> bool {
+    unapplied(conn).is_some_and(|pending| pending.is_empty())
+}
+
+/// The embedded versions the bookkeeping table does not list, read with a plain
+/// SELECT (no DDL, so a runtime role with read access can ask); `None` when the table
+/// cannot be read.
+fn unapplied(conn: &mut PgConnection) -> Option<Vec<String>> {
+    let embedded = MigrationSource::<Pg>::migrations(&MIGRATIONS).ok()?;
+    // Ask first whether the table exists: a failing SELECT would abort a caller's
+    // transaction.
+    let exists: bool = diesel::select(diesel::dsl::sql::<diesel::sql_types::Bool>(
+        "to_regclass('__diesel_schema_migrations') IS NOT NULL",
+    ))
+    .get_result(conn)
+    .ok()?;
+    let applied: Vec<String> = if exists {
+        diesel::sql_query("SELECT version FROM __diesel_schema_migrations")
+            .load::<Version>(conn)
+            .ok()?
+            .into_iter()
+            .map(|r| r.version)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Some(
+        embedded
+            .iter()
+            .map(|m| m.name().version().to_string())
+            .filter(|v| !applied.contains(v))
+            .collect(),
+    )
+}
+
+#[derive(diesel::QueryableByName)]
+struct Version {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    version: String,
 }
 
 /// Runs `f` in one transaction that first takes the migration lock.

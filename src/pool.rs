@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use diesel::connection::{CacheSize, Instrumentation, InstrumentationEvent, SimpleConnection};
 use diesel::r2d2::{ManageConnection, R2D2Connection};
-use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel::result::Error as DieselError;
 use diesel::{Connection, PgConnection};
 
 use crate::config::{redact_secrets, DbConfig};
@@ -360,15 +360,10 @@ fn health(conn: &mut PgConnection) -> Option<&mut ConnectionHealth> {
     conn.instrumentation().downcast_mut::<ConnectionHealth>()
 }
 
-/// Errors after which the connection cannot be used again.
+/// Errors after which the connection cannot be used again (one classifier for the
+/// pool and the retry helper: [`crate::error`]).
 pub(crate) fn is_connection_lost(err: &DieselError) -> bool {
-    matches!(
-        err,
-        DieselError::DatabaseError(
-            DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
-            _
-        ) | DieselError::BrokenTransactionManager
-    )
+    crate::error::is_lost_connection(err)
 }
 
 /// What is set on every new connection, in one round trip.

@@ -186,7 +186,10 @@ impl NewTask {
             )?,
             completed: self.completed,
             priority: self.priority,
-            due_date: self.due_date,
+            due_date: self
+                .due_date
+                .map(|d| validate::timestamp("due_date", d))
+                .transpose()?,
         })
     }
 }
@@ -265,7 +268,10 @@ impl TaskPatch {
                 .transpose()?,
             completed: self.completed,
             priority: self.priority,
-            due_date: self.due_date,
+            due_date: match self.due_date {
+                Some(Some(d)) => Some(Some(validate::timestamp("due_date", d)?)),
+                other => other,
+            },
             expected_version: self.expected_version,
         })
     }

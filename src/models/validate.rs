@@ -1,6 +1,8 @@
 //! The validation rules shared by inputs and patches. The migrations' CHECK constraints
 //! hold the same rules, so rows written by other clients obey them too.
 
+use chrono::{DateTime, Duration, TimeZone, Utc};
+
 use crate::error::{Error, Result};
 
 /// Longest task title, in characters (the column is `varchar(255)`).
@@ -13,6 +15,28 @@ pub const NAME_MAX_CHARS: usize = 100;
 pub const EMAIL_MAX_CHARS: usize = 254;
 /// Longest image URL, in characters.
 pub const IMAGE_MAX_CHARS: usize = 2048;
+
+/// The earliest instant PostgreSQL's timestamptz holds (4714-11-24 00:00 UTC BC), in
+/// microseconds since 1970. (Its latest lies beyond chrono's.)
+pub(crate) const PG_MIN_TIMESTAMP_MICROS: i64 = -210_866_803_200_000_000;
+
+/// `at` as PostgreSQL will store it: whole microseconds, cut the way diesel sends it
+/// (toward 2000-01-01, PostgreSQL's epoch). Outside PostgreSQL's range: Validation.
+pub(crate) fn timestamp(field: &str, at: DateTime<Utc>) -> Result<DateTime<Utc>> {
+    let out_of_range = || Error::validation(field, "is outside the dates PostgreSQL can store");
+    let pg_epoch = Utc
+        .with_ymd_and_hms(2000, 1, 1, 0, 0, 0)
+        .single()
+        .ok_or_else(out_of_range)?;
+    let micros = (at - pg_epoch)
+        .num_microseconds()
+        .ok_or_else(out_of_range)?;
+    let stored = pg_epoch + Duration::microseconds(micros);
+    if stored.timestamp_micros() < PG_MIN_TIMESTAMP_MICROS {
+        return Err(out_of_range());
+    }
+    Ok(stored)
+}
 
 /// PostgreSQL text cannot hold NUL; reject it with a clear error instead of the server's.
 pub(crate) fn no_nul(field: &str, value: &str) -> Result<()> {
@@ -82,6 +106,20 @@ pub(crate) fn email(field: &str, value: &str) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps_are_cut_to_microseconds_and_checked_against_postgresqls_range() {
+        let t = DateTime::from_timestamp(1_700_000_000, 123_456_789).unwrap();
+        assert_eq!(
+            timestamp("due", t).unwrap().timestamp_subsec_nanos(),
+            123_456_000
+        );
+        assert!(timestamp("due", DateTime::<Utc>::MIN_UTC).is_err());
+        assert!(timestamp("due", DateTime::<Utc>::MAX_UTC).is_ok());
+        let earliest = DateTime::from_timestamp_micros(PG_MIN_TIMESTAMP_MICROS).unwrap();
+        assert!(timestamp("due", earliest).is_ok());
+        assert!(timestamp("due", earliest - Duration::microseconds(1)).is_err());
+    }
 
     #[test]
     fn counts_characters_not_bytes() {

@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use super::query::{Direction, TaskSort};
 use crate::error::{Error, Result};
+use crate::models::validate::PG_MIN_TIMESTAMP_MICROS;
 use crate::models::Priority;
 
 const FORMAT_VERSION: u8 = 1;
@@ -151,9 +152,6 @@ impl Cursor {
         })
     }
 }
-
-/// The earliest instant PostgreSQL's timestamptz holds, in microseconds since 1970.
-const PG_MIN_TIMESTAMP_MICROS: i64 = -210_866_803_200_000_000;
 
 /// Reads big-endian fields off a byte slice; running out is a truncated cursor.
 struct Reader<'a>(&'a [u8]);

@@ -31,6 +31,16 @@ impl<'q> ListPlan<'q> {
     pub(crate) fn new(user_id: Uuid, query: &'q TaskQuery) -> Result<Self> {
         let limit = query.checked_limit()?;
         query.check()?;
+        for (field, at) in [
+            ("due_before", query.due_before),
+            ("due_after", query.due_after),
+            ("created_before", query.created_before),
+            ("created_after", query.created_after),
+        ] {
+            if let Some(at) = at {
+                crate::models::validate::timestamp(field, at)?;
+            }
+        }
         let search = query.checked_search()?;
         let cursor = query
             .after
