@@ -2,17 +2,17 @@
 //! `TaskRepo::count_matching` and the query-plan checks of the tests.
 
 use diesel::dsl::{self, count_star};
-use diesel::expression::SqlLiteral;
 use diesel::pg::Pg;
 use diesel::prelude::*;
-use diesel::sql_types::{Bool, Float, Text, Timestamptz, Uuid as SqlUuid, Varchar};
+use diesel::sql_types::{Bool, Float};
 use uuid::Uuid;
 
 use super::cursor::{Cursor, SortKey};
+use super::fragment::{self, Bind};
 use super::query::{Direction, TaskQuery, TaskSort};
 use crate::error::Result;
 use crate::models::Task;
-use crate::schema::{sql_types::TaskPriority, tasks};
+use crate::schema::tasks;
 
 /// A boxed SELECT over tasks with row type `ST`.
 pub(crate) type TasksQuery<'a, ST> = tasks::BoxedQuery<'a, Pg, ST>;
@@ -128,8 +128,8 @@ impl<'q> ListPlan<'q> {
             // websearch_to_tsquery never raises a syntax error, whatever the text; the
             // configuration must be the one of tasks.search_vector (see the migration).
             query = query.filter(
-                dsl::sql::<Bool>("search_vector @@ websearch_to_tsquery('english', ")
-                    .bind::<Text, _>(terms.as_str())
+                fragment::sql::<Bool>("search_vector @@ websearch_to_tsquery('english', ")
+                    .bind(Bind::Text(terms))
                     .sql(")"),
             );
         }
@@ -141,11 +141,13 @@ impl<'q> ListPlan<'q> {
     fn rank(&self) -> RankExpr<'_> {
         match (&self.search, self.query.sort) {
             (Some(terms), TaskSort::Relevance) => Box::new(
-                dsl::sql::<Float>("ts_rank_cd(search_vector, websearch_to_tsquery('english', ")
-                    .bind::<Text, _>(terms.as_str())
-                    .sql("))"),
+                fragment::sql::<Float>(
+                    "ts_rank_cd(search_vector, websearch_to_tsquery('english', ",
+                )
+                .bind(Bind::Text(terms))
+                .sql("))"),
             ),
-            _ => Box::new(dsl::sql::<Float>("0::real")),
+            _ => Box::new(fragment::sql::<Float>("0::real")),
         }
     }
 
@@ -171,7 +173,9 @@ impl<'q> ListPlan<'q> {
         } else {
             ""
         };
-        query.order_by(dsl::sql::<Bool>(&format!("{key} {dir}{nulls}, id {dir}")))
+        query.order_by(fragment::sql::<Bool>(format!(
+            "{key} {dir}{nulls}, id {dir}"
+        )))
     }
 
     /// Rows after the cursor in the query's order.
@@ -184,55 +188,44 @@ impl<'q> ListPlan<'q> {
             Direction::Desc => "<",
         };
         let key = sort_column(self.query.sort);
+        let id = Bind::Uuid(cursor.id);
+        // (key, id) op ($1, $2): a row comparison, which PostgreSQL turns into an index
+        // range when an index has the same columns.
+        let row = |key_value: Bind<'a>| {
+            fragment::sql::<Bool>(format!("({key}, id) {op} ("))
+                .bind(key_value)
+                .sql(", ")
+                .bind(id.clone())
+                .sql(")")
+        };
         match &cursor.key {
-            SortKey::Timestamp(t) => query.filter(
-                row_compare(key, op)
-                    .bind::<Timestamptz, _>(*t)
-                    .sql(", ")
-                    .bind::<SqlUuid, _>(cursor.id)
-                    .sql(")"),
-            ),
-            SortKey::Priority(p) => query.filter(
-                row_compare(key, op)
-                    .bind::<TaskPriority, _>(*p)
-                    .sql(", ")
-                    .bind::<SqlUuid, _>(cursor.id)
-                    .sql(")"),
-            ),
-            SortKey::Title(title) => query.filter(
-                row_compare(key, op)
-                    .bind::<Varchar, _>(title.clone())
-                    .sql(", ")
-                    .bind::<SqlUuid, _>(cursor.id)
-                    .sql(")"),
-            ),
+            SortKey::Timestamp(t) => query.filter(row(Bind::Timestamp(*t))),
+            SortKey::Priority(p) => query.filter(row(Bind::Priority(*p))),
+            SortKey::Title(title) => query.filter(row(Bind::Text(title))),
             // NULLS LAST in both directions: after a dated row come later-in-order dated
             // rows, then every undated row; after an undated row, undated rows by id.
             // The OR is parenthesized: diesel joins filters with AND without grouping the
-            // SQL of a literal, so a bare OR would escape the user and the other filters.
+            // SQL of a fragment, so a bare OR would escape the user and the other filters.
             SortKey::OptionalTimestamp(Some(due)) => query.filter(
-                dsl::sql::<Bool>(&format!("(({key}, id) {op} ("))
-                    .bind::<Timestamptz, _>(*due)
+                fragment::sql::<Bool>(format!("(({key}, id) {op} ("))
+                    .bind(Bind::Timestamp(*due))
                     .sql(", ")
-                    .bind::<SqlUuid, _>(cursor.id)
+                    .bind(id)
                     .sql(") OR due_date IS NULL)"),
             ),
-            SortKey::OptionalTimestamp(None) => query.filter(
-                dsl::sql::<Bool>(&format!("due_date IS NULL AND id {op} "))
-                    .bind::<SqlUuid, _>(cursor.id),
-            ),
-            SortKey::Rank(rank) => {
-                let terms = self.search.as_deref().unwrap_or_default();
-                query.filter(
-                    dsl::sql::<Bool>("(ts_rank_cd(search_vector, websearch_to_tsquery('english', ")
-                        .bind::<Text, _>(terms)
-                        .sql(&format!(")), id) {op} ("))
-                        .bind::<Float, _>(*rank)
-                        .sql(", ")
-                        .bind::<SqlUuid, _>(cursor.id)
-                        .sql(")"),
+            SortKey::OptionalTimestamp(None) => query
+                .filter(fragment::sql::<Bool>(format!("due_date IS NULL AND id {op} ")).bind(id)),
+            SortKey::Rank(rank) => query.filter(
+                fragment::sql::<Bool>(
+                    "(ts_rank_cd(search_vector, websearch_to_tsquery('english', ",
                 )
-            }
+                .bind(Bind::Text(self.search.as_deref().unwrap_or_default()))
+                .sql(format!(")), id) {op} ("))
+                .bind(Bind::Float(*rank))
+                .sql(", ")
+                .bind(id)
+                .sql(")"),
+            ),
         }
     }
 }
@@ -247,12 +240,6 @@ fn sort_column(sort: TaskSort) -> &'static str {
         TaskSort::Title => "title COLLATE \"C\"",
         TaskSort::Relevance => "search_vector",
     }
-}
-
-/// `(key, id) op (` — the start of a row comparison, which PostgreSQL turns into an
-/// index range when an index has the same columns.
-fn row_compare(key: &str, op: &str) -> SqlLiteral<Bool> {
-    dsl::sql::<Bool>(&format!("({key}, id) {op} ("))
 }
 
 /// The relevance rank as a boxed expression (a literal 0 when not sorting by it).

@@ -2,12 +2,12 @@
 //! [`tasks_of`]; another user's task behaves exactly like a missing one.
 
 use diesel::dsl;
-use diesel::expression::SqlLiteral;
 use diesel::prelude::*;
 use diesel::sql_types::BigInt;
 use uuid::Uuid;
 
 use super::bulk::{self, TaskCopyRow};
+use super::fragment::{self, Fragment};
 use super::list::ListPlan;
 use super::query::{Page, TaskQuery};
 use super::sql_functions::clock_timestamp;
@@ -320,13 +320,13 @@ impl TaskRepo {
 }
 
 type StatsColumns = (
-    SqlLiteral<BigInt>,
-    SqlLiteral<BigInt>,
-    SqlLiteral<BigInt>,
-    SqlLiteral<BigInt>,
-    SqlLiteral<BigInt>,
-    SqlLiteral<BigInt>,
-    SqlLiteral<BigInt>,
+    Fragment<'static, BigInt>,
+    Fragment<'static, BigInt>,
+    Fragment<'static, BigInt>,
+    Fragment<'static, BigInt>,
+    Fragment<'static, BigInt>,
+    Fragment<'static, BigInt>,
+    Fragment<'static, BigInt>,
 );
 
 /// The one query behind [`TaskRepo::stats`].
@@ -337,17 +337,17 @@ pub(crate) fn stats_query(user_id: Uuid) -> dsl::Select<tasks_of, StatsColumns> 
 /// `count(*) FILTER (WHERE ...)` for each figure of [`TaskStats`].
 fn stats_columns() -> StatsColumns {
     (
-        dsl::sql("count(*)"),
-        dsl::sql("count(*) FILTER (WHERE completed)"),
-        dsl::sql("count(*) FILTER (WHERE NOT completed AND due_date < now())"),
+        fragment::sql("count(*)"),
+        fragment::sql("count(*) FILTER (WHERE completed)"),
+        fragment::sql("count(*) FILTER (WHERE NOT completed AND due_date < now())"),
         // The session's time zone is UTC (diesel sets it on connect).
-        dsl::sql(
+        fragment::sql(
             "count(*) FILTER (WHERE NOT completed AND due_date >= date_trunc('day', now()) \
              AND due_date < date_trunc('day', now()) + interval '1 day')",
         ),
-        dsl::sql("count(*) FILTER (WHERE priority = 'low')"),
-        dsl::sql("count(*) FILTER (WHERE priority = 'medium')"),
-        dsl::sql("count(*) FILTER (WHERE priority = 'high')"),
+        fragment::sql("count(*) FILTER (WHERE priority = 'low')"),
+        fragment::sql("count(*) FILTER (WHERE priority = 'medium')"),
+        fragment::sql("count(*) FILTER (WHERE priority = 'high')"),
     )
 }
 

@@ -1,0 +1,82 @@
+//! The hot statements are prepared once per connection and reused, not parsed and
+//! planned on every call (diesel does not cache its own UPDATEs or `sql` literals).
+
+mod common;
+
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Text};
+use todo_store::testing::TestDb;
+use todo_store::{Direction, Priority, TaskPatch, TaskQuery, TaskRepo, TaskSort};
+
+#[derive(QueryableByName)]
+struct Prepared {
+    #[diesel(sql_type = Text)]
+    statement: String,
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+fn prepared(conn: &mut PgConnection) -> Vec<String> {
+    diesel::sql_query("SELECT statement FROM pg_prepared_statements")
+        .load::<Prepared>(conn)
+        .unwrap()
+        .into_iter()
+        .map(|p| p.statement)
+        .collect()
+}
+
+#[test]
+fn list_count_stats_and_update_are_prepared_once_and_reused() {
+    let db = TestDb::new();
+    let mut conn = db.conn();
+    let user = common::user(&mut conn);
+    let task = common::task(&mut conn, &user, "prepare me");
+    let shapes = [
+        TaskQuery::new().completed(false),
+        TaskQuery::new()
+            .search("prepare")
+            .sort(TaskSort::Relevance, Direction::Desc),
+        TaskQuery::new()
+            .priority(Priority::High)
+            .sort(TaskSort::DueDate, Direction::Asc),
+    ];
+    let run = |conn: &mut PgConnection| {
+        for query in &shapes {
+            TaskRepo::list(conn, user.id, query).unwrap();
+            TaskRepo::count_matching(conn, user.id, query).unwrap();
+        }
+        TaskRepo::stats(conn, user.id).unwrap();
+        let patch = TaskPatch {
+            title: Some("prepared".into()),
+            ..Default::default()
+        };
+        TaskRepo::update(conn, user.id, task.id, &patch).unwrap();
+        TaskRepo::set_completed(conn, user.id, task.id, true).unwrap();
+    };
+    run(&mut conn);
+    let first = prepared(&mut conn);
+    for needle in [
+        "ORDER BY created_at DESC",
+        "ts_rank_cd",
+        "due_date ASC NULLS LAST",
+        "count(*) FILTER",
+        "UPDATE tasks SET",
+    ] {
+        assert!(
+            first.iter().any(|s| s.contains(needle)),
+            "no prepared statement contains {needle:?}: {first:#?}"
+        );
+    }
+    // The same calls again prepare nothing new (sql_query, used to look, is never
+    // prepared itself).
+    run(&mut conn);
+    let n: i64 = diesel::sql_query("SELECT count(*) AS n FROM pg_prepared_statements")
+        .get_result::<Count>(&mut conn)
+        .unwrap()
+        .n;
+    assert_eq!(n as usize, first.len(), "the second round prepared again");
+}
