@@ -115,6 +115,10 @@ struct Args {
     /// (`ALTER DATABASE ... SET log_statement = 'all'`; needs a superuser).
     #[arg(long)]
     log_statements: bool,
+    /// Diagnostics: a setting for the benchmark databases, e.g.
+    /// `--db-setting synchronous_commit=off` (`ALTER DATABASE ... SET`); repeatable.
+    #[arg(long, value_name = "NAME=VALUE")]
+    db_setting: Vec<String>,
 }
 
 /// One table size.
@@ -469,8 +473,23 @@ impl BenchDb {
         }
         admin.batch_execute(&format!("CREATE DATABASE {name}"))?;
         admin.batch_execute(&format!("COMMENT ON DATABASE {name} IS {}", lit(MARK)))?;
+        let mut settings = args.db_setting.clone();
         if args.log_statements {
-            admin.batch_execute(&format!("ALTER DATABASE {name} SET log_statement = 'all'"))?;
+            settings.push("log_statement=all".to_owned());
+        }
+        for setting in &settings {
+            let (key, value) = setting
+                .split_once('=')
+                .filter(|(k, _)| {
+                    !k.is_empty()
+                        && k.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+                })
+                .ok_or_else(|| format!("--db-setting {setting:?}: expected NAME=VALUE"))?;
+            admin.batch_execute(&format!(
+                "ALTER DATABASE {name} SET {key} = {}",
+                lit(value.trim())
+            ))?;
         }
         Ok(BenchDb {
             admin_url,
@@ -1521,6 +1540,11 @@ struct ConcResult {
     threads: usize,
     ops_per_s: f64,
     mean_us: f64,
+    /// Cores busy on the whole machine (this program, the server, anything else), cores
+    /// this program used, and cores stolen by the hypervisor, on average.
+    busy_cores: f64,
+    own_cores: f64,
+    steal_cores: f64,
 }
 
 #[derive(Debug, Clone)]
@@ -1679,10 +1703,10 @@ fn run_size(
 
     if profile.runs("concurrency") {
         // Rounds over the thread counts, up and down, summed per count.
-        let mut totals: Vec<(usize, u64, Duration)> = profile
+        let mut totals: Vec<(usize, u64, Duration, CpuUse)> = profile
             .threads
             .iter()
-            .map(|&t| (t, 0, Duration::ZERO))
+            .map(|&t| (t, 0, Duration::ZERO, CpuUse::default()))
             .collect();
         for round in 0..profile.conc_rounds {
             let mut order: Vec<usize> = (0..totals.len()).collect();
@@ -1690,25 +1714,40 @@ fn run_size(
                 order.reverse();
             }
             for i in order {
-                let (ops, busy) = concurrency(&pool, &ctx, totals[i].0, profile)?;
+                let (ops, busy, cpu) = concurrency(&pool, &ctx, totals[i].0, profile)?;
                 totals[i].1 += ops;
                 totals[i].2 += busy;
+                totals[i].3.add(&cpu);
             }
         }
         let secs = profile.conc_duration.as_secs_f64() * profile.conc_rounds as f64;
-        for (threads, ops, busy) in totals {
+        for (threads, ops, busy, cpu) in totals {
             let ops_per_s = ops as f64 / secs;
             let mean_us = busy.as_secs_f64() * 1e6 / ops.max(1) as f64;
-            eprintln!(
-                "   mixed 70/30 through the pool, {threads} thread(s): {ops_per_s:.0} ops/s \
-                 ({mean_us:.0} µs per op)"
-            );
-            results.concurrency.push(ConcResult {
+            // /proc/stat counts every core: total / secs is the number of cores.
+            let cores = cpu.total / secs;
+            let per = |x: f64| {
+                if cpu.total > 0.0 {
+                    x / cpu.total * cores
+                } else {
+                    0.0
+                }
+            };
+            let result = ConcResult {
                 size: size.label,
                 threads,
                 ops_per_s,
                 mean_us,
-            });
+                busy_cores: per(cpu.busy),
+                own_cores: cpu.own / secs,
+                steal_cores: per(cpu.steal),
+            };
+            eprintln!(
+                "   mixed 70/30 through the pool, {threads} thread(s): {ops_per_s:.0} ops/s \
+                 ({mean_us:.0} µs per op; cores busy {:.2}, this program {:.2}, stolen {:.2})",
+                result.busy_cores, result.own_cores, result.steal_cores
+            );
+            results.concurrency.push(result);
         }
     }
 
@@ -2060,10 +2099,11 @@ fn concurrency(
     ctx: &Ctx,
     threads: usize,
     profile: &Profile,
-) -> BoxResult<(u64, Duration)> {
+) -> BoxResult<(u64, Duration, CpuUse)> {
     let started = Instant::now();
     let count_from = started + profile.conc_warmup;
     let stop_at = count_from + profile.conc_duration;
+    let mut cpu = CpuUse::default();
     let outcomes: Vec<Result<(u64, Duration), String>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
@@ -2086,6 +2126,11 @@ fn concurrency(
                 })
             })
             .collect();
+        // The machine's and this process's CPU time over the measured window.
+        std::thread::sleep(count_from.saturating_duration_since(Instant::now()));
+        let before = CpuUse::now();
+        std::thread::sleep(stop_at.saturating_duration_since(Instant::now()));
+        cpu = CpuUse::now().minus(&before);
         handles
             .into_iter()
             .map(|h| {
@@ -2100,7 +2145,71 @@ fn concurrency(
         ops += o;
         busy += b;
     }
-    Ok((ops, busy))
+    Ok((ops, busy, cpu))
+}
+
+/// CPU time, in seconds: the whole machine's (from /proc/stat, Linux) and this
+/// process's.
+#[derive(Debug, Clone, Copy, Default)]
+struct CpuUse {
+    busy: f64,
+    iowait: f64,
+    steal: f64,
+    total: f64,
+    own: f64,
+}
+
+impl CpuUse {
+    fn now() -> CpuUse {
+        let ticks = 100.0; // USER_HZ
+        let fields: Vec<f64> = std::fs::read_to_string("/proc/stat")
+            .ok()
+            .and_then(|s| s.lines().next().map(str::to_owned))
+            .map(|l| {
+                l.split_whitespace()
+                    .skip(1)
+                    .filter_map(|f| f.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let at = |i: usize| fields.get(i).copied().unwrap_or(0.0) / ticks;
+        // user nice system idle iowait irq softirq steal
+        let own = {
+            // SAFETY: getrusage fills one rusage struct on this stack frame.
+            let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+            if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } == 0 {
+                let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+                tv(usage.ru_utime) + tv(usage.ru_stime)
+            } else {
+                0.0
+            }
+        };
+        CpuUse {
+            busy: at(0) + at(1) + at(2) + at(5) + at(6),
+            iowait: at(4),
+            steal: at(7),
+            total: (0..8).map(at).sum(),
+            own,
+        }
+    }
+
+    fn minus(&self, before: &CpuUse) -> CpuUse {
+        CpuUse {
+            busy: self.busy - before.busy,
+            iowait: self.iowait - before.iowait,
+            steal: self.steal - before.steal,
+            total: self.total - before.total,
+            own: self.own - before.own,
+        }
+    }
+
+    fn add(&mut self, other: &CpuUse) {
+        self.busy += other.busy;
+        self.iowait += other.iowait;
+        self.steal += other.steal;
+        self.total += other.total;
+        self.own += other.own;
+    }
 }
 
 /// One operation of the mix: 70 % reads (get 30, list 20, stats 10, user get 10), 30 %
@@ -2557,13 +2666,16 @@ fn print_report(
                 .find(|o| o.size == c.size && o.threads == 1)
                 .map_or(c.ops_per_s, |o| o.ops_per_s);
             println!(
-                "{:<34} {:>4} {:>8} {:>10.0} {:>10.0} {:>8.2}",
+                "{:<34} {:>4} {:>8} {:>10.0} {:>10.0} {:>8.2} {:>11.2} {:>11.2} {:>7.2}",
                 "",
                 c.size,
                 c.threads,
                 c.ops_per_s,
                 c.mean_us,
-                c.ops_per_s / one
+                c.ops_per_s / one,
+                c.busy_cores,
+                c.own_cores,
+                c.steal_cores
             );
         }
     }
@@ -2760,12 +2872,15 @@ fn write_json(
                 .find(|o| o.size == c.size && o.threads == 1)
                 .map_or(c.ops_per_s, |o| o.ops_per_s);
             format!(
-                "    {{\"size\": {}, \"threads\": {}, \"ops_per_s\": {}, \"mean_us_per_op\": {}, \"speedup\": {}}}",
+                "    {{\"size\": {}, \"threads\": {}, \"ops_per_s\": {}, \"mean_us_per_op\": {}, \"speedup\": {}, \"cores_busy\": {}, \"cores_this_program\": {}, \"cores_stolen\": {}}}",
                 json_str(c.size),
                 c.threads,
                 json_num(c.ops_per_s),
                 json_num(c.mean_us),
-                json_num(c.ops_per_s / one)
+                json_num(c.ops_per_s / one),
+                json_num(c.busy_cores),
+                json_num(c.own_cores),
+                json_num(c.steal_cores)
             )
         })
         .collect();
@@ -3079,6 +3194,9 @@ fn run(args: &Args) -> BoxResult<()> {
         );
     }
     machine.push(("load average at start".to_owned(), load));
+    if !args.db_setting.is_empty() {
+        machine.push(("database settings".to_owned(), args.db_setting.join(", ")));
+    }
     let server = Server::open(args)?;
     let mut results = Results::default();
     let outcome = profile
