@@ -34,6 +34,7 @@ use diesel::sql_types::{Bool, Text};
 use crate::config::DbConfig;
 use crate::error::Result;
 use crate::pool::{self, PgPool, PooledConn};
+use crate::repo::fragment::{self, Bind};
 
 /// How long a replica that failed is skipped before it is tried again.
 pub const REPLICA_RETRY_AFTER: Duration = Duration::from_secs(5);
@@ -129,10 +130,9 @@ impl ReplicaRouter {
     pub fn mark(&self, primary: &mut PgConnection) -> Result<WriteMark> {
         // The insert position, not pg_current_wal_lsn(): under asynchronous commit the
         // commit record may not be written out yet, and the mark must lie beyond it.
-        let lsn: String = diesel::select(diesel::dsl::sql::<Text>(
-            "pg_current_wal_insert_lsn()::text",
-        ))
-        .get_result(primary)?;
+        let lsn: String =
+            diesel::select(fragment::sql::<Text>("pg_current_wal_insert_lsn()::text"))
+                .get_result(primary)?;
         Ok(WriteMark(lsn))
     }
 
@@ -145,8 +145,8 @@ impl ReplicaRouter {
     pub fn read_after(&self, mark: &WriteMark) -> Result<PooledConn> {
         self.read_where(|conn| {
             Ok(diesel::select(
-                diesel::dsl::sql::<Bool>("coalesce(pg_last_wal_replay_lsn() >= ")
-                    .bind::<Text, _>(&mark.0)
+                fragment::sql::<Bool>("coalesce(pg_last_wal_replay_lsn() >= ")
+                    .bind(Bind::Text(&mark.0))
                     .sql("::pg_lsn, true)"),
             )
             .get_result::<bool>(conn)?)

@@ -5,7 +5,8 @@
 //! cost of a prepared list query, measured in the benchmark). The SQL the crate writes
 //! by hand is fixed for a given query shape, so it is safe to cache: diesel keys
 //! statements without a static query id by their SQL text. A `Fragment` is that SQL
-//! without the flag.
+//! without the flag. The replica router and the bulk path use it for their
+//! per-request statements too.
 
 use std::borrow::Cow;
 use std::marker::PhantomData;

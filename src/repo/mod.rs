@@ -6,7 +6,7 @@
 
 pub(crate) mod bulk;
 mod cursor;
-mod fragment;
+pub(crate) mod fragment;
 pub(crate) mod list;
 mod query;
 pub(crate) mod sql_functions;
