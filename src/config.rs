@@ -347,154 +347,24 @@ where
     }
 }
 
-/// The URL or key=value connection string with any password replaced by `***`.
+/// The URL or key=value connection string with its password (and any other value
+/// libpq treats as secret) replaced by `***`, rebuilt from libpq's own reading of the
+/// string; a string libpq cannot parse prints as a placeholder naming libpq's reason.
 ///
 /// ```
 /// use todo_store::config::redact_url;
 /// assert_eq!(redact_url("postgres://app:pw@db:5432/todo"), "postgres://app:***@db:5432/todo");
-/// assert_eq!(redact_url("host=db password='p w' user=app"), "host=db password=*** user=app");
+/// // libpq reads `#` as part of a URL's password, and `\ ` as a space in a value.
+/// assert_eq!(redact_url("postgres://app:p#w@db/todo"), "postgres://app:***@db/todo");
+/// assert_eq!(redact_url(r"host=db password=p\ w"), "password=*** host=db");
 /// ```
 pub fn redact_url(url: &str) -> String {
-    if let Ok(mut parsed) = url::Url::parse(url) {
-        if parsed.has_host() || parsed.scheme().starts_with("postgres") {
-            if parsed.password().is_some() {
-                let _ = parsed.set_password(Some("***"));
-            }
-            let pairs: Vec<(String, String)> = parsed
-                .query_pairs()
-                .map(|(k, v)| {
-                    let v = if k.eq_ignore_ascii_case("password") {
-                        "***".into()
-                    } else {
-                        v.into_owned()
-                    };
-                    (k.into_owned(), v)
-                })
-                .collect();
-            if pairs
-                .iter()
-                .any(|(k, _)| k.eq_ignore_ascii_case("password"))
-            {
-                parsed.query_pairs_mut().clear().extend_pairs(pairs);
-            }
-            return parsed.to_string();
-        }
-    }
-    // Not a URL the parser understands (several hosts, an empty host, a bad port...):
-    // libpq may still accept it, so remove anything that looks like a password.
-    redact_secrets(url)
-}
-
-/// Removes every password-looking value from free text (an error message that might
-/// quote a connection string): `scheme://user:secret@`, `password=secret`.
-pub(crate) fn redact_secrets(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    // user:password@ inside any URL.
-    while let Some(scheme_end) = rest.find("://") {
-        let (head, tail) = rest.split_at(scheme_end + 3);
-        out.push_str(head);
-        let authority_end = tail.find(['/', '?', '#', ' ', '\n']).unwrap_or(tail.len());
-        let authority = &tail[..authority_end];
-        match (authority.rfind('@'), authority.find(':')) {
-            (Some(at), Some(colon)) if colon < at => {
-                out.push_str(&authority[..colon]);
-                out.push_str(":***");
-                out.push_str(&authority[at..]);
-            }
-            _ => out.push_str(authority),
-        }
-        rest = &tail[authority_end..];
-    }
-    out.push_str(rest);
-    redact_keyword_password(&out)
-}
-
-fn redact_keyword_password(text: &str) -> String {
-    let lower = text.to_ascii_lowercase();
-    let mut out = String::with_capacity(text.len());
-    let mut pos = 0;
-    while let Some(found) = lower[pos..].find("password") {
-        let key_end = pos + found + "password".len();
-        let after = &text[key_end..];
-        let trimmed = after.trim_start();
-        if let Some(value) = trimmed.strip_prefix('=') {
-            let value = value.trim_start();
-            let value_start = text.len() - value.len();
-            let value_end = if let Some(quoted) = value.strip_prefix('\'') {
-                let mut end = None;
-                let mut chars = quoted.char_indices();
-                while let Some((i, c)) = chars.next() {
-                    if c == '\\' {
-                        chars.next();
-                    } else if c == '\'' {
-                        end = Some(i + 2);
-                        break;
-                    }
-                }
-                value_start + end.unwrap_or(value.len())
-            } else {
-                value_start + value.find([' ', '&', '\n', '\t']).unwrap_or(value.len())
-            };
-            out.push_str(&text[pos..value_start]);
-            out.push_str("***");
-            pos = value_end;
-        } else {
-            out.push_str(&text[pos..key_end]);
-            pos = key_end;
-        }
-    }
-    out.push_str(&text[pos..]);
-    out
+    crate::conninfo::redact(url)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn redacts_url_passwords_in_every_form() {
-        for (input, secret) in [
-            ("postgres://u:hunter2@h/db", "hunter2"),
-            (
-                "postgresql://u:hun%40ter@h:5/db?sslmode=require",
-                "hun%40ter",
-            ),
-            (
-                "postgres://u@h/db?password=hunter2&sslmode=require",
-                "hunter2",
-            ),
-            ("host=h user=u password=hunter2 dbname=d", "hunter2"),
-            ("host=h password = 'hun ter\\'2' dbname=d", "ter"),
-            ("PASSWORD=hunter2", "hunter2"),
-            ("postgres://app:hunter2@127.0.0.1:notaport/db", "hunter2"),
-            ("postgres://app:hunter2@[::1/db", "hunter2"),
-            ("postgres://app:hunter2@/db?host=/socket/dir", "hunter2"),
-            ("postgres://app:hunter2@h1:5432,h2:5433/db", "hunter2"),
-        ] {
-            let redacted = redact_url(input);
-            assert!(!redacted.contains(secret), "{input} -> {redacted}");
-            assert!(redacted.contains("***"), "{input} -> {redacted}");
-            assert!(!redact_secrets(input).contains(secret), "{input}");
-        }
-    }
-
-    #[test]
-    fn keeps_urls_without_password_as_they_are() {
-        let url = "postgres://postgres@localhost/todo?host=%2Ftmp";
-        assert_eq!(redact_url(url), url);
-        assert_eq!(redact_secrets("no secrets here"), "no secrets here");
-    }
-
-    #[test]
-    fn redacts_urls_inside_free_text() {
-        let text = "could not connect to postgres://app:s3cret@db.example/todo: refused";
-        let redacted = redact_secrets(text);
-        assert_eq!(
-            redacted,
-            "could not connect to postgres://app:***@db.example/todo: refused"
-        );
-    }
 
     #[test]
     fn from_lookup_reads_every_variable() {

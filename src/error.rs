@@ -150,6 +150,18 @@ impl Error {
         }
     }
 
+    /// A lost connection, found from the connection's state after `err` (whose own
+    /// shape did not say so: a failed type lookup, say): [`Error::is_connection_lost`]
+    /// is true, and whether the statement ran is unknown.
+    pub(crate) fn connection_lost(err: DieselError) -> Self {
+        Error::Database(DieselError::DatabaseError(
+            DatabaseErrorKind::ClosedConnection,
+            Box::new(format!(
+                "the connection to the server was lost (the call failed with: {err})"
+            )),
+        ))
+    }
+
     /// The same error about item `index` of a batch: a validation error on `title`
     /// becomes one on `tasks[3].title`.
     pub(crate) fn in_batch(self, batch: &str, index: usize) -> Self {
@@ -399,13 +411,34 @@ impl From<DieselError> for Error {
 }
 
 impl From<r2d2::Error> for Error {
-    /// A checkout (`pool.get()?`) that timed out. The pool's size and timeout are not in
-    /// r2d2's error; [`crate::pool::checkout`] fills them in.
+    /// A checkout (`pool.get()?`) that timed out. r2d2's error holds neither the pool's
+    /// size nor its timeout; a pool built by the crate notes both on the calling thread
+    /// as the checkout times out, and the conversion takes them from there. (An error
+    /// converted on another thread, or from a pool built elsewhere, gives 0 for both.)
     fn from(err: r2d2::Error) -> Self {
+        let (max_size, timeout) = take_pool_timeout().unwrap_or((0, Duration::ZERO));
         Error::PoolTimeout {
-            max_size: 0,
-            timeout: Duration::ZERO,
-            last_error: Some(crate::config::redact_secrets(&err.to_string())),
+            max_size,
+            timeout,
+            last_error: crate::pool::last_connection_error(&err.to_string(), None),
         }
     }
+}
+
+thread_local! {
+    /// The size and timeout of the pool whose checkout last timed out on this thread,
+    /// until the checkout's error is converted.
+    static POOL_TIMEOUT: std::cell::Cell<Option<(u32, Duration)>> =
+        const { std::cell::Cell::new(None) };
+}
+
+/// Notes, on the calling thread, that a checkout of a pool of `max_size` connections
+/// timed out after `timeout` (called by the pool as it gives up).
+pub(crate) fn note_pool_timeout(max_size: u32, timeout: Duration) {
+    POOL_TIMEOUT.with(|slot| slot.set(Some((max_size, timeout))));
+}
+
+/// What [`note_pool_timeout`] noted last on this thread, once.
+pub(crate) fn take_pool_timeout() -> Option<(u32, Duration)> {
+    POOL_TIMEOUT.with(std::cell::Cell::take)
 }

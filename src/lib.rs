@@ -45,6 +45,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod config;
+mod conninfo;
 pub mod error;
 pub mod migrate;
 pub mod models;

@@ -17,10 +17,11 @@ use std::time::{Duration, Instant};
 
 use diesel::connection::{CacheSize, Instrumentation, InstrumentationEvent, SimpleConnection};
 use diesel::r2d2::{ManageConnection, R2D2Connection};
-use diesel::result::Error as DieselError;
+use diesel::result::{ConnectionError, DatabaseErrorKind, Error as DieselError};
 use diesel::{Connection, PgConnection};
 
-use crate::config::{redact_secrets, DbConfig};
+use crate::config::DbConfig;
+use crate::conninfo::{self, Conninfo};
 use crate::error::{Error, Result};
 
 /// The pool of PostgreSQL connections. `pool.get()` gives a [`PooledConn`], which derefs
@@ -84,17 +85,9 @@ pub fn build_pool(config: &DbConfig) -> Result<PgPool> {
 pub fn build_pool_with_metrics(config: &DbConfig) -> Result<(PgPool, PoolMetrics)> {
     config.validate()?;
     let counters = Arc::new(Counters::default());
-    let manager = PgConnectionManager {
-        url: config.url().to_owned(),
-        session: SessionSettings::from_config(config),
-    };
-    r2d2::Pool::builder()
-        .max_size(config.max_pool_size())
-        .min_idle(config.min_idle_connections())
-        .connection_timeout(config.connection_timeout_duration())
-        .test_on_check_out(true)
-        .error_handler(Box::new(r2d2::NopErrorHandler))
-        .event_handler(Box::new(CountEvents(Arc::clone(&counters))))
+    let manager = PgConnectionManager::new(config);
+    let conninfo = manager.conninfo.clone();
+    pool_builder(config, Arc::clone(&counters))
         .build(manager)
         .map(|pool| {
             let metrics = PoolMetrics {
@@ -103,10 +96,29 @@ pub fn build_pool_with_metrics(config: &DbConfig) -> Result<(PgPool, PoolMetrics
             };
             (pool, metrics)
         })
-        .map_err(|e| Error::Connection {
-            target: config.redacted_url(),
-            message: connection_message(&e.to_string()),
+        .map_err(|e| {
+            let _ = crate::error::take_pool_timeout();
+            Error::Connection {
+                target: config.redacted_url(),
+                message: connection_message(&e.to_string(), conninfo.as_ref()),
+            }
         })
+}
+
+/// The builder of every pool of the crate: sizes and timeouts from `config`, the health
+/// check of [`PgConnectionManager`], and the events that feed the counters and name the
+/// pool in a checkout timeout.
+fn pool_builder(config: &DbConfig, counters: Arc<Counters>) -> r2d2::Builder<PgConnectionManager> {
+    r2d2::Pool::builder()
+        .max_size(config.max_pool_size())
+        .min_idle(config.min_idle_connections())
+        .connection_timeout(config.connection_timeout_duration())
+        .test_on_check_out(true)
+        .error_handler(Box::new(r2d2::NopErrorHandler))
+        .event_handler(Box::new(PoolEvents {
+            counters,
+            max_size: config.max_pool_size(),
+        }))
 }
 
 /// A pool that opens its connections in the background instead of waiting for them:
@@ -116,17 +128,8 @@ pub fn build_pool_with_metrics(config: &DbConfig) -> Result<(PgPool, PoolMetrics
 /// [`Error::Config`] for an invalid configuration.
 pub fn build_pool_lazy(config: &DbConfig) -> Result<PgPool> {
     config.validate()?;
-    let manager = PgConnectionManager {
-        url: config.url().to_owned(),
-        session: SessionSettings::from_config(config),
-    };
-    Ok(r2d2::Pool::builder()
-        .max_size(config.max_pool_size())
-        .min_idle(config.min_idle_connections())
-        .connection_timeout(config.connection_timeout_duration())
-        .test_on_check_out(true)
-        .error_handler(Box::new(r2d2::NopErrorHandler))
-        .build_unchecked(manager))
+    let manager = PgConnectionManager::new(config);
+    Ok(pool_builder(config, Arc::default()).build_unchecked(manager))
 }
 
 /// A handle on a pool's counters; cheap to clone, readable from any thread.
@@ -200,32 +203,41 @@ struct Counters {
     closed: AtomicU64,
 }
 
-/// Feeds r2d2's events into [`Counters`].
+/// Feeds r2d2's events into [`Counters`], and tells a checkout timeout which pool it
+/// was.
 #[derive(Debug)]
-struct CountEvents(Arc<Counters>);
+struct PoolEvents {
+    counters: Arc<Counters>,
+    max_size: u32,
+}
 
-impl r2d2::HandleEvent for CountEvents {
+impl r2d2::HandleEvent for PoolEvents {
     fn handle_acquire(&self, _: r2d2::event::AcquireEvent) {
-        self.0.opened.fetch_add(1, Ordering::Relaxed);
+        self.counters.opened.fetch_add(1, Ordering::Relaxed);
     }
 
     fn handle_release(&self, _: r2d2::event::ReleaseEvent) {
-        self.0.closed.fetch_add(1, Ordering::Relaxed);
+        self.counters.closed.fetch_add(1, Ordering::Relaxed);
     }
 
     fn handle_checkout(&self, event: r2d2::event::CheckoutEvent) {
         let waited = event.duration();
         let nanos = u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX);
-        self.0.checkouts.fetch_add(1, Ordering::Relaxed);
-        self.0.wait_nanos.fetch_add(nanos, Ordering::Relaxed);
-        self.0.max_wait_nanos.fetch_max(nanos, Ordering::Relaxed);
+        let c = &self.counters;
+        c.checkouts.fetch_add(1, Ordering::Relaxed);
+        c.wait_nanos.fetch_add(nanos, Ordering::Relaxed);
+        c.max_wait_nanos.fetch_max(nanos, Ordering::Relaxed);
         if waited >= Duration::from_millis(1) {
-            self.0.waits.fetch_add(1, Ordering::Relaxed);
+            c.waits.fetch_add(1, Ordering::Relaxed);
         }
     }
 
-    fn handle_timeout(&self, _: r2d2::event::TimeoutEvent) {
-        self.0.timeouts.fetch_add(1, Ordering::Relaxed);
+    /// r2d2 calls this on the thread whose `pool.get()` timed out, just before that
+    /// call returns its `r2d2::Error`: the conversion of that error into
+    /// [`Error::PoolTimeout`] (`pool.get()?`) then names this pool's size and timeout.
+    fn handle_timeout(&self, event: r2d2::event::TimeoutEvent) {
+        self.counters.timeouts.fetch_add(1, Ordering::Relaxed);
+        crate::error::note_pool_timeout(self.max_size, event.timeout());
     }
 }
 
@@ -235,21 +247,26 @@ impl r2d2::HandleEvent for CountEvents {
 /// # Errors
 /// [`Error::PoolTimeout`].
 pub fn checkout(pool: &PgPool) -> Result<PooledConn> {
-    pool.get().map_err(|e| Error::PoolTimeout {
-        max_size: pool.max_size(),
-        timeout: pool.connection_timeout(),
-        last_error: last_connection_error(&e.to_string()),
+    pool.get().map_err(|e| {
+        let _ = crate::error::take_pool_timeout();
+        Error::PoolTimeout {
+            max_size: pool.max_size(),
+            timeout: pool.connection_timeout(),
+            last_error: last_connection_error(&e.to_string(), None),
+        }
     })
 }
 
-fn last_connection_error(r2d2_message: &str) -> Option<String> {
+/// The last connection error of an r2d2 error message (`timed out waiting for
+/// connection: <last error>`), secrets removed.
+pub(crate) fn last_connection_error(r2d2_message: &str, info: Option<&Conninfo>) -> Option<String> {
     r2d2_message
         .split_once(": ")
-        .map(|(_, last)| redact_secrets(last.trim()))
+        .map(|(_, last)| conninfo::scrub(last.trim(), info))
 }
 
-fn connection_message(r2d2_message: &str) -> String {
-    match last_connection_error(r2d2_message) {
+fn connection_message(r2d2_message: &str, info: Option<&Conninfo>) -> String {
+    match last_connection_error(r2d2_message, info) {
         Some(last) => format!("{last} (timed out waiting for the first connection)"),
         None => "timed out waiting for the first connection: is the server running and reachable?"
             .to_owned(),
@@ -260,7 +277,31 @@ fn connection_message(r2d2_message: &str) -> String {
 /// whether a connection may be handed out again (see the [module docs](self)).
 pub struct PgConnectionManager {
     url: String,
+    /// libpq's reading of `url`, to remove its secrets from connection errors exactly.
+    conninfo: Option<Conninfo>,
     session: SessionSettings,
+}
+
+impl PgConnectionManager {
+    fn new(config: &DbConfig) -> Self {
+        PgConnectionManager {
+            url: config.url().to_owned(),
+            conninfo: Conninfo::parse(config.url()).ok(),
+            session: SessionSettings::from_config(config),
+        }
+    }
+
+    /// `err` with the URL's secrets removed from its text, before r2d2 keeps it as the
+    /// pool's last error.
+    fn scrubbed(&self, err: ConnectionError) -> ConnectionError {
+        let text = err.to_string();
+        let clean = conninfo::scrub(&text, self.conninfo.as_ref());
+        if clean == text {
+            err
+        } else {
+            ConnectionError::BadConnection(clean)
+        }
+    }
 }
 
 impl std::fmt::Debug for PgConnectionManager {
@@ -276,8 +317,8 @@ impl ManageConnection for PgConnectionManager {
     type Error = diesel::r2d2::Error;
 
     fn connect(&self) -> std::result::Result<PgConnection, Self::Error> {
-        let mut conn =
-            PgConnection::establish(&self.url).map_err(diesel::r2d2::Error::ConnectionError)?;
+        let mut conn = PgConnection::establish(&self.url)
+            .map_err(|e| diesel::r2d2::Error::ConnectionError(self.scrubbed(e)))?;
         if self.session.unnamed_statements {
             conn.set_prepared_statement_cache_size(CacheSize::Disabled);
         }
@@ -338,7 +379,7 @@ impl Instrumentation for ConnectionHealth {
                 }
             }
             InstrumentationEvent::FinishQuery { query, error, .. } => {
-                if error.is_some_and(is_connection_lost) {
+                if error.is_some_and(crate::error::is_lost_connection) {
                     self.broken = true;
                 }
                 if let Some(started) = self.queries_started.pop() {
@@ -360,10 +401,72 @@ fn health(conn: &mut PgConnection) -> Option<&mut ConnectionHealth> {
     conn.instrumentation().downcast_mut::<ConnectionHealth>()
 }
 
-/// Errors after which the connection cannot be used again (one classifier for the
-/// pool and the retry helper: [`crate::error`]).
-pub(crate) fn is_connection_lost(err: &DieselError) -> bool {
-    crate::error::is_lost_connection(err)
+/// Whether `conn` has lost its server, decided from the connection's own state rather
+/// than from the shape of an error: a connection of the crate's pool that saw any of
+/// its statements fail with a lost connection (diesel's own type lookups included,
+/// whose errors never reach the caller) knows it already; any other is asked once,
+/// with an empty statement that libpq refuses at once when it has marked the
+/// connection bad (and that costs one round trip when the connection is alive).
+///
+/// Call it after an error whose cause is unclear; a connection that answers it is
+/// usable (unless it is inside a failed transaction, which still needs a rollback).
+pub fn has_lost_server(conn: &mut PgConnection) -> bool {
+    if health(conn).is_some_and(|h| h.broken) {
+        return true;
+    }
+    match conn.batch_execute("") {
+        Err(err) if crate::error::is_lost_connection(&err) => {
+            if let Some(h) = health(conn) {
+                h.broken = true;
+            }
+            true
+        }
+        _ => false,
+    }
+}
+
+/// `result`, with a database error of unclear cause turned into a lost-connection
+/// error when the connection's state says the server is gone (see
+/// [`has_lost_server`]). Errors that carry an answer of the server (a constraint, a
+/// serialization failure, a deadlock) prove the connection was alive and are kept.
+pub(crate) fn settle<T>(conn: &mut PgConnection, result: Result<T>) -> Result<T> {
+    match result {
+        Err(Error::Database(err)) if !server_answered(&err) && has_lost_server(conn) => {
+            Err(Error::connection_lost(err))
+        }
+        other => other,
+    }
+}
+
+/// Whether `err` is an answer of the server, or already a lost connection.
+fn server_answered(err: &DieselError) -> bool {
+    if crate::error::is_lost_connection(err) {
+        return true;
+    }
+    if let DieselError::DatabaseError(DatabaseErrorKind::Unknown, info) = err {
+        // Fixed server texts of errors that end a statement, not a session.
+        let message = info.message();
+        if message.starts_with("deadlock detected") || message.contains("statement timeout") {
+            return true;
+        }
+    }
+    matches!(
+        err,
+        DieselError::DatabaseError(
+            DatabaseErrorKind::UniqueViolation
+                | DatabaseErrorKind::ForeignKeyViolation
+                | DatabaseErrorKind::SerializationFailure
+                | DatabaseErrorKind::ReadOnlyTransaction
+                | DatabaseErrorKind::NotNullViolation
+                | DatabaseErrorKind::CheckViolation
+                | DatabaseErrorKind::RestrictViolation
+                | DatabaseErrorKind::ExclusionViolation,
+            _
+        ) | DieselError::NotFound
+            | DieselError::RollbackTransaction
+            | DieselError::AlreadyInTransaction
+            | DieselError::NotInTransaction
+    )
 }
 
 /// What is set on every new connection, in one round trip.

@@ -305,7 +305,9 @@ where
         Err(Error::Database(DieselError::AlreadyInTransaction)) if stage == Stage::Begin => {
             (conn.transaction(|conn| f(conn)), Stage::Nested)
         }
-        result => (result, stage),
+        // Whether the connection was lost is the connection's to say, whatever the
+        // closure's own statements made of the error.
+        result => (crate::pool::settle(conn, result), stage),
     }
 }
 

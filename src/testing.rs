@@ -327,16 +327,12 @@ fn parse_token(name: &str) -> Option<u32> {
     u32::from_str_radix(hex, 16).ok()
 }
 
-/// `url` pointed at `database`: the path of a URL, or `dbname=` of a key=value string.
+/// `url` pointed at `database`: libpq's reading of `url` with another `dbname`, in the
+/// form of `url` (so a password with `#` or a backslash-escaped space survives).
 fn with_database(url: &str, database: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.scheme().starts_with("postgres") => {
-            parsed.set_path(&format!("/{database}"));
-            parsed.to_string()
-        }
-        // libpq: the last of repeated keywords wins.
-        _ => format!("{url} dbname={database}"),
-    }
+    // A string libpq cannot parse: libpq refuses it later with its own message.
+    crate::conninfo::with_dbname(url, database)
+        .unwrap_or_else(|_| format!("{url} dbname={database}"))
 }
 
 #[cfg(test)]

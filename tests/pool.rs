@@ -107,6 +107,48 @@ fn an_exhausted_pool_times_out_naming_its_size_and_timeout() {
     );
 }
 
+/// The way callers write it: `pool.get()?` in a function returning the crate's
+/// `Result`. The conversion names the pool's size and timeout too, and the same pool's
+/// next timeout on another thread is named as well.
+#[test]
+fn pool_get_with_question_mark_names_the_pool_size_and_timeout() {
+    fn get_conn(pool: &todo_store::PgPool) -> todo_store::Result<todo_store::PooledConn> {
+        Ok(pool.get()?)
+    }
+    let db = TestDb::new();
+    let pool = build_pool(
+        &DbConfig::new(db.url())
+            .pool_size(1)
+            .connection_timeout(Duration::from_millis(250)),
+    )
+    .unwrap();
+    let _held = get_conn(&pool).unwrap();
+    for attempt in 0..2 {
+        let err = std::thread::scope(|s| {
+            s.spawn(|| {
+                get_conn(&pool)
+                    .map(drop)
+                    .expect_err("the pool is exhausted")
+            })
+            .join()
+            .unwrap()
+        });
+        match &err {
+            Error::PoolTimeout {
+                max_size: 1,
+                timeout,
+                ..
+            } => assert_eq!(*timeout, Duration::from_millis(250), "attempt {attempt}"),
+            other => panic!("expected PoolTimeout naming the pool, got {other:?}"),
+        }
+        let message = err.to_string();
+        assert!(
+            message.contains("pool size 1") && message.contains("250ms"),
+            "{message}"
+        );
+    }
+}
+
 #[test]
 fn new_connections_get_the_configured_session_settings() {
     let db = TestDb::new();

@@ -513,6 +513,120 @@ fn created_before_and_after_are_strict_bounds() {
     assert_filter(&mut conn, &fx, q, |t| t.created_at <= b2);
 }
 
+/// Bounds finer than a microsecond (`Utc::now()` has nanoseconds) stay strict: a row at
+/// a whole microsecond `t` is before `t + 1ns` and after `t - 1ns`, on both sides of
+/// PostgreSQL's epoch (2000-01-01), toward which a bound sent as given would be cut.
+#[test]
+fn time_bounds_below_a_microsecond_are_strict() {
+    let db = TestDb::new();
+    let mut conn = db.conn();
+    let user = common::user(&mut conn);
+    let ns = Duration::nanoseconds(1);
+    for due in [
+        DateTime::from_timestamp_micros(1_900_000_000_123_456).unwrap(),
+        DateTime::from_timestamp_micros(-900_000_000_654_321).unwrap(),
+    ] {
+        let task =
+            TaskRepo::create(&mut conn, user.id, &NewTask::new("bounded").due_date(due)).unwrap();
+        let found = |conn: &mut PgConnection, q: TaskQuery| {
+            TaskRepo::list(conn, user.id, &q.limit(500))
+                .unwrap()
+                .items
+                .iter()
+                .any(|t| t.id == task.id)
+        };
+        let created = task.created_at;
+        for (what, query, expected) in [
+            (
+                "due_before(t + 1ns)",
+                TaskQuery::new().due_before(due + ns),
+                true,
+            ),
+            (
+                "due_after(t - 1ns)",
+                TaskQuery::new().due_after(due - ns),
+                true,
+            ),
+            ("due_before(t)", TaskQuery::new().due_before(due), false),
+            ("due_after(t)", TaskQuery::new().due_after(due), false),
+            (
+                "due_before(t - 1ns)",
+                TaskQuery::new().due_before(due - ns),
+                false,
+            ),
+            (
+                "due_after(t + 1ns)",
+                TaskQuery::new().due_after(due + ns),
+                false,
+            ),
+            (
+                "created_before(c + 1ns)",
+                TaskQuery::new().created_before(created + ns),
+                true,
+            ),
+            (
+                "created_after(c - 1ns)",
+                TaskQuery::new().created_after(created - ns),
+                true,
+            ),
+            (
+                "created_before(c)",
+                TaskQuery::new().created_before(created),
+                false,
+            ),
+            (
+                "created_after(c + 1ns)",
+                TaskQuery::new().created_after(created + ns),
+                false,
+            ),
+        ] {
+            let count = TaskRepo::count_matching(&mut conn, user.id, &query).unwrap();
+            assert_eq!(found(&mut conn, query), expected, "{what} with t = {due}");
+            assert_eq!(count > 0, expected, "count_matching {what} with t = {due}");
+        }
+        TaskRepo::delete(&mut conn, user.id, task.id).unwrap();
+    }
+}
+
+/// Two filter sets that a concatenation of their fields without tags or lengths would
+/// encode alike (a priority byte, then absent bounds; or four bounds chosen to spell
+/// the same bytes): the cursor of one is not accepted by the other.
+#[test]
+fn a_cursor_of_a_query_with_the_same_field_bytes_is_rejected() {
+    let db = TestDb::new();
+    let mut conn = db.conn();
+    let user = common::user(&mut conn);
+    for _ in 0..2 {
+        TaskRepo::create(
+            &mut conn,
+            user.id,
+            &NewTask::new("apple pie").priority(Priority::Low),
+        )
+        .unwrap();
+    }
+    let far = |micros: i64| DateTime::from_timestamp_micros(micros).unwrap();
+    let first = TaskQuery::new()
+        .priority(Priority::Low)
+        .search("apple")
+        .limit(1);
+    let other = TaskQuery::new()
+        .due_before(far(0x0A80_0000_0000_0000))
+        .due_after(far(0x0080_0000_0000_0000))
+        .created_before(far(0x0080_0000_0000_0000))
+        .created_after(far(0x0080_0000_0000_0000))
+        .search("\0apple")
+        .limit(1);
+    let cursor = TaskRepo::list(&mut conn, user.id, &first)
+        .unwrap()
+        .next_cursor
+        .expect("a second page");
+    assert!(TaskRepo::list(&mut conn, user.id, &first.clone().after(&cursor)).is_ok());
+    assert_invalid(
+        TaskRepo::list(&mut conn, user.id, &other.after(&cursor)),
+        "cursor",
+    );
+}
+
 #[test]
 fn filters_combine_with_and() {
     let db = TestDb::new();

@@ -15,7 +15,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection;
-use diesel::RunQueryDsl;
+use diesel::{Connection, RunQueryDsl};
 use todo_store::config::redact_url;
 use todo_store::local_postgres::LocalPostgres;
 use todo_store::pool::{build_pool, checkout};
@@ -455,4 +455,106 @@ fn test_databases_never_show_the_password() {
 fn zz_nothing_logged_by_any_test_shows_the_password() {
     setup();
     assert_hidden("the log", &captured());
+}
+
+/// Passwords holding characters that libpq takes unencoded where other parsers see
+/// syntax: `#` and `?` in a URL (a URL parser reads a fragment or a query; libpq reads
+/// the credentials up to the `@`), `&`, `'`, `=` and `:`; and in a key=value string a
+/// backslash-escaped space, `&` and quotes. libpq connects with every one of these
+/// strings (checked first, so the case is real); then no part of the password shows
+/// in the configuration, its printable URL, the pool, a connection error or the log.
+#[test]
+fn passwords_libpq_reads_unencoded_never_show_in_any_part() {
+    let s = setup();
+    let port = s.cluster.port();
+    let (head, tail) = (
+        format!("Hd{}", Uuid::new_v4().simple()),
+        format!("Tl{}", Uuid::new_v4().simple()),
+    );
+    let mut cases: Vec<(String, String)> = Vec::new();
+    for special in [
+        "#",
+        "?",
+        "#?",
+        "?sslmode=disable&",
+        "&",
+        "'",
+        "=",
+        ":",
+        "#x=1&",
+    ] {
+        cases.push((
+            format!("a URL password with {special:?}"),
+            format!("postgres://postgres:{head}{special}{tail}@127.0.0.1:{port}/postgres"),
+        ));
+    }
+    for (what, value) in [
+        ("a backslash-escaped space", format!("{head}\\ {tail}")),
+        ("an ampersand", format!("{head}&{tail}")),
+        ("a hash", format!("{head}#{tail}")),
+        ("a quoted escaped quote", format!("'{head}\\'{tail}'")),
+        (
+            "a quoted space and backslash",
+            format!("'{head} \\\\{tail}'"),
+        ),
+    ] {
+        cases.push((
+            format!("a key=value password with {what}"),
+            format!("host=127.0.0.1 port={port} user=postgres password={value} dbname=postgres"),
+        ));
+    }
+    let check = |what: &str, text: &str| {
+        for part in [&head, &tail] {
+            assert!(
+                !text.contains(part.as_str()),
+                "{what} shows part of the password:\n{}",
+                text.replace(head.as_str(), "<<HEAD>>")
+                    .replace(tail.as_str(), "<<TAIL>>")
+            );
+        }
+    };
+    for (what, url) in &cases {
+        diesel::PgConnection::establish(url).unwrap_or_else(|e| {
+            panic!(
+                "libpq connects with {what}: {}",
+                e.to_string().replace(head.as_str(), "<<HEAD>>")
+            )
+        });
+        let config = DbConfig::new(url).connection_timeout(Duration::from_secs(5));
+        check(
+            &format!("Debug of {what}"),
+            &format!("{config:?} {config:#?}"),
+        );
+        check(&format!("redacted_url of {what}"), &config.redacted_url());
+        check(&format!("redact_url of {what}"), &redact_url(url));
+        let pool = connect(&config).unwrap_or_else(|e| panic!("{what}: {e}"));
+        check(&format!("the pool of {what}"), &format!("{pool:?}"));
+        drop(pool);
+        // The same string, pointed at a database that does not exist: a connection
+        // error from the server, through the pool.
+        let missing =
+            url.replace("postgres?", "nope?")
+                .replacen("/postgres", "/no_such_database", 1);
+        let missing = if missing.contains("dbname=postgres") {
+            missing.replace("dbname=postgres", "dbname=no_such_database")
+        } else {
+            missing
+        };
+        let config = DbConfig::new(&missing).connection_timeout(Duration::from_millis(500));
+        let err = connect(&config).expect_err("an unknown database");
+        assert!(matches!(err, Error::Connection { .. }), "{what}: {err:?}");
+        check(
+            &format!("the connection error of {what}"),
+            &error_text(&err),
+        );
+        let lazy = build_pool(&config.clone().min_idle(Some(0))).expect("a lazy pool");
+        let err = failure(checkout(&lazy), what);
+        check(&format!("the checkout error of {what}"), &error_text(&err));
+        let err = Error::from(failure(lazy.get(), what));
+        check(
+            &format!("the bare checkout error of {what}"),
+            &error_text(&err),
+        );
+    }
+    check("the log", &captured());
 }

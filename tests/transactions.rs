@@ -325,6 +325,72 @@ fn a_lost_single_connection_is_not_retried() {
     assert_eq!(calls, 0);
 }
 
+/// The first statement after the server ended the connection is the first to bind a
+/// `task_priority` value, so diesel first looks the type up, that lookup fails, and the
+/// caller sees a failed type lookup instead of a lost connection. The crate decides
+/// from the connection's state instead: each such call reports a lost connection,
+/// pooled or not, and the retry helper runs the transaction again on a fresh one.
+#[test]
+fn a_connection_lost_before_the_first_enum_bind_is_reported_as_lost_and_retried() {
+    let db = TestDb::new();
+    let user = common::user(&mut db.conn());
+    let task = common::task(&mut db.conn(), &user, "existing");
+    type Call = fn(&mut PgConnection, Uuid, Uuid) -> todo_store::Result<()>;
+    let calls: [(&str, Call); 4] = [
+        ("create", |conn, user, _| {
+            TaskRepo::create(conn, user, &NewTask::new("new")).map(drop)
+        }),
+        ("update", |conn, user, task| {
+            let patch = TaskPatch {
+                priority: Some(Priority::High),
+                ..Default::default()
+            };
+            TaskRepo::update(conn, user, task, &patch).map(drop)
+        }),
+        ("set_completed", |conn, user, task| {
+            TaskRepo::set_completed(conn, user, task, true).map(drop)
+        }),
+        ("list by priority", |conn, user, _| {
+            TaskRepo::list(conn, user, &TaskQuery::new().priority(Priority::Low)).map(drop)
+        }),
+    ];
+    for (name, call) in calls {
+        // A connection of its own (no pool, no instrumentation): its state is asked.
+        let mut conn = PgConnection::establish(db.url()).unwrap();
+        terminate(db.url(), backend_pid(&mut conn));
+        let err = call(&mut conn, user.id, task.id).expect_err(name);
+        assert!(
+            err.is_connection_lost(),
+            "{name} on a plain connection: {err:?}"
+        );
+
+        // A pooled connection.
+        let pool = one_connection_pool(&db);
+        let mut conn = checkout(&pool).unwrap();
+        terminate(db.url(), backend_pid(&mut conn));
+        let err = call(&mut conn, user.id, task.id).expect_err(name);
+        assert!(
+            err.is_connection_lost(),
+            "{name} on a pooled connection: {err:?}"
+        );
+        drop(conn);
+
+        // Through the retry helper: the first attempt's connection is killed inside
+        // the transaction, before the call; the second attempt succeeds.
+        let pool = one_connection_pool(&db);
+        let mut attempts = 0;
+        retry_transaction(&pool, &fast_policy(3), |conn| {
+            attempts += 1;
+            if attempts == 1 {
+                terminate(db.url(), backend_pid(conn));
+            }
+            call(conn, user.id, task.id)
+        })
+        .unwrap_or_else(|e| panic!("{name} is retried: {e:?}"));
+        assert_eq!(attempts, 2, "{name}");
+    }
+}
+
 /// The backend dies while the closure runs, before COMMIT: PostgreSQL rolls the open
 /// transaction back, so running it again cannot apply anything twice.
 #[test]

@@ -107,10 +107,11 @@ impl<'q> ListPlan<'q> {
             [one] => query = query.filter(tasks::priority.eq(*one)),
             several => query = query.filter(tasks::priority.eq_any(several)),
         }
-        if let Some(at) = q.due_before {
+        let bounds = q.time_bounds();
+        if let Some(at) = bounds.due_before {
             query = query.filter(tasks::due_date.lt(at));
         }
-        if let Some(at) = q.due_after {
+        if let Some(at) = bounds.due_after {
             query = query.filter(tasks::due_date.gt(at));
         }
         if q.overdue {
@@ -118,10 +119,10 @@ impl<'q> ListPlan<'q> {
                 .filter(tasks::due_date.lt(dsl::now))
                 .filter(tasks::completed.eq(false));
         }
-        if let Some(at) = q.created_before {
+        if let Some(at) = bounds.created_before {
             query = query.filter(tasks::created_at.lt(at));
         }
-        if let Some(at) = q.created_after {
+        if let Some(at) = bounds.created_after {
             query = query.filter(tasks::created_at.gt(at));
         }
         if let Some(terms) = &self.search {

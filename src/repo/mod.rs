@@ -23,3 +23,20 @@ pub use user::UserRepo;
 pub(crate) fn new_id() -> uuid::Uuid {
     uuid::Uuid::now_v7()
 }
+
+/// Runs the repository call `op` of `user_id` on `conn`: in its tracing span, and with
+/// a database error of unclear cause checked against the connection's state, so that
+/// a lost connection is reported as one whatever statement surfaced it
+/// ([`crate::pool::has_lost_server`]).
+#[inline]
+pub(crate) fn call<T: crate::telemetry::RowCount>(
+    op: &'static str,
+    user_id: Option<uuid::Uuid>,
+    conn: &mut diesel::PgConnection,
+    f: impl FnOnce(&mut diesel::PgConnection) -> crate::Result<T>,
+) -> crate::Result<T> {
+    crate::telemetry::traced(op, user_id, || {
+        let result = f(conn);
+        crate::pool::settle(conn, result)
+    })
+}

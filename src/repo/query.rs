@@ -271,28 +271,91 @@ impl TaskQuery {
         Ok(())
     }
 
+    /// The time bounds as the SQL compares them, exactly equivalent to the bounds as
+    /// given: PostgreSQL stores whole microseconds, so "strictly before `t`" is
+    /// "before `t` rounded up to a whole microsecond" and "strictly after `t`" is "after
+    /// `t` rounded down". (Sent as given, a bound below a microsecond would be cut
+    /// toward PostgreSQL's epoch, 2000-01-01, and miss the rows at the cut.)
+    pub(crate) fn time_bounds(&self) -> TimeBounds {
+        TimeBounds {
+            due_before: self.due_before.map(ceil_micros),
+            due_after: self.due_after.map(floor_micros),
+            created_before: self.created_before.map(ceil_micros),
+            created_after: self.created_after.map(floor_micros),
+        }
+    }
+
     /// A stable hash of everything that selects rows, plus the user: a cursor is only
-    /// valid for the query and user it was made for.
+    /// valid for the query and user it was made for. Each field is tagged with its
+    /// presence and variable-length ones with their length, so two different filter
+    /// sets never encode to the same bytes.
     pub(crate) fn fingerprint(&self, user_id: uuid::Uuid) -> u64 {
-        let micros = |t: Option<DateTime<Utc>>| t.map_or(i64::MIN, |t| t.timestamp_micros());
+        fnv1a(&self.fingerprint_bytes(user_id))
+    }
+
+    /// The unambiguous encoding [`TaskQuery::fingerprint`] hashes.
+    pub(crate) fn fingerprint_bytes(&self, user_id: uuid::Uuid) -> Vec<u8> {
         let mut bytes = Vec::with_capacity(96);
+        bytes.push(FINGERPRINT_VERSION);
         bytes.extend_from_slice(user_id.as_bytes());
         bytes.push(self.completed.map_or(2, u8::from));
-        bytes.extend(self.priorities.iter().map(|p| *p as u8 + 10));
+        bytes.push(self.priorities.len() as u8);
+        bytes.extend(self.priorities.iter().map(|p| *p as u8));
+        let bounds = self.time_bounds();
         for t in [
-            self.due_before,
-            self.due_after,
-            self.created_before,
-            self.created_after,
+            bounds.due_before,
+            bounds.due_after,
+            bounds.created_before,
+            bounds.created_after,
         ] {
-            bytes.extend_from_slice(&micros(t).to_be_bytes());
+            match t {
+                None => bytes.push(0),
+                Some(t) => {
+                    bytes.push(1);
+                    bytes.extend_from_slice(&t.timestamp_micros().to_be_bytes());
+                }
+            }
         }
         bytes.push(u8::from(self.overdue));
-        if let Some(search) = &self.search {
-            bytes.extend_from_slice(search.as_bytes());
+        match &self.search {
+            None => bytes.push(0),
+            Some(search) => {
+                bytes.push(1);
+                bytes.extend_from_slice(&(search.len() as u64).to_be_bytes());
+                bytes.extend_from_slice(search.as_bytes());
+            }
         }
-        fnv1a(&bytes)
+        bytes
     }
+}
+
+/// The encoding of [`TaskQuery::fingerprint_bytes`]; a new layout gets a new number.
+const FINGERPRINT_VERSION: u8 = 2;
+
+/// The time filters of a [`TaskQuery`] as the SQL compares them
+/// ([`TaskQuery::time_bounds`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TimeBounds {
+    pub due_before: Option<DateTime<Utc>>,
+    pub due_after: Option<DateTime<Utc>>,
+    pub created_before: Option<DateTime<Utc>>,
+    pub created_after: Option<DateTime<Utc>>,
+}
+
+/// `at` rounded down to a whole microsecond.
+fn floor_micros(at: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(at.timestamp_micros()).unwrap_or(at)
+}
+
+/// `at` rounded up to a whole microsecond.
+fn ceil_micros(at: DateTime<Utc>) -> DateTime<Utc> {
+    let floor = floor_micros(at);
+    if floor == at {
+        return at;
+    }
+    floor
+        .checked_add_signed(chrono::Duration::microseconds(1))
+        .unwrap_or(at)
 }
 
 /// Collapses each run of negations in web-search text to one dash or none, by parity:
@@ -355,4 +418,43 @@ fn collapse_negations(terms: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounds_round_toward_the_rows_they_keep() {
+        let whole = DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap();
+        let before_2000 = DateTime::from_timestamp_micros(-100_000_000_123_456).unwrap();
+        for t in [whole, before_2000] {
+            let plus = t + chrono::Duration::nanoseconds(1);
+            let minus = t - chrono::Duration::nanoseconds(1);
+            assert_eq!(ceil_micros(plus), t + chrono::Duration::microseconds(1));
+            assert_eq!(floor_micros(plus), t);
+            assert_eq!(floor_micros(minus), t - chrono::Duration::microseconds(1));
+            assert_eq!(ceil_micros(minus), t);
+            assert_eq!((ceil_micros(t), floor_micros(t)), (t, t));
+        }
+    }
+
+    #[test]
+    fn different_filters_never_share_fingerprint_bytes() {
+        let user = uuid::Uuid::nil();
+        let far = |micros: i64| DateTime::from_timestamp_micros(micros).unwrap();
+        // Under a concatenation without tags, a priority byte followed by absent
+        // bounds spelled the same bytes as four bounds chosen to match.
+        let a = TaskQuery::new().priority(Priority::Low).search("apple");
+        let b = TaskQuery::new()
+            .due_before(far(0x0A80_0000_0000_0000))
+            .due_after(far(0x0080_0000_0000_0000))
+            .created_before(far(0x0080_0000_0000_0000))
+            .created_after(far(0x0080_0000_0000_0000))
+            .search("\0apple");
+        assert_ne!(a.fingerprint_bytes(user), b.fingerprint_bytes(user));
+        let c = TaskQuery::new().search("ab");
+        let d = TaskQuery::new().search("a").completed(true);
+        assert_ne!(c.fingerprint_bytes(user), d.fingerprint_bytes(user));
+    }
 }

@@ -40,7 +40,7 @@ impl TaskRepo {
     /// [`Error::Validation`] for a bad title or description (nothing written);
     /// [`Error::NotFound`] when the user does not exist.
     pub fn create(conn: &mut PgConnection, user_id: Uuid, new: &NewTask) -> Result<Task> {
-        crate::telemetry::traced("task.create", Some(user_id), || {
+        super::call("task.create", Some(user_id), conn, |conn| {
             let row = new.to_row(super::new_id(), user_id)?;
             diesel::insert_into(tasks::table)
                 .values(&row)
@@ -55,7 +55,7 @@ impl TaskRepo {
     /// # Errors
     /// [`Error::NotFound`] when it does not exist or belongs to another user.
     pub fn get(conn: &mut PgConnection, user_id: Uuid, task_id: Uuid) -> Result<Task> {
-        crate::telemetry::traced("task.get", Some(user_id), || {
+        super::call("task.get", Some(user_id), conn, |conn| {
             task_of(user_id, task_id)
                 .select(Task::as_select())
                 .get_result(conn)
@@ -78,7 +78,7 @@ impl TaskRepo {
         task_id: Uuid,
         patch: &TaskPatch,
     ) -> Result<Task> {
-        crate::telemetry::traced("task.update", Some(user_id), || {
+        super::call("task.update", Some(user_id), conn, |conn| {
             let changes = patch.to_changes()?;
             let updated = UpdateTask::new(user_id, task_id, &changes)
                 .get_result::<Task>(conn)
@@ -113,7 +113,7 @@ impl TaskRepo {
         task_id: Uuid,
         completed: bool,
     ) -> Result<Task> {
-        crate::telemetry::traced("task.set_completed", Some(user_id), || {
+        super::call("task.set_completed", Some(user_id), conn, |conn| {
             let patch = TaskPatch {
                 completed: Some(completed),
                 ..TaskPatch::default()
@@ -127,12 +127,15 @@ impl TaskRepo {
     /// # Errors
     /// [`Error::NotFound`] when it does not exist or belongs to another user.
     pub fn delete(conn: &mut PgConnection, user_id: Uuid, task_id: Uuid) -> Result<()> {
-        crate::telemetry::traced("task.delete", Some(user_id), || {
-            match diesel::delete(task_of(user_id, task_id)).execute(conn)? {
+        super::call(
+            "task.delete",
+            Some(user_id),
+            conn,
+            |conn| match diesel::delete(task_of(user_id, task_id)).execute(conn)? {
                 0 => Err(Error::not_found("task", task_id)),
                 _ => Ok(()),
-            }
-        })
+            },
+        )
     }
 
     /// The number of tasks of `user_id` (0 for an unknown user).
@@ -140,7 +143,7 @@ impl TaskRepo {
     /// # Errors
     /// Only database errors.
     pub fn count(conn: &mut PgConnection, user_id: Uuid) -> Result<i64> {
-        crate::telemetry::traced("task.count", Some(user_id), || {
+        super::call("task.count", Some(user_id), conn, |conn| {
             Ok(tasks_of(user_id).count().get_result(conn)?)
         })
     }
@@ -170,7 +173,7 @@ impl TaskRepo {
     /// characters, a relevance sort without a search, or a cursor that is damaged or was
     /// made for another query.
     pub fn list(conn: &mut PgConnection, user_id: Uuid, query: &TaskQuery) -> Result<Page<Task>> {
-        crate::telemetry::traced("task.list", Some(user_id), || {
+        super::call("task.list", Some(user_id), conn, |conn| {
             let plan = ListPlan::new(user_id, query)?;
             let mut rows: Vec<(Task, f32)> = plan.page_query().load(conn)?;
             let next_cursor = if rows.len() as i64 > plan.limit {
@@ -197,7 +200,7 @@ impl TaskRepo {
         user_id: Uuid,
         query: &TaskQuery,
     ) -> Result<i64> {
-        crate::telemetry::traced("task.count_matching", Some(user_id), || {
+        super::call("task.count_matching", Some(user_id), conn, |conn| {
             let unpaged = TaskQuery {
                 after: None,
                 limit: Some(1),
@@ -214,7 +217,7 @@ impl TaskRepo {
     /// # Errors
     /// Only database errors.
     pub fn stats(conn: &mut PgConnection, user_id: Uuid) -> Result<TaskStats> {
-        crate::telemetry::traced("task.stats", Some(user_id), || {
+        super::call("task.stats", Some(user_id), conn, |conn| {
             let (total, completed, overdue, due_today, low, medium, high) =
                 stats_query(user_id).get_result::<(i64, i64, i64, i64, i64, i64, i64)>(conn)?;
             Ok(TaskStats {
@@ -248,7 +251,7 @@ impl TaskRepo {
         user_id: Uuid,
         new: &[NewTask],
     ) -> Result<Vec<Task>> {
-        crate::telemetry::traced("task.create_many", Some(user_id), || {
+        super::call("task.create_many", Some(user_id), conn, |conn| {
             let rows = new
                 .iter()
                 .enumerate()
@@ -285,7 +288,7 @@ impl TaskRepo {
         task_ids: &[Uuid],
         completed: bool,
     ) -> Result<usize> {
-        crate::telemetry::traced("task.set_completed_many", Some(user_id), || {
+        super::call("task.set_completed_many", Some(user_id), conn, |conn| {
             if task_ids.is_empty() {
                 return Ok(0);
             }
@@ -307,7 +310,7 @@ impl TaskRepo {
     /// # Errors
     /// Only database errors.
     pub fn delete_many(conn: &mut PgConnection, user_id: Uuid, task_ids: &[Uuid]) -> Result<usize> {
-        crate::telemetry::traced("task.delete_many", Some(user_id), || {
+        super::call("task.delete_many", Some(user_id), conn, |conn| {
             if task_ids.is_empty() {
                 return Ok(0);
             }

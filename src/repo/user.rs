@@ -24,7 +24,7 @@ impl UserRepo {
     /// [`Error::Conflict`] with [`crate::ConflictKind::EmailTaken`] when another user has
     /// the same email, compared case-insensitively.
     pub fn create(conn: &mut PgConnection, new: &NewUser) -> Result<User> {
-        crate::telemetry::traced("user.create", None, || {
+        super::call("user.create", None, conn, |conn| {
             let row = new.to_row(super::new_id())?;
             Ok(diesel::insert_into(users::table)
                 .values(&row)
@@ -41,7 +41,7 @@ impl UserRepo {
     /// anything is written; [`Error::Conflict`] when an email is taken (by an existing
     /// user or by another item of `new`), and then nothing is written.
     pub fn create_many(conn: &mut PgConnection, new: &[NewUser]) -> Result<Vec<User>> {
-        crate::telemetry::traced("user.create_many", None, || {
+        super::call("user.create_many", None, conn, |conn| {
             let rows = new
                 .iter()
                 .enumerate()
@@ -70,7 +70,7 @@ impl UserRepo {
     /// # Errors
     /// [`Error::NotFound`] when there is none.
     pub fn get(conn: &mut PgConnection, id: Uuid) -> Result<User> {
-        crate::telemetry::traced("user.get", Some(id), || {
+        super::call("user.get", Some(id), conn, |conn| {
             users::table
                 .find(id)
                 .select(User::as_select())
@@ -85,7 +85,7 @@ impl UserRepo {
     /// # Errors
     /// Only database errors.
     pub fn find_by_email(conn: &mut PgConnection, email: &str) -> Result<Option<User>> {
-        crate::telemetry::traced("user.find_by_email", None, || {
+        super::call("user.find_by_email", None, conn, |conn| {
             if email.contains('\0') {
                 // No stored email can contain NUL; PostgreSQL would reject the parameter.
                 return Ok(None);
@@ -105,7 +105,7 @@ impl UserRepo {
     /// [`Error::Validation`] for bad values (nothing written), [`Error::NotFound`],
     /// [`Error::Conflict`] when the new email is taken.
     pub fn update(conn: &mut PgConnection, id: Uuid, patch: &UserPatch) -> Result<User> {
-        crate::telemetry::traced("user.update", Some(id), || {
+        super::call("user.update", Some(id), conn, |conn| {
             let changes = patch.to_changeset()?;
             diesel::update(users::table.find(id))
                 .set((&changes, users::updated_at.eq(clock_timestamp())))
@@ -121,11 +121,13 @@ impl UserRepo {
     /// # Errors
     /// [`Error::NotFound`] when there is no such user.
     pub fn delete(conn: &mut PgConnection, id: Uuid) -> Result<()> {
-        crate::telemetry::traced("user.delete", Some(id), || {
-            match diesel::delete(users::table.find(id)).execute(conn)? {
-                0 => Err(Error::not_found("user", id)),
-                _ => Ok(()),
-            }
+        super::call("user.delete", Some(id), conn, |conn| match diesel::delete(
+            users::table.find(id),
+        )
+        .execute(conn)?
+        {
+            0 => Err(Error::not_found("user", id)),
+            _ => Ok(()),
         })
     }
 
@@ -134,7 +136,7 @@ impl UserRepo {
     /// # Errors
     /// [`Error::Validation`] for a limit outside 1..=1000 or a negative offset.
     pub fn list(conn: &mut PgConnection, limit: i64, offset: i64) -> Result<Vec<User>> {
-        crate::telemetry::traced("user.list", None, || {
+        super::call("user.list", None, conn, |conn| {
             if !(1..=MAX_USERS_PER_PAGE).contains(&limit) {
                 return Err(Error::validation(
                     "limit",
@@ -158,7 +160,7 @@ impl UserRepo {
     /// # Errors
     /// Only database errors.
     pub fn count(conn: &mut PgConnection) -> Result<i64> {
-        crate::telemetry::traced("user.count", None, || {
+        super::call("user.count", None, conn, |conn| {
             Ok(users::table.count().get_result(conn)?)
         })
     }
