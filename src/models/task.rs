@@ -25,7 +25,8 @@ pub struct Task {
     pub id: Uuid,
     /// The owner.
     pub user_id: Uuid,
-    /// 1 to 255 characters, trimmed.
+    /// At most 255 characters, trimmed, with a visible character (see
+    /// [`crate::models::INVISIBLE`]).
     pub title: String,
     /// At most 10,000 characters.
     pub description: Option<String>,

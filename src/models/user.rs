@@ -16,7 +16,8 @@ pub struct User {
     pub id: Uuid,
     /// Unique case-insensitively; stored as given (trimmed).
     pub email: String,
-    /// Display name, 1 to 100 characters.
+    /// Display name: at most 100 characters, trimmed, with a visible character (see
+    /// [`crate::models::INVISIBLE`]).
     pub name: String,
     /// Whether the address was verified.
     pub email_verified: bool,
