@@ -326,12 +326,17 @@ pub(crate) const CONSTRAINTS: &[(&str, Meaning)] = &[
         "users_email_valid",
         Meaning::Invalid(
             "email",
-            "must be an address like name@example.com of at most 254 characters",
+            "must be an address like name@example.com (one @, no spaces or invisible \
+             characters) of at most 254 characters",
         ),
     ),
     (
         "users_name_valid",
-        Meaning::Invalid("name", "must be 1 to 100 characters and not blank"),
+        Meaning::Invalid(
+            "name",
+            "must be at most 100 characters and contain a visible character (not only \
+             spaces or invisible characters such as zero-width spaces)",
+        ),
     ),
     (
         "users_image_valid",
@@ -340,7 +345,7 @@ pub(crate) const CONSTRAINTS: &[(&str, Meaning)] = &[
     ("tasks_user_id_fkey", Meaning::Missing("user")),
     (
         "tasks_title_valid",
-        Meaning::Invalid("title", "must not be blank"),
+        Meaning::Invalid("title", crate::models::validate::NOTHING_VISIBLE),
     ),
     (
         "tasks_description_valid",

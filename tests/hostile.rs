@@ -424,7 +424,7 @@ fn fixture(conn: &mut PgConnection) -> Fixture {
         "Zoë's \"list\"",
         "'; DROP TABLE tasks; --",
         "\u{202e}alpha reversed",
-        "\u{200b}",
+        "\u{200b}x\u{200b}",
         "😀 alpha",
     ];
     let mut news: Vec<NewTask> = titles

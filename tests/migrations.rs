@@ -162,3 +162,98 @@ fn every_migration_has_a_down_sql() {
     let _ = MIGRATIONS;
     assert!(count >= 2);
 }
+
+/// The schema as the catalogs describe it: every column, constraint, index, enum type
+/// and extension, one line each, sorted.
+fn schema_snapshot(conn: &mut PgConnection) -> Vec<String> {
+    diesel::sql_query(
+        "SELECT 'column ' || table_name || '.' || column_name || ' ' || data_type \
+                || coalesce(' default ' || column_default, '') \
+                || coalesce(' generated ' || generation_expression, '') \
+                || ' nullable ' || is_nullable AS name \
+           FROM information_schema.columns WHERE table_schema = 'public' \
+         UNION ALL SELECT 'constraint ' || conrelid::regclass::text || ' ' || conname || ' ' \
+                || pg_get_constraintdef(oid) \
+           FROM pg_constraint WHERE connamespace = 'public'::regnamespace \
+         UNION ALL SELECT 'index ' || indexdef FROM pg_indexes WHERE schemaname = 'public' \
+         UNION ALL SELECT 'type ' || typname FROM pg_type \
+           WHERE typnamespace = 'public'::regnamespace AND typtype = 'e' \
+         UNION ALL SELECT 'extension ' || extname FROM pg_extension \
+         ORDER BY 1",
+    )
+    .load::<Name>(conn)
+    .unwrap()
+    .into_iter()
+    .map(|n| n.name)
+    .collect()
+}
+
+#[test]
+fn each_migrations_down_sql_restores_the_schema_before_it_exactly() {
+    use diesel_migrations::MigrationHarness;
+    let db = TestDb::empty();
+    let mut conn = PgConnection::establish(db.url()).unwrap();
+    while conn.has_pending_migration(MIGRATIONS).unwrap() {
+        let before = schema_snapshot(&mut conn);
+        let version = conn.run_next_migration(MIGRATIONS).unwrap().to_string();
+        let after = schema_snapshot(&mut conn);
+        assert_ne!(after, before, "migration {version} changed nothing");
+        conn.revert_last_migration(MIGRATIONS).unwrap();
+        assert_eq!(
+            schema_snapshot(&mut conn),
+            before,
+            "the down.sql of {version} left the schema different from before its up.sql"
+        );
+        conn.run_next_migration(MIGRATIONS).unwrap();
+        assert_eq!(schema_snapshot(&mut conn), after, "{version} again");
+    }
+}
+
+/// The migration that makes titles and names need a visible character checks the rows
+/// already there: one that breaks the rule (written under the older, weaker
+/// constraints) fails the migration, which then changes nothing, until it is fixed.
+#[test]
+fn the_visible_text_migration_refuses_existing_rows_that_break_the_rule() {
+    use diesel_migrations::MigrationHarness;
+    let db = TestDb::empty();
+    let mut conn = PgConnection::establish(db.url()).unwrap();
+    let is_visible_text = |v: &str| v.replace('-', "").starts_with("20261202000001");
+    // Everything before it.
+    loop {
+        let pending = conn.pending_migrations(MIGRATIONS).unwrap();
+        let next = pending.first().expect("the visible text migration exists");
+        if is_visible_text(&next.name().version().to_string()) {
+            break;
+        }
+        conn.run_next_migration(MIGRATIONS).unwrap();
+    }
+    let before = schema_snapshot(&mut conn);
+    for (insert, fix) in [
+        (
+            "INSERT INTO users (id, email, name) VALUES (gen_random_uuid(), 'a@b.c', E'\\u200B')",
+            "DELETE FROM users",
+        ),
+        (
+            "INSERT INTO users (id, email, name) VALUES (gen_random_uuid(), E'a\\u00A0b@c', 'A')",
+            "DELETE FROM users",
+        ),
+        (
+            "WITH u AS (INSERT INTO users (id, email, name) \
+                        VALUES (gen_random_uuid(), 'a@b.c', 'A') RETURNING id) \
+             INSERT INTO tasks (id, user_id, title) SELECT gen_random_uuid(), id, E'\\t' FROM u",
+            "DELETE FROM users",
+        ),
+    ] {
+        diesel::sql_query(insert).execute(&mut conn).unwrap();
+        let err = conn.run_next_migration(MIGRATIONS).unwrap_err().to_string();
+        assert!(err.contains("is violated by some row"), "{err}");
+        assert_eq!(
+            schema_snapshot(&mut conn),
+            before,
+            "a failed migration changed the schema"
+        );
+        diesel::sql_query(fix).execute(&mut conn).unwrap();
+    }
+    let version = conn.run_next_migration(MIGRATIONS).unwrap().to_string();
+    assert!(is_visible_text(&version), "{version}");
+}

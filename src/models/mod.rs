@@ -14,3 +14,4 @@ pub(crate) use task::{TaskChanges, TaskRow};
 pub use task_stats::TaskStats;
 pub(crate) use user::UserRow;
 pub use user::{NewUser, User, UserPatch};
+pub use validate::{is_invisible, INVISIBLE};

@@ -25,7 +25,8 @@ pub struct Task {
     pub id: Uuid,
     /// The owner.
     pub user_id: Uuid,
-    /// 1 to 255 characters, trimmed.
+    /// At most 255 characters, trimmed, with a visible character (see
+    /// [`crate::models::INVISIBLE`]).
     pub title: String,
     /// At most 10,000 characters.
     pub description: Option<String>,
@@ -117,10 +118,12 @@ impl FromSql<TaskPriority, Pg> for Priority {
 /// let task = NewTask::new("Water the plants").priority(Priority::Low).description("Twice a week");
 /// assert!(task.validate().is_ok());
 /// assert!(NewTask::new("   ").validate().is_err());
+/// assert!(NewTask::new("\u{200b}\u{feff}").validate().is_err());
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NewTask {
-    /// 1 to 255 characters after trimming.
+    /// At most 255 characters after trimming, at least one of them visible (not
+    /// [`crate::models::is_invisible`]: a title of only zero-width spaces is rejected).
     pub title: String,
     /// At most 10,000 characters.
     pub description: Option<String>,
@@ -226,7 +229,7 @@ pub(crate) struct TaskRow<'a> {
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TaskPatch {
-    /// New title (trimmed, 1 to 255 characters).
+    /// New title (same rules as [`NewTask::title`]).
     pub title: Option<String>,
     /// New description; `Some(None)` clears it.
     pub description: Option<Option<String>>,

@@ -16,7 +16,8 @@ pub struct User {
     pub id: Uuid,
     /// Unique case-insensitively; stored as given (trimmed).
     pub email: String,
-    /// Display name, 1 to 100 characters.
+    /// Display name: at most 100 characters, trimmed, with a visible character (see
+    /// [`crate::models::INVISIBLE`]).
     pub name: String,
     /// Whether the address was verified.
     pub email_verified: bool,
@@ -37,9 +38,12 @@ pub struct User {
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NewUser {
-    /// Email address: one `@`, no spaces, at most 254 characters; trimmed.
+    /// Email address: one `@` with something on both sides, no white space or other
+    /// invisible character ([`crate::models::is_invisible`]), at most 254 characters;
+    /// trimmed.
     pub email: String,
-    /// Display name: 1 to 100 characters; trimmed.
+    /// Display name: at most 100 characters, at least one of them visible (not
+    /// [`crate::models::is_invisible`]); trimmed.
     pub name: String,
     /// Whether the address was verified (default false).
     pub email_verified: bool,

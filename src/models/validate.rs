@@ -1,6 +1,8 @@
 //! The validation rules shared by inputs and patches. The migrations' CHECK constraints
 //! hold the same rules, so rows written by other clients obey them too.
 
+use std::ops::RangeInclusive;
+
 use chrono::{DateTime, Duration, TimeZone, Utc};
 
 use crate::error::{Error, Result};
@@ -15,6 +17,75 @@ pub const NAME_MAX_CHARS: usize = 100;
 pub const EMAIL_MAX_CHARS: usize = 254;
 /// Longest image URL, in characters.
 pub const IMAGE_MAX_CHARS: usize = 2048;
+
+/// The characters that show nothing on their own, as inclusive ranges of code points,
+/// in ascending order: Unicode's White_Space and Default_Ignorable_Code_Point
+/// properties, the control characters (general category Cc) and U+2800 BRAILLE
+/// PATTERN BLANK. Unassigned code points inside these ranges are included: Unicode
+/// reserves them as default-ignorable, so they will never be visible.
+///
+/// A title or a name must contain at least one character outside these ranges; an
+/// email address must contain none of them. The schema's CHECK constraints spell out
+/// the same ranges as a regular expression of code points (never a locale-dependent
+/// class such as `[[:space:]]`), so the database enforces the same rule for every
+/// client; a unit test keeps the migration's text and this table equal.
+pub const INVISIBLE: &[RangeInclusive<char>] = &[
+    // C0 controls (U+0009-000D are also white space) and SPACE.
+    '\u{0000}'..='\u{0020}',
+    // DELETE, C1 controls (U+0085 NEXT LINE is also white space), NO-BREAK SPACE.
+    '\u{007F}'..='\u{00A0}',
+    // SOFT HYPHEN.
+    '\u{00AD}'..='\u{00AD}',
+    // COMBINING GRAPHEME JOINER.
+    '\u{034F}'..='\u{034F}',
+    // ARABIC LETTER MARK.
+    '\u{061C}'..='\u{061C}',
+    // HANGUL CHOSEONG FILLER, HANGUL JUNGSEONG FILLER.
+    '\u{115F}'..='\u{1160}',
+    // OGHAM SPACE MARK.
+    '\u{1680}'..='\u{1680}',
+    // KHMER VOWEL INHERENT AQ and AA.
+    '\u{17B4}'..='\u{17B5}',
+    // MONGOLIAN FREE VARIATION SELECTORS and VOWEL SEPARATOR.
+    '\u{180B}'..='\u{180F}',
+    // EN QUAD to HAIR SPACE, ZERO WIDTH SPACE, ZERO WIDTH (NON-)JOINER, LRM, RLM.
+    '\u{2000}'..='\u{200F}',
+    // LINE and PARAGRAPH SEPARATOR, bidirectional embeddings and overrides,
+    // NARROW NO-BREAK SPACE.
+    '\u{2028}'..='\u{202F}',
+    // MEDIUM MATHEMATICAL SPACE, WORD JOINER, invisible operators, bidirectional
+    // isolates, deprecated format characters.
+    '\u{205F}'..='\u{206F}',
+    // BRAILLE PATTERN BLANK.
+    '\u{2800}'..='\u{2800}',
+    // IDEOGRAPHIC SPACE.
+    '\u{3000}'..='\u{3000}',
+    // HANGUL FILLER.
+    '\u{3164}'..='\u{3164}',
+    // VARIATION SELECTORS 1-16.
+    '\u{FE00}'..='\u{FE0F}',
+    // ZERO WIDTH NO-BREAK SPACE (the byte order mark).
+    '\u{FEFF}'..='\u{FEFF}',
+    // HALFWIDTH HANGUL FILLER.
+    '\u{FFA0}'..='\u{FFA0}',
+    // Reserved default-ignorable code points.
+    '\u{FFF0}'..='\u{FFF8}',
+    // SHORTHAND FORMAT CONTROLS.
+    '\u{1BCA0}'..='\u{1BCA3}',
+    // MUSICAL SYMBOL BEGIN BEAM to END PHRASE.
+    '\u{1D173}'..='\u{1D17A}',
+    // Tags and VARIATION SELECTORS 17-256, with their reserved neighbours.
+    '\u{E0000}'..='\u{E0FFF}',
+];
+
+/// Whether `c` shows nothing on its own: it lies in one of the [`INVISIBLE`] ranges.
+pub fn is_invisible(c: char) -> bool {
+    INVISIBLE.iter().any(|range| range.contains(&c))
+}
+
+/// What a required text is told when it has nothing visible in it.
+pub(crate) const NOTHING_VISIBLE: &str =
+    "must contain a visible character (not only spaces or invisible characters such as zero-width spaces)";
 
 /// The earliest instant PostgreSQL's timestamptz holds (4714-11-24 00:00 UTC BC), in
 /// microseconds since 1970. (Its latest lies beyond chrono's.)
@@ -46,15 +117,13 @@ pub(crate) fn no_nul(field: &str, value: &str) -> Result<()> {
     Ok(())
 }
 
-/// A required text: trimmed, non-empty, at most `max` characters, no NUL.
+/// A required text: trimmed (of Unicode white space, as [`str::trim`] does), with at
+/// least one character that is not [`is_invisible`], at most `max` characters, no NUL.
 pub(crate) fn required_text<'a>(field: &str, value: &'a str, max: usize) -> Result<&'a str> {
     no_nul(field, value)?;
     let trimmed = value.trim();
-    if trimmed.is_empty() {
-        return Err(Error::validation(
-            field,
-            "must not be empty or only whitespace",
-        ));
+    if trimmed.chars().all(is_invisible) {
+        return Err(Error::validation(field, NOTHING_VISIBLE));
     }
     at_most(field, trimmed, max)?;
     Ok(trimmed)
@@ -85,7 +154,8 @@ fn at_most(field: &str, value: &str, max: usize) -> Result<()> {
 }
 
 /// A plausible email address: trimmed, one `@` with something on both sides, no
-/// whitespace, at most [`EMAIL_MAX_CHARS`] characters.
+/// character that [`is_invisible`] (white space, controls, zero-width and other
+/// invisible characters), at most [`EMAIL_MAX_CHARS`] characters.
 pub(crate) fn email(field: &str, value: &str) -> Result<String> {
     no_nul(field, value)?;
     let email = value.trim();
@@ -94,10 +164,11 @@ pub(crate) fn email(field: &str, value: &str) -> Result<String> {
         Some((local, domain)) => !local.is_empty() && !domain.is_empty() && !domain.contains('@'),
         None => false,
     };
-    if !plausible || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    if !plausible || email.chars().any(is_invisible) {
         return Err(Error::validation(
             field,
-            "must be an email address like name@example.com (one @, no spaces)",
+            "must be an email address like name@example.com (one @, no spaces or invisible \
+             characters)",
         ));
     }
     Ok(email.to_owned())
@@ -135,6 +206,127 @@ mod tests {
         assert!(required_text("t", "a\0b", 5).is_err());
     }
 
+    /// The `[^...]` class of the SQL regular expression for [`INVISIBLE`], with
+    /// `\uXXXX` and `\UXXXXXXXX` escapes as PostgreSQL's regular expressions read them.
+    fn sql_class(extra: &str) -> String {
+        let escape = |c: char| match u32::from(c) {
+            n @ 0..=0xFFFF => format!("\\u{n:04X}"),
+            n => format!("\\U{n:08X}"),
+        };
+        let mut class = format!("[^{extra}");
+        for range in INVISIBLE {
+            class.push_str(&escape(*range.start()));
+            if range.start() != range.end() {
+                class.push('-');
+                class.push_str(&escape(*range.end()));
+            }
+        }
+        class.push(']');
+        class
+    }
+
+    const VISIBLE_TEXT_UP: &str =
+        include_str!("../../migrations/2026-12-02-000001_visible_text/up.sql");
+
+    #[test]
+    fn the_migration_spells_out_the_same_invisible_ranges() {
+        let (text, email) = (sql_class(""), sql_class("@"));
+        assert!(
+            VISIBLE_TEXT_UP.contains(&format!("title ~ '{text}'")),
+            "tasks_title_valid must use {text}"
+        );
+        assert!(
+            VISIBLE_TEXT_UP.contains(&format!("name ~ '{text}'")),
+            "users_name_valid must use {text}"
+        );
+        assert!(
+            VISIBLE_TEXT_UP.contains(&format!("email ~ '^{email}+@{email}+$'")),
+            "users_email_valid must use {email}"
+        );
+        // No other bracket expression (an older copy of the ranges) hides in the file.
+        let brackets = VISIBLE_TEXT_UP.matches("[^").count();
+        assert_eq!(brackets, 4, "expected the four classes above and no other");
+    }
+
+    #[test]
+    fn invisible_ranges_are_sorted_disjoint_and_cover_rusts_white_space_and_controls() {
+        for pair in INVISIBLE.windows(2) {
+            assert!(pair[0].start() <= pair[0].end(), "{:?}", pair[0]);
+            assert!(
+                u32::from(*pair[0].end()) + 1 < u32::from(*pair[1].start()),
+                "{:?} and {:?} overlap or touch: merge them",
+                pair[0],
+                pair[1]
+            );
+        }
+        // char::is_whitespace is White_Space and char::is_control is Cc.
+        for c in (0..=0x10FFFF).filter_map(char::from_u32) {
+            if c.is_whitespace() || c.is_control() {
+                assert!(is_invisible(c), "{c:?}");
+            }
+        }
+        let named = [
+            '\u{200B}',  // ZERO WIDTH SPACE
+            '\u{FEFF}',  // ZERO WIDTH NO-BREAK SPACE (BOM)
+            '\u{2060}',  // WORD JOINER
+            '\u{3164}',  // HANGUL FILLER
+            '\u{FFA0}',  // HALFWIDTH HANGUL FILLER
+            '\u{115F}',  // HANGUL CHOSEONG FILLER
+            '\u{00AD}',  // SOFT HYPHEN
+            '\u{034F}',  // COMBINING GRAPHEME JOINER
+            '\u{180E}',  // MONGOLIAN VOWEL SEPARATOR
+            '\u{200D}',  // ZERO WIDTH JOINER
+            '\u{202E}',  // RIGHT-TO-LEFT OVERRIDE
+            '\u{2066}',  // LEFT-TO-RIGHT ISOLATE
+            '\u{2800}',  // BRAILLE PATTERN BLANK
+            '\u{FE0F}',  // VARIATION SELECTOR-16
+            '\u{E0020}', // TAG SPACE
+            '\u{E01EF}', // VARIATION SELECTOR-256
+        ];
+        for c in named {
+            assert!(is_invisible(c), "{c:?}");
+        }
+        for c in [
+            'a', '0', '!', '-', 'é', '中', 'ע', '😀', '\u{301}', '\u{2801}', '\u{FFFD}',
+        ] {
+            assert!(!is_invisible(c), "{c:?}");
+        }
+    }
+
+    #[test]
+    fn required_text_needs_a_visible_character() {
+        for blank in [
+            "",
+            "\u{200B}",
+            " \u{FEFF} ",
+            "\u{2060}\u{3164}\u{AD}",
+            "\u{115F}\u{1160}\u{FFA0}",
+            "\u{2800}\u{2800}",
+            "\u{202E}\u{200F}\u{61C}",
+            "\u{FE0F}\u{E0041}\u{E007F}",
+            "\u{1}\u{7F}\u{9F}",
+        ] {
+            let err = required_text("title", blank, 255).unwrap_err();
+            assert!(
+                err.to_string().contains("must contain a visible character"),
+                "{blank:?}: {err}"
+            );
+        }
+        for visible in [
+            "a",
+            "\u{200B}a\u{200B}",
+            "e\u{301}",
+            "中文",
+            "עברית",
+            "😀",
+            "🏳\u{FE0F}\u{200D}🌈",
+            "-",
+        ] {
+            assert_eq!(required_text("title", visible, 255).unwrap(), visible);
+        }
+        assert_eq!(required_text("t", " \u{200B}a ", 5).unwrap(), "\u{200B}a");
+    }
+
     #[test]
     fn emails_need_one_at_and_no_spaces() {
         assert_eq!(
@@ -150,6 +342,11 @@ mod tests {
             "a b@c",
             "a@b\u{a0}c",
             "a\0@b",
+            "a\u{200B}b@c",
+            "a@b\u{FEFF}",
+            "\u{2060}a@b",
+            "a@b\u{85}c",
+            "a\u{1}@b",
         ] {
             assert!(email("email", bad).is_err(), "{bad:?}");
         }
