@@ -14,6 +14,17 @@ use crate::error::Result;
 use crate::models::Task;
 use crate::schema::tasks;
 
+/// The search's tsquery, computed once per execution (an InitPlan): opened by this,
+/// then the terms as a bind, then [`TSQUERY_CLOSE`].
+macro_rules! TSQUERY_OPEN {
+    () => {
+        "(SELECT websearch_to_tsquery('english', "
+    };
+}
+
+/// Closes [`TSQUERY_OPEN`].
+const TSQUERY_CLOSE: &str = "))";
+
 /// A boxed SELECT over tasks with row type `ST`.
 pub(crate) type TasksQuery<'a, ST> = tasks::BoxedQuery<'a, Pg, ST>;
 
@@ -128,10 +139,13 @@ impl<'q> ListPlan<'q> {
         if let Some(terms) = &self.search {
             // websearch_to_tsquery never raises a syntax error, whatever the text; the
             // configuration must be the one of tasks.search_vector (see the migration).
+            // As a sub-SELECT it is an InitPlan, evaluated once per execution: in the
+            // generic plan of the prepared statement, a bare call of a parameter would
+            // be evaluated again for every row the filter reads.
             query = query.filter(
-                fragment::sql::<Bool>("search_vector @@ websearch_to_tsquery('english', ")
+                fragment::sql::<Bool>(concat!("search_vector @@ ", TSQUERY_OPEN!()))
                     .bind(Bind::Text(terms))
-                    .sql(")"),
+                    .sql(TSQUERY_CLOSE),
             );
         }
         query
@@ -142,11 +156,9 @@ impl<'q> ListPlan<'q> {
     fn rank(&self) -> RankExpr<'_> {
         match (&self.search, self.query.sort) {
             (Some(terms), TaskSort::Relevance) => Box::new(
-                fragment::sql::<Float>(
-                    "ts_rank_cd(search_vector, websearch_to_tsquery('english', ",
-                )
-                .bind(Bind::Text(terms))
-                .sql("))"),
+                fragment::sql::<Float>(concat!("ts_rank_cd(search_vector, ", TSQUERY_OPEN!()))
+                    .bind(Bind::Text(terms))
+                    .sql(concat!("))", ")")),
             ),
             _ => Box::new(fragment::sql::<Float>("0::real")),
         }
@@ -217,15 +229,13 @@ impl<'q> ListPlan<'q> {
             SortKey::OptionalTimestamp(None) => query
                 .filter(fragment::sql::<Bool>(format!("due_date IS NULL AND id {op} ")).bind(id)),
             SortKey::Rank(rank) => query.filter(
-                fragment::sql::<Bool>(
-                    "(ts_rank_cd(search_vector, websearch_to_tsquery('english', ",
-                )
-                .bind(Bind::Text(self.search.as_deref().unwrap_or_default()))
-                .sql(format!(")), id) {op} ("))
-                .bind(Bind::Float(*rank))
-                .sql(", ")
-                .bind(id)
-                .sql(")"),
+                fragment::sql::<Bool>(concat!("(ts_rank_cd(search_vector, ", TSQUERY_OPEN!()))
+                    .bind(Bind::Text(self.search.as_deref().unwrap_or_default()))
+                    .sql(format!("))), id) {op} ("))
+                    .bind(Bind::Float(*rank))
+                    .sql(", ")
+                    .bind(id)
+                    .sql(")"),
             ),
         }
     }
