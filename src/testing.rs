@@ -413,6 +413,9 @@ pub mod plans {
     /// # Errors
     /// Only database errors.
     pub fn stats(conn: &mut PgConnection, user_id: Uuid) -> Result<String> {
-        Ok(Explain(crate::repo::task::stats_query(user_id)).get_result(conn)?)
+        Ok(
+            Explain(crate::repo::task::stats_query(user_id, chrono_tz::Tz::UTC))
+                .get_result(conn)?,
+        )
     }
 }
