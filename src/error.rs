@@ -95,7 +95,8 @@ pub enum Error {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConflictKind {
-    /// Another user already has this email address (compared case-insensitively).
+    /// Another user already has this email address (compared as
+    /// [`crate::UserRepo::create`] says: case and compatibility forms ignored).
     #[error("the email address is already taken")]
     EmailTaken,
     /// `expected_version` did not match the row's current version.
@@ -313,7 +314,7 @@ pub(crate) fn is_lost_connection(err: &DieselError) -> bool {
 /// of the migrations; keep the two in step (a test checks every name exists).
 pub(crate) const CONSTRAINTS: &[(&str, Meaning)] = &[
     (
-        "users_email_lower_key",
+        "users_email_ci_key",
         Meaning::Conflict(ConflictKind::EmailTaken),
     ),
     (

@@ -408,6 +408,14 @@ pub mod plans {
         Ok(Explain(plan.count_query()).get_result(conn)?)
     }
 
+    /// The plan of [`crate::UserRepo::find_by_email`] for `email`.
+    ///
+    /// # Errors
+    /// Only database errors.
+    pub fn find_by_email(conn: &mut PgConnection, email: &str) -> Result<String> {
+        Ok(Explain(crate::repo::user::find_by_email_query(email.trim())).get_result(conn)?)
+    }
+
     /// The plan of [`crate::TaskRepo::stats`].
     ///
     /// # Errors
