@@ -56,9 +56,9 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE users, tasks TO todo_app;
 REVOKE ALL ON TABLE __diesel_schema_migrations FROM todo_app;
 GRANT SELECT ON TABLE __diesel_schema_migrations TO todo_app;
 
--- The type task_priority and the functions the queries call (lower,
--- websearch_to_tsquery, ts_rank_cd, ...) are usable by PUBLIC by default: nothing to
--- grant.
+-- The type task_priority, the collation email_ci and the functions the queries call
+-- (lower, replace, websearch_to_tsquery, ts_rank_cd, ...) are usable by PUBLIC by
+-- default (collations have no privileges of their own): nothing to grant.
 
 -- Optional hardening: PUBLIC may create temporary tables by default. This takes that
 -- away from every role that does not own the database, todo_app included:

@@ -95,7 +95,8 @@ pub enum Error {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConflictKind {
-    /// Another user already has this email address (compared case-insensitively).
+    /// Another user already has this email address (compared as
+    /// [`crate::UserRepo::create`] says: case and compatibility forms ignored).
     #[error("the email address is already taken")]
     EmailTaken,
     /// `expected_version` did not match the row's current version.
@@ -275,6 +276,12 @@ impl Error {
     }
 }
 
+/// The server's `time zone "..." not recognized` (`AT TIME ZONE` with a name it does
+/// not know).
+fn is_unknown_time_zone(message: &str) -> bool {
+    message.starts_with("time zone \"") && message.ends_with("\" not recognized")
+}
+
 /// libpq refuses to send a statement with more bind parameters than the protocol
 /// allows with the same error kind as a lost connection; that is no lost connection.
 fn is_protocol_limit(message: &str) -> bool {
@@ -319,7 +326,7 @@ pub(crate) fn is_lost_connection(err: &DieselError) -> bool {
 /// of the migrations; keep the two in step (a test checks every name exists).
 pub(crate) const CONSTRAINTS: &[(&str, Meaning)] = &[
     (
-        "users_email_lower_key",
+        "users_email_ci_key",
         Meaning::Conflict(ConflictKind::EmailTaken),
     ),
     (
@@ -400,6 +407,16 @@ impl From<DieselError> for Error {
                             constraint: info.constraint_name().unwrap_or("unknown").to_owned(),
                         },
                     }
+                }
+                // SQLSTATE 22023 for a time zone name the server's time zone database
+                // does not have: the name was checked before the query
+                // (`TaskRepo::stats_in_time_zone`), so only a server with older tzdata
+                // than the crate gets here. Fixed server text, as below.
+                (DatabaseErrorKind::Unknown, None) if is_unknown_time_zone(info.message()) => {
+                    return Error::validation(
+                        "time_zone",
+                        "is not in the database server's time zone database",
+                    )
                 }
                 // SQLSTATE 57014 carries no kind of its own in diesel; the message is fixed
                 // server text (lc_messages is English on the servers we support).

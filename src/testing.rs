@@ -404,12 +404,23 @@ pub mod plans {
         Ok(Explain(plan.count_query()).get_result(conn)?)
     }
 
+    /// The plan of [`crate::UserRepo::find_by_email`] for `email`.
+    ///
+    /// # Errors
+    /// Only database errors.
+    pub fn find_by_email(conn: &mut PgConnection, email: &str) -> Result<String> {
+        Ok(Explain(crate::repo::user::find_by_email_query(email.trim())).get_result(conn)?)
+    }
+
     /// The plan of [`crate::TaskRepo::stats`].
     ///
     /// # Errors
     /// Only database errors.
     pub fn stats(conn: &mut PgConnection, user_id: Uuid) -> Result<String> {
-        Ok(Explain(crate::repo::task::stats_query(user_id)).get_result(conn)?)
+        Ok(
+            Explain(crate::repo::task::stats_query(user_id, chrono_tz::Tz::UTC))
+                .get_result(conn)?,
+        )
     }
 
     /// The *generic* plan of [`crate::TaskRepo::list`] for `query`: the plan PostgreSQL
@@ -452,7 +463,10 @@ pub mod plans {
     /// # Errors
     /// Only database errors.
     pub fn stats_generic(conn: &mut PgConnection, user_id: Uuid) -> Result<String> {
-        generic_plan(conn, &crate::repo::task::stats_query(user_id))
+        generic_plan(
+            conn,
+            &crate::repo::task::stats_query(user_id, chrono_tz::Tz::UTC),
+        )
     }
 
     /// `EXPLAIN (FORMAT JSON)` of `query`'s generic plan: its SQL is prepared under a

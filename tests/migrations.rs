@@ -257,3 +257,48 @@ fn the_visible_text_migration_refuses_existing_rows_that_break_the_rule() {
     let version = conn.run_next_migration(MIGRATIONS).unwrap().to_string();
     assert!(is_visible_text(&version), "{version}");
 }
+
+#[test]
+fn users_that_become_one_address_under_the_email_rule_stop_its_migration_with_a_clear_error() {
+    use diesel::sql_types::Uuid as SqlUuid;
+    let db = TestDb::empty();
+    let mut conn = PgConnection::establish(db.url()).unwrap();
+    run_migrations(&mut conn).unwrap();
+    // Back to lower(email), under which these two are different addresses.
+    let reverted =
+        diesel_migrations::MigrationHarness::revert_last_migration(&mut conn, MIGRATIONS).unwrap();
+    assert!(
+        reverted.to_string().starts_with("20261202000002"),
+        "{reverted}"
+    );
+    for email in ["οδος@example.gr", "ΟΔΟΣ@example.gr"] {
+        diesel::sql_query("INSERT INTO users (id, email, name) VALUES ($1, $2, 'x')")
+            .bind::<SqlUuid, _>(uuid::Uuid::now_v7())
+            .bind::<Text, _>(email)
+            .execute(&mut conn)
+            .unwrap();
+    }
+    let err = run_migrations(&mut conn).unwrap_err().to_string();
+    assert!(
+        err.contains("one address under the new comparison") && err.contains("οδος@example.gr"),
+        "{err}"
+    );
+    // Nothing of it was applied: the old index still holds, the migration is pending.
+    assert_eq!(pending_migrations(&mut conn).unwrap().len(), 1);
+    let indexes: Vec<String> = diesel::sql_query(
+        "SELECT indexname::text AS name FROM pg_indexes WHERE tablename = 'users' ORDER BY 1",
+    )
+    .load::<Name>(&mut conn)
+    .unwrap()
+    .into_iter()
+    .map(|n| n.name)
+    .collect();
+    assert_eq!(indexes, ["users_email_lower_key", "users_pkey"]);
+    // With one of them renamed, it applies.
+    diesel::sql_query(
+        "UPDATE users SET email = 'odos2@example.gr' WHERE email = 'ΟΔΟΣ@example.gr'",
+    )
+    .execute(&mut conn)
+    .unwrap();
+    assert_eq!(run_migrations(&mut conn).unwrap().len(), 1);
+}

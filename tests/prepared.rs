@@ -80,3 +80,24 @@ fn list_count_stats_and_update_are_prepared_once_and_reused() {
         .n;
     assert_eq!(n as usize, first.len(), "the second round prepared again");
 }
+
+#[test]
+fn stats_in_every_time_zone_share_one_prepared_statement() {
+    let db = TestDb::new();
+    let mut conn = db.conn();
+    let user = common::user(&mut conn);
+    TaskRepo::stats(&mut conn, user.id).unwrap();
+    let mut first = prepared(&mut conn);
+    first.sort();
+    assert!(
+        first.iter().any(|s| s.contains("AT TIME ZONE $")),
+        "the zone is not a parameter: {first:#?}"
+    );
+    // The zone is a bind parameter: other zones reuse the statement stats() prepared.
+    for zone in ["Europe/Paris", "Asia/Tokyo", "UTC", "America/New_York"] {
+        TaskRepo::stats_in_time_zone(&mut conn, user.id, zone).unwrap();
+    }
+    let mut again = prepared(&mut conn);
+    again.sort();
+    assert_eq!(again, first);
+}

@@ -574,3 +574,32 @@ fn every_query_shape_reads_tasks_through_an_index() {
         failures.join("\n\n")
     );
 }
+
+#[test]
+fn find_by_email_reads_users_through_the_email_index() {
+    let db = TestDb::new();
+    let mut conn = db.conn();
+    let news: Vec<NewUser> = (0..5_000)
+        .map(|i| NewUser::new(format!("Email-User-{i}@Example.com"), "User"))
+        .collect();
+    UserRepo::create_many(&mut conn, &news).unwrap();
+    conn.batch_execute("ANALYZE users").unwrap();
+    for email in [
+        "email-user-77@example.com",
+        "ＥＭＡＩＬ-user-77@example.com",
+        "straße@x.de",
+    ] {
+        let plan_text = todo_store::testing::plans::find_by_email(&mut conn, email).unwrap();
+        let plan = Reader::parse(&plan_text);
+        let on_users: Vec<(&str, Option<&str>)> = plan_nodes(&plan)
+            .into_iter()
+            .filter(|n| n.str("Relation Name") == Some("users"))
+            .map(|n| (n.str("Node Type").unwrap_or("?"), n.str("Index Name")))
+            .collect();
+        assert_eq!(
+            on_users,
+            [("Index Scan", Some("users_email_ci_key"))],
+            "{email}:\n{plan_text}"
+        );
+    }
+}

@@ -231,3 +231,184 @@ fn invalid_patches_are_rejected_and_change_nothing() {
     }
     assert_eq!(UserRepo::get(&mut conn, user.id).unwrap(), user);
 }
+
+// ---------------------------------------------------------------------------------------
+// What "the same email" means: lower-cased, ß and ſ folded to ss and s, then compared by
+// ICU's root collation at secondary strength (case and compatibility forms ignored,
+// accents not).
+// ---------------------------------------------------------------------------------------
+
+/// Pairs of spellings of one address.
+const SAME_ACCOUNT: &[(&str, &str)] = &[
+    ("grace@example.com", "GRACE@Example.COM"),
+    ("élodie@example.fr", "ÉLODIE@example.fr"),
+    ("straße@example.de", "STRASSE@example.de"),
+    ("straße@example.de", "strasse@example.de"),
+    ("ẞig@example.de", "ssig@example.de"),
+    ("ΟΔΟΣ@example.gr", "οδος@example.gr"),
+    ("οδοσ@example.gr", "οδος@example.gr"),
+    ("ſam@example.com", "SAM@example.com"),
+    ("ﬀ@example.com", "FF@example.com"),
+    ("ﬁle@example.com", "file@example.com"),
+    ("ＡＤＡ@example.com", "ada@example.com"),
+    ("ǅemal@example.hr", "džemal@example.hr"),
+    ("İzmir@example.com.tr", "izmir@example.com.tr"),
+    ("e\u{301}mile@example.fr", "émile@example.fr"),
+];
+
+/// Pairs of addresses that are different accounts.
+const DIFFERENT_ACCOUNTS: &[(&str, &str)] = &[
+    ("é@example.fr", "e@example.fr"),
+    ("müller@example.de", "muller@example.de"),
+    ("åsa@example.se", "asa@example.se"),
+    ("ıi@example.com.tr", "ii@example.com.tr"),
+    ("ß@example.de", "s@example.de"),
+    ("ada@example.com", "ada@example.co"),
+    ("a.da@example.org", "ada@example.org"),
+    // Look-alikes of other scripts are other letters: Latin o, Greek ο, Cyrillic о.
+    ("odos@example.gr", "οdos@example.gr"),
+    ("odos@example.gr", "оdos@example.gr"),
+];
+
+#[track_caller]
+fn assert_email_taken(result: Result<todo_store::User, Error>, what: &str) {
+    match result {
+        Err(Error::Conflict {
+            kind: ConflictKind::EmailTaken,
+        }) => {}
+        other => panic!("{what}: expected Conflict(EmailTaken), got {other:?}"),
+    }
+}
+
+#[test]
+fn spellings_that_differ_by_unicode_case_or_compatibility_form_are_one_account() {
+    let db = TestDb::new();
+    let mut conn = db.conn();
+    for (first, second) in SAME_ACCOUNT {
+        let user = UserRepo::create(&mut conn, &NewUser::new(*first, "First")).unwrap();
+        assert_email_taken(
+            UserRepo::create(&mut conn, &NewUser::new(*second, "Second")),
+            &format!("{second} after {first}"),
+        );
+        for spelling in [first, second] {
+            assert_eq!(
+                UserRepo::find_by_email(&mut conn, spelling)
+                    .unwrap()
+                    .as_ref(),
+                Some(&user),
+                "find_by_email({spelling}) for {first}"
+            );
+        }
+        UserRepo::delete(&mut conn, user.id).unwrap();
+    }
+    assert_eq!(UserRepo::count(&mut conn).unwrap(), 0);
+}
+
+#[test]
+fn addresses_that_differ_by_an_accent_or_a_letter_stay_different_accounts() {
+    let db = TestDb::new();
+    let mut conn = db.conn();
+    for (a, b) in DIFFERENT_ACCOUNTS {
+        let first = UserRepo::create(&mut conn, &NewUser::new(*a, "A")).unwrap();
+        let second = UserRepo::create(&mut conn, &NewUser::new(*b, "B"))
+            .unwrap_or_else(|e| panic!("{b} after {a}: {e:?}"));
+        assert_eq!(
+            UserRepo::find_by_email(&mut conn, a).unwrap().as_ref(),
+            Some(&first)
+        );
+        assert_eq!(
+            UserRepo::find_by_email(&mut conn, b).unwrap().as_ref(),
+            Some(&second)
+        );
+        UserRepo::delete(&mut conn, first.id).unwrap();
+        UserRepo::delete(&mut conn, second.id).unwrap();
+    }
+}
+
+#[test]
+fn updating_to_another_spelling_of_a_taken_email_is_a_conflict() {
+    let db = TestDb::new();
+    let mut conn = db.conn();
+    UserRepo::create(&mut conn, &NewUser::new("οδος@example.gr", "A")).unwrap();
+    let user = UserRepo::create(&mut conn, &NewUser::new("free@example.gr", "B")).unwrap();
+    for taken in ["ΟΔΟΣ@EXAMPLE.GR", "ΟΔΟΣ@ｅｘａｍｐｌｅ.ｇｒ"] {
+        assert_email_taken(
+            UserRepo::update(
+                &mut conn,
+                user.id,
+                &UserPatch {
+                    email: Some(taken.into()),
+                    ..Default::default()
+                },
+            ),
+            taken,
+        );
+    }
+    assert_eq!(UserRepo::get(&mut conn, user.id).unwrap(), user);
+    // Another spelling of one's own address is fine.
+    let renamed = UserRepo::update(
+        &mut conn,
+        user.id,
+        &UserPatch {
+            email: Some("FREE@example.gr".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(renamed.email, "FREE@example.gr");
+}
+
+#[test]
+fn a_batch_with_two_spellings_of_one_email_is_a_conflict_and_writes_nothing() {
+    let db = TestDb::new();
+    let mut conn = db.conn();
+    let err = UserRepo::create_many(
+        &mut conn,
+        &[
+            NewUser::new("straße@example.de", "A"),
+            NewUser::new("other@example.de", "B"),
+            NewUser::new("STRASSE@example.de", "C"),
+        ],
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Conflict {
+                kind: ConflictKind::EmailTaken
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(UserRepo::count(&mut conn).unwrap(), 0);
+}
+
+#[test]
+fn raw_sql_inserts_obey_the_same_email_uniqueness() {
+    use diesel::sql_types::{Text, Uuid as SqlUuid};
+    use diesel::RunQueryDsl;
+    let db = TestDb::new();
+    let mut conn = db.conn();
+    UserRepo::create(&mut conn, &NewUser::new("ſam@example.com", "Sam")).unwrap();
+    let insert = |conn: &mut todo_store::PgConnection, email: &str| {
+        diesel::sql_query("INSERT INTO users (id, email, name) VALUES ($1, $2, 'Raw')")
+            .bind::<SqlUuid, _>(Uuid::now_v7())
+            .bind::<Text, _>(email)
+            .execute(conn)
+            .map_err(Error::from)
+    };
+    for email in ["SAM@example.com", "sam@EXAMPLE.com", "ｓａｍ@example.com"] {
+        let err = insert(&mut conn, email).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::Conflict {
+                    kind: ConflictKind::EmailTaken
+                }
+            ),
+            "{email}: {err:?}"
+        );
+    }
+    insert(&mut conn, "sám@example.com").unwrap();
+    assert_eq!(UserRepo::count(&mut conn).unwrap(), 2);
+}

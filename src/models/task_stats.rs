@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 
 use super::Priority;
 
-/// Counts over one user's tasks, from [`crate::TaskRepo::stats`] (one query).
+/// Counts over one user's tasks, from [`crate::TaskRepo::stats`] or
+/// [`crate::TaskRepo::stats_in_time_zone`] (one query).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TaskStats {
     /// All tasks.
@@ -15,7 +16,9 @@ pub struct TaskStats {
     pub open: i64,
     /// Open tasks whose due date has passed (by the server's clock).
     pub overdue: i64,
-    /// Open tasks due during the current day, in UTC.
+    /// Open tasks due during the current calendar day: in UTC from
+    /// [`crate::TaskRepo::stats`], in the given time zone from
+    /// [`crate::TaskRepo::stats_in_time_zone`].
     pub due_today: i64,
     /// All tasks by priority; every priority has an entry, zero included.
     pub by_priority: BTreeMap<Priority, i64>,

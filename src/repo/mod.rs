@@ -12,7 +12,7 @@ mod query;
 pub(crate) mod sql_functions;
 pub(crate) mod task;
 mod task_update;
-mod user;
+pub(crate) mod user;
 
 pub use query::{Direction, Page, TaskQuery, TaskSort, DEFAULT_LIMIT, MAX_LIMIT, MAX_SEARCH_CHARS};
 pub use task::TaskRepo;

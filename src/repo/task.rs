@@ -1,13 +1,14 @@
 //! [`TaskRepo`]: tasks of one user. Every query here is scoped by `user_id` through
 //! [`tasks_of`]; another user's task behaves exactly like a missing one.
 
+use chrono_tz::Tz;
 use diesel::dsl;
 use diesel::prelude::*;
 use diesel::sql_types::BigInt;
 use uuid::Uuid;
 
 use super::bulk::{self, TaskCopyRow};
-use super::fragment::{self, Fragment};
+use super::fragment::{self, Bind, Fragment};
 use super::list::ListPlan;
 use super::query::{Page, TaskQuery};
 use super::sql_functions::clock_timestamp;
@@ -212,28 +213,52 @@ impl TaskRepo {
     }
 
     /// Totals over the tasks of `user_id`, in one query: all, done, open, overdue, due
-    /// today (UTC) and by priority.
+    /// today and by priority. "Today" is the current calendar day in UTC, whatever the
+    /// session's `TimeZone` setting (a caller's `SET LOCAL TIME ZONE` changes nothing);
+    /// [`TaskRepo::stats_in_time_zone`] counts the day of a user's own time zone.
     ///
     /// # Errors
     /// Only database errors.
     pub fn stats(conn: &mut PgConnection, user_id: Uuid) -> Result<TaskStats> {
         super::call("task.stats", Some(user_id), conn, |conn| {
-            let (total, completed, overdue, due_today, low, medium, high) =
-                stats_query(user_id).get_result::<(i64, i64, i64, i64, i64, i64, i64)>(conn)?;
-            Ok(TaskStats {
-                total,
-                completed,
-                open: total - completed,
-                overdue,
-                due_today,
-                by_priority: [
-                    (Priority::Low, low),
-                    (Priority::Medium, medium),
-                    (Priority::High, high),
-                ]
-                .into_iter()
-                .collect(),
-            })
+            stats_in(conn, user_id, Tz::UTC)
+        })
+    }
+
+    /// [`TaskRepo::stats`] with "due today" counted over the current calendar day in
+    /// `time_zone`, an IANA time zone name such as `"Europe/Paris"`,
+    /// `"America/New_York"` or `"UTC"` (spelled exactly, as in the tz database): the day
+    /// a user means by "today". The day runs from local midnight to the next local
+    /// midnight, 23 or 25 hours long on a daylight-saving change. The other figures do
+    /// not depend on the zone. The same single, prepared query as `stats`.
+    ///
+    /// ```no_run
+    /// # fn main() -> todo_store::Result<()> {
+    /// # let pool = todo_store::connect(&todo_store::DbConfig::from_env()?)?;
+    /// # let mut conn = pool.get()?;
+    /// # let user_id = uuid::Uuid::nil();
+    /// let stats = todo_store::TaskRepo::stats_in_time_zone(&mut conn, user_id, "Asia/Tokyo")?;
+    /// println!("{} due today in Tokyo", stats.due_today);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Validation`] on `time_zone`, before any query, for anything that is not
+    /// an IANA zone name: an empty or unknown name, a POSIX rule such as
+    /// `EST5EDT,M3.2.0,M11.1.0` or `UTC+3`, an abbreviation such as `EST` or `CET`, or a
+    /// legacy name without an area such as `Japan` (`UTC` excepted). A name this crate
+    /// knows but the server's time zone database lacks is a [`Error::Validation`] too,
+    /// from the server (inside the caller's transaction that one aborts it, as every
+    /// failed statement does).
+    pub fn stats_in_time_zone(
+        conn: &mut PgConnection,
+        user_id: Uuid,
+        time_zone: &str,
+    ) -> Result<TaskStats> {
+        super::call("task.stats_in_time_zone", Some(user_id), conn, |conn| {
+            let zone = iana_time_zone(time_zone)?;
+            stats_in(conn, user_id, zone)
         })
     }
 
@@ -322,6 +347,49 @@ impl TaskRepo {
     }
 }
 
+/// The tasks of `user_id` counted, with "due today" in `zone`.
+fn stats_in(conn: &mut PgConnection, user_id: Uuid, zone: Tz) -> Result<TaskStats> {
+    let (total, completed, overdue, due_today, low, medium, high) =
+        stats_query(user_id, zone).get_result::<(i64, i64, i64, i64, i64, i64, i64)>(conn)?;
+    Ok(TaskStats {
+        total,
+        completed,
+        open: total - completed,
+        overdue,
+        due_today,
+        by_priority: [
+            (Priority::Low, low),
+            (Priority::Medium, medium),
+            (Priority::High, high),
+        ]
+        .into_iter()
+        .collect(),
+    })
+}
+
+/// The IANA time zone `name`: an `Area/Location` name of the tz database (`Etc/GMT+12`
+/// included), or `UTC`.
+///
+/// PostgreSQL would take more for `AT TIME ZONE`: POSIX rules (`UTC+3` is three hours
+/// *west* of Greenwich), and abbreviations from its `timezone_abbreviations` list, which
+/// it looks up before zone names, so that `CET` there is a fixed +01:00 all year while
+/// the tz database's `CET` observes summer time. Names without a `/` are those
+/// abbreviations and legacy aliases (`EST`, `Japan`, `GB`); only `UTC` is unambiguous.
+pub(crate) fn iana_time_zone(name: &str) -> Result<Tz> {
+    let invalid = || {
+        Error::validation(
+            "time_zone",
+            "must be an IANA time zone name such as Europe/Paris, America/New_York or UTC",
+        )
+    };
+    let zone: Tz = name.parse().map_err(|_| invalid())?;
+    if zone == Tz::UTC || name.contains('/') {
+        Ok(zone)
+    } else {
+        Err(invalid())
+    }
+}
+
 type StatsColumns = (
     Fragment<'static, BigInt>,
     Fragment<'static, BigInt>,
@@ -332,22 +400,38 @@ type StatsColumns = (
     Fragment<'static, BigInt>,
 );
 
-/// The one query behind [`TaskRepo::stats`].
-pub(crate) fn stats_query(user_id: Uuid) -> dsl::Select<tasks_of, StatsColumns> {
-    tasks_of(user_id).select(stats_columns())
+/// The one query behind [`TaskRepo::stats`] and [`TaskRepo::stats_in_time_zone`]. Its
+/// SQL is the same for every zone (the zone is a bind parameter), so one prepared
+/// statement serves them all.
+pub(crate) fn stats_query(user_id: Uuid, zone: Tz) -> dsl::Select<tasks_of, StatsColumns> {
+    tasks_of(user_id).select(stats_columns(zone))
 }
 
 /// `count(*) FILTER (WHERE ...)` for each figure of [`TaskStats`].
-fn stats_columns() -> StatsColumns {
+fn stats_columns(zone: Tz) -> StatsColumns {
+    // The bounds of the current day in `zone`, computed without the session's time zone:
+    // `now() AT TIME ZONE z` is the wall-clock time in z (a timestamp without time
+    // zone), truncated to its midnight, and `AT TIME ZONE z` turns a wall-clock time in
+    // z back into an instant. Adding the day to the wall-clock time, not to the instant,
+    // keeps the next midnight right across a daylight-saving change. (`date_trunc('day',
+    // now())` on the instant would truncate in the session's time zone.)
+    let zone = Bind::Text(zone.name());
+    const MIDNIGHT_IN: &str = "(date_trunc('day', now() AT TIME ZONE ";
     (
         fragment::sql("count(*)"),
         fragment::sql("count(*) FILTER (WHERE completed)"),
         fragment::sql("count(*) FILTER (WHERE NOT completed AND due_date < now())"),
-        // The session's time zone is UTC (diesel sets it on connect).
-        fragment::sql(
-            "count(*) FILTER (WHERE NOT completed AND due_date >= date_trunc('day', now()) \
-             AND due_date < date_trunc('day', now()) + interval '1 day')",
-        ),
+        fragment::sql("count(*) FILTER (WHERE NOT completed AND due_date >= ")
+            .sql(MIDNIGHT_IN)
+            .bind(zone.clone())
+            .sql(") AT TIME ZONE ")
+            .bind(zone.clone())
+            .sql(") AND due_date < ")
+            .sql(MIDNIGHT_IN)
+            .bind(zone.clone())
+            .sql(") + interval '1 day') AT TIME ZONE ")
+            .bind(zone)
+            .sql(")"),
         fragment::sql("count(*) FILTER (WHERE priority = 'low')"),
         fragment::sql("count(*) FILTER (WHERE priority = 'medium')"),
         fragment::sql("count(*) FILTER (WHERE priority = 'high')"),

@@ -1,10 +1,14 @@
 //! [`UserRepo`]: create, read, update, delete and list users.
 
+use diesel::dsl;
+use diesel::pg::Pg;
 use diesel::prelude::*;
+use diesel::sql_types::{Array, Bool, Text};
 use uuid::Uuid;
 
 use super::bulk::{self, UserCopyRow};
-use super::sql_functions::{clock_timestamp, lower};
+use super::fragment::{self, Bind, Fragment};
+use super::sql_functions::clock_timestamp;
 use crate::error::{Error, Result};
 use crate::models::{NewUser, User, UserPatch};
 use crate::schema::users;
@@ -12,17 +16,87 @@ use crate::schema::users;
 /// Largest page [`UserRepo::list`] returns.
 pub const MAX_USERS_PER_PAGE: i64 = 1000;
 
+/// The comparison key of an email, around the SQL of the email: lower-cased, `ß` and
+/// `ſ` folded to `ss` and `s`. Compared under the ICU collation `email_ci` (root,
+/// secondary strength: case and compatibility forms ignored, accents not).
+const KEY_OPEN: &str = "replace(replace(lower(";
+const KEY_CLOSE: &str = "), 'ß', 'ss'), 'ſ', 's')";
+
+/// The key of the stored email with its collation: the expression of the unique index
+/// `users_email_ci_key` (migration `2026-12-02-000002_email_collation`), written the
+/// same way so that the planner matches it to the index
+/// (`tests/query_plans.rs` checks it does).
+const STORED_EMAIL_KEY: &str =
+    "(replace(replace(lower(email), 'ß', 'ss'), 'ſ', 's') COLLATE email_ci)";
+
+/// The key of the SQL expression `sql`, without the collation: a comparison with
+/// [`STORED_EMAIL_KEY`] takes that side's explicit one.
+fn email_key_of(sql: &str) -> String {
+    format!("{KEY_OPEN}{sql}{KEY_CLOSE}")
+}
+
+/// `WHERE` the stored email is the same address as `email`, through the unique index.
+fn same_email<'a>(email: &'a str) -> Fragment<'a, Bool> {
+    fragment::sql(STORED_EMAIL_KEY)
+        .sql(" = ")
+        .sql(KEY_OPEN)
+        .bind(Bind::Text(email))
+        .sql(KEY_CLOSE)
+}
+
+/// The query behind [`UserRepo::find_by_email`].
+pub(crate) fn find_by_email_query(
+    email: &str,
+) -> dsl::Select<dsl::Filter<users::table, Fragment<'_, Bool>>, dsl::AsSelect<User, Pg>> {
+    users::table
+        .filter(same_email(email))
+        .select(User::as_select())
+}
+
+/// Which of `emails` some user already has, each compared as [`UserRepo::create`]
+/// compares them; returned as given. One query.
+pub(crate) fn taken_emails(conn: &mut PgConnection, emails: &[String]) -> Result<Vec<String>> {
+    #[derive(QueryableByName)]
+    struct Taken {
+        #[diesel(sql_type = Text)]
+        email: String,
+    }
+    let sql = format!(
+        "SELECT given AS email FROM unnest($1::text[]) AS given \
+         WHERE EXISTS (SELECT 1 FROM users WHERE {STORED_EMAIL_KEY} = {})",
+        email_key_of("given")
+    );
+    Ok(diesel::sql_query(sql)
+        .bind::<Array<Text>, _>(emails)
+        .load::<Taken>(conn)?
+        .into_iter()
+        .map(|t| t.email)
+        .collect())
+}
+
 /// Queries on users. Deleting a user deletes their tasks.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct UserRepo;
 
 impl UserRepo {
-    /// Creates a user and returns it, in one round trip.
+    /// Creates a user and returns it, in one round trip. The email is stored as given
+    /// (trimmed).
+    ///
+    /// Two emails are the same address, and so one account, when they differ only in
+    /// case or in compatibility form, by Unicode's rules: `Ada@Example.com` and
+    /// `ada@example.com`, `ΟΔΟΣ` and `οδος` (final sigma), `straße` and `STRASSE`, `ſ`
+    /// and `S`, `ﬀ` and `FF`, fullwidth `ＡＤＡ` and `ada`. Accents count: `é` and `e`
+    /// are different addresses. The README's "What the same email means" has the whole
+    /// rule; the database enforces it with a unique index, for any client's writes.
+    ///
+    /// A conflict is a failed statement: inside the caller's own transaction it aborts
+    /// that transaction (wrap the call in a nested `conn.transaction(..)`, a savepoint,
+    /// to carry on after it).
     ///
     /// # Errors
     /// [`Error::Validation`] for a bad email, name or image;
     /// [`Error::Conflict`] with [`crate::ConflictKind::EmailTaken`] when another user has
-    /// the same email, compared case-insensitively.
+    /// the same address.
     pub fn create(conn: &mut PgConnection, new: &NewUser) -> Result<User> {
         super::call("user.create", None, conn, |conn| {
             let row = new.to_row(super::new_id())?;
@@ -80,7 +154,10 @@ impl UserRepo {
         })
     }
 
-    /// The user with `email`, compared case-insensitively; `None` when there is none.
+    /// The user with the address `email` (trimmed), compared as [`UserRepo::create`]
+    /// compares emails for uniqueness (case and compatibility forms ignored, accents
+    /// not), through the same unique index; `None` when there is none. At most one user
+    /// can match.
     ///
     /// # Errors
     /// Only database errors.
@@ -90,9 +167,7 @@ impl UserRepo {
                 // No stored email can contain NUL; PostgreSQL would reject the parameter.
                 return Ok(None);
             }
-            Ok(users::table
-                .filter(lower(users::email).eq(lower(email.trim())))
-                .select(User::as_select())
+            Ok(find_by_email_query(email.trim())
                 .get_result(conn)
                 .optional()?)
         })
@@ -163,5 +238,23 @@ impl UserRepo {
         super::call("user.count", None, conn, |conn| {
             Ok(users::table.count().get_result(conn)?)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stored_key_is_the_key_of_the_email_column_with_the_collation() {
+        assert_eq!(
+            STORED_EMAIL_KEY,
+            format!("({} COLLATE email_ci)", email_key_of("email"))
+        );
+        let up = include_str!("../../migrations/2026-12-02-000002_email_collation/up.sql");
+        assert!(
+            up.contains(&format!("ON users ({STORED_EMAIL_KEY})")),
+            "{up}"
+        );
     }
 }

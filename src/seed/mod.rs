@@ -47,8 +47,9 @@ use crate::error::Result;
 use crate::models::{NewTask, NewUser, Priority};
 use crate::pool::PgPool;
 use crate::repo::bulk::{self, TaskCopyRow, UserCopyRow};
-use crate::repo::sql_functions::lower;
+use crate::repo::user;
 use crate::schema::{tasks, users};
+use crate::UserRepo;
 
 /// Rows (users plus tasks) per batch and transaction, by default.
 pub const DEFAULT_ROWS_PER_BATCH: u32 = 50_000;
@@ -297,25 +298,20 @@ fn write_batch(
     options: &SeedOptions,
     people: &[SeedUser],
 ) -> Result<BatchDone> {
-    let emails: Vec<String> = people.iter().map(|p| p.user.email.to_lowercase()).collect();
-    let existing: HashSet<String> = users::table
-        .select(lower(users::email))
-        .filter(lower(users::email).eq_any(&emails))
-        .load::<String>(conn)?
-        .into_iter()
-        .collect();
+    // Taken as UserRepo::create would find them taken (the same address in another
+    // spelling included), through the unique index.
+    let emails: Vec<String> = people.iter().map(|p| p.user.email.clone()).collect();
+    let existing: HashSet<String> = user::taken_emails(conn, &emails)?.into_iter().collect();
     let first = match people.first() {
-        Some(p) if existing.contains(&p.user.email.to_lowercase()) => users::table
-            .select(users::id)
-            .filter(lower(users::email).eq(p.user.email.to_lowercase()))
-            .first::<Uuid>(conn)
-            .optional()?,
+        Some(p) if existing.contains(&p.user.email) => {
+            UserRepo::find_by_email(conn, &p.user.email)?.map(|u| u.id)
+        }
         Some(p) => Some(p.id),
         None => None,
     };
     let fresh: Vec<&SeedUser> = people
         .iter()
-        .filter(|p| !existing.contains(&p.user.email.to_lowercase()))
+        .filter(|p| !existing.contains(&p.user.email))
         .collect();
     let user_rows = fresh
         .iter()
