@@ -423,6 +423,28 @@ pub mod plans {
         )
     }
 
+    /// The plan of [`crate::UserRepo::list_page`] for `query`.
+    ///
+    /// # Errors
+    /// As [`crate::UserRepo::list_page`].
+    pub fn user_list_page(conn: &mut PgConnection, query: &crate::UserQuery) -> Result<String> {
+        let plan = crate::repo::user_query::UserPagePlan::new(query)?;
+        Ok(Explain(plan.page_query()).get_result(conn)?)
+    }
+
+    /// The generic plan of [`crate::UserRepo::list_page`] for `query`.
+    ///
+    /// # Errors
+    /// As [`crate::UserRepo::list_page`].
+    pub fn user_list_page_generic(
+        conn: &mut PgConnection,
+        query: &crate::UserQuery,
+    ) -> Result<String> {
+        let plan = crate::repo::user_query::UserPagePlan::new(query)?;
+        let sql = plan.page_query();
+        generic_plan(conn, &sql)
+    }
+
     /// The *generic* plan of [`crate::TaskRepo::list`] for `query`: the plan PostgreSQL
     /// may keep for the prepared statement after five executions, built without the
     /// parameters' values (see [`generic_plan`]).

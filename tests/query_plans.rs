@@ -603,3 +603,78 @@ fn find_by_email_reads_users_through_the_email_index() {
         );
     }
 }
+
+/// Keyset pages of 10,000 users (the product's upper bound), with and without an email
+/// prefix and a cursor, custom and generic plans: users is read through an index,
+/// never scanned whole, however deep the page.
+#[test]
+fn user_pages_read_users_through_an_index() {
+    use todo_store::UserQuery;
+    let db = TestDb::new();
+    let mut conn = db.conn();
+    let news: Vec<NewUser> = (0..10_000)
+        .map(|i| NewUser::new(format!("page-user-{i}@example.com"), "User"))
+        .collect();
+    for chunk in news.chunks(1_000) {
+        UserRepo::create_many(&mut conn, chunk).unwrap();
+    }
+    conn.batch_execute("ANALYZE users").unwrap();
+    // A cursor deep in the list: after the 9,000th user.
+    let mut deep = UserRepo::list_page(&mut conn, &UserQuery::new().limit(1000)).unwrap();
+    for _ in 0..8 {
+        let cursor = deep.next_cursor.take().expect("more pages");
+        deep =
+            UserRepo::list_page(&mut conn, &UserQuery::new().limit(1000).after(&cursor)).unwrap();
+    }
+    let deep_cursor = deep.next_cursor.expect("a tenth page");
+    let prefixed = UserRepo::list_page(
+        &mut conn,
+        &UserQuery::new().email_prefix("PAGE-USER-9").limit(5),
+    )
+    .unwrap();
+    let prefix_cursor = prefixed.next_cursor.expect("more than five");
+    let mut failures = Vec::new();
+    for (label, query) in [
+        ("first page", UserQuery::new()),
+        (
+            "deep page",
+            UserQuery::new().limit(1000).after(&deep_cursor),
+        ),
+        (
+            "prefix",
+            UserQuery::new().email_prefix("page-user-9").limit(5),
+        ),
+        (
+            "prefix after a cursor",
+            UserQuery::new()
+                .email_prefix("PAGE-USER-9")
+                .limit(5)
+                .after(&prefix_cursor),
+        ),
+    ] {
+        for (kind, plan_text) in [
+            (
+                "custom",
+                todo_store::testing::plans::user_list_page(&mut conn, &query).unwrap(),
+            ),
+            (
+                "generic",
+                todo_store::testing::plans::user_list_page_generic(&mut conn, &query).unwrap(),
+            ),
+        ] {
+            let plan = Reader::parse(&plan_text);
+            let nodes = plan_nodes(&plan);
+            let seq_scan = nodes.iter().any(|n| {
+                n.str("Relation Name") == Some("users") && n.str("Node Type") == Some("Seq Scan")
+            });
+            // A range of the (created_at, id) index: never the whole table.
+            let keyset_index = nodes
+                .iter()
+                .any(|n| n.str("Index Name") == Some("users_created_idx"));
+            if seq_scan || !keyset_index {
+                failures.push(format!("{label}, {kind} plan:\n{plan_text}"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}

@@ -412,3 +412,129 @@ fn raw_sql_inserts_obey_the_same_email_uniqueness() {
     insert(&mut conn, "sám@example.com").unwrap();
     assert_eq!(UserRepo::count(&mut conn).unwrap(), 2);
 }
+
+/// Keyset pages of users: walking every page returns every user once, oldest first
+/// (ties by id), whatever the page size; users created during the walk come at its end
+/// and none is skipped or repeated.
+#[test]
+fn user_pages_walk_every_user_once_in_creation_order() {
+    use todo_store::UserQuery;
+    let db = TestDb::new();
+    let mut conn = db.conn();
+    let news: Vec<NewUser> = (0..57)
+        .map(|i| NewUser::new(format!("walker-{i:02}@example.com"), "Walker"))
+        .collect();
+    // One batch shares its created_at: the order falls back to id.
+    let mut created = UserRepo::create_many(&mut conn, &news[..30]).unwrap();
+    for new in &news[30..] {
+        created.push(UserRepo::create(&mut conn, new).unwrap());
+    }
+    let mut expected = created.clone();
+    expected.sort_by_key(|u| (u.created_at, u.id));
+    for limit in [1, 7, 50, 1000] {
+        let query = UserQuery::new().limit(limit);
+        let mut seen = Vec::new();
+        let mut page = UserRepo::list_page(&mut conn, &query).unwrap();
+        let mut added = None;
+        loop {
+            seen.extend(page.items.iter().cloned());
+            if added.is_none() {
+                added = Some(
+                    UserRepo::create(
+                        &mut conn,
+                        &NewUser::new(format!("late-{limit}@example.com"), "Late"),
+                    )
+                    .unwrap(),
+                );
+            }
+            let Some(cursor) = page.next_cursor.take() else {
+                break;
+            };
+            page = UserRepo::list_page(&mut conn, &query.clone().after(&cursor)).unwrap();
+        }
+        let ids: Vec<Uuid> = seen.iter().map(|u| u.id).collect();
+        let mut want: Vec<Uuid> = expected.iter().map(|u| u.id).collect();
+        // Created after the first page: seen at the end when more pages followed it.
+        if expected.len() as i64 > limit {
+            want.push(added.as_ref().unwrap().id);
+        }
+        assert_eq!(ids, want, "limit {limit}");
+        expected.push(added.unwrap());
+    }
+}
+
+/// The email prefix is compared lower-cased; a cursor is bound to its prefix; bad
+/// input is Validation, never a database error.
+#[test]
+fn user_pages_filter_by_email_prefix_and_reject_bad_input() {
+    use todo_store::UserQuery;
+    let db = TestDb::new();
+    let mut conn = db.conn();
+    for email in [
+        "Ada@example.com",
+        "ada.l@example.org",
+        "bob@example.com",
+        "ADAM@x.io",
+    ] {
+        UserRepo::create(&mut conn, &NewUser::new(email, "User")).unwrap();
+    }
+    let emails = |query: &UserQuery, conn: &mut todo_store::PgConnection| -> Vec<String> {
+        UserRepo::list_page(conn, query)
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|u| u.email)
+            .collect()
+    };
+    assert_eq!(
+        emails(&UserQuery::new().email_prefix("aDa"), &mut conn),
+        ["Ada@example.com", "ada.l@example.org", "ADAM@x.io"]
+    );
+    assert_eq!(
+        emails(&UserQuery::new().email_prefix(""), &mut conn).len(),
+        4
+    );
+    assert!(emails(&UserQuery::new().email_prefix("%"), &mut conn).is_empty());
+    assert!(emails(&UserQuery::new().email_prefix("_da"), &mut conn).is_empty());
+    let first =
+        UserRepo::list_page(&mut conn, &UserQuery::new().email_prefix("ada").limit(1)).unwrap();
+    let cursor = first.next_cursor.expect("more than one");
+    let next = UserQuery::new().email_prefix("ada").limit(1).after(&cursor);
+    assert_eq!(emails(&next, &mut conn), ["ada.l@example.org"]);
+    for (query, field) in [
+        (
+            UserQuery::new().email_prefix("bob").after(&cursor),
+            "cursor",
+        ),
+        (UserQuery::new().after(&cursor), "cursor"),
+        (UserQuery::new().after("garbage"), "cursor"),
+        (UserQuery::new().after(""), "cursor"),
+        (UserQuery::new().limit(0), "limit"),
+        (UserQuery::new().limit(1001), "limit"),
+        (UserQuery::new().email_prefix("a\0b"), "email_prefix"),
+        (
+            UserQuery::new().email_prefix(&"a".repeat(300)),
+            "email_prefix",
+        ),
+    ] {
+        match UserRepo::list_page(&mut conn, &query) {
+            Err(Error::Validation { field: f, .. }) => assert_eq!(f, field, "{query:?}"),
+            other => panic!("{query:?}: expected Validation on {field}, got {other:?}"),
+        }
+    }
+    // A task cursor is not a user cursor.
+    let user = UserRepo::find_by_email(&mut conn, "bob@example.com")
+        .unwrap()
+        .unwrap();
+    for i in 0..3 {
+        common::task(&mut conn, &user, &format!("t{i}"));
+    }
+    let task_cursor = TaskRepo::list(&mut conn, user.id, &todo_store::TaskQuery::new().limit(1))
+        .unwrap()
+        .next_cursor
+        .unwrap();
+    assert!(matches!(
+        UserRepo::list_page(&mut conn, &UserQuery::new().after(&task_cursor)),
+        Err(Error::Validation { .. })
+    ));
+}

@@ -82,7 +82,7 @@ impl Cursor {
         }
         let bytes = URL_SAFE_NO_PAD
             .decode(text.trim())
-            .map_err(|_| invalid("is not a cursor returned by TaskRepo::list"))?;
+            .map_err(|_| invalid("is not a cursor returned by this crate"))?;
         let (payload, checksum) = bytes
             .split_last_chunk::<8>()
             .ok_or_else(|| invalid("is truncated"))?;

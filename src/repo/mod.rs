@@ -13,10 +13,12 @@ pub(crate) mod sql_functions;
 pub(crate) mod task;
 mod task_update;
 pub(crate) mod user;
+pub(crate) mod user_query;
 
 pub use query::{Direction, Page, TaskQuery, TaskSort, DEFAULT_LIMIT, MAX_LIMIT, MAX_SEARCH_CHARS};
 pub use task::TaskRepo;
 pub use user::UserRepo;
+pub use user_query::{UserQuery, DEFAULT_USERS_PER_PAGE};
 
 /// A fresh UUIDv7: time-ordered, so new rows land at the right edge of the primary key
 /// index instead of at random pages.

@@ -8,7 +8,9 @@ use uuid::Uuid;
 
 use super::bulk::{self, UserCopyRow};
 use super::fragment::{self, Bind, Fragment};
+use super::query::Page;
 use super::sql_functions::clock_timestamp;
+use super::user_query::{UserPagePlan, UserQuery};
 use crate::error::{Error, Result};
 use crate::models::{NewUser, User, UserPatch};
 use crate::schema::users;
@@ -206,7 +208,9 @@ impl UserRepo {
         })
     }
 
-    /// Up to `limit` users (1 to 1000), oldest first, skipping `offset`.
+    /// Up to `limit` users (1 to 1000), oldest first, skipping `offset`. The server
+    /// reads and throws away the `offset` rows before the page: for paging through
+    /// many users, [`UserRepo::list_page`] costs the same on every page.
     ///
     /// # Errors
     /// [`Error::Validation`] for a limit outside 1..=1000 or a negative offset.
@@ -227,6 +231,28 @@ impl UserRepo {
                 .offset(offset)
                 .select(User::as_select())
                 .load(conn)?)
+        })
+    }
+
+    /// One page of users, oldest first (`created_at`, ties by id), by keyset pagination:
+    /// each page is one indexed range read, however deep, and a walk through the pages
+    /// returns every user that exists throughout it exactly once. See [`UserQuery`].
+    ///
+    /// # Errors
+    /// [`Error::Validation`] for a limit outside 1..=1000, an email prefix longer than
+    /// an email or holding NUL, or a cursor that is damaged or was made for another
+    /// prefix.
+    pub fn list_page(conn: &mut PgConnection, query: &UserQuery) -> Result<Page<User>> {
+        super::call("user.list_page", None, conn, |conn| {
+            let plan = UserPagePlan::new(query)?;
+            let mut users: Vec<User> = plan.page_query().load(conn)?;
+            let next_cursor = if users.len() as i64 > plan.limit {
+                users.truncate(plan.limit as usize);
+                users.last().map(|last| plan.cursor_after(last))
+            } else {
+                None
+            };
+            Ok(Page::new(users, next_cursor))
         })
     }
 
