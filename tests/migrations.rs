@@ -264,13 +264,20 @@ fn users_that_become_one_address_under_the_email_rule_stop_its_migration_with_a_
     let db = TestDb::empty();
     let mut conn = PgConnection::establish(db.url()).unwrap();
     run_migrations(&mut conn).unwrap();
-    // Back to lower(email), under which these two are different addresses.
-    let reverted =
-        diesel_migrations::MigrationHarness::revert_last_migration(&mut conn, MIGRATIONS).unwrap();
-    assert!(
-        reverted.to_string().starts_with("20261202000002"),
-        "{reverted}"
-    );
+    // Back to lower(email), under which these two are different addresses: revert
+    // down to the email migration, whatever came after it.
+    let mut reverted_count = 0;
+    loop {
+        let reverted =
+            diesel_migrations::MigrationHarness::revert_last_migration(&mut conn, MIGRATIONS)
+                .unwrap()
+                .to_string();
+        reverted_count += 1;
+        if reverted.starts_with("20261202000002") {
+            break;
+        }
+        assert!(reverted.as_str() > "20261202000002", "{reverted}");
+    }
     for email in ["οδος@example.gr", "ΟΔΟΣ@example.gr"] {
         diesel::sql_query("INSERT INTO users (id, email, name) VALUES ($1, $2, 'x')")
             .bind::<SqlUuid, _>(uuid::Uuid::now_v7())
@@ -284,7 +291,7 @@ fn users_that_become_one_address_under_the_email_rule_stop_its_migration_with_a_
         "{err}"
     );
     // Nothing of it was applied: the old index still holds, the migration is pending.
-    assert_eq!(pending_migrations(&mut conn).unwrap().len(), 1);
+    assert_eq!(pending_migrations(&mut conn).unwrap().len(), reverted_count);
     let indexes: Vec<String> = diesel::sql_query(
         "SELECT indexname::text AS name FROM pg_indexes WHERE tablename = 'users' ORDER BY 1",
     )
@@ -300,5 +307,5 @@ fn users_that_become_one_address_under_the_email_rule_stop_its_migration_with_a_
     )
     .execute(&mut conn)
     .unwrap();
-    assert_eq!(run_migrations(&mut conn).unwrap().len(), 1);
+    assert_eq!(run_migrations(&mut conn).unwrap().len(), reverted_count);
 }
