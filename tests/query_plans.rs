@@ -478,14 +478,7 @@ fn every_query_shape_reads_tasks_through_an_index() {
     ];
     let mut shapes: Vec<(&str, String, TaskQuery)> = Vec::new();
     for (name, filter) in &filters {
-        for sort in [
-            TaskSort::CreatedAt,
-            TaskSort::UpdatedAt,
-            TaskSort::DueDate,
-            TaskSort::Priority,
-            TaskSort::Title,
-            TaskSort::Relevance,
-        ] {
+        for sort in TaskSort::ALL {
             if sort == TaskSort::Relevance && !name.starts_with("search") && *name != "everything" {
                 continue;
             }

@@ -540,7 +540,7 @@ fn passwords_libpq_reads_unencoded_never_show_in_any_part() {
         } else {
             missing
         };
-        let config = DbConfig::new(&missing).connection_timeout(Duration::from_millis(500));
+        let config = DbConfig::new(&missing).connection_timeout(Duration::from_millis(200));
         let err = connect(&config).expect_err("an unknown database");
         assert!(matches!(err, Error::Connection { .. }), "{what}: {err:?}");
         check(

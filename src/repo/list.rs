@@ -255,33 +255,3 @@ fn sort_column(sort: TaskSort) -> &'static str {
 
 /// The relevance rank as a boxed expression (a literal 0 when not sorting by it).
 type RankExpr<'a> = Box<dyn BoxableExpression<tasks::table, Pg, SqlType = Float> + 'a>;
-
-/// `EXPLAIN (FORMAT JSON) <query>`, with the query's own SQL and bind parameters.
-#[cfg(feature = "testing")]
-pub(crate) mod explain {
-    use diesel::pg::Pg;
-    use diesel::prelude::*;
-    use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
-    use diesel::sql_types::Text;
-
-    /// Wraps a query in `EXPLAIN (FORMAT JSON)`.
-    pub(crate) struct Explain<Q>(pub Q);
-
-    impl<Q: QueryFragment<Pg>> QueryFragment<Pg> for Explain<Q> {
-        fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-            out.push_sql("EXPLAIN (FORMAT JSON) ");
-            self.0.walk_ast(out.reborrow())
-        }
-    }
-
-    impl<Q> QueryId for Explain<Q> {
-        type QueryId = ();
-        const HAS_STATIC_QUERY_ID: bool = false;
-    }
-
-    impl<Q> Query for Explain<Q> {
-        type SqlType = Text;
-    }
-
-    impl<Q> RunQueryDsl<PgConnection> for Explain<Q> {}
-}

@@ -52,17 +52,19 @@ pub enum TaskSort {
 }
 
 impl TaskSort {
+    /// Every sort, in the order of their numbers (as [`crate::Priority::ALL`] lists the
+    /// priorities).
+    pub const ALL: [TaskSort; 6] = [
+        TaskSort::CreatedAt,
+        TaskSort::UpdatedAt,
+        TaskSort::DueDate,
+        TaskSort::Priority,
+        TaskSort::Title,
+        TaskSort::Relevance,
+    ];
+
     pub(crate) fn from_u8(n: u8) -> Option<Self> {
-        [
-            TaskSort::CreatedAt,
-            TaskSort::UpdatedAt,
-            TaskSort::DueDate,
-            TaskSort::Priority,
-            TaskSort::Title,
-            TaskSort::Relevance,
-        ]
-        .get(n as usize)
-        .copied()
+        Self::ALL.get(n as usize).copied()
     }
 }
 
@@ -227,6 +229,16 @@ impl TaskQuery {
     pub fn after(mut self, cursor: &str) -> Self {
         self.after = Some(cursor.to_owned());
         self
+    }
+
+    /// The same filters without paging (no cursor, any valid limit): the rows
+    /// [`crate::TaskRepo::count_matching`] counts.
+    pub(crate) fn unpaged(&self) -> TaskQuery {
+        TaskQuery {
+            after: None,
+            limit: Some(1),
+            ..self.clone()
+        }
     }
 
     /// The page size, checked.

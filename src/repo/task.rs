@@ -202,11 +202,7 @@ impl TaskRepo {
         query: &TaskQuery,
     ) -> Result<i64> {
         super::call("task.count_matching", Some(user_id), conn, |conn| {
-            let unpaged = TaskQuery {
-                after: None,
-                limit: Some(1),
-                ..query.clone()
-            };
+            let unpaged = query.unpaged();
             let plan = ListPlan::new(user_id, &unpaged)?;
             Ok(plan.count_query().get_result(conn)?)
         })
