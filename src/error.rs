@@ -442,9 +442,21 @@ impl From<r2d2::Error> for Error {
         Error::PoolTimeout {
             max_size,
             timeout,
-            last_error: crate::pool::last_connection_error(&err.to_string(), None),
+            last_error: last_connection_error(&err.to_string(), None),
         }
     }
+}
+
+/// The last connection error of an r2d2 error message (`timed out waiting for
+/// connection: <last error>`), with the secrets of `info` (and anything that looks like
+/// a password) removed.
+pub(crate) fn last_connection_error(
+    r2d2_message: &str,
+    info: Option<&crate::conninfo::Conninfo>,
+) -> Option<String> {
+    r2d2_message
+        .split_once(": ")
+        .map(|(_, last)| crate::conninfo::scrub(last.trim(), info))
 }
 
 thread_local! {

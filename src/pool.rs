@@ -39,7 +39,8 @@ pub const RECENTLY_USED: Duration = Duration::from_millis(500);
 /// the pending migrations (under an advisory lock, see [`crate::migrate`]).
 ///
 /// Each new connection gets `statement_timeout` and `application_name` from the
-/// configuration; connections are checked (`SELECT 1`) before each checkout.
+/// configuration; a checkout pings (`SELECT 1`) only a connection that sat idle for
+/// [`RECENTLY_USED`] or longer (see the [module docs](self)).
 ///
 /// # Errors
 /// [`Error::Config`] for an invalid configuration, [`Error::Connection`] when the server
@@ -252,21 +253,13 @@ pub fn checkout(pool: &PgPool) -> Result<PooledConn> {
         Error::PoolTimeout {
             max_size: pool.max_size(),
             timeout: pool.connection_timeout(),
-            last_error: last_connection_error(&e.to_string(), None),
+            last_error: crate::error::last_connection_error(&e.to_string(), None),
         }
     })
 }
 
-/// The last connection error of an r2d2 error message (`timed out waiting for
-/// connection: <last error>`), secrets removed.
-pub(crate) fn last_connection_error(r2d2_message: &str, info: Option<&Conninfo>) -> Option<String> {
-    r2d2_message
-        .split_once(": ")
-        .map(|(_, last)| conninfo::scrub(last.trim(), info))
-}
-
 fn connection_message(r2d2_message: &str, info: Option<&Conninfo>) -> String {
-    match last_connection_error(r2d2_message, info) {
+    match crate::error::last_connection_error(r2d2_message, info) {
         Some(last) => format!("{last} (timed out waiting for the first connection)"),
         None => "timed out waiting for the first connection: is the server running and reachable?"
             .to_owned(),

@@ -18,7 +18,6 @@ use uuid::Uuid;
 
 use crate::error::{Error, Result};
 use crate::models::{Task, TaskStats, User};
-use crate::repo::Page;
 
 /// Runs `call` as the repository operation `op` of `user_id`, in its span.
 #[inline]
@@ -118,12 +117,6 @@ impl<T> RowCount for Vec<T> {
 impl<T> RowCount for Option<T> {
     fn row_count(&self) -> u64 {
         u64::from(self.is_some())
-    }
-}
-
-impl<T> RowCount for Page<T> {
-    fn row_count(&self) -> u64 {
-        self.items.len() as u64
     }
 }
 

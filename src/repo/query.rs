@@ -31,6 +31,13 @@ impl<T> Page<T> {
     }
 }
 
+/// A page's span records how many rows it holds.
+impl<T> crate::telemetry::RowCount for Page<T> {
+    fn row_count(&self) -> u64 {
+        self.items.len() as u64
+    }
+}
+
 /// What to sort tasks by. Every sort breaks ties on the task id, so the order is total.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
