@@ -10,6 +10,7 @@ use base64::Engine;
 use diesel::pg::Pg;
 use uuid::Uuid;
 
+use crate::checksum::fnv1a;
 use crate::error::{Error, Result};
 use crate::repo::list::ListPlan;
 use crate::repo::{Direction, TaskQuery, TaskSort, MAX_SEARCH_CHARS};
@@ -86,15 +87,6 @@ pub fn seal_cursor(sort: u8, direction: u8, body: &[u8]) -> String {
     let checksum = fnv1a(&bytes);
     bytes.extend_from_slice(&checksum.to_be_bytes());
     URL_SAFE_NO_PAD.encode(bytes)
-}
-
-fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        hash ^= u64::from(b);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    hash
 }
 
 /// The search text as `TaskRepo::list` sends it to PostgreSQL (`None`: no search), as

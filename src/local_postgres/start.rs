@@ -15,6 +15,7 @@ use super::handle::{LocalPostgres, DEFAULT_PORT};
 use super::os_user::{hand_over_dir, user_can_enter, write_file, OsUser};
 use super::sys;
 use super::watchdog::{self, OWNER_FILE, TEMP_PREFIX};
+use crate::checksum::fnv1a;
 
 /// Name prefix of the data directories used when a persistent root is unreachable.
 const FALLBACK_PREFIX: &str = "todo-store-pgdata-";
@@ -278,11 +279,4 @@ impl DirLock {
         sys::lock_exclusive(&file).map_err(io_error(action()))?;
         Ok(DirLock(file))
     }
-}
-
-/// FNV-1a: a hash that stays the same across Rust versions (it names directories).
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
-        (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
 }

@@ -14,6 +14,8 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::query::{Direction, TaskSort};
+// The query's fingerprint (query.rs) uses the cursor's hash, through here.
+pub(crate) use crate::checksum::fnv1a;
 use crate::error::{Error, Result};
 use crate::models::validate::PG_MIN_TIMESTAMP_MICROS;
 use crate::models::Priority;
@@ -192,17 +194,6 @@ impl<'a> Reader<'a> {
         DateTime::from_timestamp_micros(micros)
             .ok_or_else(|| Error::validation("cursor", "holds an impossible timestamp"))
     }
-}
-
-/// FNV-1a, 64 bit: a stable hash (the same in every build), for checksums and
-/// fingerprints.
-pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        hash ^= u64::from(b);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    hash
 }
 
 #[cfg(test)]
