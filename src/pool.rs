@@ -39,7 +39,8 @@ pub const RECENTLY_USED: Duration = Duration::from_millis(500);
 /// the pending migrations (under an advisory lock, see [`crate::migrate`]).
 ///
 /// Each new connection gets `statement_timeout` and `application_name` from the
-/// configuration; connections are checked (`SELECT 1`) before each checkout.
+/// configuration; a checkout pings (`SELECT 1`) only a connection idle for longer than
+/// [`RECENTLY_USED`] (see the module docs).
 ///
 /// # Errors
 /// [`Error::Config`] for an invalid configuration, [`Error::Connection`] when the server
