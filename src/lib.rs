@@ -44,6 +44,7 @@
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod checksum;
 pub mod config;
 mod conninfo;
 pub mod error;

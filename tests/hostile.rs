@@ -1,4 +1,4 @@
-//! Hostile input (issue 6), against real PostgreSQL: property tests over every input of
+//! Hostile input, against real PostgreSQL: property tests over every input of
 //! the crate (NewUser, NewTask, UserPatch, TaskPatch, TaskQuery with every builder, and
 //! cursors: arbitrary text and mutated or forged real ones) with arbitrary Unicode, NUL
 //! and control characters, 1 MB strings, SQL metacharacters, zero-width and
@@ -9,8 +9,9 @@
 //! `users` and `tasks` before and after). Each property shares one TestDb across its
 //! cases.
 //!
-//! With the `fuzzing` feature (CI's `--all-features`), the bodies of the cargo-fuzz
-//! targets in `fuzz/` also run here over a few thousand generated inputs.
+//! With the `fuzzing` feature (CI's `--all-features`), the bodies and checks of the
+//! cargo-fuzz targets (`fuzz/src/lib.rs`, included here) also run over a few thousand
+//! generated inputs.
 
 mod common;
 
@@ -378,14 +379,7 @@ fn priority() -> impl Strategy<Value = Priority> {
 }
 
 fn sort() -> impl Strategy<Value = TaskSort> {
-    prop::sample::select(vec![
-        TaskSort::CreatedAt,
-        TaskSort::UpdatedAt,
-        TaskSort::DueDate,
-        TaskSort::Priority,
-        TaskSort::Title,
-        TaskSort::Relevance,
-    ])
+    prop::sample::select(TaskSort::ALL.to_vec())
 }
 
 fn direction() -> impl Strategy<Value = Direction> {
@@ -1346,14 +1340,7 @@ fn arbitrary_and_mutated_cursors_are_ok_or_invalid_never_a_database_error() {
     let fx = fixture(&mut conn.borrow_mut());
     // A real cursor of every sort in both directions, some with filters and a search.
     let mut queries = Vec::new();
-    for sort in [
-        TaskSort::CreatedAt,
-        TaskSort::UpdatedAt,
-        TaskSort::DueDate,
-        TaskSort::Priority,
-        TaskSort::Title,
-        TaskSort::Relevance,
-    ] {
+    for sort in TaskSort::ALL {
         for dir in [Direction::Asc, Direction::Desc] {
             queries.push(TaskQuery::new().search("alpha").sort(sort, dir));
             if sort != TaskSort::Relevance {
@@ -1427,25 +1414,15 @@ fn arbitrary_and_mutated_cursors_are_ok_or_invalid_never_a_database_error() {
 // ---------------------------------------------------------------------------------------
 
 #[cfg(feature = "fuzzing")]
+#[path = "../fuzz/src/lib.rs"]
+mod fuzz_checks;
+
+#[cfg(feature = "fuzzing")]
 mod fuzz_smoke {
     use super::*;
-    use todo_store::fuzzing::{decode_cursor, normalize_search, seal_cursor};
-
-    /// The body of `fuzz/fuzz_targets/cursor.rs`.
-    fn cursor_target(data: &[u8]) {
-        if let Ok(text) = std::str::from_utf8(data) {
-            decode_cursor(text);
-        }
-        if let Some((&head, body)) = data.split_first() {
-            decode_cursor(&seal_cursor(head & 7, (head >> 3) % 3, body));
-        }
-    }
-
-    /// The body of `fuzz/fuzz_targets/search.rs`.
-    fn search_target(data: &[u8]) {
-        let text = String::from_utf8_lossy(data);
-        let _ = normalize_search(&text);
-    }
+    use crate::fuzz_checks::{
+        cursor_target, decode_cursor, normalize_search, seal_cursor, search_target,
+    };
 
     fn id() -> [u8; 16] {
         *Uuid::now_v7().as_bytes()

@@ -1,14 +1,10 @@
 //! Search-string handling on the Rust side (`TaskQuery::search` as `TaskRepo::list`
 //! normalises it before `websearch_to_tsquery`), without a database.
-//! `todo_store::fuzzing::normalize_search` panics when the normalisation breaks a
+//! `todo_store_fuzz::normalize_search` panics when the normalisation breaks a
 //! promise: blank in, search out (or the reverse); NUL out; words or quotes lost; two
 //! negations left in a row; not idempotent; an error other than the length limit.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use todo_store::fuzzing::normalize_search;
 
-fuzz_target!(|data: &[u8]| {
-    let text = String::from_utf8_lossy(data);
-    let _ = normalize_search(&text);
-});
+fuzz_target!(|data: &[u8]| todo_store_fuzz::search_target(data));

@@ -14,6 +14,8 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::query::{Direction, TaskSort};
+// The query's fingerprint (query.rs) uses the cursor's hash, through here.
+pub(crate) use crate::checksum::fnv1a;
 use crate::error::{Error, Result};
 use crate::models::validate::PG_MIN_TIMESTAMP_MICROS;
 use crate::models::Priority;
@@ -44,28 +46,28 @@ pub(crate) struct Cursor {
 
 impl Cursor {
     pub(crate) fn encode(&self) -> String {
-        let mut bytes = Vec::with_capacity(48);
-        bytes.push(FORMAT_VERSION);
-        bytes.push(self.sort as u8);
-        bytes.push(self.direction as u8);
-        bytes.extend_from_slice(&self.fingerprint.to_be_bytes());
+        let mut body = Vec::with_capacity(32);
         match &self.key {
-            SortKey::Timestamp(t) => bytes.extend_from_slice(&t.timestamp_micros().to_be_bytes()),
-            SortKey::OptionalTimestamp(None) => bytes.push(0),
+            SortKey::Timestamp(t) => body.extend_from_slice(&t.timestamp_micros().to_be_bytes()),
+            SortKey::OptionalTimestamp(None) => body.push(0),
             SortKey::OptionalTimestamp(Some(t)) => {
-                bytes.push(1);
-                bytes.extend_from_slice(&t.timestamp_micros().to_be_bytes());
+                body.push(1);
+                body.extend_from_slice(&t.timestamp_micros().to_be_bytes());
             }
-            SortKey::Priority(p) => bytes.push(*p as u8),
+            SortKey::Priority(p) => body.push(*p as u8),
             SortKey::Title(title) => {
-                bytes.extend_from_slice(&(title.len() as u32).to_be_bytes());
-                bytes.extend_from_slice(title.as_bytes());
+                body.extend_from_slice(&(title.len() as u32).to_be_bytes());
+                body.extend_from_slice(title.as_bytes());
             }
-            SortKey::Rank(r) => bytes.extend_from_slice(&r.to_bits().to_be_bytes()),
+            SortKey::Rank(r) => body.extend_from_slice(&r.to_bits().to_be_bytes()),
         }
-        bytes.extend_from_slice(self.id.as_bytes());
-        bytes.extend_from_slice(&fnv1a(&bytes).to_be_bytes());
-        URL_SAFE_NO_PAD.encode(bytes)
+        body.extend_from_slice(self.id.as_bytes());
+        seal(
+            self.sort as u8,
+            self.direction as u8,
+            self.fingerprint,
+            &body,
+        )
     }
 
     /// Decodes `text`, checking that it was made for `sort`, `direction` and a query
@@ -108,37 +110,7 @@ impl Cursor {
                 "was made for a query with other filters or another user: start again without a cursor",
             ));
         }
-        let key = match sort {
-            TaskSort::CreatedAt | TaskSort::UpdatedAt => SortKey::Timestamp(reader.timestamp()?),
-            TaskSort::DueDate => SortKey::OptionalTimestamp(match reader.u8()? {
-                0 => None,
-                1 => Some(reader.timestamp()?),
-                _ => return Err(invalid("is malformed")),
-            }),
-            TaskSort::Priority => SortKey::Priority(
-                Priority::ALL
-                    .get(reader.u8()? as usize)
-                    .copied()
-                    .ok_or_else(|| invalid("is malformed"))?,
-            ),
-            TaskSort::Title => {
-                let len = reader.u32()? as usize;
-                let raw = reader.take(len)?;
-                let title = String::from_utf8(raw.to_vec()).map_err(|_| invalid("is malformed"))?;
-                // No stored title holds NUL, and PostgreSQL would reject the parameter.
-                if title.contains('\0') {
-                    return Err(invalid("is malformed"));
-                }
-                SortKey::Title(title)
-            }
-            TaskSort::Relevance => {
-                let rank = f32::from_bits(reader.u32()?);
-                if !rank.is_finite() {
-                    return Err(invalid("is malformed"));
-                }
-                SortKey::Rank(rank)
-            }
-        };
+        let key = reader.key(sort)?;
         let id = Uuid::from_slice(reader.take(16)?).map_err(|_| invalid("is malformed"))?;
         if !reader.0.is_empty() {
             return Err(invalid("is malformed"));
@@ -151,6 +123,20 @@ impl Cursor {
             id,
         })
     }
+}
+
+/// The text of a cursor: the header (format version, `sort` and `direction` by number,
+/// `fingerprint`), then `body` (sort key and task id), then the checksum of all of it,
+/// as URL-safe base64.
+pub(crate) fn seal(sort: u8, direction: u8, fingerprint: u64, body: &[u8]) -> String {
+    let mut bytes = Vec::with_capacity(11 + body.len() + 8);
+    bytes.push(FORMAT_VERSION);
+    bytes.push(sort);
+    bytes.push(direction);
+    bytes.extend_from_slice(&fingerprint.to_be_bytes());
+    bytes.extend_from_slice(body);
+    bytes.extend_from_slice(&fnv1a(&bytes).to_be_bytes());
+    URL_SAFE_NO_PAD.encode(bytes)
 }
 
 /// Reads big-endian fields off a byte slice; running out is a truncated cursor.
@@ -182,6 +168,42 @@ impl<'a> Reader<'a> {
         ))
     }
 
+    /// The sort key of a cursor made for `sort`.
+    fn key(&mut self, sort: TaskSort) -> Result<SortKey> {
+        let invalid = |why: &str| Error::validation("cursor", why.to_owned());
+        Ok(match sort {
+            TaskSort::CreatedAt | TaskSort::UpdatedAt => SortKey::Timestamp(self.timestamp()?),
+            TaskSort::DueDate => SortKey::OptionalTimestamp(match self.u8()? {
+                0 => None,
+                1 => Some(self.timestamp()?),
+                _ => return Err(invalid("is malformed")),
+            }),
+            TaskSort::Priority => SortKey::Priority(
+                Priority::ALL
+                    .get(self.u8()? as usize)
+                    .copied()
+                    .ok_or_else(|| invalid("is malformed"))?,
+            ),
+            TaskSort::Title => {
+                let len = self.u32()? as usize;
+                let raw = self.take(len)?;
+                let title = String::from_utf8(raw.to_vec()).map_err(|_| invalid("is malformed"))?;
+                // No stored title holds NUL, and PostgreSQL would reject the parameter.
+                if title.contains('\0') {
+                    return Err(invalid("is malformed"));
+                }
+                SortKey::Title(title)
+            }
+            TaskSort::Relevance => {
+                let rank = f32::from_bits(self.u32()?);
+                if !rank.is_finite() {
+                    return Err(invalid("is malformed"));
+                }
+                SortKey::Rank(rank)
+            }
+        })
+    }
+
     fn timestamp(&mut self) -> Result<DateTime<Utc>> {
         let micros = self.u64()? as i64;
         // PostgreSQL's timestamptz starts at 4714-11-24 00:00 UTC BC (4713 BC); an earlier
@@ -192,17 +214,6 @@ impl<'a> Reader<'a> {
         DateTime::from_timestamp_micros(micros)
             .ok_or_else(|| Error::validation("cursor", "holds an impossible timestamp"))
     }
-}
-
-/// FNV-1a, 64 bit: a stable hash (the same in every build), for checksums and
-/// fingerprints.
-pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        hash ^= u64::from(b);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    hash
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 //! `user_id`: another user's task is indistinguishable from a missing one.
 
 pub(crate) mod bulk;
-mod cursor;
+pub(crate) mod cursor;
 pub(crate) mod fragment;
 pub(crate) mod list;
 mod query;
