@@ -5,7 +5,7 @@
 --   todo_owner  owns the schema, the tables and the type; runs the migrations, at
 --               deploy time only.
 --   todo_app    the application at runtime: SELECT, INSERT, UPDATE and DELETE on
---               users and tasks, USAGE on schema public, SELECT on the migrations'
+--               users, tasks and sessions, USAGE on schema public, SELECT on the migrations'
 --               bookkeeping table, and nothing else. It cannot create, alter, drop or
 --               truncate anything.
 --
@@ -46,10 +46,10 @@ REVOKE CREATE ON SCHEMA public FROM PUBLIC;
 REVOKE ALL ON SCHEMA public FROM todo_app;
 GRANT USAGE ON SCHEMA public TO todo_app;
 
--- DML on the two tables. Not TRUNCATE, REFERENCES or TRIGGER; no column list, so new
+-- DML on the tables. Not TRUNCATE, REFERENCES or TRIGGER; no column list, so new
 -- columns of these tables are covered.
-REVOKE ALL ON TABLE users, tasks FROM todo_app;
-GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE users, tasks TO todo_app;
+REVOKE ALL ON TABLE users, tasks, sessions FROM todo_app;
+GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE users, tasks, sessions TO todo_app;
 
 -- The migrations' bookkeeping (diesel's table): read only, so that the application
 -- can check at startup that no migration is pending. Never written by todo_app.

@@ -20,7 +20,7 @@ pub enum Error {
     /// The row does not exist, or belongs to another user (the two are indistinguishable).
     #[error("{entity} {key} not found")]
     NotFound {
-        /// What was looked for: `"user"` or `"task"`.
+        /// What was looked for: `"user"`, `"task"`, `"session"` or `"habit"`.
         entity: &'static str,
         /// The id (or other key) that was looked for.
         key: String,
@@ -350,6 +350,19 @@ pub(crate) const CONSTRAINTS: &[(&str, Meaning)] = &[
         Meaning::Invalid("image", "must be at most 2048 characters"),
     ),
     ("tasks_user_id_fkey", Meaning::Missing("user")),
+    ("sessions_user_id_fkey", Meaning::Missing("user")),
+    (
+        "sessions_expiry_after_creation",
+        Meaning::Invalid("expires_at", "must be in the future"),
+    ),
+    (
+        "sessions_ip_address_valid",
+        Meaning::Invalid("ip_address", "must be an IPv4 or IPv6 address"),
+    ),
+    (
+        "sessions_user_agent_valid",
+        Meaning::Invalid("user_agent", "must be at most 512 characters"),
+    ),
     (
         "tasks_title_valid",
         Meaning::Invalid("title", crate::models::validate::NOTHING_VISIBLE),

@@ -70,9 +70,11 @@ pub mod testing;
 pub use config::DbConfig;
 pub use error::{ConflictKind, Error, Result};
 pub use migrate::{revert_all_migrations, run_migrations};
-pub use models::{NewTask, NewUser, Priority, Task, TaskPatch, TaskStats, User, UserPatch};
+pub use models::{
+    NewSession, NewTask, NewUser, Priority, Session, Task, TaskPatch, TaskStats, User, UserPatch,
+};
 pub use pool::{connect, PgPool, PooledConn};
-pub use repo::{Direction, Page, TaskQuery, TaskRepo, TaskSort, UserQuery, UserRepo};
+pub use repo::{Direction, Page, SessionRepo, TaskQuery, TaskRepo, TaskSort, UserQuery, UserRepo};
 
 // The README's code blocks compile as doctests.
 #[cfg(doctest)]

@@ -17,7 +17,7 @@ use tracing::field::Empty;
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
-use crate::models::{Task, TaskStats, User};
+use crate::models::{Session, Task, TaskStats, User};
 
 /// Runs `call` as the repository operation `op` of `user_id`, in its span.
 #[inline]
@@ -77,6 +77,19 @@ impl RowCount for User {
 }
 
 impl RowCount for Task {
+    fn row_count(&self) -> u64 {
+        1
+    }
+}
+
+impl RowCount for Session {
+    fn row_count(&self) -> u64 {
+        1
+    }
+}
+
+/// A row and what comes with it (a session and its token).
+impl<A, B> RowCount for (A, B) {
     fn row_count(&self) -> u64 {
         1
     }

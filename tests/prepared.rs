@@ -101,3 +101,49 @@ fn stats_in_every_time_zone_share_one_prepared_statement() {
     again.sort();
     assert_eq!(again, first);
 }
+
+/// Every session call is a statement prepared once per connection: `authenticate` runs
+/// on every request, and diesel would parse and plan its own UPDATEs every time.
+#[test]
+fn session_statements_are_prepared_once_and_reused() {
+    use chrono::{Duration, Utc};
+    use todo_store::{NewSession, SessionRepo};
+    let db = TestDb::new();
+    let mut conn = db.conn();
+    let user = common::user(&mut conn);
+    let run = |conn: &mut PgConnection| {
+        let (s, token) = SessionRepo::create(
+            conn,
+            user.id,
+            &NewSession::new(Utc::now() + Duration::days(1)),
+        )
+        .unwrap();
+        SessionRepo::authenticate(conn, &token).unwrap().unwrap();
+        SessionRepo::touch(conn, user.id, s.id, Utc::now() + Duration::days(2)).unwrap();
+        SessionRepo::list(conn, user.id).unwrap();
+        SessionRepo::revoke(conn, user.id, s.id).unwrap();
+        SessionRepo::revoke_all(conn, user.id).unwrap();
+        SessionRepo::purge_expired(conn, 10).unwrap();
+    };
+    run(&mut conn);
+    let first = prepared(&mut conn);
+    for needle in [
+        "INSERT INTO \"sessions\"",
+        "INNER JOIN \"users\"",
+        "UPDATE sessions SET expires_at",
+        "UPDATE sessions SET revoked_at = coalesce",
+        "UPDATE sessions SET revoked_at = now()",
+        "DELETE FROM sessions",
+    ] {
+        assert!(
+            first.iter().any(|s| s.contains(needle)),
+            "no prepared statement contains {needle:?}: {first:#?}"
+        );
+    }
+    run(&mut conn);
+    assert_eq!(
+        prepared(&mut conn).len(),
+        first.len(),
+        "nothing prepared again"
+    );
+}

@@ -234,6 +234,38 @@ fn the_runtime_role_can_use_every_repository() {
         TaskRepo::delete_many(&mut conn, user.id, &ids[..1]).unwrap(),
         1
     );
+    // Sessions: every call.
+    let (session, token) = todo_store::SessionRepo::create(
+        &mut conn,
+        user.id,
+        &todo_store::NewSession::new(chrono::Utc::now() + chrono::Duration::days(1)),
+    )
+    .unwrap();
+    assert!(todo_store::SessionRepo::authenticate(&mut conn, &token)
+        .unwrap()
+        .is_some());
+    todo_store::SessionRepo::touch(
+        &mut conn,
+        user.id,
+        session.id,
+        chrono::Utc::now() + chrono::Duration::days(2),
+    )
+    .unwrap();
+    assert_eq!(
+        todo_store::SessionRepo::list(&mut conn, user.id)
+            .unwrap()
+            .len(),
+        1
+    );
+    todo_store::SessionRepo::revoke(&mut conn, user.id, session.id).unwrap();
+    assert_eq!(
+        todo_store::SessionRepo::revoke_all(&mut conn, user.id).unwrap(),
+        0
+    );
+    assert_eq!(
+        todo_store::SessionRepo::purge_expired(&mut conn, 10).unwrap(),
+        1
+    );
     // Deleting a user cascades to their tasks (the foreign key acts as the owner).
     UserRepo::delete(&mut conn, user.id).unwrap();
     assert_eq!(TaskRepo::count(&mut conn, user.id).unwrap(), 0);

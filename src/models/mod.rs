@@ -4,11 +4,13 @@
 //! ([`NewUser`], [`NewTask`], [`UserPatch`], [`TaskPatch`]) are plain structs with
 //! public fields and `Default`; each checks itself before anything is written.
 
+pub(crate) mod session;
 mod task;
 mod task_stats;
 mod user;
 pub(crate) mod validate;
 
+pub use session::{NewSession, Session, TOKEN_CHARS, USER_AGENT_MAX_CHARS};
 pub use task::{NewTask, Priority, Task, TaskPatch};
 pub(crate) use task::{TaskChanges, TaskRow};
 pub use task_stats::TaskStats;

@@ -18,7 +18,7 @@ use diesel::expression::{
 };
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, QueryFragment, QueryId};
-use diesel::sql_types::{Float, SqlType, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::{BigInt, Float, SqlType, Text, Timestamptz, Uuid as SqlUuid};
 use diesel::QueryResult;
 use uuid::Uuid;
 
@@ -33,6 +33,7 @@ pub(crate) enum Bind<'a> {
     Uuid(Uuid),
     Priority(Priority),
     Float(f32),
+    BigInt(i64),
 }
 
 #[derive(Debug, Clone)]
@@ -84,6 +85,7 @@ impl<ST> QueryFragment<Pg> for Fragment<'_, ST> {
                     out.push_bind_param::<TaskPriority, _>(value)?
                 }
                 Part::Bind(Bind::Float(value)) => out.push_bind_param::<Float, _>(value)?,
+                Part::Bind(Bind::BigInt(value)) => out.push_bind_param::<BigInt, _>(value)?,
             }
         }
         Ok(())
@@ -107,3 +109,44 @@ impl<ST, QS> SelectableExpression<QS> for Fragment<'_, ST> where Self: Expressio
 impl<ST, GB> ValidGrouping<GB> for Fragment<'_, ST> {
     type IsAggregate = is_aggregate::Never;
 }
+
+/// A whole statement of hand-written SQL whose rows have SQL type `ST`, prepared once
+/// per connection like a [`Fragment`] (diesel's own UPDATE and DELETE statements never
+/// are): for writes that return rows, or `.execute(conn)` for a count of rows changed.
+#[derive(Debug, Clone)]
+pub(crate) struct Statement<'a, ST>(Fragment<'a, ST>);
+
+/// A statement starting with `sql`.
+pub(crate) fn statement<'a, ST>(sql: impl Into<Cow<'static, str>>) -> Statement<'a, ST> {
+    Statement(self::sql(sql))
+}
+
+impl<'a, ST> Statement<'a, ST> {
+    /// Appends SQL text.
+    pub(crate) fn sql(self, sql: impl Into<Cow<'static, str>>) -> Self {
+        Statement(self.0.sql(sql))
+    }
+
+    /// Appends a bind parameter.
+    pub(crate) fn bind(self, value: Bind<'a>) -> Self {
+        Statement(self.0.bind(value))
+    }
+}
+
+impl<ST> QueryFragment<Pg> for Statement<'_, ST> {
+    fn walk_ast<'b>(&'b self, out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        self.0.walk_ast(out)
+    }
+}
+
+/// No static id: diesel caches the statement under its SQL text.
+impl<ST> QueryId for Statement<'_, ST> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<ST: SqlType> diesel::query_builder::Query for Statement<'_, ST> {
+    type SqlType = ST;
+}
+
+impl<ST> diesel::RunQueryDsl<diesel::PgConnection> for Statement<'_, ST> {}

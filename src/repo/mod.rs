@@ -9,6 +9,7 @@ pub(crate) mod cursor;
 pub(crate) mod fragment;
 pub(crate) mod list;
 mod query;
+pub(crate) mod session;
 pub(crate) mod sql_functions;
 pub(crate) mod task;
 mod task_update;
@@ -16,6 +17,7 @@ pub(crate) mod user;
 pub(crate) mod user_query;
 
 pub use query::{Direction, Page, TaskQuery, TaskSort, DEFAULT_LIMIT, MAX_LIMIT, MAX_SEARCH_CHARS};
+pub use session::{SessionRepo, PURGE_BATCH};
 pub use task::TaskRepo;
 pub use user::UserRepo;
 pub use user_query::{UserQuery, DEFAULT_USERS_PER_PAGE};
