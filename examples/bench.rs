@@ -62,6 +62,7 @@ use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64;
 use uuid::Uuid;
 
+use todo_store::dev_database::{target_dir, DevServer};
 use todo_store::local_postgres::LocalPostgres;
 use todo_store::seed::{seed_with_pool, SeedOptions};
 use todo_store::{
@@ -256,28 +257,27 @@ enum Server {
 
 impl Server {
     fn open(args: &Args) -> BoxResult<Server> {
-        let configured = dotenvy::var("DATABASE_URL")
-            .ok()
-            .filter(|u| !u.trim().is_empty());
-        if let Some(url) = configured {
+        let dev = DevServer::open(None, |root| {
             eprintln!(
-                "bench: DATABASE_URL is set: using {}",
-                todo_store::config::redact_url(&url)
+                "bench: no DATABASE_URL set: using the local PostgreSQL in {}",
+                root.display()
             );
-            return Ok(Server::Url {
-                admin_url: url,
-                bin_dir: client_bin_dir()?,
-            });
-        }
-        let root = target_dir().join("todo-store-pg");
-        eprintln!(
-            "bench: no DATABASE_URL set: using the local PostgreSQL in {}",
-            root.display()
-        );
-        let pg = LocalPostgres::start_persistent(&root)?;
-        Ok(Server::Local {
-            pg,
-            keep_running: args.keep_running,
+        })?;
+        Ok(match dev {
+            DevServer::Url(url) => {
+                eprintln!(
+                    "bench: DATABASE_URL is set: using {}",
+                    todo_store::config::redact_url(&url)
+                );
+                Server::Url {
+                    admin_url: url,
+                    bin_dir: client_bin_dir()?,
+                }
+            }
+            DevServer::Local(pg) => Server::Local {
+                pg,
+                keep_running: args.keep_running,
+            },
         })
     }
 
@@ -415,14 +415,6 @@ fn percent_decode(s: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
-}
-
-/// target/ of this checkout: CARGO_TARGET_DIR, else next to Cargo.toml.
-fn target_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
-        return PathBuf::from(dir);
-    }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target")
 }
 
 /// A database this program created; dropped (with `WITH (FORCE)`) when this drops.
