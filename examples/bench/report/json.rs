@@ -166,7 +166,12 @@ pub fn write(
 
 /// Facts (name, value) as a JSON object.
 fn facts(pairs: &[(String, String)]) -> Pairs<&str, &str> {
-    Pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect())
+    Pairs(
+        pairs
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect(),
+    )
 }
 
 fn sizes(results: &Results) -> Pairs<&str, Size> {
