@@ -89,6 +89,7 @@ pub struct OpSpec {
 /// Every op: one row each, in the order of [`Op`]. (Kept as a table: one op a line.)
 #[rustfmt::skip]
 const TABLE: [OpSpec; 15] = [
+    // op, key in results.json, label, S -> L growth target, floor, call
     spec(Op::RoundTrip, "round_trip", "(calibration) SELECT $1 via diesel", false, Floor::Own(Pick::Nothing), round_trip),
     spec(Op::UserCreate, "user_create", "UserRepo::create", false, Floor::Own(Pick::NewUser), user_create),
     spec(Op::UserGet, "user_get", "UserRepo::get", true, Floor::Own(Pick::User), user_get),
