@@ -13,7 +13,6 @@
 use std::error::Error;
 use std::io::{BufRead, IsTerminal, Write};
 use std::ops::ControlFlow;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -22,6 +21,7 @@ use std::time::Duration;
 use clap::Parser;
 use diesel::prelude::*;
 use indicatif::{ProgressBar, ProgressStyle};
+use todo_store::dev_database::DevServer;
 use todo_store::local_postgres::LocalPostgres;
 use todo_store::seed::{self, SeedOptions, SeedProgress, SeedReport};
 use todo_store::{connect, DbConfig, TaskQuery, TaskRepo, UserRepo};
@@ -75,24 +75,27 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> Result<(), Box<dyn Error>> {
-    let configured = args
-        .database_url
-        .clone()
-        .or_else(|| dotenvy::var("DATABASE_URL").ok())
-        .filter(|u| !u.trim().is_empty());
-    let local = match configured {
-        Some(_) => None,
-        None => Some(start_local(args)?),
-    };
-    let url = match (&configured, &local) {
-        (Some(url), _) => url.clone(),
-        (None, Some(pg)) => pg.url(LOCAL_DATABASE),
-        (None, None) => unreachable!("a local server is started when no URL is configured"),
-    };
+    let server = DevServer::open(args.database_url.as_deref(), |root| {
+        say(
+            args,
+            &format!(
+                "No DATABASE_URL set: using a local PostgreSQL in {}",
+                root.display()
+            ),
+        );
+    })?;
+    let url = server.database_url(LOCAL_DATABASE)?;
+    if let Some(pg) = server.local() {
+        say(
+            args,
+            &format!("  psql:  {}", pg.psql_command(LOCAL_DATABASE)),
+        );
+        say(args, &format!("  URL:   {url}"));
+    }
     let config = DbConfig::new(&url)
         .pool_size(WORKERS as u32 + 1)
         .min_idle(Some(1));
-    if local.is_none() {
+    if server.local().is_none() {
         say(args, &format!("Seeding {}", config.redacted_url()));
     }
     let pool = connect(&config)?;
@@ -137,40 +140,13 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
     }
     drop(conn);
     drop(pool);
-    if let Some(pg) = local {
+    if let Some(pg) = server.into_local() {
         finish_local(args, pg);
     }
     if report.interrupted {
         return Err("interrupted: the batches written so far are complete and committed".into());
     }
     Ok(())
-}
-
-/// Starts (or reuses) the cluster under target/ and makes sure its database exists.
-fn start_local(args: &Args) -> Result<LocalPostgres, Box<dyn Error>> {
-    let root = target_dir().join("todo-store-pg");
-    say(
-        args,
-        &format!(
-            "No DATABASE_URL set: using a local PostgreSQL in {}",
-            root.display()
-        ),
-    );
-    let pg = LocalPostgres::start_persistent(&root)?;
-    let mut admin = PgConnection::establish(&pg.url("postgres"))?;
-    let exists: bool = diesel::select(diesel::dsl::sql::<diesel::sql_types::Bool>(&format!(
-        "EXISTS (SELECT 1 FROM pg_database WHERE datname = '{LOCAL_DATABASE}')"
-    )))
-    .get_result(&mut admin)?;
-    if !exists {
-        diesel::sql_query(format!("CREATE DATABASE {LOCAL_DATABASE}")).execute(&mut admin)?;
-    }
-    say(
-        args,
-        &format!("  psql:  {}", pg.psql_command(LOCAL_DATABASE)),
-    );
-    say(args, &format!("  URL:   {}", pg.url(LOCAL_DATABASE)));
-    Ok(pg)
 }
 
 fn finish_local(args: &Args, pg: LocalPostgres) {
@@ -194,14 +170,6 @@ fn finish_local(args: &Args, pg: LocalPostgres) {
         );
         drop(pg);
     }
-}
-
-/// target/ of this checkout: CARGO_TARGET_DIR, else next to Cargo.toml.
-fn target_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
-        return PathBuf::from(dir);
-    }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target")
 }
 
 fn confirm_reset(args: &Args, config: &DbConfig) -> Result<bool, Box<dyn Error>> {

@@ -39,6 +39,7 @@
 //! - [`models`]: rows ([`User`], [`Task`]), inputs ([`NewUser`], [`NewTask`]), patches and validation.
 //! - [`repo`]: [`UserRepo`] and [`TaskRepo`].
 //! - `local_postgres` (feature `local-postgres`): a PostgreSQL cluster started from the system's binaries.
+//! - `dev_database` (feature `local-postgres`): the examples' server: `DATABASE_URL`, else the local cluster under `target/`.
 //! - `testing` (feature `testing`): `TestDb`, a fresh migrated database per test.
 //! - `seed` (feature `seed`): deterministic, realistic demo data in bulk.
 #![warn(missing_docs)]
@@ -57,6 +58,8 @@ pub mod retry;
 mod schema;
 mod telemetry;
 
+#[cfg(feature = "local-postgres")]
+pub mod dev_database;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;

@@ -1,0 +1,435 @@
+//! The measured repo calls: one table of operations, and the call of each.
+
+use std::fmt::Debug;
+use std::time::{Duration, Instant};
+
+use diesel::prelude::*;
+use diesel::sql_types::Integer;
+use rand::Rng;
+use rand_pcg::Pcg64;
+use uuid::Uuid;
+
+use todo_store::{NewTask, NewUser, PgPool, Priority, TaskPatch, TaskQuery, TaskRepo, UserRepo};
+
+use crate::sample::Ctx;
+use crate::BoxResult;
+
+/// Title of the tasks `TaskRepo::create` makes (and the floor's INSERT).
+pub const TITLE_NEW: &str = "Benchmark: write the quarterly report";
+/// Title `TaskRepo::update` sets (and the floor's UPDATE).
+pub const TITLE_RENAMED: &str = "Benchmark: review the quarterly report";
+/// The page size of the list operations.
+pub const PAGE: i64 = 50;
+
+/// The measured repo calls, in the order of the table (and of [`TABLE`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    RoundTrip,
+    UserCreate,
+    UserGet,
+    UserFindByEmail,
+    TaskCreate,
+    TaskGet,
+    TaskUpdate,
+    TaskSetCompleted,
+    TaskDelete,
+    ListFirst,
+    ListNext,
+    ListSearch,
+    CountMatching,
+    Stats,
+    CheckoutGet,
+}
+
+/// Which inputs the floor's pgbench script fetches before the mirrored statement (the
+/// SQL is in [`crate::pgbench::prefix`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pick {
+    /// Nothing: the statement binds constants only.
+    Nothing,
+    /// A fresh id and email for a new user.
+    NewUser,
+    /// A random sample user (id, email, cursor, search term).
+    User,
+    /// A random sample user and a fresh task id.
+    NewTask,
+    /// A random sample task.
+    Task,
+    /// A random sample task and its current version.
+    TaskVersion,
+    /// A random sample task and a random flag.
+    TaskFlag,
+    /// The next task of the floor's own deletable ones.
+    NextDeletable,
+}
+
+/// What an op is compared with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Floor {
+    /// pgbench running the op's own SQL, with these inputs.
+    Own(Pick),
+    /// The floor measured for another op.
+    Of(Op),
+}
+
+/// One row of the table of operations.
+pub struct OpSpec {
+    op: Op,
+    /// The op's key in results.json.
+    key: &'static str,
+    /// The op's name in the table and the chart.
+    label: &'static str,
+    /// S -> L growth of at most 1.3x is a target (index-bound, not table-bound).
+    growth_target: bool,
+    floor: Floor,
+    /// Picks the inputs, times the repo call (only) and records its bind values.
+    call: fn(&mut Call<'_>) -> BoxResult<Duration>,
+}
+
+/// Every op: one row each, in the order of [`Op`]. (Kept as a table: one op a line.)
+#[rustfmt::skip]
+const TABLE: [OpSpec; 15] = [
+    // op, key in results.json, label, S -> L growth target, floor, call
+    spec(Op::RoundTrip, "round_trip", "(calibration) SELECT $1 via diesel", false, Floor::Own(Pick::Nothing), round_trip),
+    spec(Op::UserCreate, "user_create", "UserRepo::create", false, Floor::Own(Pick::NewUser), user_create),
+    spec(Op::UserGet, "user_get", "UserRepo::get", true, Floor::Own(Pick::User), user_get),
+    spec(Op::UserFindByEmail, "user_find_by_email", "UserRepo::find_by_email", false, Floor::Own(Pick::User), user_find_by_email),
+    spec(Op::TaskCreate, "task_create", "TaskRepo::create", false, Floor::Own(Pick::NewTask), task_create),
+    spec(Op::TaskGet, "task_get", "TaskRepo::get", true, Floor::Own(Pick::Task), task_get),
+    spec(Op::TaskUpdate, "task_update", "TaskRepo::update (title, version)", false, Floor::Own(Pick::TaskVersion), task_update),
+    spec(Op::TaskSetCompleted, "task_set_completed", "TaskRepo::set_completed", false, Floor::Own(Pick::TaskFlag), task_set_completed),
+    spec(Op::TaskDelete, "task_delete", "TaskRepo::delete", false, Floor::Own(Pick::NextDeletable), task_delete),
+    spec(Op::ListFirst, "list_first_page", "TaskRepo::list (first page)", true, Floor::Own(Pick::User), list_first),
+    spec(Op::ListNext, "list_next_page", "TaskRepo::list (next page)", true, Floor::Own(Pick::User), list_next),
+    spec(Op::ListSearch, "list_search", "TaskRepo::list (search)", true, Floor::Own(Pick::User), list_search),
+    spec(Op::CountMatching, "count_matching", "TaskRepo::count_matching", true, Floor::Own(Pick::User), count_matching),
+    spec(Op::Stats, "stats", "TaskRepo::stats", true, Floor::Own(Pick::User), stats),
+    spec(Op::CheckoutGet, "checkout_get", "pool.get() + TaskRepo::get", false, Floor::Of(Op::TaskGet), checkout_get),
+];
+
+/// A row of [`TABLE`] (a function, so that each row fits on one line).
+const fn spec(
+    op: Op,
+    key: &'static str,
+    label: &'static str,
+    growth_target: bool,
+    floor: Floor,
+    call: fn(&mut Call<'_>) -> BoxResult<Duration>,
+) -> OpSpec {
+    OpSpec {
+        op,
+        key,
+        label,
+        growth_target,
+        floor,
+        call,
+    }
+}
+
+// The table's rows are in the order of the enum: `Op::spec` indexes it.
+const _: () = {
+    let mut i = 0;
+    while i < TABLE.len() {
+        assert!(TABLE[i].op as usize == i, "TABLE is out of the order of Op");
+        i += 1;
+    }
+};
+
+impl Op {
+    /// In the order of the table.
+    pub const ALL: [Op; 15] = {
+        let mut all = [Op::RoundTrip; 15];
+        let mut i = 0;
+        while i < TABLE.len() {
+            all[i] = TABLE[i].op;
+            i += 1;
+        }
+        all
+    };
+
+    /// In the order they run: reads first, so writes' dead rows don't touch them.
+    pub const RUN_ORDER: [Op; 15] = [
+        Op::RoundTrip,
+        Op::UserGet,
+        Op::UserFindByEmail,
+        Op::TaskGet,
+        Op::CheckoutGet,
+        Op::ListFirst,
+        Op::ListNext,
+        Op::ListSearch,
+        Op::CountMatching,
+        Op::Stats,
+        Op::UserCreate,
+        Op::TaskCreate,
+        Op::TaskUpdate,
+        Op::TaskSetCompleted,
+        Op::TaskDelete,
+    ];
+
+    fn spec(self) -> &'static OpSpec {
+        &TABLE[self as usize]
+    }
+
+    pub fn key(self) -> &'static str {
+        self.spec().key
+    }
+
+    pub fn label(self) -> &'static str {
+        self.spec().label
+    }
+
+    /// S -> L growth of at most 1.3x is a target (index-bound, not table-bound).
+    pub fn growth_target(self) -> bool {
+        self.spec().growth_target
+    }
+
+    /// Whose pgbench floor this op is compared with.
+    pub fn floor_of(self) -> Op {
+        match self.spec().floor {
+            Floor::Own(_) => self,
+            Floor::Of(other) => other,
+        }
+    }
+
+    /// The inputs the floor's script fetches (those of the op whose floor it is).
+    pub fn floor_pick(self) -> Pick {
+        match self.spec().floor {
+            Floor::Own(pick) => pick,
+            Floor::Of(other) => other.floor_pick(),
+        }
+    }
+}
+
+/// Bind values of a call, as diesel's debug output prints them, and the pgbench
+/// variable (or constant) that stands for each in the floor.
+pub type BindVars = Vec<(String, String)>;
+
+/// One call in the making: its state, its random picks and the binds it records.
+pub struct Call<'a> {
+    ctx: &'a mut Ctx,
+    conn: &'a mut PgConnection,
+    pool: &'a PgPool,
+    rng: &'a mut Pcg64,
+    /// Index of the sample user picked.
+    user: usize,
+    /// Index of the sample task picked.
+    task: usize,
+    /// Whether to record the bind variables (for the floor), and them.
+    record: bool,
+    vars: BindVars,
+}
+
+impl Call<'_> {
+    /// Records that `value` is bound as pgbench variable `token` (when recording).
+    fn bind(&mut self, value: impl Debug, token: &str) {
+        if self.record {
+            self.vars.push((format!("{value:?}"), token.to_owned()));
+        }
+    }
+
+    /// The sample task picked: (user_id, task_id).
+    fn task(&self) -> (Uuid, Uuid) {
+        self.ctx.tasks[self.task]
+    }
+}
+
+/// One call of `op`: picks its inputs, times the repo call (only), and with `record`
+/// returns the bind variables for the floor.
+pub fn call(
+    op: Op,
+    ctx: &mut Ctx,
+    conn: &mut PgConnection,
+    pool: &PgPool,
+    rng: &mut Pcg64,
+    record: bool,
+) -> BoxResult<(Duration, BindVars)> {
+    // Every call draws a user and a task, whether it uses them or not.
+    let user = rng.random_range(0..ctx.users.len());
+    let task = rng.random_range(0..ctx.tasks.len());
+    let mut call = Call {
+        ctx,
+        conn,
+        pool,
+        rng,
+        user,
+        task,
+        record,
+        vars: Vec::new(),
+    };
+    let elapsed = (op.spec().call)(&mut call)?;
+    // Constants the crate binds.
+    call.bind(false, ":f");
+    call.bind(true, ":t");
+    call.bind(PAGE + 1, ":lim");
+    Ok((elapsed, call.vars))
+}
+
+/// Runs `f` and how long it took; `f` is the repo call and nothing else.
+fn timed<T, E: Into<Box<dyn std::error::Error>>>(
+    f: impl FnOnce() -> Result<T, E>,
+) -> BoxResult<(Duration, T)> {
+    let started = Instant::now();
+    let value = f().map_err(Into::into)?;
+    Ok((started.elapsed(), value))
+}
+
+fn round_trip(c: &mut Call<'_>) -> BoxResult<Duration> {
+    let (elapsed, _) =
+        timed(|| diesel::select(1i32.into_sql::<Integer>()).get_result::<i32>(c.conn))?;
+    c.bind(1i32, ":one");
+    Ok(elapsed)
+}
+
+fn user_create(c: &mut Call<'_>) -> BoxResult<Duration> {
+    let email = format!("bench-{}@example.com", Uuid::new_v4().simple());
+    let new = NewUser::new(email.as_str(), "Bench User");
+    let (elapsed, created) = timed(|| UserRepo::create(c.conn, &new))?;
+    c.bind(created.id, ":nid");
+    c.bind(&email, ":nemail");
+    c.bind("Bench User", ":nname");
+    Ok(elapsed)
+}
+
+fn user_get(c: &mut Call<'_>) -> BoxResult<Duration> {
+    let id = c.ctx.users[c.user].id;
+    let (elapsed, ()) = timed(|| UserRepo::get(c.conn, id).map(drop))?;
+    c.bind(id, ":uid");
+    Ok(elapsed)
+}
+
+fn user_find_by_email(c: &mut Call<'_>) -> BoxResult<Duration> {
+    let email = c.ctx.users[c.user].email.clone();
+    let (elapsed, found) = timed(|| UserRepo::find_by_email(c.conn, &email))?;
+    if found.is_none() {
+        return Err(format!("find_by_email({email}) found nobody").into());
+    }
+    c.bind(email.as_str(), ":uemail");
+    Ok(elapsed)
+}
+
+fn task_create(c: &mut Call<'_>) -> BoxResult<Duration> {
+    let user_id = c.ctx.users[c.user].id;
+    let new = NewTask::new(TITLE_NEW);
+    let (elapsed, created) = timed(|| TaskRepo::create(c.conn, user_id, &new))?;
+    c.bind(created.id, ":nid");
+    c.bind(user_id, ":uid");
+    c.bind(TITLE_NEW, ":ntitle");
+    c.bind(Priority::Medium, ":prio");
+    Ok(elapsed)
+}
+
+fn task_get(c: &mut Call<'_>) -> BoxResult<Duration> {
+    let (user_id, task_id) = c.task();
+    let (elapsed, ()) = timed(|| TaskRepo::get(c.conn, user_id, task_id).map(drop))?;
+    c.bind(user_id, ":uid");
+    c.bind(task_id, ":tid");
+    Ok(elapsed)
+}
+
+fn task_update(c: &mut Call<'_>) -> BoxResult<Duration> {
+    let (user_id, task_id) = c.task();
+    let expected = c.ctx.versions[c.task];
+    let patch = TaskPatch {
+        title: Some(TITLE_RENAMED.to_owned()),
+        expected_version: Some(expected),
+        ..TaskPatch::default()
+    };
+    let (elapsed, updated) = timed(|| TaskRepo::update(c.conn, user_id, task_id, &patch))?;
+    c.ctx.versions[c.task] = updated.version;
+    c.bind(user_id, ":uid");
+    c.bind(task_id, ":tid");
+    c.bind(Some(TITLE_RENAMED), ":ntitle");
+    c.bind(Some(expected), ":ver");
+    Ok(elapsed)
+}
+
+fn task_set_completed(c: &mut Call<'_>) -> BoxResult<Duration> {
+    let (user_id, task_id) = c.task();
+    let completed = c.rng.random_bool(0.5);
+    let (elapsed, _) =
+        timed(|| TaskRepo::set_completed(c.conn, user_id, task_id, completed).map(drop))?;
+    c.bind(user_id, ":uid");
+    c.bind(task_id, ":tid");
+    c.bind(Some(completed), ":c");
+    Ok(elapsed)
+}
+
+fn task_delete(c: &mut Call<'_>) -> BoxResult<Duration> {
+    let (owner, id) = *c
+        .ctx
+        .deletable
+        .get(c.ctx.next_delete)
+        .ok_or("out of tasks to delete")?;
+    c.ctx.next_delete += 1;
+    let (elapsed, _) = timed(|| TaskRepo::delete(c.conn, owner, id))?;
+    c.bind(owner, ":uid");
+    c.bind(id, ":tid");
+    Ok(elapsed)
+}
+
+fn list_first(c: &mut Call<'_>) -> BoxResult<Duration> {
+    let query = TaskQuery::new().completed(false).limit(PAGE);
+    list_like(c, Op::ListFirst, &query)
+}
+
+fn list_next(c: &mut Call<'_>) -> BoxResult<Duration> {
+    let cursor = &c.ctx.users[c.user].cursor;
+    let query = TaskQuery::new().completed(false).limit(PAGE).after(cursor);
+    list_like(c, Op::ListNext, &query)
+}
+
+fn list_search(c: &mut Call<'_>) -> BoxResult<Duration> {
+    let term = &c.ctx.users[c.user].term;
+    let query = TaskQuery::new().search(term).limit(PAGE);
+    list_like(c, Op::ListSearch, &query)
+}
+
+fn count_matching(c: &mut Call<'_>) -> BoxResult<Duration> {
+    let query = TaskQuery::new().completed(false).limit(PAGE);
+    list_like(c, Op::CountMatching, &query)
+}
+
+/// The list ops and count_matching: the sample user's tasks through `query`; finding
+/// none is an error (the sample was picked to have them).
+fn list_like(c: &mut Call<'_>, op: Op, query: &TaskQuery) -> BoxResult<Duration> {
+    let user_id = c.ctx.users[c.user].id;
+    let (elapsed, rows) = timed(|| {
+        if op == Op::CountMatching {
+            TaskRepo::count_matching(c.conn, user_id, query).map(|n| n as usize)
+        } else {
+            TaskRepo::list(c.conn, user_id, query).map(|page| page.items.len())
+        }
+    })?;
+    if rows == 0 {
+        return Err(format!("{} returned nothing for user {user_id}", op.label()).into());
+    }
+    if c.record {
+        let user = c.ctx.users[c.user].clone();
+        c.bind(user.id, ":uid");
+        c.bind(user.cursor_at, ":cat");
+        c.bind(user.cursor_id, ":cid");
+        c.bind(user.term.as_str(), ":term");
+    }
+    Ok(elapsed)
+}
+
+fn stats(c: &mut Call<'_>) -> BoxResult<Duration> {
+    let user_id = c.ctx.users[c.user].id;
+    let (elapsed, ()) = timed(|| TaskRepo::stats(c.conn, user_id).map(drop))?;
+    c.bind(user_id, ":uid");
+    Ok(elapsed)
+}
+
+fn checkout_get(c: &mut Call<'_>) -> BoxResult<Duration> {
+    let (user_id, task_id) = c.task();
+    let pool = c.pool;
+    let (elapsed, ()) = timed(|| -> BoxResult<()> {
+        let mut pooled = pool.get()?;
+        TaskRepo::get(&mut pooled, user_id, task_id)?;
+        drop(pooled);
+        Ok(())
+    })?;
+    c.bind(user_id, ":uid");
+    c.bind(task_id, ":tid");
+    Ok(elapsed)
+}

@@ -1,0 +1,153 @@
+//! How much of everything to do: the sizes, iterations and durations of a run.
+
+use std::time::Duration;
+
+use crate::{Args, BoxResult};
+
+/// One table size.
+#[derive(Debug, Clone)]
+pub struct SizeSpec {
+    pub label: &'static str,
+    pub users: u32,
+    pub tasks_per_user: u32,
+}
+
+/// How much of everything to do.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    pub quick: bool,
+    pub sizes: Vec<SizeSpec>,
+    pub iterations: usize,
+    pub warmup: usize,
+    pub sample_users: usize,
+    pub sample_tasks: usize,
+    pub bulk_rows: usize,
+    pub bulk_chunk: usize,
+    pub threads: Vec<usize>,
+    pub rounds: usize,
+    pub conc_rounds: usize,
+    pub conc_warmup: Duration,
+    pub conc_duration: Duration,
+    pub skip: Vec<String>,
+}
+
+/// The defaults of a mode, before the command line narrows them.
+struct Preset {
+    sizes: [SizeSpec; 2],
+    iterations: usize,
+    warmup: usize,
+    sample_users: usize,
+    sample_tasks: usize,
+    bulk_rows: usize,
+    bulk_chunk: usize,
+    rounds: usize,
+    conc_rounds: usize,
+    conc_warmup: Duration,
+    conc_duration: Duration,
+}
+
+/// `--quick`: small sizes and few iterations, for CI.
+const QUICK: Preset = Preset {
+    sizes: [
+        SizeSpec {
+            label: "S",
+            users: 100,
+            tasks_per_user: 100,
+        },
+        SizeSpec {
+            label: "L",
+            users: 1_000,
+            tasks_per_user: 100,
+        },
+    ],
+    iterations: 300,
+    warmup: 50,
+    sample_users: 100,
+    sample_tasks: 1_000,
+    bulk_rows: 10_000,
+    bulk_chunk: 2_000,
+    rounds: 2,
+    conc_rounds: 1,
+    conc_warmup: Duration::from_millis(250),
+    conc_duration: Duration::from_millis(1_000),
+};
+
+/// The full run: 100,000 and 1,000,000 tasks.
+const FULL: Preset = Preset {
+    sizes: [
+        SizeSpec {
+            label: "S",
+            users: 1_000,
+            tasks_per_user: 100,
+        },
+        SizeSpec {
+            label: "L",
+            users: 10_000,
+            tasks_per_user: 100,
+        },
+    ],
+    iterations: 4_000,
+    warmup: 500,
+    sample_users: 1_000,
+    sample_tasks: 5_000,
+    bulk_rows: 100_000,
+    bulk_chunk: 10_000,
+    rounds: 6,
+    conc_rounds: 2,
+    conc_warmup: Duration::from_secs(1),
+    conc_duration: Duration::from_secs(5),
+};
+
+/// The parts of a run that `--skip` names.
+const PARTS: [&str; 3] = ["ops", "bulk", "concurrency"];
+
+impl Profile {
+    pub fn new(args: &Args) -> BoxResult<Self> {
+        let preset = if args.quick { QUICK } else { FULL };
+        let sizes = chosen_sizes(preset.sizes, &args.sizes)?;
+        for part in &args.skip {
+            if !PARTS.contains(&part.as_str()) {
+                return Err(format!("unknown part {part:?}: ops, bulk or concurrency").into());
+            }
+        }
+        Ok(Profile {
+            quick: args.quick,
+            sizes,
+            iterations: args.iterations.unwrap_or(preset.iterations).max(2),
+            warmup: preset.warmup,
+            sample_users: preset.sample_users,
+            sample_tasks: preset.sample_tasks,
+            bulk_rows: preset.bulk_rows,
+            bulk_chunk: preset.bulk_chunk,
+            threads: vec![1, 2, 4, 8],
+            rounds: preset.rounds,
+            conc_rounds: preset.conc_rounds,
+            conc_warmup: preset.conc_warmup,
+            conc_duration: preset.conc_duration,
+            skip: args.skip.clone(),
+        })
+    }
+
+    pub fn runs(&self, part: &str) -> bool {
+        !self.skip.iter().any(|p| p == part)
+    }
+
+    /// Tasks one side (crate or floor) of the delete benchmark uses up.
+    pub fn delete_budget(&self) -> usize {
+        self.warmup + self.iterations + 8
+    }
+}
+
+/// The sizes `--sizes` asks for (all of them when it is empty), in their order.
+fn chosen_sizes(sizes: [SizeSpec; 2], wanted: &[String]) -> BoxResult<Vec<SizeSpec>> {
+    let wanted: Vec<String> = wanted.iter().map(|s| s.trim().to_uppercase()).collect();
+    for w in &wanted {
+        if !sizes.iter().any(|s| s.label == w) {
+            return Err(format!("unknown size {w:?}: S or L").into());
+        }
+    }
+    Ok(sizes
+        .into_iter()
+        .filter(|s| wanted.is_empty() || wanted.iter().any(|w| w == s.label))
+        .collect())
+}
