@@ -41,10 +41,14 @@
 //! - `local_postgres` (feature `local-postgres`): a PostgreSQL cluster started from the system's binaries.
 //! - `dev_database` (feature `local-postgres`): the examples' server: `DATABASE_URL`, else the local cluster under `target/`.
 //! - `testing` (feature `testing`): `TestDb`, a fresh migrated database per test.
+//! - `AsyncPool` (feature `tokio`): the pool for async code, calls on tokio's blocking pool.
 //! - `seed` (feature `seed`): deterministic, realistic demo data in bulk.
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+pub mod async_pool;
 mod checksum;
 pub mod config;
 mod conninfo;
@@ -70,6 +74,8 @@ pub mod seed;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+#[cfg(feature = "tokio")]
+pub use async_pool::AsyncPool;
 pub use config::DbConfig;
 pub use error::{ConflictKind, Error, Result};
 pub use migrate::{revert_all_migrations, run_migrations};
