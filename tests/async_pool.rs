@@ -74,7 +74,7 @@ async fn calls_return_what_the_sync_api_returns_errors_included() {
         .run(move |conn| TaskRepo::list(conn, user.id, &TaskQuery::new()))
         .await
         .unwrap();
-    assert_eq!(page.items, [task.clone()]);
+    assert_eq!(page.items, std::slice::from_ref(&task));
     let err = pool
         .run(move |conn| TaskRepo::get(conn, user.id, Uuid::now_v7()))
         .await
