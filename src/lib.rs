@@ -42,6 +42,7 @@
 //! - `dev_database` (feature `local-postgres`): the examples' server: `DATABASE_URL`, else the local cluster under `target/`.
 //! - `testing` (feature `testing`): `TestDb`, a fresh migrated database per test.
 //! - `AsyncPool` (feature `tokio`): the pool for async code, calls on tokio's blocking pool.
+//! - `serde_support` (feature `serde`): serde for rows, inputs, queries and `DbConfig`.
 //! - `seed` (feature `seed`): deterministic, realistic demo data in bulk.
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -71,6 +72,9 @@ pub mod fuzzing;
 pub mod local_postgres;
 #[cfg(feature = "seed")]
 pub mod seed;
+#[cfg(feature = "serde")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+pub mod serde_support;
 #[cfg(feature = "testing")]
 pub mod testing;
 
