@@ -9,6 +9,34 @@ pub mod sql_types {
 diesel::table! {
     use diesel::sql_types::*;
     use diesel_full_text_search::Tsvector;
+
+    habit_check_ins (habit_id, day) {
+        habit_id -> Uuid,
+        day -> Date,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use diesel_full_text_search::Tsvector;
+
+    habits (id) {
+        id -> Uuid,
+        user_id -> Uuid,
+        name -> Text,
+        description -> Nullable<Text>,
+        schedule -> Jsonb,
+        is_active -> Bool,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        version -> Int4,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use diesel_full_text_search::Tsvector;
     use super::sql_types::TaskPriority;
 
     tasks (id) {
@@ -42,6 +70,8 @@ diesel::table! {
     }
 }
 
+diesel::joinable!(habit_check_ins -> habits (habit_id));
+diesel::joinable!(habits -> users (user_id));
 diesel::joinable!(tasks -> users (user_id));
 
-diesel::allow_tables_to_appear_in_same_query!(tasks, users,);
+diesel::allow_tables_to_appear_in_same_query!(habit_check_ins, habits, tasks, users,);
