@@ -38,6 +38,8 @@
 //! - [`error`]: [`Error`] and [`Result`].
 //! - [`models`]: rows ([`User`], [`Task`]), inputs ([`NewUser`], [`NewTask`]), patches and validation.
 //! - [`repo`]: [`UserRepo`] and [`TaskRepo`].
+//! - Habits: [`HabitRepo`] (habits, check-ins and streaks), [`Habit`], [`NewHabit`],
+//!   [`HabitPatch`], [`Schedule`] (stored as versioned JSON) and [`Streak`].
 //! - `local_postgres` (feature `local-postgres`): a PostgreSQL cluster started from the system's binaries.
 //! - `testing` (feature `testing`): `TestDb`, a fresh migrated database per test.
 //! - `seed` (feature `seed`): deterministic, realistic demo data in bulk.
@@ -69,9 +71,12 @@ pub mod testing;
 pub use config::DbConfig;
 pub use error::{ConflictKind, Error, Result};
 pub use migrate::{revert_all_migrations, run_migrations};
-pub use models::{NewTask, NewUser, Priority, Task, TaskPatch, TaskStats, User, UserPatch};
+pub use models::{
+    Habit, HabitPatch, NewHabit, NewTask, NewUser, Priority, Schedule, Streak, Task, TaskPatch,
+    TaskStats, User, UserPatch,
+};
 pub use pool::{connect, PgPool, PooledConn};
-pub use repo::{Direction, Page, TaskQuery, TaskRepo, TaskSort, UserQuery, UserRepo};
+pub use repo::{Direction, HabitRepo, Page, TaskQuery, TaskRepo, TaskSort, UserQuery, UserRepo};
 
 // The README's code blocks compile as doctests.
 #[cfg(doctest)]
