@@ -38,6 +38,8 @@
 //! - [`error`]: [`Error`] and [`Result`].
 //! - [`models`]: rows ([`User`], [`Task`]), inputs ([`NewUser`], [`NewTask`]), patches and validation.
 //! - [`repo`]: [`UserRepo`] and [`TaskRepo`].
+//! - Habits: [`HabitRepo`] (habits, check-ins and streaks), [`Habit`], [`NewHabit`],
+//!   [`HabitPatch`], [`Schedule`] (stored as versioned JSON) and [`Streak`].
 //! - `local_postgres` (feature `local-postgres`): a PostgreSQL cluster started from the system's binaries.
 //! - `dev_database` (feature `local-postgres`): the examples' server: `DATABASE_URL`, else the local cluster under `target/`.
 //! - `testing` (feature `testing`): `TestDb`, a fresh migrated database per test.
@@ -84,10 +86,13 @@ pub use config::DbConfig;
 pub use error::{ConflictKind, Error, Result};
 pub use migrate::{revert_all_migrations, run_migrations};
 pub use models::{
-    NewSession, NewTask, NewUser, Priority, Session, Task, TaskPatch, TaskStats, User, UserPatch,
+    Habit, HabitPatch, NewHabit, NewSession, NewTask, NewUser, Priority, Schedule, Session,
+    Streak, Task, TaskPatch, TaskStats, User, UserPatch,
 };
 pub use pool::{connect, PgPool, PooledConn};
-pub use repo::{Direction, Page, SessionRepo, TaskQuery, TaskRepo, TaskSort, UserQuery, UserRepo};
+pub use repo::{
+    Direction, HabitRepo, Page, SessionRepo, TaskQuery, TaskRepo, TaskSort, UserQuery, UserRepo,
+};
 
 // The README's code blocks compile as doctests.
 #[cfg(doctest)]
