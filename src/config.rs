@@ -11,12 +11,48 @@
 //! | `DATABASE_PGBOUNCER` | `true` behind a transaction-mode pooler (PgBouncer, Neon's `-pooler` endpoint): no prepared statements, no session `SET`s | `false` |
 //! | `DATABASE_REPLICA_URLS` | comma-separated URLs of read replicas, for [`crate::replica::ReplicaRouter`] | none |
 //!
-//! `DbConfig::from_env` reads a `.env` file first (variables already set win).
+//! `DbConfig::from_env` also reads a `.env` file (variables already set win), without
+//! writing it into the process environment.
 
 use std::fmt;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+
+/// The variables of the `.env` file of the current directory or the nearest one above
+/// it (as dotenvy finds it), read once and never written into the process environment:
+/// changing the environment of a running, multi-threaded process is a data race.
+///
+/// # Errors
+/// [`Error::Config`] when the file exists but cannot be read or parsed.
+fn dotenv_file() -> Result<&'static std::collections::HashMap<String, String>> {
+    use std::collections::HashMap;
+    use std::sync::OnceLock;
+    static DOTENV: OnceLock<std::result::Result<HashMap<String, String>, String>> = OnceLock::new();
+    let loaded = DOTENV.get_or_init(|| {
+        let iter = match dotenvy::dotenv_iter() {
+            Ok(iter) => iter,
+            Err(e) if e.not_found() => return Ok(HashMap::new()),
+            Err(e) => return Err(format!("could not read .env: {e}")),
+        };
+        let mut vars = HashMap::new();
+        for item in iter {
+            let (key, value) = item.map_err(|e| format!("could not read .env: {e}"))?;
+            // The first declaration wins, as when dotenvy loads the file.
+            vars.entry(key).or_insert(value);
+        }
+        Ok(vars)
+    });
+    loaded.as_ref().map_err(|e| Error::Config(e.clone()))
+}
+
+/// `name` from the environment, else from the `.env` file (never written into the
+/// environment); `None` when neither has it or the file cannot be read.
+pub(crate) fn env_var(name: &str) -> Option<String> {
+    std::env::var(name)
+        .ok()
+        .or_else(|| dotenv_file().ok().and_then(|vars| vars.get(name).cloned()))
+}
 
 /// Variable names read by [`DbConfig::from_env`].
 pub mod vars {
@@ -100,12 +136,12 @@ impl DbConfig {
     /// [`Error::Config`] when `DATABASE_URL` is missing, `.env` is malformed, or a
     /// number does not parse.
     pub fn from_env() -> Result<Self> {
-        match dotenvy::dotenv() {
-            Ok(_) => {}
-            Err(e) if e.not_found() => {}
-            Err(e) => return Err(Error::Config(format!("could not read .env: {e}"))),
-        }
-        Self::from_lookup(|name| std::env::var(name).ok())
+        let dotenv = dotenv_file()?;
+        Self::from_lookup(|name| {
+            std::env::var(name)
+                .ok()
+                .or_else(|| dotenv.get(name).cloned())
+        })
     }
 
     /// Builds a configuration from any variable source (the environment in

@@ -111,7 +111,7 @@ pub enum DevDatabaseError {
 pub fn configured_url(explicit_url: Option<&str>) -> Option<String> {
     explicit_url
         .map(str::to_owned)
-        .or_else(|| dotenvy::var(crate::config::vars::DATABASE_URL).ok())
+        .or_else(|| crate::config::env_var(crate::config::vars::DATABASE_URL))
         .filter(|url| !url.trim().is_empty())
 }
 

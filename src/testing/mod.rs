@@ -172,9 +172,8 @@ fn server() -> Result<&'static Server, String> {
 
 impl Server {
     fn start() -> Result<Server, String> {
-        let configured = dotenvy::var(TEST_DATABASE_URL)
-            .or_else(|_| dotenvy::var(crate::config::vars::DATABASE_URL))
-            .ok()
+        let configured = crate::config::env_var(TEST_DATABASE_URL)
+            .or_else(|| crate::config::env_var(crate::config::vars::DATABASE_URL))
             .filter(|u| !u.trim().is_empty());
         let (base_url, local) = match configured {
             Some(url) => (url, None),
