@@ -43,7 +43,7 @@ fn dotenv_file() -> Result<&'static std::collections::HashMap<String, String>> {
         }
         Ok(vars)
     });
-    loaded.as_ref().map_err(|e| Error::Config(e.clone()))
+    loaded.as_ref().map_err(|e| Error::Config(e.clone().into()))
 }
 
 /// `name` from the environment, else from the `.env` file (never written into the
@@ -306,25 +306,26 @@ impl DbConfig {
     /// a zero connection timeout or an application name with a NUL character.
     pub fn validate(&self) -> Result<()> {
         if self.pool_size == 0 {
-            return Err(Error::Config(format!(
-                "{} must be at least 1",
-                vars::POOL_SIZE
-            )));
+            return Err(Error::Config(
+                format!("{} must be at least 1", vars::POOL_SIZE).into(),
+            ));
         }
         if self.min_idle.is_some_and(|m| m > self.pool_size) {
-            return Err(Error::Config(format!(
-                "{} ({}) must not exceed {} ({})",
-                vars::MIN_IDLE,
-                self.min_idle.unwrap_or_default(),
-                vars::POOL_SIZE,
-                self.pool_size
-            )));
+            return Err(Error::Config(
+                format!(
+                    "{} ({}) must not exceed {} ({})",
+                    vars::MIN_IDLE,
+                    self.min_idle.unwrap_or_default(),
+                    vars::POOL_SIZE,
+                    self.pool_size
+                )
+                .into(),
+            ));
         }
         if self.connection_timeout.is_zero() {
-            return Err(Error::Config(format!(
-                "{} must be greater than 0",
-                vars::CONNECT_TIMEOUT_MS
-            )));
+            return Err(Error::Config(
+                format!("{} must be greater than 0", vars::CONNECT_TIMEOUT_MS).into(),
+            ));
         }
         if self.application_name.contains('\0')
             || self.url.contains('\0')
@@ -364,9 +365,9 @@ fn parse_bool(name: &str, raw: &str) -> Result<bool> {
     match raw.trim().to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Ok(true),
         "" | "0" | "false" | "no" | "off" => Ok(false),
-        _ => Err(Error::Config(format!(
-            "{name}={raw:?} must be true or false"
-        ))),
+        _ => Err(Error::Config(
+            format!("{name}={raw:?} must be true or false").into(),
+        )),
     }
 }
 
@@ -375,14 +376,15 @@ fn parse_var<T: std::str::FromStr>(
     name: &str,
 ) -> Result<Option<T>>
 where
-    T::Err: fmt::Display,
+    T::Err: std::error::Error + Send + Sync + 'static,
 {
     match lookup(name) {
         None => Ok(None),
         Some(raw) if raw.trim().is_empty() => Ok(None),
         Some(raw) => raw.trim().parse().map(Some).map_err(|e| {
-            Error::Config(format!(
-                "{name}={raw:?} is not a valid non-negative number: {e}"
+            Error::Config(crate::error::Detail::with_source(
+                format!("{name}={raw:?} is not a valid non-negative number"),
+                e,
             ))
         }),
     }

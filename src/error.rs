@@ -14,11 +14,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Everything a repository call, the pool or the migrations can fail with.
 ///
 /// Messages never contain a database password.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
     /// The row does not exist, or belongs to another user (the two are indistinguishable).
-    #[error("{entity} {key} not found")]
     NotFound {
         /// What was looked for: `"user"`, `"task"`, `"session"` or `"habit"`.
         entity: &'static str,
@@ -27,14 +26,12 @@ pub enum Error {
     },
 
     /// The write conflicts with the current state of the database; nothing was changed.
-    #[error("conflict: {kind}")]
     Conflict {
         /// Which conflict: the email is taken, the version is stale, ...
         kind: ConflictKind,
     },
 
     /// An input broke a rule; nothing was written.
-    #[error("invalid {field}: {reason}")]
     Validation {
         /// The offending field, e.g. `title`, or `tasks[3].title` in a batch.
         field: String,
@@ -43,7 +40,6 @@ pub enum Error {
     },
 
     /// No pooled connection became free within the pool's connection timeout.
-    #[error("{}", pool_timeout_message(*max_size, *timeout, last_error.as_deref()))]
     PoolTimeout {
         /// The pool's maximum number of connections (0 when unknown: a bare `r2d2::Error`).
         max_size: u32,
@@ -54,14 +50,9 @@ pub enum Error {
     },
 
     /// The server cancelled the statement because it ran longer than `statement_timeout`.
-    #[error(
-        "the statement ran longer than the statement timeout and was cancelled: \
-         make the query cheaper or raise DATABASE_STATEMENT_TIMEOUT_MS"
-    )]
     StatementTimeout,
 
     /// A connection to the server could not be opened.
-    #[error("could not connect to {target}: {message}")]
     Connection {
         /// Where it tried to connect (the URL with its password removed).
         target: String,
@@ -69,26 +60,159 @@ pub enum Error {
         message: String,
     },
 
-    /// Any other database error. Its message comes from the server.
-    #[error("database error: {0}")]
-    Database(#[source] DieselError),
+    /// Any other database error. The server's message is its source (`{e}` says
+    /// "database error"; an error reporter such as anyhow's `{:#}` adds the source).
+    Database(DieselError),
 
-    /// Running or reverting the embedded migrations failed.
-    #[error("migration failed: {0}")]
-    Migration(String),
+    /// Running or reverting the embedded migrations failed; the error underneath
+    /// (diesel's or the migration's SQL) is the source.
+    Migration(Detail),
 
-    /// The configuration is missing or malformed.
-    #[error("configuration error: {0}")]
-    Config(String),
+    /// The configuration is missing or malformed; what could not be parsed, if
+    /// anything, is the source.
+    Config(Detail),
 
     /// A write was sent to a read-only connection (a hot-standby replica, or a
     /// read-only transaction): send writes to the primary
     /// ([`crate::replica::ReplicaRouter::write`]).
-    #[error("the connection is read-only (a replica?): send writes to the primary: {message}")]
     ReadOnly {
         /// The server's message.
         message: String,
     },
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::NotFound { entity, key } => write!(f, "{entity} {key} not found"),
+            Error::Conflict { kind } => write!(f, "conflict: {kind}"),
+            Error::Validation { field, reason } => write!(f, "invalid {field}: {reason}"),
+            Error::PoolTimeout {
+                max_size,
+                timeout,
+                last_error,
+            } => f.write_str(&pool_timeout_message(
+                *max_size,
+                *timeout,
+                last_error.as_deref(),
+            )),
+            Error::StatementTimeout => f.write_str(
+                "the statement ran longer than the statement timeout and was cancelled: \
+                 make the query cheaper or raise DATABASE_STATEMENT_TIMEOUT_MS",
+            ),
+            Error::Connection { target, message } => {
+                write!(f, "could not connect to {target}: {message}")
+            }
+            // The server's text is the source: reporters print it once, after this.
+            Error::Database(_) => f.write_str("database error"),
+            Error::Migration(detail) => write!(f, "migration failed: {detail}"),
+            Error::Config(detail) => write!(f, "configuration error: {detail}"),
+            Error::ReadOnly { message } => write!(
+                f,
+                "the connection is read-only (a replica?): send writes to the primary: {message}"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Database(err) => Some(err),
+            Error::Migration(detail) | Error::Config(detail) => detail.source(),
+            _ => None,
+        }
+    }
+}
+
+/// The message of an [`Error::Config`] or [`Error::Migration`], for the caller, and
+/// the error underneath it when there is one (its [`std::error::Error::source`]; the
+/// message does not repeat it). Reads as a `str`: `detail.contains("DATABASE_URL")`.
+pub struct Detail {
+    message: String,
+    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+impl Detail {
+    /// A message with no error underneath.
+    pub fn new(message: impl Into<String>) -> Self {
+        Detail {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// A message about `source`, which stays available as the error's source.
+    pub fn with_source(
+        message: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    ) -> Self {
+        Detail {
+            message: message.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// The message.
+    pub fn as_str(&self) -> &str {
+        &self.message
+    }
+
+    /// The error underneath, if any.
+    pub fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl std::ops::Deref for Detail {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.message
+    }
+}
+
+impl std::fmt::Display for Detail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::fmt::Debug for Detail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_struct("Detail");
+        d.field("message", &self.message);
+        if let Some(source) = &self.source {
+            d.field("source", source);
+        }
+        d.finish()
+    }
+}
+
+impl From<String> for Detail {
+    fn from(message: String) -> Self {
+        Detail::new(message)
+    }
+}
+
+impl From<&str> for Detail {
+    fn from(message: &str) -> Self {
+        Detail::new(message)
+    }
+}
+
+impl PartialEq<str> for Detail {
+    fn eq(&self, other: &str) -> bool {
+        self.message == other
+    }
+}
+
+impl PartialEq<&str> for Detail {
+    fn eq(&self, other: &&str) -> bool {
+        self.message == *other
+    }
 }
 
 /// The kinds of [`Error::Conflict`].
@@ -514,4 +638,64 @@ pub(crate) fn note_pool_timeout(max_size: u32, timeout: Duration) {
 /// What [`note_pool_timeout`] noted last on this thread, once.
 pub(crate) fn take_pool_timeout() -> Option<(u32, Duration)> {
     POOL_TIMEOUT.with(std::cell::Cell::take)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    /// Every line an error-chain reporter prints: the error, then each source.
+    fn chain(err: &Error) -> Vec<String> {
+        let mut lines = vec![err.to_string()];
+        let mut source = err.source();
+        while let Some(e) = source {
+            lines.push(e.to_string());
+            source = e.source();
+        }
+        lines
+    }
+
+    #[test]
+    fn a_database_error_says_its_servers_text_once_as_its_source() {
+        let err = Error::from(DieselError::DatabaseError(
+            DatabaseErrorKind::Unknown,
+            Box::new("division by zero".to_owned()),
+        ));
+        assert_eq!(chain(&err), ["database error", "division by zero"]);
+    }
+
+    #[test]
+    fn config_and_migration_errors_keep_their_source() {
+        let parse = "many".parse::<u32>().unwrap_err();
+        let err = Error::Config(Detail::with_source(
+            "DATABASE_POOL_SIZE=\"many\" is not a number",
+            parse,
+        ));
+        assert_eq!(
+            chain(&err),
+            [
+                "configuration error: DATABASE_POOL_SIZE=\"many\" is not a number",
+                "invalid digit found in string"
+            ]
+        );
+        assert!(matches!(&err, Error::Config(m) if m.contains("DATABASE_POOL_SIZE")));
+        let err = Error::Config("plain".into());
+        assert_eq!(chain(&err), ["configuration error: plain"]);
+        let lock = DieselError::DatabaseError(
+            DatabaseErrorKind::Unknown,
+            Box::new("canceling statement".to_owned()),
+        );
+        let err = Error::Migration(Detail::with_source(
+            "could not take the migration lock",
+            lock,
+        ));
+        assert_eq!(
+            chain(&err),
+            [
+                "migration failed: could not take the migration lock",
+                "canceling statement"
+            ]
+        );
+    }
 }

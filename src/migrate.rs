@@ -9,7 +9,7 @@ use diesel::sql_types::BigInt;
 use diesel::{Connection, RunQueryDsl};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
-use crate::error::{Error, Result};
+use crate::error::{Detail, Error, Result};
 
 /// The migrations of `migrations/`, compiled into the crate.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
@@ -34,7 +34,7 @@ pub fn run_migrations(conn: &mut PgConnection) -> Result<Vec<String>> {
     with_migration_lock(conn, |conn| {
         conn.run_pending_migrations(MIGRATIONS)
             .map(|versions| versions.iter().map(ToString::to_string).collect())
-            .map_err(|e| Error::Migration(e.to_string()))
+            .map_err(|e| Error::Migration(Detail::with_source(e.to_string(), e)))
     })
 }
 
@@ -46,7 +46,7 @@ pub fn revert_all_migrations(conn: &mut PgConnection) -> Result<Vec<String>> {
     with_migration_lock(conn, |conn| {
         conn.revert_all_migrations(MIGRATIONS)
             .map(|versions| versions.iter().map(ToString::to_string).collect())
-            .map_err(|e| Error::Migration(e.to_string()))
+            .map_err(|e| Error::Migration(Detail::with_source(e.to_string(), e)))
     })
 }
 
@@ -65,7 +65,7 @@ pub fn pending_migrations(conn: &mut PgConnection) -> Result<Vec<String>> {
                 .map(|m| m.name().version().to_string())
                 .collect()
         })
-        .map_err(|e| Error::Migration(e.to_string()))
+        .map_err(|e| Error::Migration(Detail::with_source(e.to_string(), e)))
 }
 
 /// Whether every embedded migration is recorded as applied, read without DDL and
@@ -126,7 +126,9 @@ fn with_migration_lock<T>(
         diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
             .bind::<BigInt, _>(MIGRATION_LOCK_KEY)
             .execute(conn)
-            .map_err(|e| Error::Migration(format!("could not take the migration lock: {e}")))?;
+            .map_err(|e| {
+                Error::Migration(Detail::with_source("could not take the migration lock", e))
+            })?;
         f(conn)
     })
 }

@@ -14,13 +14,19 @@ fn from_env_reads_dotenv_without_changing_the_environment() {
          DATABASE_POOL_SIZE=9\n",
     )
     .unwrap();
-    assert!(std::env::var("DATABASE_URL").is_err(), "the test needs a clean environment");
+    assert!(
+        std::env::var("DATABASE_URL").is_err(),
+        "the test needs a clean environment"
+    );
     std::env::set_current_dir(&dir).unwrap();
     let config = DbConfig::from_env().expect("DATABASE_URL from .env");
     assert_eq!(config.url(), "postgres://app:FromDotenv@db.example/todo");
     assert_eq!(config.max_pool_size(), 3, "the first declaration wins");
     for name in ["DATABASE_URL", "DATABASE_POOL_SIZE"] {
-        assert!(std::env::var(name).is_err(), "{name} was written into the environment");
+        assert!(
+            std::env::var(name).is_err(),
+            "{name} was written into the environment"
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

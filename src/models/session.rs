@@ -170,9 +170,7 @@ pub(crate) struct SessionRow {
 pub(crate) fn new_token() -> Result<(String, [u8; 32])> {
     let mut bytes = [0u8; TOKEN_BYTES];
     getrandom::fill(&mut bytes).map_err(|e| {
-        Error::Config(format!(
-            "the operating system's random number generator failed: {e}"
-        ))
+        Error::Config(format!("the operating system's random number generator failed: {e}").into())
     })?;
     let token = URL_SAFE_NO_PAD.encode(bytes);
     let hash = token_hash_of_bytes(&bytes);
