@@ -10,6 +10,57 @@ diesel::table! {
     use diesel::sql_types::*;
     use diesel_full_text_search::Tsvector;
 
+    auth_accounts (id) {
+        id -> Uuid,
+        account_id -> Text,
+        provider_id -> Text,
+        user_id -> Uuid,
+        access_token -> Nullable<Text>,
+        refresh_token -> Nullable<Text>,
+        id_token -> Nullable<Text>,
+        access_token_expires_at -> Nullable<Timestamptz>,
+        refresh_token_expires_at -> Nullable<Timestamptz>,
+        scope -> Nullable<Text>,
+        password -> Nullable<Text>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use diesel_full_text_search::Tsvector;
+
+    auth_sessions (id) {
+        id -> Uuid,
+        expires_at -> Timestamptz,
+        token -> Text,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        ip_address -> Nullable<Text>,
+        user_agent -> Nullable<Text>,
+        user_id -> Uuid,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use diesel_full_text_search::Tsvector;
+
+    auth_verifications (id) {
+        id -> Uuid,
+        identifier -> Text,
+        value -> Text,
+        expires_at -> Timestamptz,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use diesel_full_text_search::Tsvector;
+
     sessions (id) {
         id -> Uuid,
         user_id -> Uuid,
@@ -59,7 +110,16 @@ diesel::table! {
     }
 }
 
+diesel::joinable!(auth_accounts -> users (user_id));
+diesel::joinable!(auth_sessions -> users (user_id));
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(tasks -> users (user_id));
 
-diesel::allow_tables_to_appear_in_same_query!(sessions, tasks, users,);
+diesel::allow_tables_to_appear_in_same_query!(
+    auth_accounts,
+    auth_sessions,
+    auth_verifications,
+    sessions,
+    tasks,
+    users,
+);

@@ -36,8 +36,15 @@ fn types(conn: &mut PgConnection) -> Vec<String> {
     .collect()
 }
 
-/// Every table of the migrated schema.
-const ALL_TABLES: [&str; 3] = ["sessions", "tasks", "users"];
+/// Every table of the migrated schema: the crate's, and Better Auth's (auth_*).
+const ALL_TABLES: [&str; 6] = [
+    "auth_accounts",
+    "auth_sessions",
+    "auth_verifications",
+    "sessions",
+    "tasks",
+    "users",
+];
 
 /// The functions of schema public that migrations made (not those of extensions).
 fn functions(conn: &mut PgConnection) -> Vec<String> {
@@ -420,6 +427,10 @@ fn ids_the_database_makes_are_time_ordered_uuid_v7s_like_the_crates() {
         "INSERT INTO tasks (user_id, title) VALUES ($1, 'T') RETURNING id",
         "INSERT INTO sessions (user_id, token_hash, expires_at) \
          VALUES ($1, sha256('t'), now() + interval '1 day') RETURNING id",
+        "INSERT INTO auth_sessions (user_id, token, expires_at, updated_at) \
+         VALUES ($1, 't', now() + interval '1 day', now()) RETURNING id",
+        "INSERT INTO auth_accounts (user_id, account_id, provider_id, updated_at) \
+         VALUES ($1, 'a', 'credential', now()) RETURNING id",
     ] {
         let id = diesel::sql_query(insert)
             .bind::<SqlUuid, _>(user)
