@@ -38,6 +38,8 @@
 //! - [`error`]: [`Error`] and [`Result`].
 //! - [`models`]: rows ([`User`], [`Task`]), inputs ([`NewUser`], [`NewTask`]), patches and validation.
 //! - [`repo`]: [`UserRepo`] and [`TaskRepo`].
+//! - `better_auth` (feature `better-auth`): who is calling, from Better Auth's session cookie, when
+//!   Better Auth shares the database (docs/better-auth.md).
 //! - `local_postgres` (feature `local-postgres`): a PostgreSQL cluster started from the system's binaries.
 //! - `testing` (feature `testing`): `TestDb`, a fresh migrated database per test.
 //! - `seed` (feature `seed`): deterministic, realistic demo data in bulk.
@@ -57,6 +59,8 @@ pub mod retry;
 mod schema;
 mod telemetry;
 
+#[cfg(feature = "better-auth")]
+pub mod better_auth;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;

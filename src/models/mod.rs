@@ -4,12 +4,16 @@
 //! ([`NewUser`], [`NewTask`], [`UserPatch`], [`TaskPatch`]) are plain structs with
 //! public fields and `Default`; each checks itself before anything is written.
 
+#[cfg(feature = "better-auth")]
+mod better_auth_session;
 pub(crate) mod session;
 mod task;
 mod task_stats;
 mod user;
 pub(crate) mod validate;
 
+#[cfg(feature = "better-auth")]
+pub use better_auth_session::BetterAuthSession;
 pub use session::{NewSession, Session, TOKEN_CHARS, USER_AGENT_MAX_CHARS};
 pub use task::{NewTask, Priority, Task, TaskPatch};
 pub(crate) use task::{TaskChanges, TaskRow};
