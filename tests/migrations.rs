@@ -369,7 +369,10 @@ fn every_tables_id_defaults_to_uuid_v7() {
     .unwrap();
     let tables: Vec<&str> = ids.iter().map(|c| c.table_name.as_str()).collect();
     for table in ALL_TABLES {
-        assert!(tables.contains(&table), "{table} has no id column: {tables:?}");
+        assert!(
+            tables.contains(&table),
+            "{table} has no id column: {tables:?}"
+        );
     }
     for id in &ids {
         assert_eq!(
