@@ -555,3 +555,18 @@ fn no_trace_shows_the_cookie_or_its_token() {
     assert!(!text.contains(token), "a token in the trace");
     assert!(!text.contains(&auth.secret), "the secret in the trace");
 }
+
+/// docs/better-auth.md shows the configuration these tests run.
+#[test]
+fn the_documented_configuration_is_the_tested_one() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let schema =
+        std::fs::read_to_string(root.join("tests/better-auth/todo-store-schema.mjs")).unwrap();
+    let options = &schema[schema.find("export const todoStoreSchema").unwrap()..];
+    let doc = std::fs::read_to_string(root.join("docs/better-auth.md")).unwrap();
+    assert!(
+        doc.contains(options.trim_end()),
+        "docs/better-auth.md should quote tests/better-auth/todo-store-schema.mjs from \
+         `export const todoStoreSchema` on"
+    );
+}

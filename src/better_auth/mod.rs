@@ -31,7 +31,8 @@
 //! ```
 //!
 //! The crate's own [`crate::SessionRepo`] is the other way to know who is calling, for
-//! stacks without Better Auth: the README's "Sessions" sections say when to use which.
+//! stacks without Better Auth: the README's "Sharing the database with Better Auth" says
+//! when to use which.
 
 mod signed_cookie;
 
