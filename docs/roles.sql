@@ -5,9 +5,11 @@
 --   todo_owner  owns the schema, the tables and the type; runs the migrations, at
 --               deploy time only.
 --   todo_app    the application at runtime: SELECT, INSERT, UPDATE and DELETE on
---               users, tasks, sessions, habits and habit_check_ins, USAGE on schema public, SELECT on the migrations'
---               bookkeeping table, and nothing else. It cannot create, alter, drop or
---               truncate anything.
+--               users, tasks, sessions, habits and habit_check_ins, and on Better Auth's auth_sessions,
+--               auth_accounts and auth_verifications (docs/better-auth.md: the Better
+--               Auth server may connect as this role too), USAGE on schema public,
+--               SELECT on the migrations' bookkeeping table, and nothing else. It
+--               cannot create, alter, drop or truncate anything.
 --
 -- Replace todo_app and todo_owner with your role names, then run this file as
 -- todo_owner (or a superuser) in the application's database, after the migrations
@@ -48,17 +50,19 @@ GRANT USAGE ON SCHEMA public TO todo_app;
 
 -- DML on the tables. Not TRUNCATE, REFERENCES or TRIGGER; no column list, so new
 -- columns of these tables are covered.
-REVOKE ALL ON TABLE users, tasks, sessions, habits, habit_check_ins FROM todo_app;
-GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE users, tasks, sessions, habits, habit_check_ins TO todo_app;
+REVOKE ALL ON TABLE users, tasks, sessions, habits, habit_check_ins,
+    auth_sessions, auth_accounts, auth_verifications FROM todo_app;
+GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE users, tasks, sessions, habits, habit_check_ins,
+    auth_sessions, auth_accounts, auth_verifications TO todo_app;
 
 -- The migrations' bookkeeping (diesel's table): read only, so that the application
 -- can check at startup that no migration is pending. Never written by todo_app.
 REVOKE ALL ON TABLE __diesel_schema_migrations FROM todo_app;
 GRANT SELECT ON TABLE __diesel_schema_migrations TO todo_app;
 
--- The type task_priority, the collation email_ci and the functions the queries call
--- (lower, replace, websearch_to_tsquery, ts_rank_cd, the migrations' habit_is_due and
--- habit_schedule_is_valid, ...) are usable by PUBLIC by
+-- The type task_priority, the collation email_ci, uuid_v7() (the ids' default) and the
+-- functions the queries call (lower, replace, websearch_to_tsquery, ts_rank_cd, the
+-- migrations' habit_is_due and habit_schedule_is_valid, ...) are usable by PUBLIC by
 -- default (collations have no privileges of their own): nothing to grant.
 
 -- Optional hardening: PUBLIC may create temporary tables by default. This takes that

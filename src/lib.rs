@@ -40,6 +40,8 @@
 //! - [`repo`]: [`UserRepo`] and [`TaskRepo`].
 //! - Habits: [`HabitRepo`] (habits, check-ins and streaks), [`Habit`], [`NewHabit`],
 //!   [`HabitPatch`], [`Schedule`] (stored as versioned JSON) and [`Streak`].
+//! - `better_auth` (feature `better-auth`): who is calling, from Better Auth's session cookie, when
+//!   Better Auth shares the database (docs/better-auth.md).
 //! - `local_postgres` (feature `local-postgres`): a PostgreSQL cluster started from the system's binaries.
 //! - `dev_database` (feature `local-postgres`): the examples' server: `DATABASE_URL`, else the local cluster under `target/`.
 //! - `testing` (feature `testing`): `TestDb`, a fresh migrated database per test.
@@ -67,6 +69,8 @@ mod telemetry;
 
 #[cfg(feature = "local-postgres")]
 pub mod dev_database;
+#[cfg(feature = "better-auth")]
+pub mod better_auth;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;

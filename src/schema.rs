@@ -10,6 +10,57 @@ diesel::table! {
     use diesel::sql_types::*;
     use diesel_full_text_search::Tsvector;
 
+    auth_accounts (id) {
+        id -> Uuid,
+        account_id -> Text,
+        provider_id -> Text,
+        user_id -> Uuid,
+        access_token -> Nullable<Text>,
+        refresh_token -> Nullable<Text>,
+        id_token -> Nullable<Text>,
+        access_token_expires_at -> Nullable<Timestamptz>,
+        refresh_token_expires_at -> Nullable<Timestamptz>,
+        scope -> Nullable<Text>,
+        password -> Nullable<Text>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use diesel_full_text_search::Tsvector;
+
+    auth_sessions (id) {
+        id -> Uuid,
+        expires_at -> Timestamptz,
+        token -> Text,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        ip_address -> Nullable<Text>,
+        user_agent -> Nullable<Text>,
+        user_id -> Uuid,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use diesel_full_text_search::Tsvector;
+
+    auth_verifications (id) {
+        id -> Uuid,
+        identifier -> Text,
+        value -> Text,
+        expires_at -> Timestamptz,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use diesel_full_text_search::Tsvector;
+
     habit_check_ins (habit_id, day) {
         habit_id -> Uuid,
         day -> Date,
@@ -87,9 +138,20 @@ diesel::table! {
     }
 }
 
+diesel::joinable!(auth_accounts -> users (user_id));
+diesel::joinable!(auth_sessions -> users (user_id));
 diesel::joinable!(habit_check_ins -> habits (habit_id));
 diesel::joinable!(habits -> users (user_id));
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(tasks -> users (user_id));
 
-diesel::allow_tables_to_appear_in_same_query!(habit_check_ins, habits, sessions, tasks, users,);
+diesel::allow_tables_to_appear_in_same_query!(
+    auth_accounts,
+    auth_sessions,
+    auth_verifications,
+    habit_check_ins,
+    habits,
+    sessions,
+    tasks,
+    users,
+);

@@ -36,6 +36,33 @@ fn types(conn: &mut PgConnection) -> Vec<String> {
     .collect()
 }
 
+/// Every table of the migrated schema: the crate's, and Better Auth's (auth_*).
+const ALL_TABLES: [&str; 8] = [
+    "auth_accounts",
+    "auth_sessions",
+    "auth_verifications",
+    "habit_check_ins",
+    "habits",
+    "sessions",
+    "tasks",
+    "users",
+];
+
+/// The functions of schema public that migrations made (not those of extensions).
+fn functions(conn: &mut PgConnection) -> Vec<String> {
+    diesel::sql_query(
+        "SELECT proname::text AS name FROM pg_proc p \
+         WHERE pronamespace = 'public'::regnamespace \
+           AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.objid = p.oid AND d.deptype = 'e') \
+         ORDER BY 1",
+    )
+    .load::<Name>(conn)
+    .unwrap()
+    .into_iter()
+    .map(|n| n.name)
+    .collect()
+}
+
 #[test]
 fn migrations_revert_completely_and_apply_again() {
     let db = TestDb::empty();
@@ -45,10 +72,7 @@ fn migrations_revert_completely_and_apply_again() {
         .unwrap()
         .len();
     assert_eq!(applied.len(), count);
-    assert_eq!(
-        tables(&mut conn),
-        ["habit_check_ins", "habits", "sessions", "tasks", "users"]
-    );
+    assert_eq!(tables(&mut conn), ALL_TABLES);
     assert!(
         run_migrations(&mut conn).unwrap().is_empty(),
         "nothing left to apply"
@@ -60,13 +84,15 @@ fn migrations_revert_completely_and_apply_again() {
     assert_eq!(reverted, expected);
     assert!(tables(&mut conn).is_empty(), "down.sql left tables behind");
     assert!(types(&mut conn).is_empty(), "down.sql left types behind");
+    assert!(
+        functions(&mut conn).is_empty(),
+        "down.sql left functions behind: {:?}",
+        functions(&mut conn)
+    );
     assert_eq!(pending_migrations(&mut conn).unwrap(), applied);
 
     assert_eq!(run_migrations(&mut conn).unwrap(), applied);
-    assert_eq!(
-        tables(&mut conn),
-        ["habit_check_ins", "habits", "sessions", "tasks", "users"]
-    );
+    assert_eq!(tables(&mut conn), ALL_TABLES);
 }
 
 #[test]
@@ -169,8 +195,8 @@ fn every_migration_has_a_down_sql() {
     assert!(count >= 2);
 }
 
-/// The schema as the catalogs describe it: every column, constraint, index, enum type
-/// and extension, one line each, sorted.
+/// The schema as the catalogs describe it: every column, constraint, index, enum type,
+/// extension and function, one line each, sorted.
 fn schema_snapshot(conn: &mut PgConnection) -> Vec<String> {
     diesel::sql_query(
         "SELECT 'column ' || table_name || '.' || column_name || ' ' || data_type \
@@ -185,6 +211,9 @@ fn schema_snapshot(conn: &mut PgConnection) -> Vec<String> {
          UNION ALL SELECT 'type ' || typname FROM pg_type \
            WHERE typnamespace = 'public'::regnamespace AND typtype = 'e' \
          UNION ALL SELECT 'extension ' || extname FROM pg_extension \
+         UNION ALL SELECT 'function ' || p.oid::regprocedure::text || ' ' || md5(p.prosrc) \
+           FROM pg_proc p WHERE p.pronamespace = 'public'::regnamespace \
+            AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.objid = p.oid AND d.deptype = 'e') \
          ORDER BY 1",
     )
     .load::<Name>(conn)
@@ -314,4 +343,107 @@ fn users_that_become_one_address_under_the_email_rule_stop_its_migration_with_a_
     .execute(&mut conn)
     .unwrap();
     assert_eq!(run_migrations(&mut conn).unwrap().len(), reverted_count);
+}
+
+#[derive(QueryableByName, Debug)]
+struct IdColumn {
+    #[diesel(sql_type = Text)]
+    table_name: String,
+    #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
+    column_default: Option<String>,
+}
+
+/// Rows written by any client get an id from the server: every table's `id` defaults
+/// to `uuid_v7()`. A migration that adds a table without it fails here.
+#[test]
+fn every_tables_id_defaults_to_uuid_v7() {
+    let db = TestDb::new();
+    let mut conn = db.conn();
+    let ids: Vec<IdColumn> = diesel::sql_query(
+        "SELECT c.table_name::text AS table_name, c.column_default::text AS column_default \
+           FROM information_schema.columns c \
+           JOIN information_schema.tables t USING (table_schema, table_name) \
+          WHERE c.table_schema = 'public' AND c.column_name = 'id' \
+            AND t.table_type = 'BASE TABLE' AND c.table_name NOT LIKE '\\_\\_diesel%' \
+          ORDER BY 1",
+    )
+    .load(&mut conn)
+    .unwrap();
+    let tables: Vec<&str> = ids.iter().map(|c| c.table_name.as_str()).collect();
+    // habit_check_ins is keyed by (habit_id, day): it has no id of its own.
+    for table in ALL_TABLES.into_iter().filter(|t| *t != "habit_check_ins") {
+        assert!(
+            tables.contains(&table),
+            "{table} has no id column: {tables:?}"
+        );
+    }
+    for id in &ids {
+        assert_eq!(
+            id.column_default.as_deref(),
+            Some("uuid_v7()"),
+            "{}.id should default to uuid_v7()",
+            id.table_name
+        );
+    }
+}
+
+#[derive(QueryableByName)]
+struct Id {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    id: uuid::Uuid,
+}
+
+/// What `uuid_v7()` makes is an RFC 9562 version 7 UUID carrying the time it was made,
+/// in the layout of the crate's own ids (`Uuid::now_v7`), so that the rows of either
+/// side sort by creation together.
+#[test]
+fn ids_the_database_makes_are_time_ordered_uuid_v7s_like_the_crates() {
+    use diesel::sql_types::Uuid as SqlUuid;
+    let db = TestDb::new();
+    let mut conn = db.conn();
+    let mut made = Vec::new();
+    for i in 0..50 {
+        let before = uuid::Uuid::now_v7();
+        let id = diesel::sql_query(format!(
+            "INSERT INTO users (email, name) VALUES ('u{i}@example.com', 'U') RETURNING id"
+        ))
+        .get_result::<Id>(&mut conn)
+        .unwrap()
+        .id;
+        let after = uuid::Uuid::now_v7();
+        assert_eq!(id.get_version_num(), 7, "{id}");
+        assert_eq!(id.get_variant(), uuid::Variant::RFC4122, "{id}");
+        let ms = |u: uuid::Uuid| u.get_timestamp().unwrap().to_unix();
+        assert!(
+            ms(before) <= ms(id) && ms(id) <= ms(after),
+            "{id}: made between {before} and {after}"
+        );
+        made.push((before, id));
+    }
+    // Statement after statement, in order, also within one millisecond (the 12 bits
+    // after the version are the sub-millisecond time). The crate's own ids of the
+    // same millisecond carry a random counter there instead, so the two sides sort
+    // together to the millisecond.
+    for pair in made.windows(2) {
+        assert!(pair[0].1 < pair[1].1, "{} then {}", pair[0].1, pair[1].1);
+    }
+    // Tasks and sessions written without an id get one too.
+    let user = made[0].1;
+    for insert in [
+        "INSERT INTO tasks (user_id, title) VALUES ($1, 'T') RETURNING id",
+        "INSERT INTO sessions (user_id, token_hash, expires_at) \
+         VALUES ($1, sha256('t'), now() + interval '1 day') RETURNING id",
+        "INSERT INTO auth_sessions (user_id, token, expires_at, updated_at) \
+         VALUES ($1, 't', now() + interval '1 day', now()) RETURNING id",
+        "INSERT INTO auth_accounts (user_id, account_id, provider_id, updated_at) \
+         VALUES ($1, 'a', 'credential', now()) RETURNING id",
+    ] {
+        let id = diesel::sql_query(insert)
+            .bind::<SqlUuid, _>(user)
+            .get_result::<Id>(&mut conn)
+            .unwrap()
+            .id;
+        assert_eq!(id.get_version_num(), 7, "{insert}: {id}");
+        assert!(id > user, "{insert}: {id}");
+    }
 }

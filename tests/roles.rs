@@ -300,10 +300,31 @@ fn the_runtime_role_can_use_every_repository() {
         todo_store::SessionRepo::purge_expired(&mut conn, 10).unwrap(),
         1
     );
-    // Deleting a user cascades to their tasks (the foreign key acts as the owner).
+    // What a Better Auth server connected as the runtime role writes: its rows, ids
+    // left to the database's uuid_v7() default.
+    conn.batch_execute(&format!(
+        "INSERT INTO auth_sessions (user_id, token, expires_at, updated_at) \
+           VALUES ('{id}', 'runtime-token', now() + interval '1 day', now()); \
+         INSERT INTO auth_accounts (user_id, account_id, provider_id, updated_at) \
+           VALUES ('{id}', '{id}', 'credential', now()); \
+         INSERT INTO auth_verifications (identifier, value, expires_at) \
+           VALUES ('email-verification', 'v', now() + interval '1 hour'); \
+         UPDATE auth_sessions SET updated_at = now() WHERE user_id = '{id}'; \
+         DELETE FROM auth_verifications",
+        id = user.id
+    ))
+    .expect("DML on Better Auth's tables");
+    // Deleting a user cascades to their tasks and Better Auth rows (the foreign key
+    // acts as the owner).
     UserRepo::delete(&mut conn, user.id).unwrap();
     assert_eq!(TaskRepo::count(&mut conn, user.id).unwrap(), 0);
     assert!(HabitRepo::list(&mut conn, user.id).unwrap().is_empty());
+    let left: String = diesel::select(sql::<Text>(
+        "(SELECT count(*) FROM auth_sessions)::text || (SELECT count(*) FROM auth_accounts)::text",
+    ))
+    .get_result(&mut *conn)
+    .unwrap();
+    assert_eq!(left, "00");
     for u in more {
         UserRepo::delete(&mut conn, u.id).unwrap();
     }

@@ -156,6 +156,46 @@ fn delete_cascades_to_the_users_tasks() {
     assert_eq!(TaskRepo::get(&mut conn, other.id, kept.id).unwrap(), kept);
 }
 
+/// Better Auth's rows of a user (written here as Better Auth writes them, ids left to
+/// the database) go with the user: sessions, accounts (the password hash), and the
+/// crate's own sessions; another user's stay.
+#[test]
+fn delete_removes_the_users_sessions_and_better_auth_rows() {
+    use diesel::connection::SimpleConnection;
+    use diesel::dsl::sql;
+    use diesel::sql_types::Text;
+    use diesel::RunQueryDsl;
+
+    let db = TestDb::new();
+    let mut conn = db.conn();
+    let user = common::user(&mut conn);
+    let other = common::user(&mut conn);
+    for (id, n) in [(user.id, 1), (other.id, 2)] {
+        conn.batch_execute(&format!(
+            "INSERT INTO auth_sessions (user_id, token, expires_at, updated_at) \
+               VALUES ('{id}', 'token-{n}', now() + interval '7 days', now()); \
+             INSERT INTO auth_accounts (user_id, account_id, provider_id, password, updated_at) \
+               VALUES ('{id}', '{id}', 'credential', 'scrypt-hash', now()); \
+             INSERT INTO sessions (user_id, token_hash, expires_at) \
+               VALUES ('{id}', sha256('{n}'), now() + interval '7 days')"
+        ))
+        .unwrap();
+    }
+    UserRepo::delete(&mut conn, user.id).unwrap();
+    let rows_of = |conn: &mut todo_store::PgConnection, id: Uuid| -> String {
+        diesel::select(sql::<Text>(&format!(
+            "concat_ws(' ', \
+               (SELECT count(*) FROM auth_sessions WHERE user_id = '{id}'), \
+               (SELECT count(*) FROM auth_accounts WHERE user_id = '{id}'), \
+               (SELECT count(*) FROM sessions WHERE user_id = '{id}'))"
+        )))
+        .get_result(conn)
+        .unwrap()
+    };
+    assert_eq!(rows_of(&mut conn, user.id), "0 0 0");
+    assert_eq!(rows_of(&mut conn, other.id), "1 1 1");
+}
+
 #[test]
 fn list_pages_through_users_oldest_first() {
     let db = TestDb::new();

@@ -7,6 +7,8 @@
 
 mod habit;
 mod schedule;
+#[cfg(feature = "better-auth")]
+mod better_auth_session;
 pub(crate) mod session;
 mod task;
 mod task_stats;
@@ -16,6 +18,8 @@ pub(crate) mod validate;
 pub(crate) use habit::HabitChanges;
 pub use habit::{Habit, HabitPatch, NewHabit, Streak};
 pub use schedule::Schedule;
+#[cfg(feature = "better-auth")]
+pub use better_auth_session::BetterAuthSession;
 pub use session::{NewSession, Session, TOKEN_CHARS, USER_AGENT_MAX_CHARS};
 pub use task::{NewTask, Priority, Task, TaskPatch};
 pub(crate) use task::{TaskChanges, TaskRow};

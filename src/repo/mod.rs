@@ -4,6 +4,8 @@
 //! transaction (`conn.transaction(|conn| ...)`). Every task and habit query is scoped
 //! by `user_id`: another user's task or habit is indistinguishable from a missing one.
 
+#[cfg(feature = "better-auth")]
+pub(crate) mod better_auth_session;
 pub(crate) mod bulk;
 pub(crate) mod cursor;
 pub(crate) mod fragment;

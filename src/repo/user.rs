@@ -76,7 +76,8 @@ pub(crate) fn taken_emails(conn: &mut PgConnection, emails: &[String]) -> Result
         .collect())
 }
 
-/// Queries on users. Deleting a user deletes their tasks.
+/// Queries on users. Deleting a user deletes everything of theirs: tasks, sessions,
+/// and Better Auth's sessions and accounts.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct UserRepo;
 
@@ -193,7 +194,10 @@ impl UserRepo {
         })
     }
 
-    /// Deletes the user and, by cascade, all their tasks.
+    /// Deletes the user and, by cascade, everything of theirs: their tasks, their
+    /// sessions ([`crate::SessionRepo`]), and their Better Auth sessions and accounts
+    /// (`auth_sessions`, `auth_accounts`: docs/better-auth.md), so they are signed out
+    /// everywhere and can no longer sign in, in one statement.
     ///
     /// # Errors
     /// [`Error::NotFound`] when there is no such user.

@@ -1,0 +1,3 @@
+DROP TABLE auth_verifications;
+DROP TABLE auth_accounts;
+DROP TABLE auth_sessions;
