@@ -67,10 +67,10 @@ pub mod retry;
 mod schema;
 mod telemetry;
 
-#[cfg(feature = "local-postgres")]
-pub mod dev_database;
 #[cfg(feature = "better-auth")]
 pub mod better_auth;
+#[cfg(feature = "local-postgres")]
+pub mod dev_database;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;

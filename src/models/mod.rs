@@ -5,21 +5,21 @@
 //! [`HabitPatch`]) are plain structs with public fields; each checks itself before
 //! anything is written. [`Schedule`] says when a habit is due, and is stored as JSON.
 
-mod habit;
-mod schedule;
 #[cfg(feature = "better-auth")]
 mod better_auth_session;
+mod habit;
+mod schedule;
 pub(crate) mod session;
 mod task;
 mod task_stats;
 mod user;
 pub(crate) mod validate;
 
+#[cfg(feature = "better-auth")]
+pub use better_auth_session::BetterAuthSession;
 pub(crate) use habit::HabitChanges;
 pub use habit::{Habit, HabitPatch, NewHabit, Streak};
 pub use schedule::Schedule;
-#[cfg(feature = "better-auth")]
-pub use better_auth_session::BetterAuthSession;
 pub use session::{NewSession, Session, TOKEN_CHARS, USER_AGENT_MAX_CHARS};
 pub use task::{NewTask, Priority, Task, TaskPatch};
 pub(crate) use task::{TaskChanges, TaskRow};
