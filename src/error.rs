@@ -60,8 +60,8 @@ pub enum Error {
         message: String,
     },
 
-    /// Any other database error. The server's message is its source (`{e}` says
-    /// "database error"; an error reporter such as anyhow's `{:#}` adds the source).
+    /// Any other database error. Its message includes the server's (or diesel's); its
+    /// source is what lies under that, so an error reporter prints each text once.
     Database(DieselError),
 
     /// Running or reverting the embedded migrations failed; the error underneath
@@ -103,8 +103,7 @@ impl std::fmt::Display for Error {
             Error::Connection { target, message } => {
                 write!(f, "could not connect to {target}: {message}")
             }
-            // The server's text is the source: reporters print it once, after this.
-            Error::Database(_) => f.write_str("database error"),
+            Error::Database(err) => write!(f, "database error: {err}"),
             Error::Migration(detail) => write!(f, "migration failed: {detail}"),
             Error::Config(detail) => write!(f, "configuration error: {detail}"),
             Error::ReadOnly { message } => write!(
@@ -118,7 +117,8 @@ impl std::fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Database(err) => Some(err),
+            // Its text is in this one's message: the chain goes on below it.
+            Error::Database(err) => std::error::Error::source(err),
             Error::Migration(detail) | Error::Config(detail) => detail.source(),
             _ => None,
         }
@@ -130,7 +130,10 @@ impl std::error::Error for Error {
 /// message does not repeat it). Reads as a `str`: `detail.contains("DATABASE_URL")`.
 pub struct Detail {
     message: String,
-    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    error: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    /// Whether `message` already says what `error` says: then the chain goes on with
+    /// `error`'s own source, so that no reporter prints the same text twice.
+    message_says_error: bool,
 }
 
 impl Detail {
@@ -138,7 +141,8 @@ impl Detail {
     pub fn new(message: impl Into<String>) -> Self {
         Detail {
             message: message.into(),
-            source: None,
+            error: None,
+            message_says_error: false,
         }
     }
 
@@ -149,8 +153,26 @@ impl Detail {
     ) -> Self {
         Detail {
             message: message.into(),
-            source: Some(source.into()),
+            error: Some(source.into()),
+            message_says_error: false,
         }
+    }
+
+    /// `error`'s own text as the message, `error` kept: the source is `error`'s source.
+    pub fn from_error(
+        error: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    ) -> Self {
+        let error = error.into();
+        Detail {
+            message: error.to_string(),
+            error: Some(error),
+            message_says_error: true,
+        }
+    }
+
+    /// The error this detail is about, if any.
+    pub fn error(&self) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
+        self.error.as_deref()
     }
 
     /// The message.
@@ -158,11 +180,15 @@ impl Detail {
         &self.message
     }
 
-    /// The error underneath, if any.
+    /// The next error of the chain: the error this detail is about, or, when the
+    /// message already says it, that error's source.
     pub fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
-            .as_deref()
-            .map(|e| e as &(dyn std::error::Error + 'static))
+        let error = self.error.as_deref()?;
+        if self.message_says_error {
+            error.source()
+        } else {
+            Some(error as &(dyn std::error::Error + 'static))
+        }
     }
 }
 
@@ -184,8 +210,8 @@ impl std::fmt::Debug for Detail {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut d = f.debug_struct("Detail");
         d.field("message", &self.message);
-        if let Some(source) = &self.source {
-            d.field("source", source);
+        if let Some(error) = &self.error {
+            d.field("error", error);
         }
         d.finish()
     }
@@ -657,12 +683,19 @@ mod tests {
     }
 
     #[test]
-    fn a_database_error_says_its_servers_text_once_as_its_source() {
+    fn a_database_error_says_its_servers_text_once() {
         let err = Error::from(DieselError::DatabaseError(
             DatabaseErrorKind::Unknown,
             Box::new("division by zero".to_owned()),
         ));
-        assert_eq!(chain(&err), ["database error", "division by zero"]);
+        assert_eq!(chain(&err), ["database error: division by zero"]);
+        // diesel's own text includes what it wraps: said once too.
+        let parse = "x".parse::<i32>().unwrap_err();
+        let err = Error::Database(DieselError::DeserializationError(Box::new(parse)));
+        assert_eq!(
+            chain(&err),
+            ["database error: invalid digit found in string"]
+        );
     }
 
     #[test]
@@ -697,5 +730,15 @@ mod tests {
                 "canceling statement"
             ]
         );
+        let failed = DieselError::DatabaseError(
+            DatabaseErrorKind::Unknown,
+            Box::new("relation \"users\" already exists".to_owned()),
+        );
+        let err = Error::Migration(Detail::from_error(failed));
+        assert_eq!(
+            chain(&err),
+            ["migration failed: relation \"users\" already exists"]
+        );
+        assert!(matches!(&err, Error::Migration(d) if d.error().is_some()));
     }
 }

@@ -34,7 +34,7 @@ pub fn run_migrations(conn: &mut PgConnection) -> Result<Vec<String>> {
     with_migration_lock(conn, |conn| {
         conn.run_pending_migrations(MIGRATIONS)
             .map(|versions| versions.iter().map(ToString::to_string).collect())
-            .map_err(|e| Error::Migration(Detail::with_source(e.to_string(), e)))
+            .map_err(|e| Error::Migration(Detail::from_error(e)))
     })
 }
 
@@ -46,7 +46,7 @@ pub fn revert_all_migrations(conn: &mut PgConnection) -> Result<Vec<String>> {
     with_migration_lock(conn, |conn| {
         conn.revert_all_migrations(MIGRATIONS)
             .map(|versions| versions.iter().map(ToString::to_string).collect())
-            .map_err(|e| Error::Migration(Detail::with_source(e.to_string(), e)))
+            .map_err(|e| Error::Migration(Detail::from_error(e)))
     })
 }
 
@@ -65,7 +65,7 @@ pub fn pending_migrations(conn: &mut PgConnection) -> Result<Vec<String>> {
                 .map(|m| m.name().version().to_string())
                 .collect()
         })
-        .map_err(|e| Error::Migration(Detail::with_source(e.to_string(), e)))
+        .map_err(|e| Error::Migration(Detail::from_error(e)))
 }
 
 /// Whether every embedded migration is recorded as applied, read without DDL and

@@ -253,14 +253,17 @@ pub fn seed_with_pool(
     Ok(report)
 }
 
-/// Deletes every user and task; returns how many users and tasks there were.
+/// Deletes every user and everything that belongs to users (tasks, sessions, habits
+/// and their check-ins, Better Auth's sessions and accounts); returns how many users
+/// and tasks there were.
 ///
 /// # Errors
 /// Database errors.
 pub fn reset(conn: &mut PgConnection) -> Result<(i64, i64)> {
     let users: i64 = users::table.count().get_result(conn)?;
     let tasks: i64 = tasks::table.count().get_result(conn)?;
-    conn.batch_execute("TRUNCATE tasks, users")?;
+    // CASCADE: every table with a foreign key to users (or to those) goes too.
+    conn.batch_execute("TRUNCATE users CASCADE")?;
     Ok((users, tasks))
 }
 
