@@ -31,7 +31,7 @@ pub fn plan_page(query: &TaskQuery) -> Result<PlannedPage> {
     let plan = ListPlan::new(Uuid::nil(), query)?;
     let sql = diesel::debug_query::<Pg, _>(&plan.page_query()).to_string();
     Ok(PlannedPage {
-        cursor: plan.cursor.as_ref().map(cursor::Cursor::encode),
+        cursor: plan.cursor.as_ref().map(|c| c.encode(Uuid::nil())),
         sql,
     })
 }
@@ -65,4 +65,10 @@ pub fn direction_numbered(n: u8) -> Option<Direction> {
 /// [`crate::Error::Validation`] of `search` for a search that is too long.
 pub fn normalized_search(query: &TaskQuery) -> Result<Option<String>> {
     query.checked_search()
+}
+
+/// `title` as a title-sorted cursor of [`plan_page`]'s queries (whose user is the nil
+/// id) with `fingerprint` carries it: masked, never in clear.
+pub fn masked_title(title: &str, fingerprint: u64) -> Vec<u8> {
+    cursor::masked_title(title, Uuid::nil(), fingerprint)
 }

@@ -1421,7 +1421,7 @@ mod fuzz_checks;
 mod fuzz_smoke {
     use super::*;
     use crate::fuzz_checks::{
-        cursor_target, decode_cursor, normalize_search, seal_cursor, search_target,
+        cursor_target, decode_cursor, normalize_search, seal_cursor, search_target, title_key,
     };
 
     fn id() -> [u8; 16] {
@@ -1441,10 +1441,7 @@ mod fuzz_smoke {
             (2, vec![0]),
             (2, [&[1u8][..], &micros].concat()),
             (3, vec![2]),
-            (
-                4,
-                [&(title.len() as u32).to_be_bytes()[..], title.as_bytes()].concat(),
-            ),
+            (4, title_key(title)),
             (5, 0.25f32.to_bits().to_be_bytes().to_vec()),
         ];
         for (sort, key) in keys {

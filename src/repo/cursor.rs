@@ -45,7 +45,8 @@ pub(crate) struct Cursor {
 }
 
 impl Cursor {
-    pub(crate) fn encode(&self) -> String {
+    /// The cursor's text, for the query of `user_id` (which keys the title mask).
+    pub(crate) fn encode(&self, user_id: Uuid) -> String {
         let mut body = Vec::with_capacity(32);
         match &self.key {
             SortKey::Timestamp(t) => body.extend_from_slice(&t.timestamp_micros().to_be_bytes()),
@@ -57,7 +58,9 @@ impl Cursor {
             SortKey::Priority(p) => body.push(*p as u8),
             SortKey::Title(title) => {
                 body.extend_from_slice(&(title.len() as u32).to_be_bytes());
-                body.extend_from_slice(title.as_bytes());
+                let mut masked = title.as_bytes().to_vec();
+                mask_title(&mut masked, user_id, self.fingerprint);
+                body.extend_from_slice(&masked);
             }
             SortKey::Rank(r) => body.extend_from_slice(&r.to_bits().to_be_bytes()),
         }
@@ -71,12 +74,13 @@ impl Cursor {
     }
 
     /// Decodes `text`, checking that it was made for `sort`, `direction` and a query
-    /// with `fingerprint`.
+    /// with `fingerprint`, of `user_id`.
     pub(crate) fn decode(
         text: &str,
         sort: TaskSort,
         direction: Direction,
         fingerprint: u64,
+        user_id: Uuid,
     ) -> Result<Cursor> {
         let invalid = |why: &str| Error::validation("cursor", why.to_owned());
         if text.len() > MAX_ENCODED_LEN {
@@ -110,7 +114,7 @@ impl Cursor {
                 "was made for a query with other filters or another user: start again without a cursor",
             ));
         }
-        let key = reader.key(sort)?;
+        let key = reader.key(sort, user_id, fingerprint)?;
         let id = Uuid::from_slice(reader.take(16)?).map_err(|_| invalid("is malformed"))?;
         if !reader.0.is_empty() {
             return Err(invalid("is malformed"));
@@ -123,6 +127,38 @@ impl Cursor {
             id,
         })
     }
+}
+
+/// XORs `title` with a keystream (SHA-256 in counter mode) keyed by the user and the
+/// query's fingerprint, both ways: a title-sorted cursor, which ends up in URLs and
+/// access logs, carries no task title in clear. This hides the text from whoever reads
+/// a log; it is no protection against someone who knows the user's id and this
+/// crate's code, and it needs none: a cursor only positions a page within its owner's
+/// own tasks.
+fn mask_title(title: &mut [u8], user_id: Uuid, fingerprint: u64) {
+    use sha2::{Digest, Sha256};
+    let key: [u8; 32] = Sha256::new()
+        .chain_update(b"todo-store title cursor v1")
+        .chain_update(user_id.as_bytes())
+        .chain_update(fingerprint.to_be_bytes())
+        .finalize()
+        .into();
+    for (block, chunk) in title.chunks_mut(32).enumerate() {
+        let stream = Sha256::new()
+            .chain_update(key)
+            .chain_update((block as u32).to_be_bytes())
+            .finalize();
+        for (byte, mask) in chunk.iter_mut().zip(stream) {
+            *byte ^= mask;
+        }
+    }
+}
+
+/// `title` as a title-sorted cursor of `user_id`'s query with `fingerprint` carries it.
+pub(crate) fn masked_title(title: &str, user_id: Uuid, fingerprint: u64) -> Vec<u8> {
+    let mut bytes = title.as_bytes().to_vec();
+    mask_title(&mut bytes, user_id, fingerprint);
+    bytes
 }
 
 /// The text of a cursor: the header (format version, `sort` and `direction` by number,
@@ -169,7 +205,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The sort key of a cursor made for `sort`.
-    fn key(&mut self, sort: TaskSort) -> Result<SortKey> {
+    fn key(&mut self, sort: TaskSort, user_id: Uuid, fingerprint: u64) -> Result<SortKey> {
         let invalid = |why: &str| Error::validation("cursor", why.to_owned());
         Ok(match sort {
             TaskSort::CreatedAt | TaskSort::UpdatedAt => SortKey::Timestamp(self.timestamp()?),
@@ -186,8 +222,9 @@ impl<'a> Reader<'a> {
             ),
             TaskSort::Title => {
                 let len = self.u32()? as usize;
-                let raw = self.take(len)?;
-                let title = String::from_utf8(raw.to_vec()).map_err(|_| invalid("is malformed"))?;
+                let mut raw = self.take(len)?.to_vec();
+                mask_title(&mut raw, user_id, fingerprint);
+                let title = String::from_utf8(raw).map_err(|_| invalid("is malformed"))?;
                 // No stored title holds NUL, and PostgreSQL would reject the parameter.
                 if title.contains('\0') {
                     return Err(invalid("is malformed"));
@@ -243,19 +280,49 @@ mod tests {
             (SortKey::Rank(0.25), TaskSort::Relevance),
         ] {
             let cursor = sample(key, sort);
-            let decoded = Cursor::decode(&cursor.encode(), sort, Direction::Desc, 42).unwrap();
+            let decoded = Cursor::decode(
+                &cursor.encode(Uuid::nil()),
+                sort,
+                Direction::Desc,
+                42,
+                Uuid::nil(),
+            )
+            .unwrap();
             assert_eq!(decoded, cursor);
         }
     }
 
     #[test]
     fn rejects_other_sorts_tampering_truncation_and_garbage() {
-        let cursor = sample(SortKey::Timestamp(Utc::now()), TaskSort::CreatedAt).encode();
-        let decode = |s: &str| Cursor::decode(s, TaskSort::CreatedAt, Direction::Desc, 42);
+        let cursor =
+            sample(SortKey::Timestamp(Utc::now()), TaskSort::CreatedAt).encode(Uuid::nil());
+        let decode =
+            |s: &str| Cursor::decode(s, TaskSort::CreatedAt, Direction::Desc, 42, Uuid::nil());
         assert!(decode(&cursor).is_ok());
-        assert!(Cursor::decode(&cursor, TaskSort::UpdatedAt, Direction::Desc, 42).is_err());
-        assert!(Cursor::decode(&cursor, TaskSort::CreatedAt, Direction::Asc, 42).is_err());
-        assert!(Cursor::decode(&cursor, TaskSort::CreatedAt, Direction::Desc, 43).is_err());
+        assert!(Cursor::decode(
+            &cursor,
+            TaskSort::UpdatedAt,
+            Direction::Desc,
+            42,
+            Uuid::nil()
+        )
+        .is_err());
+        assert!(Cursor::decode(
+            &cursor,
+            TaskSort::CreatedAt,
+            Direction::Asc,
+            42,
+            Uuid::nil()
+        )
+        .is_err());
+        assert!(Cursor::decode(
+            &cursor,
+            TaskSort::CreatedAt,
+            Direction::Desc,
+            43,
+            Uuid::nil()
+        )
+        .is_err());
         for cut in 0..cursor.len() {
             assert!(decode(&cursor[..cut]).is_err(), "truncated at {cut}");
         }

@@ -56,7 +56,15 @@ impl<'q> ListPlan<'q> {
         let cursor = query
             .after
             .as_deref()
-            .map(|c| Cursor::decode(c, query.sort, query.direction, query.fingerprint(user_id)))
+            .map(|c| {
+                Cursor::decode(
+                    c,
+                    query.sort,
+                    query.direction,
+                    query.fingerprint(user_id),
+                    user_id,
+                )
+            })
             .transpose()?;
         Ok(ListPlan {
             user_id,
@@ -104,7 +112,7 @@ impl<'q> ListPlan<'q> {
             key,
             id: last.id,
         }
-        .encode()
+        .encode(self.user_id)
     }
 
     fn filtered<'a, ST: 'a>(&'a self, mut query: TasksQuery<'a, ST>) -> TasksQuery<'a, ST> {

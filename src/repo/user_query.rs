@@ -130,7 +130,15 @@ impl<'q> UserPagePlan<'q> {
         let cursor = query
             .after
             .as_deref()
-            .map(|c| Cursor::decode(c, TaskSort::CreatedAt, Direction::Asc, fingerprint))
+            .map(|c| {
+                Cursor::decode(
+                    c,
+                    TaskSort::CreatedAt,
+                    Direction::Asc,
+                    fingerprint,
+                    Uuid::nil(),
+                )
+            })
             .transpose()?
             .map(|c| match c.key {
                 SortKey::Timestamp(t) => Ok((t, c.id)),
@@ -180,6 +188,6 @@ impl<'q> UserPagePlan<'q> {
             key: SortKey::Timestamp(last.created_at),
             id: last.id,
         }
-        .encode()
+        .encode(Uuid::nil())
     }
 }
