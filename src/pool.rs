@@ -277,9 +277,10 @@ pub struct PgConnectionManager {
 
 impl PgConnectionManager {
     fn new(config: &DbConfig) -> Self {
+        let url = connection_string(config);
         PgConnectionManager {
-            url: config.url().to_owned(),
-            conninfo: Conninfo::parse(config.url()).ok(),
+            conninfo: Conninfo::parse(&url).ok(),
+            url,
             session: SessionSettings::from_config(config),
         }
     }
@@ -487,5 +488,39 @@ impl SessionSettings {
             sql,
             unnamed_statements: config.behind_pgbouncer(),
         }
+    }
+}
+
+/// The string each connection of `config`'s pool is opened with: the URL, plus the
+/// network timeouts of [`DbConfig::libpq_parameters`] that it does not set itself (the
+/// URL wins; `connect_timeout` is left to libpq when `PGCONNECT_TIMEOUT` is set). A
+/// URL libpq cannot parse is kept as it is: opening it fails with libpq's own reason.
+fn connection_string(config: &DbConfig) -> String {
+    let from_env = std::env::var_os("PGCONNECT_TIMEOUT").is_some();
+    let params = config.libpq_parameters();
+    let defaults: Vec<(&str, &str)> = params
+        .iter()
+        .filter(|(keyword, _)| !(from_env && *keyword == "connect_timeout"))
+        .map(|(keyword, value)| (*keyword, value.as_str()))
+        .collect();
+    conninfo::with_defaults(config.url(), &defaults).unwrap_or_else(|_| config.url().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_get_the_network_timeouts_unless_the_url_sets_them() {
+        let config = DbConfig::new("postgres://app:pw@db/todo?keepalives_idle=30");
+        let url = connection_string(&config);
+        let info = Conninfo::parse(&url).unwrap();
+        assert_eq!(info.get("keepalives_idle"), Some("30"), "{url}");
+        assert_eq!(info.get("tcp_user_timeout"), Some("20000"), "{url}");
+        assert_eq!(info.get("keepalives_count"), Some("2"), "{url}");
+        assert_eq!(info.get("password"), Some("pw"), "{url}");
+        let manager = PgConnectionManager::new(&config);
+        assert_eq!(manager.url, url);
+        assert!(!format!("{manager:?}").contains("pw"));
     }
 }
