@@ -1,7 +1,10 @@
 //! A model-checked workload: each [`Worker`] writes and reads the tasks of its own
 //! user through a pool and keeps a model of what it was told; [`check_rows`] then
 //! compares the rows with the models. A write that failed may or may not have applied
-//! (the model keeps both states until a read settles it); a write that was
+//! (the model keeps both states until a read settles it, once the server process of
+//! the lost connection has ended: until then a statement it received may still
+//! apply, after the caller saw the error and even after another connection read the
+//! old state); a write that was
 //! acknowledged must be there, and nothing may be there twice or in half. Used by the
 //! fault tests (server restarts and crashes, connections reset under load).
 
@@ -11,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use diesel::prelude::*;
 use diesel::sql_types::{Bool, Integer, Text, Uuid as SqlUuid};
-use todo_store::pool::checkout;
+use r2d2::PooledConnection;
+use todo_store::pool::{checkout, PooledConn};
 use todo_store::retry::{retry_transaction, RetryPolicy};
 use todo_store::{Error, NewTask, PgPool, TaskPatch, TaskQuery, TaskRepo};
 use uuid::Uuid;
@@ -75,6 +79,9 @@ pub struct Worker<'a> {
     pub violations: Vec<String>,
     /// Whether some steps are transactions run by [`retry_transaction`].
     retried_transactions: bool,
+    /// The server processes of connections lost during a call: until they have ended,
+    /// a statement they received may still apply, so no read settles anything.
+    orphans: Vec<Backend>,
     /// Retried transactions that committed.
     pub transactions_committed: u64,
     /// Of those, the ones that committed on a second or later attempt.
@@ -98,6 +105,7 @@ impl<'a> Worker<'a> {
             calls: Vec::new(),
             violations: Vec::new(),
             retried_transactions: false,
+            orphans: Vec::new(),
             transactions_committed: 0,
             transactions_retried: 0,
             transactions_unknown: 0,
@@ -118,8 +126,17 @@ impl<'a> Worker<'a> {
         f: impl FnOnce(&mut PgConnection) -> todo_store::Result<T>,
     ) -> todo_store::Result<T> {
         let started = Instant::now();
-        let result = checkout(self.pool).and_then(|mut conn| f(&mut conn));
+        let mut backend = None;
+        let result = checkout(self.pool).and_then(|mut conn| {
+            backend = Some(Backend::of(&mut conn)?);
+            f(&mut conn)
+        });
         let took = started.elapsed();
+        if let (Err(e), Some(backend)) = (&result, backend) {
+            if e.is_connection_lost() {
+                self.orphans.push(backend);
+            }
+        }
         self.calls.push(Call {
             op,
             started,
@@ -390,6 +407,18 @@ impl<'a> Worker<'a> {
     /// Reads back a task after a failed write: it must be in one of the states the
     /// write could have left (before, or wholly after).
     fn resync(&mut self, id: Uuid) {
+        if !self.orphans.is_empty() {
+            match checkout(self.pool) {
+                Ok(mut conn) => match Backend::wait_until_gone(&mut conn, &self.orphans) {
+                    Settled::Gone => self.orphans.clear(),
+                    Settled::LivesOn(what) => return self.violation(what),
+                    // The server went away again (a fault test): settle later.
+                    Settled::Unknown(_) => return,
+                },
+                // The server is unreachable: settle later.
+                Err(_) => return,
+            }
+        }
         let uid = self.user_id;
         let found = match self.call("get (resync)", |c| TaskRepo::get(c, uid, id)) {
             Ok(task) => Some((task.title, task.version, task.completed)),
@@ -403,6 +432,71 @@ impl<'a> Worker<'a> {
         }
         self.tasks.insert(id, vec![found]);
     }
+}
+
+/// A server process, by its pid and start time (a pid alone may be reused).
+#[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]
+struct Backend {
+    #[diesel(sql_type = Integer)]
+    pid: i32,
+    #[diesel(sql_type = Text)]
+    started: String,
+}
+
+impl Backend {
+    /// The server process of `conn`: asked once per connection, then kept with it.
+    fn of(conn: &mut PooledConn) -> todo_store::Result<Backend> {
+        if let Some(known) = PooledConnection::extensions(conn).get::<Backend>() {
+            return Ok(known.clone());
+        }
+        let backend: Backend = diesel::sql_query(
+            "SELECT pid, backend_start::text AS started FROM pg_stat_activity \
+             WHERE pid = pg_backend_pid()",
+        )
+        .get_result(&mut **conn)?;
+        PooledConnection::extensions_mut(conn).insert(backend.clone());
+        Ok(backend)
+    }
+
+    /// Waits until none of `backends` runs any more: a lost connection's statement that
+    /// the server received is then committed or rolled back for good.
+    fn wait_until_gone(conn: &mut PgConnection, backends: &[Backend]) -> Settled {
+        let started = Instant::now();
+        for backend in backends {
+            loop {
+                let alive = diesel::select(diesel::dsl::sql::<Bool>(&format!(
+                    "EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = {} \
+                     AND backend_start::text = '{}')",
+                    backend.pid,
+                    backend.started.replace('\'', "''")
+                )))
+                .get_result::<bool>(conn);
+                match alive {
+                    Ok(false) => break,
+                    Ok(true) => {}
+                    Err(e) => {
+                        let what = format!("asking for the backend {}: {e}", backend.pid);
+                        return Settled::Unknown(what);
+                    }
+                }
+                if started.elapsed() > Duration::from_secs(30) {
+                    let what = format!("the backend {backend:?} of a lost connection lives on");
+                    return Settled::LivesOn(what);
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        Settled::Gone
+    }
+}
+
+/// Whether the server processes of lost connections have ended.
+enum Settled {
+    Gone,
+    /// One still runs after 30 s.
+    LivesOn(String),
+    /// The server could not be asked.
+    Unknown(String),
 }
 
 #[derive(QueryableByName, Debug)]
@@ -422,6 +516,14 @@ struct TaskRow {
 pub fn check_rows(pool: &PgPool, workers: &[Worker<'_>]) -> Vec<String> {
     let mut conn = checkout(pool).expect("the server is back");
     let mut violations = Vec::new();
+    for w in workers {
+        match Backend::wait_until_gone(&mut conn, &w.orphans) {
+            Settled::Gone => {}
+            Settled::LivesOn(e) | Settled::Unknown(e) => {
+                violations.push(format!("thread {}: {e}", w.thread));
+            }
+        }
+    }
     for w in workers {
         let rows: Vec<TaskRow> =
             diesel::sql_query("SELECT id, title, version, completed FROM tasks WHERE user_id = $1")
