@@ -10,9 +10,48 @@
 //! | `DATABASE_APPLICATION_NAME` | `application_name` shown in `pg_stat_activity` | `todo-store` |
 //! | `DATABASE_PGBOUNCER` | `true` behind a transaction-mode pooler (PgBouncer, Neon's `-pooler` endpoint): no prepared statements, no session `SET`s | `false` |
 //! | `DATABASE_REPLICA_URLS` | comma-separated URLs of read replicas, for [`crate::replica::ReplicaRouter`] | none |
+//! | `DATABASE_TCP_USER_TIMEOUT_MS` | libpq `tcp_user_timeout`: how long sent data may go unacknowledged before the connection is dropped; 0 leaves it to the OS | 20000 |
+//! | `DATABASE_KEEPALIVES_IDLE_S` | libpq `keepalives_idle`: silence before the first TCP keepalive probe; 0 turns keepalives off | 10 |
+//! | `DATABASE_KEEPALIVES_INTERVAL_S` | libpq `keepalives_interval`: between unanswered probes | 5 |
+//! | `DATABASE_KEEPALIVES_COUNT` | libpq `keepalives_count`: unanswered probes before the connection is dropped | 2 |
 //!
 //! `DbConfig::from_env` also reads a `.env` file (variables already set win), without
 //! writing it into the process environment.
+//!
+//! ## A silent server is an error within 20 seconds
+//!
+//! A server that stops answering without closing the connection (a NAT or load
+//! balancer that forgot it, a link that went down, a host that froze) sends no reset.
+//! With libpq's defaults a call then waits for the operating system's TCP
+//! retransmission timeout, about 15 minutes on Linux, and a connection idle in the pool
+//! is never found dead at all. So every connection gets, unless its URL sets them
+//! itself (a parameter in `DATABASE_URL` wins), the libpq parameters of
+//! [`DbConfig::libpq_parameters`]:
+//!
+//! - `keepalives=1`, `keepalives_idle=10`, `keepalives_interval=5`,
+//!   `keepalives_count=2`: a connection that has heard nothing for 10 s sends a probe;
+//!   two more unanswered 5 s apart and the kernel drops it, 20 s after the server's last
+//!   word. This finds dead connections idle in the pool, and calls waiting for a reply
+//!   (a long query); the probes also keep NATs and load balancers from forgetting idle
+//!   connections (their idle timeouts are minutes).
+//! - `tcp_user_timeout=20000`: data the client sent (a query) that stays
+//!   unacknowledged for 20 s drops the connection. Keepalives are not sent while data
+//!   is in flight, so this is the bound for a call whose query met the silence. On
+//!   Linux it also bounds the keepalive probing above to the same 20 s.
+//! - `connect_timeout`: the connection timeout ([`DbConfig::connection_timeout`],
+//!   5 s by default) in whole seconds, at least 2 (libpq's minimum), so that opening a
+//!   connection to a server that never answers gives up too, instead of holding one of
+//!   the pool's connection threads for minutes. Not added when `PGCONNECT_TIMEOUT` is
+//!   set: libpq reads that itself.
+//!
+//! Why 20 s: long enough that a congested but working link (retransmissions over a few
+//! seconds, a server busy with a checkpoint) is never mistaken for a dead one, and a
+//! query that runs for minutes is not affected at all (the server's kernel answers the
+//! probes while the query runs); short enough that a request fails well within the
+//! usual 30 to 60 s timeouts of HTTP clients and load balancers, rather than after 15
+//! minutes. A dropped connection is an [`crate::Error::is_connection_lost`] error and
+//! the pool discards it. The settings are TCP's: they do nothing on unix sockets, and
+//! they apply to TLS connections unchanged.
 
 use std::fmt;
 use std::time::Duration;
@@ -72,6 +111,14 @@ pub mod vars {
     pub const PGBOUNCER: &str = "DATABASE_PGBOUNCER";
     /// Comma-separated read-replica URLs.
     pub const REPLICA_URLS: &str = "DATABASE_REPLICA_URLS";
+    /// libpq `tcp_user_timeout` in milliseconds; 0 leaves it to the OS.
+    pub const TCP_USER_TIMEOUT_MS: &str = "DATABASE_TCP_USER_TIMEOUT_MS";
+    /// libpq `keepalives_idle` in seconds; 0 turns TCP keepalives off.
+    pub const KEEPALIVES_IDLE_S: &str = "DATABASE_KEEPALIVES_IDLE_S";
+    /// libpq `keepalives_interval` in seconds.
+    pub const KEEPALIVES_INTERVAL_S: &str = "DATABASE_KEEPALIVES_INTERVAL_S";
+    /// libpq `keepalives_count`.
+    pub const KEEPALIVES_COUNT: &str = "DATABASE_KEEPALIVES_COUNT";
 }
 
 /// How to reach the database and how to size the pool.
@@ -104,6 +151,10 @@ pub struct DbConfig {
     application_name: String,
     pgbouncer: bool,
     replica_urls: Vec<String>,
+    tcp_user_timeout: Option<Duration>,
+    keepalives_idle: Option<Duration>,
+    keepalives_interval: Duration,
+    keepalives_count: u32,
 }
 
 impl DbConfig {
@@ -115,6 +166,14 @@ impl DbConfig {
     pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
     /// Default `application_name`.
     pub const DEFAULT_APPLICATION_NAME: &'static str = "todo-store";
+    /// Default libpq `tcp_user_timeout` (see the [module docs](self)).
+    pub const DEFAULT_TCP_USER_TIMEOUT: Duration = Duration::from_secs(20);
+    /// Default libpq `keepalives_idle`.
+    pub const DEFAULT_KEEPALIVES_IDLE: Duration = Duration::from_secs(10);
+    /// Default libpq `keepalives_interval`.
+    pub const DEFAULT_KEEPALIVES_INTERVAL: Duration = Duration::from_secs(5);
+    /// Default libpq `keepalives_count`.
+    pub const DEFAULT_KEEPALIVES_COUNT: u32 = 2;
 
     /// A configuration for `url` with the defaults for everything else.
     pub fn new(url: impl Into<String>) -> Self {
@@ -127,6 +186,10 @@ impl DbConfig {
             application_name: Self::DEFAULT_APPLICATION_NAME.to_owned(),
             pgbouncer: false,
             replica_urls: Vec::new(),
+            tcp_user_timeout: Some(Self::DEFAULT_TCP_USER_TIMEOUT),
+            keepalives_idle: Some(Self::DEFAULT_KEEPALIVES_IDLE),
+            keepalives_interval: Self::DEFAULT_KEEPALIVES_INTERVAL,
+            keepalives_count: Self::DEFAULT_KEEPALIVES_COUNT,
         }
     }
 
@@ -180,6 +243,18 @@ impl DbConfig {
         }
         if let Some(raw) = lookup(vars::REPLICA_URLS) {
             config = config.replica_urls(raw.split(',').map(str::trim).filter(|u| !u.is_empty()));
+        }
+        if let Some(ms) = parse_var::<u64>(&lookup, vars::TCP_USER_TIMEOUT_MS)? {
+            config = config.tcp_user_timeout((ms > 0).then(|| Duration::from_millis(ms)));
+        }
+        if let Some(s) = parse_var::<u64>(&lookup, vars::KEEPALIVES_IDLE_S)? {
+            config = config.keepalives_idle((s > 0).then(|| Duration::from_secs(s)));
+        }
+        if let Some(s) = parse_var(&lookup, vars::KEEPALIVES_INTERVAL_S)? {
+            config = config.keepalives_interval(Duration::from_secs(s));
+        }
+        if let Some(n) = parse_var(&lookup, vars::KEEPALIVES_COUNT)? {
+            config = config.keepalives_count(n);
         }
         config.validate()?;
         Ok(config)
@@ -244,6 +319,98 @@ impl DbConfig {
         self
     }
 
+    /// Sets libpq's `tcp_user_timeout`: how long data sent to the server may stay
+    /// unacknowledged before the connection is dropped (`None` leaves it to the
+    /// operating system, about 15 minutes on Linux). Whole milliseconds; Linux only
+    /// (libpq ignores it elsewhere). See the [module docs](self).
+    pub fn tcp_user_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.tcp_user_timeout = timeout;
+        self
+    }
+
+    /// Sets libpq's `keepalives_idle`: how long a connection may hear nothing before it
+    /// sends a TCP keepalive probe (`None` turns keepalives off). Whole seconds, rounded
+    /// up.
+    pub fn keepalives_idle(mut self, idle: Option<Duration>) -> Self {
+        self.keepalives_idle = idle;
+        self
+    }
+
+    /// Sets libpq's `keepalives_interval`: the time between unanswered probes. Whole
+    /// seconds, rounded up.
+    pub fn keepalives_interval(mut self, interval: Duration) -> Self {
+        self.keepalives_interval = interval;
+        self
+    }
+
+    /// Sets libpq's `keepalives_count`: how many unanswered probes drop the connection.
+    pub fn keepalives_count(mut self, count: u32) -> Self {
+        self.keepalives_count = count;
+        self
+    }
+
+    /// libpq's `tcp_user_timeout`, if set.
+    pub fn tcp_user_timeout_duration(&self) -> Option<Duration> {
+        self.tcp_user_timeout
+    }
+
+    /// libpq's `keepalives_idle` (`None`: keepalives off).
+    pub fn keepalives_idle_duration(&self) -> Option<Duration> {
+        self.keepalives_idle
+    }
+
+    /// libpq's `keepalives_interval`.
+    pub fn keepalives_interval_duration(&self) -> Duration {
+        self.keepalives_interval
+    }
+
+    /// libpq's `keepalives_count`.
+    pub fn keepalives_probe_count(&self) -> u32 {
+        self.keepalives_count
+    }
+
+    /// The libpq connection parameters the pool gives every connection, unless the URL
+    /// sets the same parameter itself (the URL wins): `connect_timeout` from the
+    /// connection timeout, the TCP keepalive settings and `tcp_user_timeout`, as the
+    /// [module docs](self) explain.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use todo_store::DbConfig;
+    ///
+    /// let config = DbConfig::new("postgres://app@db/todo");
+    /// let params = config.libpq_parameters();
+    /// assert!(params.contains(&("tcp_user_timeout", "20000".to_owned())));
+    /// assert!(params.contains(&("connect_timeout", "5".to_owned())));
+    ///
+    /// let off = config.keepalives_idle(None).tcp_user_timeout(None);
+    /// assert!(off.libpq_parameters().contains(&("keepalives", "0".to_owned())));
+    /// ```
+    pub fn libpq_parameters(&self) -> Vec<(&'static str, String)> {
+        let seconds = |d: Duration| d.as_millis().div_ceil(1000).max(1).to_string();
+        let mut params = vec![(
+            "connect_timeout",
+            self.connection_timeout
+                .as_millis()
+                .div_ceil(1000)
+                .max(2)
+                .to_string(),
+        )];
+        match self.keepalives_idle {
+            Some(idle) => params.extend([
+                ("keepalives", "1".to_owned()),
+                ("keepalives_idle", seconds(idle)),
+                ("keepalives_interval", seconds(self.keepalives_interval)),
+                ("keepalives_count", self.keepalives_count.to_string()),
+            ]),
+            None => params.push(("keepalives", "0".to_owned())),
+        }
+        if let Some(timeout) = self.tcp_user_timeout {
+            params.push(("tcp_user_timeout", timeout.as_millis().max(1).to_string()));
+        }
+        params
+    }
+
     /// Whether the configuration is for a transaction-mode pooler.
     pub fn behind_pgbouncer(&self) -> bool {
         self.pgbouncer
@@ -303,7 +470,9 @@ impl DbConfig {
     ///
     /// # Errors
     /// [`Error::Config`] for a pool size of 0, a minimum idle count above the pool size,
-    /// a zero connection timeout or an application name with a NUL character.
+    /// a zero connection timeout, keepalives with a zero interval or count, a TCP
+    /// timeout libpq cannot hold (more than `i32::MAX` milliseconds or seconds) or an
+    /// application name with a NUL character.
     pub fn validate(&self) -> Result<()> {
         if self.pool_size == 0 {
             return Err(Error::Config(
@@ -325,6 +494,31 @@ impl DbConfig {
         if self.connection_timeout.is_zero() {
             return Err(Error::Config(
                 format!("{} must be greater than 0", vars::CONNECT_TIMEOUT_MS).into(),
+            ));
+        }
+        if self.keepalives_idle.is_some()
+            && (self.keepalives_interval.is_zero() || self.keepalives_count == 0)
+        {
+            return Err(Error::Config(
+                format!(
+                    "with keepalives on, {} and {} must be greater than 0 (set {}=0 to turn \
+                 keepalives off)",
+                    vars::KEEPALIVES_INTERVAL_S,
+                    vars::KEEPALIVES_COUNT,
+                    vars::KEEPALIVES_IDLE_S
+                )
+                .into(),
+            ));
+        }
+        let too_long = |d: Duration, unit_ms: u128| d.as_millis() / unit_ms > i32::MAX as u128;
+        if self.tcp_user_timeout.is_some_and(|d| too_long(d, 1))
+            || self.keepalives_idle.is_some_and(|d| too_long(d, 1000))
+            || too_long(self.keepalives_interval, 1000)
+            || self.keepalives_count > i32::MAX as u32
+            || too_long(self.connection_timeout, 1000)
+        {
+            return Err(Error::Config(
+                "a TCP timeout or keepalive setting is larger than libpq can hold".into(),
             ));
         }
         if self.application_name.contains('\0')
@@ -349,6 +543,10 @@ impl fmt::Debug for DbConfig {
             .field("statement_timeout", &self.statement_timeout)
             .field("application_name", &self.application_name)
             .field("pgbouncer", &self.pgbouncer)
+            .field("tcp_user_timeout", &self.tcp_user_timeout)
+            .field("keepalives_idle", &self.keepalives_idle)
+            .field("keepalives_interval", &self.keepalives_interval)
+            .field("keepalives_count", &self.keepalives_count)
             .field(
                 "replica_urls",
                 &self
@@ -423,6 +621,10 @@ mod tests {
                 "DATABASE_REPLICA_URLS",
                 "postgres://r:pw1@a/d, postgres://r:pw2@b/d",
             ),
+            ("DATABASE_TCP_USER_TIMEOUT_MS", "7000"),
+            ("DATABASE_KEEPALIVES_IDLE_S", "3"),
+            ("DATABASE_KEEPALIVES_INTERVAL_S", "1"),
+            ("DATABASE_KEEPALIVES_COUNT", "4"),
         ];
         let config = DbConfig::from_lookup(|name| {
             vars.iter()
@@ -440,6 +642,19 @@ mod tests {
         assert_eq!(config.application_name_str(), "worker");
         assert!(config.behind_pgbouncer());
         assert_eq!(config.replica_url_list().len(), 2);
+        assert_eq!(
+            config.tcp_user_timeout_duration(),
+            Some(Duration::from_secs(7))
+        );
+        assert_eq!(
+            config.keepalives_idle_duration(),
+            Some(Duration::from_secs(3))
+        );
+        assert_eq!(
+            config.keepalives_interval_duration(),
+            Duration::from_secs(1)
+        );
+        assert_eq!(config.keepalives_probe_count(), 4);
         let debug = format!("{config:?}");
         assert!(!debug.contains("pw1") && !debug.contains("pw2"), "{debug}");
     }
@@ -458,5 +673,76 @@ mod tests {
         })
         .unwrap_err();
         assert!(err.to_string().contains("DATABASE_POOL_SIZE"), "{err}");
+    }
+
+    #[test]
+    fn the_network_defaults_bound_a_silent_server_at_20_seconds() {
+        let config = DbConfig::new("postgres://h/d");
+        let params = config.libpq_parameters();
+        let get = |name: &str| {
+            params
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(get("tcp_user_timeout"), Some("20000"));
+        assert_eq!(get("keepalives"), Some("1"));
+        // Idle 10 s, then two probes 5 s apart: 20 s, the same bound as in flight.
+        assert_eq!(get("keepalives_idle"), Some("10"));
+        assert_eq!(get("keepalives_interval"), Some("5"));
+        assert_eq!(get("keepalives_count"), Some("2"));
+        assert_eq!(get("connect_timeout"), Some("5"));
+        // libpq's minimum connect_timeout is 2 s; partial seconds round up.
+        let short = config
+            .clone()
+            .connection_timeout(Duration::from_millis(300));
+        assert!(short
+            .libpq_parameters()
+            .contains(&("connect_timeout", "2".to_owned())));
+        let odd = config
+            .clone()
+            .connection_timeout(Duration::from_millis(4500));
+        assert!(odd
+            .libpq_parameters()
+            .contains(&("connect_timeout", "5".to_owned())));
+    }
+
+    #[test]
+    fn zero_turns_the_tcp_settings_off_and_nonsense_is_a_config_error() {
+        let lookup = |extra: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                if name == "DATABASE_URL" {
+                    return Some("postgres://h/d".to_owned());
+                }
+                extra
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let off = DbConfig::from_lookup(lookup(&[
+            ("DATABASE_TCP_USER_TIMEOUT_MS", "0"),
+            ("DATABASE_KEEPALIVES_IDLE_S", "0"),
+        ]))
+        .unwrap();
+        let params = off.libpq_parameters();
+        assert!(
+            params.contains(&("keepalives", "0".to_owned())),
+            "{params:?}"
+        );
+        assert!(params
+            .iter()
+            .all(|(k, _)| *k != "tcp_user_timeout" && *k != "keepalives_idle"));
+        let err = DbConfig::from_lookup(lookup(&[("DATABASE_KEEPALIVES_COUNT", "0")])).unwrap_err();
+        assert!(
+            err.to_string().contains("DATABASE_KEEPALIVES_COUNT"),
+            "{err}"
+        );
+        let err = DbConfig::from_lookup(lookup(&[("DATABASE_KEEPALIVES_INTERVAL_S", "soon")]))
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("DATABASE_KEEPALIVES_INTERVAL_S"),
+            "{err}"
+        );
     }
 }

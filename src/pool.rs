@@ -115,6 +115,7 @@ fn pool_builder(config: &DbConfig, counters: Arc<Counters>) -> r2d2::Builder<PgC
         .min_idle(config.min_idle_connections())
         .connection_timeout(config.connection_timeout_duration())
         .test_on_check_out(true)
+        .thread_pool(connection_threads(config))
         .error_handler(Box::new(r2d2::NopErrorHandler))
         .event_handler(Box::new(PoolEvents {
             counters,
@@ -279,9 +280,10 @@ impl PgConnectionManager {
     /// A manager for `config`'s database: for an r2d2 pool of your own
     /// ([`builder`] presets one from the same configuration).
     pub fn new(config: &DbConfig) -> Self {
+        let url = connection_string(config);
         PgConnectionManager {
-            url: config.url().to_owned(),
-            conninfo: Conninfo::parse(config.url()).ok(),
+            conninfo: Conninfo::parse(&url).ok(),
+            url,
             session: SessionSettings::from_config(config),
         }
     }
@@ -569,4 +571,53 @@ pub fn setup_connection(conn: &mut PgConnection, config: &DbConfig) -> Result<()
 /// ```
 pub fn builder(config: &DbConfig) -> r2d2::Builder<PgConnectionManager> {
     pool_builder(config, Arc::default())
+}
+
+/// The threads that open a pool's connections: one per connection (at least r2d2's
+/// default of 3, at most 32), so that a pool fills in the time of one connection. A
+/// connection costs about four round trips to open (startup, diesel's two `SET`s, the
+/// crate's session settings): over a 400 ms link about 1.6 s, and with r2d2's 3 threads
+/// a pool of 10 took four of those, past the default 5 s connection timeout.
+fn connection_threads(config: &DbConfig) -> Arc<scheduled_thread_pool::ScheduledThreadPool> {
+    let threads = config.max_pool_size().clamp(3, 32) as usize;
+    Arc::new(
+        scheduled_thread_pool::ScheduledThreadPool::builder()
+            .num_threads(threads)
+            .thread_name_pattern("todo-store-connect-{}")
+            .build(),
+    )
+}
+
+/// The string each connection of `config`'s pool is opened with: the URL, plus the
+/// network timeouts of [`DbConfig::libpq_parameters`] that it does not set itself (the
+/// URL wins; `connect_timeout` is left to libpq when `PGCONNECT_TIMEOUT` is set). A
+/// URL libpq cannot parse is kept as it is: opening it fails with libpq's own reason.
+fn connection_string(config: &DbConfig) -> String {
+    let from_env = std::env::var_os("PGCONNECT_TIMEOUT").is_some();
+    let params = config.libpq_parameters();
+    let defaults: Vec<(&str, &str)> = params
+        .iter()
+        .filter(|(keyword, _)| !(from_env && *keyword == "connect_timeout"))
+        .map(|(keyword, value)| (*keyword, value.as_str()))
+        .collect();
+    conninfo::with_defaults(config.url(), &defaults).unwrap_or_else(|_| config.url().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_get_the_network_timeouts_unless_the_url_sets_them() {
+        let config = DbConfig::new("postgres://app:pw@db/todo?keepalives_idle=30");
+        let url = connection_string(&config);
+        let info = Conninfo::parse(&url).unwrap();
+        assert_eq!(info.get("keepalives_idle"), Some("30"), "{url}");
+        assert_eq!(info.get("tcp_user_timeout"), Some("20000"), "{url}");
+        assert_eq!(info.get("keepalives_count"), Some("2"), "{url}");
+        assert_eq!(info.get("password"), Some("pw"), "{url}");
+        let manager = PgConnectionManager::new(&config);
+        assert_eq!(manager.url, url);
+        assert!(!format!("{manager:?}").contains("pw"));
+    }
 }

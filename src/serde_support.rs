@@ -148,6 +148,12 @@ pub(crate) struct DbConfigSource {
     application_name: Option<String>,
     pgbouncer: Option<bool>,
     replica_urls: Option<Vec<String>>,
+    /// 0 leaves it to the operating system.
+    tcp_user_timeout_ms: Option<u64>,
+    /// 0 turns keepalives off.
+    keepalives_idle_s: Option<u64>,
+    keepalives_interval_s: Option<u64>,
+    keepalives_count: Option<u32>,
 }
 
 impl TryFrom<DbConfigSource> for DbConfig {
@@ -176,6 +182,20 @@ impl TryFrom<DbConfigSource> for DbConfig {
         }
         if let Some(urls) = s.replica_urls {
             config = config.replica_urls(urls);
+        }
+        let seconds = std::time::Duration::from_secs;
+        if let Some(ms) = s.tcp_user_timeout_ms {
+            config =
+                config.tcp_user_timeout((ms > 0).then(|| std::time::Duration::from_millis(ms)));
+        }
+        if let Some(idle) = s.keepalives_idle_s {
+            config = config.keepalives_idle((idle > 0).then(|| seconds(idle)));
+        }
+        if let Some(interval) = s.keepalives_interval_s {
+            config = config.keepalives_interval(seconds(interval));
+        }
+        if let Some(count) = s.keepalives_count {
+            config = config.keepalives_count(count);
         }
         config.validate()?;
         Ok(config)
