@@ -68,7 +68,6 @@ use diesel::result::Error as DieselError;
 use diesel::{Connection, PgConnection};
 
 use crate::error::{Error, Result};
-use crate::pool::{checkout, PgPool, PooledConn};
 
 /// How many times [`retry_transaction`] runs a transaction, and how long it waits in
 /// between.
@@ -149,10 +148,12 @@ impl RetryPolicy {
     }
 }
 
-/// Where [`retry_transaction`] gets its connection: a [`PgPool`] (`&pool`: a connection
-/// per attempt, so a lost connection can be retried on a fresh one), or one connection
-/// (`&mut PgConnection`, `&mut PooledConn`: every attempt on it, and a lost connection
-/// is not retried). Sealed: implemented for these types only.
+/// Where [`retry_transaction`] gets its connection: an r2d2 pool of `PgConnection`s,
+/// the crate's [`PgPool`](crate::PgPool) or your own (`&pool`: a connection per
+/// attempt, so a lost connection can be retried on a fresh one), or one connection
+/// (`&mut PgConnection`, `&mut` a pooled connection, or the connection of a
+/// deadpool-diesel `interact` closure: every attempt on it, and a lost connection is
+/// not retried). Sealed: implemented for these types only.
 pub trait ConnectionSource: sealed::Sealed {
     /// Runs `attempt` on a connection; fails only when none can be had.
     #[doc(hidden)]
@@ -165,16 +166,32 @@ pub trait ConnectionSource: sealed::Sealed {
 
 mod sealed {
     pub trait Sealed {}
-    impl Sealed for &crate::pool::PgPool {}
+    impl<M> Sealed for &r2d2::Pool<M> where M: r2d2::ManageConnection<Connection = diesel::PgConnection> {}
     impl Sealed for &mut diesel::PgConnection {}
-    impl Sealed for &mut crate::pool::PooledConn {}
+    impl<M> Sealed for &mut r2d2::PooledConnection<M> where
+        M: r2d2::ManageConnection<Connection = diesel::PgConnection>
+    {
+    }
 }
 
-impl ConnectionSource for &PgPool {
+/// Any r2d2 pool of `PgConnection`s: the crate's [`PgPool`](crate::PgPool), or one of your own (with
+/// diesel's `ConnectionManager`, say).
+impl<M> ConnectionSource for &r2d2::Pool<M>
+where
+    M: r2d2::ManageConnection<Connection = PgConnection>,
+{
     fn with_connection<R>(&mut self, attempt: &mut dyn FnMut(&mut PgConnection) -> R) -> Result<R> {
         // A connection that failed with a lost-connection error is discarded when this
-        // checkout is dropped (see crate::pool), so the next attempt gets another.
-        let mut conn = checkout(self)?;
+        // checkout is dropped (the crate's pool marks it; another pool pings it at the
+        // next checkout), so the next attempt gets another.
+        let mut conn = self.get().map_err(|e| {
+            let _ = crate::error::take_pool_timeout();
+            Error::PoolTimeout {
+                max_size: self.max_size(),
+                timeout: self.connection_timeout(),
+                last_error: crate::error::last_connection_error(&e.to_string(), None),
+            }
+        })?;
         Ok(attempt(&mut conn))
     }
 
@@ -193,7 +210,10 @@ impl ConnectionSource for &mut PgConnection {
     }
 }
 
-impl ConnectionSource for &mut PooledConn {
+impl<M> ConnectionSource for &mut r2d2::PooledConnection<M>
+where
+    M: r2d2::ManageConnection<Connection = PgConnection>,
+{
     fn with_connection<R>(&mut self, attempt: &mut dyn FnMut(&mut PgConnection) -> R) -> Result<R> {
         Ok(attempt(self))
     }

@@ -869,3 +869,34 @@ fn a_failed_nested_transaction_rolls_back_to_its_savepoint_and_the_outer_commits
         .unwrap();
     assert_eq!(after_other, before_other);
 }
+
+/// `retry_transaction` takes any r2d2 pool of `PgConnection`s, diesel's own
+/// `ConnectionManager` included: a connection the server ends inside the first attempt
+/// is found lost from its state, and the transaction runs again on a fresh one.
+#[test]
+fn the_retry_helper_works_with_a_pool_that_is_not_the_crates() {
+    use diesel::r2d2::{ConnectionManager, Pool};
+    let db = TestDb::new();
+    let user = common::user(&mut db.conn());
+    let pool: Pool<ConnectionManager<PgConnection>> = Pool::builder()
+        .max_size(1)
+        .build(ConnectionManager::new(db.url()))
+        .unwrap();
+    let mut attempts = 0;
+    let task = retry_transaction(&pool, &fast_policy(3), |conn| {
+        attempts += 1;
+        if attempts == 1 {
+            terminate(db.url(), backend_pid(conn));
+        }
+        TaskRepo::create(conn, user.id, &NewTask::new("through diesel's pool"))
+    })
+    .expect("retried on a fresh connection");
+    assert_eq!(attempts, 2);
+    assert_eq!(titles(&mut db.conn(), user.id), [task.title]);
+    // A pooled connection of that pool is a single-connection source.
+    let mut conn = pool.get().unwrap();
+    retry_transaction(&mut conn, &fast_policy(3), |conn| {
+        TaskRepo::count(conn, user.id).map(drop)
+    })
+    .unwrap();
+}
