@@ -255,6 +255,7 @@ impl Conninfo {
 ///
 /// # Errors
 /// libpq's reason when it cannot parse `text` (see [`Conninfo::parse`]).
+#[cfg(any(test, feature = "testing"))]
 pub fn with_dbname(text: &str, dbname: &str) -> Result<String, String> {
     let info = Conninfo::parse(text)?;
     let expected = info.clone().with("dbname", dbname);

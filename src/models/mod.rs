@@ -20,7 +20,7 @@ pub use better_auth_session::BetterAuthSession;
 pub(crate) use habit::HabitChanges;
 pub use habit::{Habit, HabitPatch, NewHabit, Streak};
 pub use schedule::Schedule;
-pub use session::{NewSession, Session, TOKEN_CHARS, USER_AGENT_MAX_CHARS};
+pub use session::{NewSession, Session, TOKEN_BYTES, TOKEN_CHARS, USER_AGENT_MAX_CHARS};
 pub use task::{NewTask, Priority, Task, TaskPatch};
 pub(crate) use task::{TaskChanges, TaskRow};
 pub use task_stats::TaskStats;

@@ -155,6 +155,7 @@ fn mask_title(title: &mut [u8], user_id: Uuid, fingerprint: u64) {
 }
 
 /// `title` as a title-sorted cursor of `user_id`'s query with `fingerprint` carries it.
+#[cfg(feature = "fuzzing")]
 pub(crate) fn masked_title(title: &str, user_id: Uuid, fingerprint: u64) -> Vec<u8> {
     let mut bytes = title.as_bytes().to_vec();
     mask_title(&mut bytes, user_id, fingerprint);

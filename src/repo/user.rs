@@ -3,7 +3,7 @@
 use diesel::dsl;
 use diesel::pg::Pg;
 use diesel::prelude::*;
-use diesel::sql_types::{Array, Bool, Text};
+use diesel::sql_types::Bool;
 use uuid::Uuid;
 
 use super::bulk::{self, UserCopyRow};
@@ -33,6 +33,7 @@ const STORED_EMAIL_KEY: &str =
 
 /// The key of the SQL expression `sql`, without the collation: a comparison with
 /// [`STORED_EMAIL_KEY`] takes that side's explicit one.
+#[cfg(any(test, feature = "seed"))]
 fn email_key_of(sql: &str) -> String {
     format!("{KEY_OPEN}{sql}{KEY_CLOSE}")
 }
@@ -57,7 +58,9 @@ pub(crate) fn find_by_email_query(
 
 /// Which of `emails` some user already has, each compared as [`UserRepo::create`]
 /// compares them; returned as given. One query.
+#[cfg(feature = "seed")]
 pub(crate) fn taken_emails(conn: &mut PgConnection, emails: &[String]) -> Result<Vec<String>> {
+    use diesel::sql_types::{Array, Text};
     #[derive(QueryableByName)]
     struct Taken {
         #[diesel(sql_type = Text)]
