@@ -186,7 +186,8 @@ fn any_text_that_is_not_a_live_token_is_none() {
         Uuid::now_v7().to_string(),
         live.id.to_string(),
     ];
-    for text in &cases {
+    // (A rewrite that changed nothing, e.g. a token without `-` or `_`, is the token.)
+    for text in cases.iter().filter(|text| **text != token) {
         match SessionRepo::authenticate(&mut conn, text) {
             Ok(None) => {}
             other => panic!("{:?}: {other:?}", &text[..text.len().min(60)]),
