@@ -24,7 +24,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use todo_store::dev_database::DevServer;
 use todo_store::local_postgres::LocalPostgres;
 use todo_store::seed::{self, SeedOptions, SeedProgress, SeedReport};
-use todo_store::{connect, DbConfig, TaskQuery, TaskRepo, UserRepo};
+use todo_store::{
+    connect, DbConfig, HabitRepo, Schedule, SessionRepo, TaskQuery, TaskRepo, UserRepo,
+};
 
 /// Fill a todo-store database with realistic, deterministic demo data.
 #[derive(Debug, Parser)]
@@ -36,6 +38,12 @@ struct Args {
     /// Tasks per user.
     #[arg(long, default_value_t = 50)]
     tasks_per_user: u32,
+    /// Login sessions per user (some expired, some revoked).
+    #[arg(long, default_value_t = 3)]
+    sessions_per_user: u32,
+    /// Habits per user, with about a year of check-ins.
+    #[arg(long, default_value_t = 2)]
+    habits_per_user: u32,
     /// Same seed, same data.
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -122,7 +130,11 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
         ..SeedOptions::default()
     };
     let mut progress = Progress::new(args);
-    let report = seed::seed_with_pool(&pool, &options, WORKERS, |p| {
+    let extras = seed::SeedExtras {
+        sessions_per_user: args.sessions_per_user,
+        habits_per_user: args.habits_per_user,
+    };
+    let report = seed::seed_all_with_pool(&pool, &options, &extras, WORKERS, |p| {
         progress.update(p);
         if stop.load(Ordering::SeqCst) {
             ControlFlow::Break(())
@@ -257,6 +269,12 @@ fn summarize(report: &SeedReport) {
         report.elapsed.as_secs_f64(),
         report.rows_per_second()
     );
+    if report.sessions_created + report.habits_created > 0 {
+        println!(
+            "With them: {} login sessions and {} habits with {} check-ins.",
+            report.sessions_created, report.habits_created, report.check_ins_created
+        );
+    }
     if report.users_skipped > 0 {
         println!(
             "Skipped {} users that already existed (same seed, same emails): no duplicates. \
@@ -283,5 +301,30 @@ fn show_sample(conn: &mut PgConnection, user_id: uuid::Uuid) -> Result<(), Box<d
             .unwrap_or_default();
         println!("    [{:>6}] {}{due}", task.priority.to_string(), task.title);
     }
+    let sessions = SessionRepo::list(conn, user.id)?;
+    println!("  {} active login sessions", sessions.len());
+    let today = chrono::Utc::now().date_naive();
+    for habit in HabitRepo::list(conn, user.id)? {
+        let streak = HabitRepo::streak(conn, user.id, habit.id, today)?;
+        println!(
+            "  Habit {:?} ({}): streak {} now, {} at best",
+            habit.name,
+            describe(&habit.schedule),
+            streak.current,
+            streak.longest
+        );
+    }
     Ok(())
+}
+
+/// A schedule in words.
+fn describe(schedule: &Schedule) -> String {
+    match schedule {
+        Schedule::Daily => "daily".into(),
+        Schedule::Weekly { days } => {
+            let days: Vec<String> = days.iter().map(|d| d.to_string()).collect();
+            format!("on {}", days.join(", "))
+        }
+        Schedule::EveryNDays { n, .. } => format!("every {n} days"),
+    }
 }

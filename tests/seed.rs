@@ -236,3 +236,81 @@ fn the_quickstart_example_is_the_readme_quickstart() {
     );
     assert!(example.lines().count() < 60);
 }
+
+/// With sessions and habits asked for: every user gets them, some sessions expired and
+/// some revoked, check-ins only on scheduled days and never today or later, the same
+/// data for the same seed.
+#[test]
+fn the_seed_writes_sessions_and_habits_with_a_year_of_check_ins() {
+    use todo_store::{HabitRepo, SessionRepo};
+    let options = SeedOptions {
+        users: 12,
+        tasks_per_user: 3,
+        anchor: Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap(),
+        ..SeedOptions::default()
+    };
+    let extras = todo_store::seed::SeedExtras {
+        sessions_per_user: 4,
+        habits_per_user: 2,
+    };
+    let mut check_in_counts = Vec::new();
+    for _ in 0..2 {
+        let db = TestDb::new();
+        let mut conn = db.conn();
+        let report =
+            todo_store::seed::seed_all(&mut conn, &options, &extras, |_| ControlFlow::Continue(()))
+                .unwrap();
+        assert_eq!(report.sessions_created, 48);
+        assert_eq!(report.habits_created, 24);
+        assert!(report.check_ins_created > 24 * 50, "{report:?}");
+        #[derive(QueryableByName)]
+        struct Counts {
+            #[diesel(sql_type = BigInt)]
+            expired: i64,
+            #[diesel(sql_type = BigInt)]
+            revoked: i64,
+        }
+        let counts: Counts = diesel::sql_query(
+            "SELECT count(*) FILTER (WHERE expires_at <= '2026-06-01') AS expired, \
+             count(*) FILTER (WHERE revoked_at IS NOT NULL) AS revoked FROM sessions",
+        )
+        .get_result(&mut conn)
+        .unwrap();
+        assert!(
+            counts.expired > 0 && counts.expired < 48,
+            "{}",
+            counts.expired
+        );
+        assert!(
+            counts.revoked > 0 && counts.revoked < 48,
+            "{}",
+            counts.revoked
+        );
+        let mut total = 0;
+        for user in UserRepo::list(&mut conn, 100, 0).unwrap() {
+            assert!(SessionRepo::list(&mut conn, user.id).unwrap().len() <= 4);
+            let habits = HabitRepo::list(&mut conn, user.id).unwrap();
+            assert_eq!(habits.len(), 2);
+            for habit in habits {
+                let from = chrono::NaiveDate::from_ymd_opt(2024, 1, 1).unwrap();
+                let to = chrono::NaiveDate::from_ymd_opt(2027, 1, 1).unwrap();
+                let days = HabitRepo::check_ins(&mut conn, user.id, habit.id, from, to).unwrap();
+                for day in &days {
+                    assert!(
+                        habit.schedule.is_due_on(*day),
+                        "{day} for {:?}",
+                        habit.schedule
+                    );
+                    assert!(*day < options.anchor.date_naive());
+                }
+                total += days.len();
+            }
+        }
+        assert_eq!(total as u64, report.check_ins_created);
+        check_in_counts.push(total);
+    }
+    assert_eq!(
+        check_in_counts[0], check_in_counts[1],
+        "same seed, same data"
+    );
+}

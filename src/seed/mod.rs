@@ -28,6 +28,7 @@
 //! # }
 //! ```
 
+mod extras;
 mod words;
 
 use std::collections::HashSet;
@@ -71,6 +72,18 @@ pub struct SeedOptions {
     pub anchor: DateTime<Utc>,
 }
 
+/// What [`seed_all`] writes besides users and tasks (none by default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SeedExtras {
+    /// Login sessions per user: thirty-day sessions started over the 60 days before the
+    /// anchor, so about half have expired, and one in five revoked.
+    pub sessions_per_user: u32,
+    /// Habits per user, each with a daily, weekly or every-few-days schedule, started
+    /// 10 to 14 months before the anchor, with check-ins on most scheduled days up to
+    /// the day before it and now and then a slump of a few days.
+    pub habits_per_user: u32,
+}
+
 impl Default for SeedOptions {
     fn default() -> Self {
         SeedOptions {
@@ -106,6 +119,8 @@ pub struct SeedProgress {
     pub users_skipped: u64,
     /// Tasks written so far.
     pub tasks_created: u64,
+    /// Sessions, habits and check-ins written so far.
+    pub extras_created: u64,
 }
 
 /// What [`seed`] did.
@@ -118,6 +133,12 @@ pub struct SeedReport {
     pub users_skipped: u64,
     /// Tasks written.
     pub tasks_created: u64,
+    /// Sessions written.
+    pub sessions_created: u64,
+    /// Habits written.
+    pub habits_created: u64,
+    /// Habit check-ins written.
+    pub check_ins_created: u64,
     /// Wall-clock time of the run.
     pub elapsed: Duration,
     /// True when the callback stopped the run early (after a whole batch).
@@ -127,13 +148,15 @@ pub struct SeedReport {
 }
 
 impl SeedReport {
-    /// Rows (users and tasks) written per second.
+    /// Rows (users and tasks, and the sessions, habits and check-ins) written per
+    /// second.
     pub fn rows_per_second(&self) -> f64 {
         let secs = self.elapsed.as_secs_f64();
         if secs == 0.0 {
             return 0.0;
         }
-        (self.users_created + self.tasks_created) as f64 / secs
+        let extras = self.sessions_created + self.habits_created + self.check_ins_created;
+        (self.users_created + self.tasks_created + extras) as f64 / secs
     }
 }
 
@@ -145,6 +168,20 @@ impl SeedReport {
 pub fn seed(
     conn: &mut PgConnection,
     options: &SeedOptions,
+    on_batch: impl FnMut(&SeedProgress) -> ControlFlow<()>,
+) -> Result<SeedReport> {
+    seed_all(conn, options, &SeedExtras::default(), on_batch)
+}
+
+/// [`seed`], with each new user's sessions, habits and check-ins of `extras` written in
+/// the same batch.
+///
+/// # Errors
+/// As [`seed`].
+pub fn seed_all(
+    conn: &mut PgConnection,
+    options: &SeedOptions,
+    extras: &SeedExtras,
     mut on_batch: impl FnMut(&SeedProgress) -> ControlFlow<()>,
 ) -> Result<SeedReport> {
     let started = Instant::now();
@@ -160,11 +197,12 @@ pub fn seed(
         let people: Vec<SeedUser> = (start..end)
             .map(|i| SeedUser::generate(options, i))
             .collect();
-        let done = conn.transaction(|conn| write_batch(conn, options, &people))?;
+        let done = conn.transaction(|conn| write_batch(conn, options, extras, &people))?;
         if done.starts_at_zero {
             report.first_user = done.first_user;
         }
         progress.add(&done);
+        report.add_extras(&done);
         start = end;
         if on_batch(&progress).is_break() && start < options.users {
             report.interrupted = true;
@@ -186,6 +224,21 @@ pub fn seed(
 pub fn seed_with_pool(
     pool: &PgPool,
     options: &SeedOptions,
+    workers: usize,
+    on_batch: impl FnMut(&SeedProgress) -> ControlFlow<()>,
+) -> Result<SeedReport> {
+    seed_all_with_pool(pool, options, &SeedExtras::default(), workers, on_batch)
+}
+
+/// [`seed_with_pool`], with the sessions, habits and check-ins of `extras` (see
+/// [`seed_all`]).
+///
+/// # Errors
+/// As [`seed_with_pool`].
+pub fn seed_all_with_pool(
+    pool: &PgPool,
+    options: &SeedOptions,
+    extras: &SeedExtras,
     workers: usize,
     mut on_batch: impl FnMut(&SeedProgress) -> ControlFlow<()>,
 ) -> Result<SeedReport> {
@@ -215,7 +268,7 @@ pub fn seed_with_pool(
                         let people: Vec<SeedUser> = (start..end)
                             .map(|i| SeedUser::generate(options, i))
                             .collect();
-                        conn.transaction(|conn| write_batch(conn, options, &people))
+                        conn.transaction(|conn| write_batch(conn, options, extras, &people))
                     });
                     let failed = result.is_err();
                     let _ = done_tx.send(result);
@@ -233,6 +286,7 @@ pub fn seed_with_pool(
                         report.first_user = done.first_user;
                     }
                     progress.add(&done);
+                    report.add_extras(&done);
                     if on_batch(&progress).is_break() && progress.users_done < progress.users_total
                     {
                         report.interrupted = true;
@@ -272,6 +326,9 @@ struct BatchDone {
     users: u64,
     users_created: u64,
     tasks_created: u64,
+    sessions_created: u64,
+    habits_created: u64,
+    check_ins_created: u64,
     starts_at_zero: bool,
     first_user: Option<Uuid>,
 }
@@ -282,10 +339,17 @@ impl SeedProgress {
         self.users_created += done.users_created;
         self.users_skipped += done.users - done.users_created;
         self.tasks_created += done.tasks_created;
+        self.extras_created += done.sessions_created + done.habits_created + done.check_ins_created;
     }
 }
 
 impl SeedReport {
+    fn add_extras(&mut self, done: &BatchDone) {
+        self.sessions_created += done.sessions_created;
+        self.habits_created += done.habits_created;
+        self.check_ins_created += done.check_ins_created;
+    }
+
     fn finish(&mut self, progress: &SeedProgress, started: Instant) {
         self.users_created = progress.users_created;
         self.users_skipped = progress.users_skipped;
@@ -299,6 +363,7 @@ impl SeedReport {
 fn write_batch(
     conn: &mut PgConnection,
     options: &SeedOptions,
+    extras: &SeedExtras,
     people: &[SeedUser],
 ) -> Result<BatchDone> {
     // Taken as UserRepo::create would find them taken (the same address in another
@@ -339,10 +404,18 @@ fn write_batch(
         }
     }
     bulk::copy_tasks(conn, &task_rows)?;
+    let rows: Vec<extras::Extras> = fresh
+        .iter()
+        .map(|p| extras::Extras::generate(options, extras, p.index, p.id))
+        .collect();
+    let (sessions_created, habits_created, check_ins_created) = extras::write(conn, &rows)?;
     Ok(BatchDone {
         users: people.len() as u64,
         users_created: fresh.len() as u64,
         tasks_created: task_rows.len() as u64,
+        sessions_created,
+        habits_created,
+        check_ins_created,
         starts_at_zero: people.first().is_some_and(|p| p.index == 0),
         first_user: first,
     })
