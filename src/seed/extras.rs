@@ -211,17 +211,17 @@ pub(super) fn write(conn: &mut PgConnection, extras: &[Extras]) -> Result<(u64, 
     let check_ins: Vec<&SeedCheckInRow> = extras.iter().flat_map(|e| &e.check_ins).collect();
     for chunk in sessions.chunks(5_000) {
         diesel::insert_into(sessions::table)
-            .values(chunk.iter().copied().collect::<Vec<_>>())
+            .values(chunk.to_vec())
             .execute(conn)?;
     }
     for chunk in habits.chunks(5_000) {
         diesel::insert_into(habits::table)
-            .values(chunk.iter().copied().collect::<Vec<_>>())
+            .values(chunk.to_vec())
             .execute(conn)?;
     }
     for chunk in check_ins.chunks(15_000) {
         diesel::insert_into(habit_check_ins::table)
-            .values(chunk.iter().copied().collect::<Vec<_>>())
+            .values(chunk.to_vec())
             .execute(conn)?;
     }
     Ok((
