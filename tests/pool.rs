@@ -242,3 +242,34 @@ fn pool_metrics_count_connections_checkouts_waits_and_timeouts() {
     );
     assert!(end.connections_opened >= 1);
 }
+
+/// The crate's instrumentation on pooled connections passes every event on to diesel's
+/// default instrumentation, so an application's own keeps seeing its statements.
+#[test]
+fn an_applications_default_instrumentation_still_sees_pooled_statements() {
+    use diesel::connection::{set_default_instrumentation, Instrumentation, InstrumentationEvent};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static SEEN: AtomicUsize = AtomicUsize::new(0);
+    fn counting() -> Option<Box<dyn Instrumentation>> {
+        Some(Box::new(|event: InstrumentationEvent<'_>| {
+            if matches!(event, InstrumentationEvent::FinishQuery { .. }) {
+                SEEN.fetch_add(1, Ordering::SeqCst);
+            }
+        }))
+    }
+    set_default_instrumentation(counting).unwrap();
+    let db = TestDb::new();
+    let pool = build_pool(&DbConfig::new(db.url()).pool_size(1)).unwrap();
+    let mut conn = checkout(&pool).unwrap();
+    let before = SEEN.load(Ordering::SeqCst);
+    assert_eq!(UserRepo::count(&mut conn).unwrap(), 0);
+    assert!(
+        SEEN.load(Ordering::SeqCst) > before,
+        "the application's instrumentation saw nothing"
+    );
+    // And the crate's own notes still work: a lost connection is known without asking.
+    let pid = backend_pid(&mut conn);
+    terminate(&db, pid);
+    assert!(UserRepo::count(&mut conn).unwrap_err().is_connection_lost());
+    assert!(todo_store::pool::has_lost_server(&mut conn));
+}
