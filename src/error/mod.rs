@@ -3,6 +3,23 @@
 //! A caller never has to inspect a raw database error for something it could have
 //! avoided: unique violations become [`Error::Conflict`], a missing parent row becomes
 //! [`Error::NotFound`], a CHECK constraint becomes [`Error::Validation`].
+//!
+//! This module holds [`Error`], [`ConflictKind`] and the questions a caller asks of an
+//! error (`is_*`). The rest has a file each: `detail` is the message-and-source of a
+//! configuration or migration error; `database` maps diesel's errors (the constraint
+//! table, lost connections); `pool_timeout` turns a timed-out checkout into
+//! [`Error::PoolTimeout`].
+
+mod database;
+mod detail;
+mod pool_timeout;
+
+pub use database::constraint_names;
+pub(crate) use database::is_lost_connection;
+use database::is_protocol_limit;
+pub use detail::Detail;
+use pool_timeout::pool_timeout_message;
+pub(crate) use pool_timeout::{last_connection_error, note_pool_timeout, take_pool_timeout};
 
 use std::time::Duration;
 
@@ -125,122 +142,6 @@ impl std::error::Error for Error {
     }
 }
 
-/// The message of an [`Error::Config`] or [`Error::Migration`], for the caller, and
-/// the error underneath it when there is one (its [`std::error::Error::source`]; the
-/// message does not repeat it). Reads as a `str`: `detail.contains("DATABASE_URL")`.
-pub struct Detail {
-    message: String,
-    error: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
-    /// Whether `message` already says what `error` says: then the chain goes on with
-    /// `error`'s own source, so that no reporter prints the same text twice.
-    message_says_error: bool,
-}
-
-impl Detail {
-    /// A message with no error underneath.
-    pub fn new(message: impl Into<String>) -> Self {
-        Detail {
-            message: message.into(),
-            error: None,
-            message_says_error: false,
-        }
-    }
-
-    /// A message about `source`, which stays available as the error's source.
-    pub fn with_source(
-        message: impl Into<String>,
-        source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
-    ) -> Self {
-        Detail {
-            message: message.into(),
-            error: Some(source.into()),
-            message_says_error: false,
-        }
-    }
-
-    /// `error`'s own text as the message, `error` kept: the source is `error`'s source.
-    pub fn from_error(
-        error: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
-    ) -> Self {
-        let error = error.into();
-        Detail {
-            message: error.to_string(),
-            error: Some(error),
-            message_says_error: true,
-        }
-    }
-
-    /// The error this detail is about, if any.
-    pub fn error(&self) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
-        self.error.as_deref()
-    }
-
-    /// The message.
-    pub fn as_str(&self) -> &str {
-        &self.message
-    }
-
-    /// The next error of the chain: the error this detail is about, or, when the
-    /// message already says it, that error's source.
-    pub fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        let error = self.error.as_deref()?;
-        if self.message_says_error {
-            error.source()
-        } else {
-            Some(error as &(dyn std::error::Error + 'static))
-        }
-    }
-}
-
-impl std::ops::Deref for Detail {
-    type Target = str;
-
-    fn deref(&self) -> &str {
-        &self.message
-    }
-}
-
-impl std::fmt::Display for Detail {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::fmt::Debug for Detail {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut d = f.debug_struct("Detail");
-        d.field("message", &self.message);
-        if let Some(error) = &self.error {
-            d.field("error", error);
-        }
-        d.finish()
-    }
-}
-
-impl From<String> for Detail {
-    fn from(message: String) -> Self {
-        Detail::new(message)
-    }
-}
-
-impl From<&str> for Detail {
-    fn from(message: &str) -> Self {
-        Detail::new(message)
-    }
-}
-
-impl PartialEq<str> for Detail {
-    fn eq(&self, other: &str) -> bool {
-        self.message == other
-    }
-}
-
-impl PartialEq<&str> for Detail {
-    fn eq(&self, other: &&str) -> bool {
-        self.message == *other
-    }
-}
-
 /// The kinds of [`Error::Conflict`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -263,25 +164,6 @@ pub enum ConflictKind {
         /// The name of the violated constraint.
         constraint: String,
     },
-}
-
-fn pool_timeout_message(max_size: u32, timeout: Duration, last_error: Option<&str>) -> String {
-    let mut msg = String::from("timed out");
-    if !timeout.is_zero() {
-        msg.push_str(&format!(" after {timeout:?}"));
-    }
-    msg.push_str(" waiting for a database connection");
-    if max_size > 0 {
-        msg.push_str(&format!(" (pool size {max_size})"));
-    }
-    if let Some(e) = last_error.filter(|e| !e.is_empty()) {
-        msg.push_str(&format!("; last connection error: {e}"));
-    }
-    msg.push_str(
-        ": raise DATABASE_POOL_SIZE or DATABASE_CONNECT_TIMEOUT_MS, hold connections for less \
-         time, or check that the server is reachable",
-    );
-    msg
 }
 
 impl Error {
@@ -424,246 +306,6 @@ impl Error {
             _ => None,
         }
     }
-}
-
-/// The server's `time zone "..." not recognized` (`AT TIME ZONE` with a name it does
-/// not know).
-fn is_unknown_time_zone(message: &str) -> bool {
-    message.starts_with("time zone \"") && message.ends_with("\" not recognized")
-}
-
-/// libpq refuses to send a statement with more bind parameters than the protocol
-/// allows with the same error kind as a lost connection; that is no lost connection.
-fn is_protocol_limit(message: &str) -> bool {
-    message.contains("number of parameters")
-}
-
-/// Whether `err` means the connection to the server is gone.
-///
-/// Diesel tags most of these `ClosedConnection` or `UnableToSendCommand`, but not all:
-/// it says `ClosedConnection` only when libpq has already marked the connection bad.
-/// With libpq 15, the first statement on a connection whose server crashed fails with
-/// kind `Unknown` and libpq's own "server closed the connection unexpectedly"; only the
-/// next one is refused outright (tests/faults.rs shows it). The messages
-/// below are libpq's (not translated unless the client's locale asks) and the server's
-/// FATAL ones (SQLSTATE 57P01-57P05, 25P03), each of which ends the session.
-pub(crate) fn is_lost_connection(err: &DieselError) -> bool {
-    const LOST: &[&str] = &[
-        "server closed the connection unexpectedly",
-        "no connection to the server",
-        "could not receive data from server",
-        "could not send data to server",
-        "connection to server was lost",
-        "lost synchronization with server",
-        "SSL connection has been closed unexpectedly",
-        "SSL SYSCALL error: EOF detected",
-        "terminating connection",
-    ];
-    match err {
-        DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, _)
-        | DieselError::BrokenTransactionManager => true,
-        DieselError::DatabaseError(DatabaseErrorKind::UnableToSendCommand, info) => {
-            !is_protocol_limit(info.message())
-        }
-        DieselError::DatabaseError(DatabaseErrorKind::Unknown, info) => {
-            LOST.iter().any(|m| info.message().starts_with(m))
-        }
-        _ => false,
-    }
-}
-
-/// What a constraint of the schema means to a caller. The constraint names are those
-/// of the migrations; keep the two in step (a test checks every name exists).
-pub(crate) const CONSTRAINTS: &[(&str, Meaning)] = &[
-    (
-        "users_email_ci_key",
-        Meaning::Conflict(ConflictKind::EmailTaken),
-    ),
-    (
-        "users_email_valid",
-        Meaning::Invalid(
-            "email",
-            "must be an address like name@example.com (one @, no spaces or invisible \
-             characters) of at most 254 characters",
-        ),
-    ),
-    (
-        "users_name_valid",
-        Meaning::Invalid(
-            "name",
-            "must be at most 100 characters and contain a visible character (not only \
-             spaces or invisible characters such as zero-width spaces)",
-        ),
-    ),
-    (
-        "users_image_valid",
-        Meaning::Invalid("image", "must be at most 2048 characters"),
-    ),
-    ("tasks_user_id_fkey", Meaning::Missing("user")),
-    ("sessions_user_id_fkey", Meaning::Missing("user")),
-    (
-        "sessions_expiry_after_creation",
-        Meaning::Invalid("expires_at", "must be in the future"),
-    ),
-    (
-        "sessions_ip_address_valid",
-        Meaning::Invalid("ip_address", "must be an IPv4 or IPv6 address"),
-    ),
-    (
-        "sessions_user_agent_valid",
-        Meaning::Invalid("user_agent", "must be at most 512 characters"),
-    ),
-    (
-        "tasks_title_valid",
-        Meaning::Invalid("title", crate::models::validate::NOTHING_VISIBLE),
-    ),
-    (
-        "tasks_description_valid",
-        Meaning::Invalid("description", "must be at most 10000 characters"),
-    ),
-    (
-        "tasks_version_positive",
-        Meaning::Invalid("version", "must be at least 1"),
-    ),
-    ("habits_user_id_fkey", Meaning::Missing("user")),
-    (
-        "habits_name_valid",
-        Meaning::Invalid(
-            "name",
-            "must be at most 100 characters and contain a visible character (not only \
-             spaces or invisible characters such as zero-width spaces)",
-        ),
-    ),
-    (
-        "habits_description_valid",
-        Meaning::Invalid("description", "must be at most 10000 characters"),
-    ),
-    (
-        "habits_schedule_valid",
-        Meaning::Invalid(
-            "schedule",
-            "must be a schedule of the documented JSON shape (version 1: daily, weekly or \
-             every_n_days; see todo_store::Schedule)",
-        ),
-    ),
-    (
-        "habits_version_positive",
-        Meaning::Invalid("version", "must be at least 1"),
-    ),
-    ("habit_check_ins_habit_id_fkey", Meaning::Missing("habit")),
-];
-
-/// The names of the constraints (and unique indexes) this module gives a meaning to.
-pub fn constraint_names() -> impl Iterator<Item = &'static str> {
-    CONSTRAINTS.iter().map(|(name, _)| *name)
-}
-
-/// The meaning of a violated constraint.
-#[derive(Debug, Clone)]
-pub(crate) enum Meaning {
-    Conflict(ConflictKind),
-    Invalid(&'static str, &'static str),
-    Missing(&'static str),
-}
-
-impl From<DieselError> for Error {
-    fn from(err: DieselError) -> Self {
-        if let DieselError::DatabaseError(kind, info) = &err {
-            let known = info
-                .constraint_name()
-                .and_then(|name| CONSTRAINTS.iter().find(|(n, _)| *n == name));
-            match (kind, known) {
-                (_, Some((_, Meaning::Conflict(kind)))) => {
-                    return Error::Conflict { kind: kind.clone() }
-                }
-                (_, Some((_, Meaning::Invalid(field, reason)))) => {
-                    return Error::validation(*field, *reason)
-                }
-                (_, Some((_, Meaning::Missing(entity)))) => {
-                    return Error::NotFound {
-                        entity,
-                        key: "referenced by this row".into(),
-                    }
-                }
-                (DatabaseErrorKind::ReadOnlyTransaction, _) => {
-                    return Error::ReadOnly {
-                        message: info.message().to_owned(),
-                    }
-                }
-                (DatabaseErrorKind::UniqueViolation, None) => {
-                    return Error::Conflict {
-                        kind: ConflictKind::Duplicate {
-                            constraint: info.constraint_name().unwrap_or("unknown").to_owned(),
-                        },
-                    }
-                }
-                // SQLSTATE 22023 for a time zone name the server's time zone database
-                // does not have: the name was checked before the query
-                // (`TaskRepo::stats_in_time_zone`), so only a server with older tzdata
-                // than the crate gets here. Fixed server text, as below.
-                (DatabaseErrorKind::Unknown, None) if is_unknown_time_zone(info.message()) => {
-                    return Error::validation(
-                        "time_zone",
-                        "is not in the database server's time zone database",
-                    )
-                }
-                // SQLSTATE 57014 carries no kind of its own in diesel; the message is fixed
-                // server text (lc_messages is English on the servers we support).
-                (DatabaseErrorKind::Unknown, None)
-                    if info.message().contains("statement timeout") =>
-                {
-                    return Error::StatementTimeout
-                }
-                _ => {}
-            }
-        }
-        Error::Database(err)
-    }
-}
-
-impl From<r2d2::Error> for Error {
-    /// A checkout (`pool.get()?`) that timed out. r2d2's error holds neither the pool's
-    /// size nor its timeout; a pool built by the crate notes both on the calling thread
-    /// as the checkout times out, and the conversion takes them from there. (An error
-    /// converted on another thread, or from a pool built elsewhere, gives 0 for both.)
-    fn from(err: r2d2::Error) -> Self {
-        let (max_size, timeout) = take_pool_timeout().unwrap_or((0, Duration::ZERO));
-        Error::PoolTimeout {
-            max_size,
-            timeout,
-            last_error: last_connection_error(&err.to_string(), None),
-        }
-    }
-}
-
-/// The last connection error of an r2d2 error message (`timed out waiting for
-/// connection: <last error>`), with the secrets of `info` (and anything that looks like
-/// a password) removed.
-pub(crate) fn last_connection_error(
-    r2d2_message: &str,
-    info: Option<&crate::conninfo::Conninfo>,
-) -> Option<String> {
-    r2d2_message
-        .split_once(": ")
-        .map(|(_, last)| crate::conninfo::scrub(last.trim(), info))
-}
-
-thread_local! {
-    /// The size and timeout of the pool whose checkout last timed out on this thread,
-    /// until the checkout's error is converted.
-    static POOL_TIMEOUT: std::cell::Cell<Option<(u32, Duration)>> =
-        const { std::cell::Cell::new(None) };
-}
-
-/// Notes, on the calling thread, that a checkout of a pool of `max_size` connections
-/// timed out after `timeout` (called by the pool as it gives up).
-pub(crate) fn note_pool_timeout(max_size: u32, timeout: Duration) {
-    POOL_TIMEOUT.with(|slot| slot.set(Some((max_size, timeout))));
-}
-
-/// What [`note_pool_timeout`] noted last on this thread, once.
-pub(crate) fn take_pool_timeout() -> Option<(u32, Duration)> {
-    POOL_TIMEOUT.with(std::cell::Cell::take)
 }
 
 #[cfg(test)]
