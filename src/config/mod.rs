@@ -1,0 +1,364 @@
+//! [`DbConfig`]: where the database is and how the pool talks to it.
+//!
+//! | variable | meaning | default |
+//! |---|---|---|
+//! | `DATABASE_URL` | PostgreSQL URL (`postgres://user:password@host:5432/db?sslmode=require`) or key=value connection string | required |
+//! | `DATABASE_POOL_SIZE` | maximum connections in the pool | 10 |
+//! | `DATABASE_MIN_IDLE` | connections kept open while idle | the pool size |
+//! | `DATABASE_CONNECT_TIMEOUT_MS` | how long to wait for a connection (opening one, or a free one from the pool) | 5000 |
+//! | `DATABASE_STATEMENT_TIMEOUT_MS` | server-side `statement_timeout` for every statement; 0 turns it off | 30000 |
+//! | `DATABASE_APPLICATION_NAME` | `application_name` shown in `pg_stat_activity` | `todo-store` |
+//! | `DATABASE_PGBOUNCER` | `true` behind a transaction-mode pooler (PgBouncer, Neon's `-pooler` endpoint): no prepared statements, no session `SET`s | `false` |
+//! | `DATABASE_REPLICA_URLS` | comma-separated URLs of read replicas, for [`crate::replica::ReplicaRouter`] | none |
+//! | `DATABASE_TCP_USER_TIMEOUT_MS` | libpq `tcp_user_timeout`: how long sent data may go unacknowledged before the connection is dropped; 0 leaves it to the OS | 20000 |
+//! | `DATABASE_KEEPALIVES_IDLE_S` | libpq `keepalives_idle`: silence before the first TCP keepalive probe; 0 turns keepalives off | 10 |
+//! | `DATABASE_KEEPALIVES_INTERVAL_S` | libpq `keepalives_interval`: between unanswered probes | 5 |
+//! | `DATABASE_KEEPALIVES_COUNT` | libpq `keepalives_count`: unanswered probes before the connection is dropped | 2 |
+//!
+//! `DbConfig::from_env` also reads a `.env` file (variables already set win), without
+//! writing it into the process environment.
+//!
+//! ## A silent server is an error within 20 seconds
+//!
+//! A server that stops answering without closing the connection (a NAT or load
+//! balancer that forgot it, a link that went down, a host that froze) sends no reset.
+//! With libpq's defaults a call then waits for the operating system's TCP
+//! retransmission timeout, about 15 minutes on Linux, and a connection idle in the pool
+//! is never found dead at all. So every connection gets, unless its URL sets them
+//! itself (a parameter in `DATABASE_URL` wins), the libpq parameters of
+//! [`DbConfig::libpq_parameters`]:
+//!
+//! - `keepalives=1`, `keepalives_idle=10`, `keepalives_interval=5`,
+//!   `keepalives_count=2`: a connection that has heard nothing for 10 s sends a probe;
+//!   two more unanswered 5 s apart and the kernel drops it, 20 s after the server's last
+//!   word. This finds dead connections idle in the pool, and calls waiting for a reply
+//!   (a long query); the probes also keep NATs and load balancers from forgetting idle
+//!   connections (their idle timeouts are minutes).
+//! - `tcp_user_timeout=20000`: data the client sent (a query) that stays
+//!   unacknowledged for 20 s drops the connection. Keepalives are not sent while data
+//!   is in flight, so this is the bound for a call whose query met the silence. On
+//!   Linux it also bounds the keepalive probing above to the same 20 s.
+//! - `connect_timeout`: the connection timeout ([`DbConfig::connection_timeout`],
+//!   5 s by default) in whole seconds, at least 2 (libpq's minimum), so that opening a
+//!   connection to a server that never answers gives up too, instead of holding one of
+//!   the pool's connection threads for minutes. Not added when `PGCONNECT_TIMEOUT` is
+//!   set: libpq reads that itself.
+//!
+//! Why 20 s: long enough that a congested but working link (retransmissions over a few
+//! seconds, a server busy with a checkpoint) is never mistaken for a dead one, and a
+//! query that runs for minutes is not affected at all (the server's kernel answers the
+//! probes while the query runs); short enough that a request fails well within the
+//! usual 30 to 60 s timeouts of HTTP clients and load balancers, rather than after 15
+//! minutes. A dropped connection is an [`crate::Error::is_connection_lost`] error and
+//! the pool discards it. The settings are TCP's: they do nothing on unix sockets, and
+//! they apply to TLS connections unchanged.
+//!
+//! This module holds [`DbConfig`]: its defaults, setters, getters and validation.
+//! Reading it from the environment and `.env` lives in `env`; the libpq network
+//! settings above (keepalives, `tcp_user_timeout`, `connect_timeout`) live in `libpq`.
+
+mod env;
+mod libpq;
+
+#[cfg(any(feature = "local-postgres", feature = "better-auth"))]
+pub(crate) use env::env_var;
+pub use env::vars;
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+
+/// How to reach the database and how to size the pool.
+///
+/// Its `Debug` output hides the password of the URL.
+///
+/// ```
+/// use std::time::Duration;
+/// use todo_store::DbConfig;
+///
+/// let config = DbConfig::new("postgres://app:s3cret@localhost/todo")
+///     .pool_size(20)
+///     .connection_timeout(Duration::from_secs(2))
+///     .statement_timeout(Some(Duration::from_secs(10)));
+/// assert_eq!(config.max_pool_size(), 20);
+/// assert!(!format!("{config:?}").contains("s3cret"));
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Deserialize),
+    serde(try_from = "crate::serde_support::DbConfigSource")
+)]
+pub struct DbConfig {
+    url: String,
+    pool_size: u32,
+    min_idle: Option<u32>,
+    connection_timeout: Duration,
+    statement_timeout: Option<Duration>,
+    application_name: String,
+    pgbouncer: bool,
+    replica_urls: Vec<String>,
+    tcp_user_timeout: Option<Duration>,
+    keepalives_idle: Option<Duration>,
+    keepalives_interval: Duration,
+    keepalives_count: u32,
+}
+
+impl DbConfig {
+    /// Default maximum pool size.
+    pub const DEFAULT_POOL_SIZE: u32 = 10;
+    /// Default connection timeout.
+    pub const DEFAULT_CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
+    /// Default statement timeout.
+    pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
+    /// Default `application_name`.
+    pub const DEFAULT_APPLICATION_NAME: &'static str = "todo-store";
+    /// Default libpq `tcp_user_timeout` (see the [module docs](self)).
+    pub const DEFAULT_TCP_USER_TIMEOUT: Duration = Duration::from_secs(20);
+    /// Default libpq `keepalives_idle`.
+    pub const DEFAULT_KEEPALIVES_IDLE: Duration = Duration::from_secs(10);
+    /// Default libpq `keepalives_interval`.
+    pub const DEFAULT_KEEPALIVES_INTERVAL: Duration = Duration::from_secs(5);
+    /// Default libpq `keepalives_count`.
+    pub const DEFAULT_KEEPALIVES_COUNT: u32 = 2;
+
+    /// A configuration for `url` with the defaults for everything else.
+    pub fn new(url: impl Into<String>) -> Self {
+        DbConfig {
+            url: url.into(),
+            pool_size: Self::DEFAULT_POOL_SIZE,
+            min_idle: None,
+            connection_timeout: Self::DEFAULT_CONNECTION_TIMEOUT,
+            statement_timeout: Some(Self::DEFAULT_STATEMENT_TIMEOUT),
+            application_name: Self::DEFAULT_APPLICATION_NAME.to_owned(),
+            pgbouncer: false,
+            replica_urls: Vec::new(),
+            tcp_user_timeout: Some(Self::DEFAULT_TCP_USER_TIMEOUT),
+            keepalives_idle: Some(Self::DEFAULT_KEEPALIVES_IDLE),
+            keepalives_interval: Self::DEFAULT_KEEPALIVES_INTERVAL,
+            keepalives_count: Self::DEFAULT_KEEPALIVES_COUNT,
+        }
+    }
+
+    /// Sets the maximum number of pooled connections (at least 1).
+    pub fn pool_size(mut self, size: u32) -> Self {
+        self.pool_size = size;
+        self
+    }
+
+    /// Sets how many connections the pool keeps open while idle (`None`: the pool size).
+    pub fn min_idle(mut self, min_idle: Option<u32>) -> Self {
+        self.min_idle = min_idle;
+        self
+    }
+
+    /// Sets how long to wait for a connection: opening one, or a free one from the pool.
+    pub fn connection_timeout(mut self, timeout: Duration) -> Self {
+        self.connection_timeout = timeout;
+        self
+    }
+
+    /// Sets the server-side `statement_timeout` (`None` turns it off).
+    pub fn statement_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.statement_timeout = timeout;
+        self
+    }
+
+    /// Sets the `application_name` each connection reports to the server.
+    pub fn application_name(mut self, name: impl Into<String>) -> Self {
+        self.application_name = name.into();
+        self
+    }
+
+    /// Connect through a transaction-mode pooler (PgBouncer with `pool_mode =
+    /// transaction`, Neon's pooled endpoint): statements are sent unnamed instead of
+    /// prepared (a prepared statement lives on one server connection, and the pooler
+    /// hands each transaction another), and `statement_timeout` is not `SET` on
+    /// connections (it would stick to a server connection other clients then use); set
+    /// it for the role instead: `ALTER ROLE app SET statement_timeout = '30s'`.
+    /// `application_name`, the time zone and the encoding are tracked by PgBouncer and
+    /// stay correct.
+    pub fn pgbouncer(mut self, on: bool) -> Self {
+        self.pgbouncer = on;
+        self
+    }
+
+    /// Adds the URL of a read replica (see [`crate::replica::ReplicaRouter`]).
+    pub fn replica_url(mut self, url: impl Into<String>) -> Self {
+        self.replica_urls.push(url.into());
+        self
+    }
+
+    /// Replaces the read-replica URLs.
+    pub fn replica_urls<I, S>(mut self, urls: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.replica_urls = urls.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Whether the configuration is for a transaction-mode pooler.
+    pub fn behind_pgbouncer(&self) -> bool {
+        self.pgbouncer
+    }
+
+    /// The read-replica URLs, passwords included: never log them.
+    pub fn replica_url_list(&self) -> &[String] {
+        &self.replica_urls
+    }
+
+    /// The same configuration for `url` (e.g. a replica's), other settings kept.
+    pub fn with_url(&self, url: impl Into<String>) -> Self {
+        DbConfig {
+            url: url.into(),
+            replica_urls: Vec::new(),
+            ..self.clone()
+        }
+    }
+
+    /// The connection URL, password included: hand it to a driver, never to a log.
+    /// [`DbConfig::redacted_url`] is the printable form.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The URL with its password replaced by `***`.
+    pub fn redacted_url(&self) -> String {
+        redact_url(&self.url)
+    }
+
+    /// The maximum number of pooled connections.
+    pub fn max_pool_size(&self) -> u32 {
+        self.pool_size
+    }
+
+    /// Connections kept open while idle (`None`: the pool size).
+    pub fn min_idle_connections(&self) -> Option<u32> {
+        self.min_idle
+    }
+
+    /// How long to wait for a connection.
+    pub fn connection_timeout_duration(&self) -> Duration {
+        self.connection_timeout
+    }
+
+    /// The server-side statement timeout, if any.
+    pub fn statement_timeout_duration(&self) -> Option<Duration> {
+        self.statement_timeout
+    }
+
+    /// The `application_name` of each connection.
+    pub fn application_name_str(&self) -> &str {
+        &self.application_name
+    }
+
+    /// Checks the values against each other.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a pool size of 0, a minimum idle count above the pool size,
+    /// a zero connection timeout, keepalives with a zero interval or count, a TCP
+    /// timeout libpq cannot hold (more than `i32::MAX` milliseconds or seconds) or an
+    /// application name with a NUL character.
+    pub fn validate(&self) -> Result<()> {
+        if self.pool_size == 0 {
+            return Err(Error::Config(
+                format!("{} must be at least 1", vars::POOL_SIZE).into(),
+            ));
+        }
+        if self.min_idle.is_some_and(|m| m > self.pool_size) {
+            return Err(Error::Config(
+                format!(
+                    "{} ({}) must not exceed {} ({})",
+                    vars::MIN_IDLE,
+                    self.min_idle.unwrap_or_default(),
+                    vars::POOL_SIZE,
+                    self.pool_size
+                )
+                .into(),
+            ));
+        }
+        if self.connection_timeout.is_zero() {
+            return Err(Error::Config(
+                format!("{} must be greater than 0", vars::CONNECT_TIMEOUT_MS).into(),
+            ));
+        }
+        if self.keepalives_idle.is_some()
+            && (self.keepalives_interval.is_zero() || self.keepalives_count == 0)
+        {
+            return Err(Error::Config(
+                format!(
+                    "with keepalives on, {} and {} must be greater than 0 (set {}=0 to turn \
+                 keepalives off)",
+                    vars::KEEPALIVES_INTERVAL_S,
+                    vars::KEEPALIVES_COUNT,
+                    vars::KEEPALIVES_IDLE_S
+                )
+                .into(),
+            ));
+        }
+        let too_long = |d: Duration, unit_ms: u128| d.as_millis() / unit_ms > i32::MAX as u128;
+        if self.tcp_user_timeout.is_some_and(|d| too_long(d, 1))
+            || self.keepalives_idle.is_some_and(|d| too_long(d, 1000))
+            || too_long(self.keepalives_interval, 1000)
+            || self.keepalives_count > i32::MAX as u32
+            || too_long(self.connection_timeout, 1000)
+        {
+            return Err(Error::Config(
+                "a TCP timeout or keepalive setting is larger than libpq can hold".into(),
+            ));
+        }
+        if self.application_name.contains('\0')
+            || self.url.contains('\0')
+            || self.replica_urls.iter().any(|u| u.contains('\0'))
+        {
+            return Err(Error::Config(
+                "the URL and application name must not contain NUL characters".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for DbConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DbConfig")
+            .field("url", &self.redacted_url())
+            .field("pool_size", &self.pool_size)
+            .field("min_idle", &self.min_idle)
+            .field("connection_timeout", &self.connection_timeout)
+            .field("statement_timeout", &self.statement_timeout)
+            .field("application_name", &self.application_name)
+            .field("pgbouncer", &self.pgbouncer)
+            .field("tcp_user_timeout", &self.tcp_user_timeout)
+            .field("keepalives_idle", &self.keepalives_idle)
+            .field("keepalives_interval", &self.keepalives_interval)
+            .field("keepalives_count", &self.keepalives_count)
+            .field(
+                "replica_urls",
+                &self
+                    .replica_urls
+                    .iter()
+                    .map(|u| redact_url(u))
+                    .collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+/// The URL or key=value connection string with its password (and any other value
+/// libpq treats as secret) replaced by `***`, rebuilt from libpq's own reading of the
+/// string; a string libpq cannot parse prints as a placeholder naming libpq's reason.
+///
+/// ```
+/// use todo_store::config::redact_url;
+/// assert_eq!(redact_url("postgres://app:pw@db:5432/todo"), "postgres://app:***@db:5432/todo");
+/// // libpq reads `#` as part of a URL's password, and `\ ` as a space in a value.
+/// assert_eq!(redact_url("postgres://app:p#w@db/todo"), "postgres://app:***@db/todo");
+/// assert_eq!(redact_url(r"host=db password=p\ w"), "password=*** host=db");
+/// ```
+pub fn redact_url(url: &str) -> String {
+    crate::conninfo::redact(url)
+}
