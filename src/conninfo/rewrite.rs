@@ -1,0 +1,189 @@
+//! A connection string with one thing changed (another database, added defaults) and
+//! everything else as its owner wrote it, checked against libpq's reading.
+
+use super::render::{percent_encode, quote_value};
+use super::Conninfo;
+
+/// `text` pointed at database `dbname`, everything else as written: in a URI the path
+/// is replaced where libpq's grammar puts it (after the first `@` or `/` that ends the
+/// credentials, and the host list up to `/` or `?`); a key=value string gets a `dbname`
+/// at its end (libpq: the last of repeated keywords wins). If libpq would not read the
+/// result as `text` with that one change (a `?dbname=` parameter, say), the string is
+/// rebuilt from libpq's reading instead.
+///
+/// # Errors
+/// libpq's reason when it cannot parse `text` (see [`Conninfo::parse`]).
+#[cfg(any(test, feature = "testing"))]
+pub fn with_dbname(text: &str, dbname: &str) -> Result<String, String> {
+    let info = Conninfo::parse(text)?;
+    let expected = info.clone().with("dbname", dbname);
+    let candidate = match info.scheme {
+        Some(scheme) => {
+            let rest = &text[scheme.len() + 3..];
+            let host_start = match rest.find(['@', '/']) {
+                Some(i) if rest.as_bytes()[i] == b'@' => i + 1,
+                _ => 0,
+            };
+            let host_end = rest[host_start..]
+                .find(['/', '?'])
+                .map_or(rest.len(), |i| host_start + i);
+            let tail = &rest[host_end..];
+            let params = tail.find('?').map_or("", |i| &tail[i..]);
+            format!(
+                "{scheme}://{}/{}{params}",
+                &rest[..host_end],
+                percent_encode(dbname)
+            )
+        }
+        None => format!("{text} dbname={}", quote_value(dbname)),
+    };
+    let same = Conninfo::parse(&candidate).is_ok_and(|got| {
+        got.get("dbname") == Some(dbname) && {
+            let mut got = got.settings;
+            let mut want = expected.settings.clone();
+            got.sort_by(|a, b| a.keyword.cmp(&b.keyword));
+            want.sort_by(|a, b| a.keyword.cmp(&b.keyword));
+            got == want
+        }
+    });
+    Ok(if same {
+        candidate
+    } else {
+        expected.to_connection_string()
+    })
+}
+
+/// `text` with each `(keyword, value)` of `defaults` that it does not set added at its
+/// end, everything else as written: `&keyword=value` (or `?keyword=value`) after a
+/// URI, ` keyword=value` after a key=value string. A keyword the string sets already
+/// keeps the string's value. If libpq would not read the result as `text` plus the
+/// added settings, the string is rebuilt from libpq's reading instead (as
+/// [`with_dbname`] does).
+///
+/// `postgres://app@db/todo?keepalives_idle=30` with `keepalives_idle=10` and
+/// `tcp_user_timeout=20000` is `postgres://app@db/todo?keepalives_idle=30&tcp_user_timeout=20000`.
+///
+/// # Errors
+/// libpq's reason when it cannot parse `text` (see [`Conninfo::parse`]), or when libpq
+/// does not know one of the keywords (an old libpq).
+pub fn with_defaults(text: &str, defaults: &[(&str, &str)]) -> Result<String, String> {
+    let info = Conninfo::parse(text)?;
+    let missing: Vec<(&str, &str)> = defaults
+        .iter()
+        .copied()
+        .filter(|(keyword, _)| info.get(keyword).is_none())
+        .collect();
+    if missing.is_empty() {
+        return Ok(text.to_owned());
+    }
+    let expected = missing
+        .iter()
+        .fold(info.clone(), |info, (k, v)| info.with(k, v));
+    let reads_as_expected = |candidate: &str| {
+        Conninfo::parse(candidate).is_ok_and(|got| {
+            let mut got = got.settings;
+            let mut want = expected.settings.clone();
+            got.sort_by(|a, b| a.keyword.cmp(&b.keyword));
+            want.sort_by(|a, b| a.keyword.cmp(&b.keyword));
+            got == want
+        })
+    };
+    let candidates: Vec<String> = match info.scheme {
+        Some(_) => {
+            let params = missing
+                .iter()
+                .map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v)))
+                .collect::<Vec<_>>()
+                .join("&");
+            vec![format!("{text}&{params}"), format!("{text}?{params}")]
+        }
+        None => {
+            let params = missing
+                .iter()
+                .map(|(k, v)| format!("{k}={}", quote_value(v)))
+                .collect::<Vec<_>>()
+                .join(" ");
+            vec![format!("{text} {params}")]
+        }
+    };
+    if let Some(found) = candidates.into_iter().find(|c| reads_as_expected(c)) {
+        return Ok(found);
+    }
+    let rebuilt = expected.to_connection_string();
+    if reads_as_expected(&rebuilt) {
+        Ok(rebuilt)
+    } else {
+        // The rebuilt string does not parse either: libpq does not know a keyword.
+        Conninfo::parse(&rebuilt)
+            .map(|_| rebuilt)
+            .map_err(|e| format!("libpq does not take these settings: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn another_database_keeps_the_rest_as_written() {
+        for (input, expected) in [
+            (
+                "postgres://u:p@h:5432/app?sslmode=require",
+                "postgres://u:p@h:5432/t1?sslmode=require",
+            ),
+            ("postgres://u:p#w@h/app", "postgres://u:p#w@h/t1"),
+            ("postgres://u:p?w@h", "postgres://u:p?w@h/t1"),
+            ("postgres://h/app?dbname=other", "postgres://h/t1"),
+            ("host=h password=a\\ b", "host=h password=a\\ b dbname=t1"),
+        ] {
+            let got = with_dbname(input, "t1").unwrap();
+            assert_eq!(got, expected, "{input}");
+            let (before, after) = (
+                Conninfo::parse(input).unwrap(),
+                Conninfo::parse(&got).unwrap(),
+            );
+            assert_eq!(after.get("dbname"), Some("t1"));
+            assert_eq!(after.get("password"), before.get("password"), "{input}");
+        }
+    }
+
+    #[test]
+    fn defaults_are_added_only_where_the_string_sets_nothing() {
+        let defaults = [("tcp_user_timeout", "20000"), ("keepalives", "1")];
+        for (input, expected) in [
+            (
+                "postgres://u:p@h/db",
+                "postgres://u:p@h/db?tcp_user_timeout=20000&keepalives=1",
+            ),
+            (
+                "postgres://u:p@h/db?sslmode=require",
+                "postgres://u:p@h/db?sslmode=require&tcp_user_timeout=20000&keepalives=1",
+            ),
+            (
+                "postgres://u:p@h/db?keepalives=0",
+                "postgres://u:p@h/db?keepalives=0&tcp_user_timeout=20000",
+            ),
+            (
+                "postgres://u:p?w@h/db",
+                "postgres://u:p?w@h/db?tcp_user_timeout=20000&keepalives=1",
+            ),
+            (
+                "host=h password='a b' tcp_user_timeout=5",
+                "host=h password='a b' tcp_user_timeout=5 keepalives=1",
+            ),
+        ] {
+            let got = with_defaults(input, &defaults).unwrap();
+            assert_eq!(got, expected, "{input}");
+            let (before, after) = (
+                Conninfo::parse(input).unwrap(),
+                Conninfo::parse(&got).unwrap(),
+            );
+            assert_eq!(after.get("password"), before.get("password"), "{input}");
+        }
+        // A string that sets everything is returned as it is.
+        let full = "postgres://h/db?tcp_user_timeout=1&keepalives=0";
+        assert_eq!(with_defaults(full, &defaults).unwrap(), full);
+        assert!(with_defaults("host=h", &[("no_such_option", "1")]).is_err());
+        assert!(with_defaults("host='h", &defaults).is_err());
+    }
+}
