@@ -1,0 +1,348 @@
+//! The retry loop: one attempt is the closure in a transaction, and the stage an
+//! attempt failed at (`BEGIN`, the closure, `COMMIT`) decides, with the error, whether
+//! running it again is safe.
+
+use std::time::Duration;
+
+use diesel::result::Error as DieselError;
+use diesel::{Connection, PgConnection};
+
+use super::{ConnectionSource, RetryPolicy};
+use crate::error::{Error, Result};
+
+/// How far an attempt got before it failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// `BEGIN` failed: nothing of the transaction ran.
+    Begin,
+    /// The closure failed (or the rollback after it): `COMMIT` was never sent.
+    Body,
+    /// The closure succeeded and `COMMIT` failed.
+    Commit,
+    /// The connection was already in a transaction: the closure ran in a savepoint.
+    Nested,
+}
+
+pub(super) fn run<S, T, F>(
+    mut source: S,
+    policy: &RetryPolicy,
+    serializable: bool,
+    mut f: F,
+) -> Result<T>
+where
+    S: ConnectionSource,
+    F: FnMut(&mut PgConnection) -> Result<T>,
+{
+    let fresh_connections = source.fresh_connection_per_attempt();
+    run_attempts(policy, fresh_connections, std::thread::sleep, || {
+        source.with_connection(&mut |conn| attempt(conn, serializable, &mut f))
+    })
+}
+
+/// The retry loop: `attempt` runs one attempt (an `Err` means no connection could be
+/// had, which is not retried) and says how far it got; `sleep` waits.
+fn run_attempts<T>(
+    policy: &RetryPolicy,
+    fresh_connections: bool,
+    mut sleep: impl FnMut(Duration),
+    mut attempt: impl FnMut() -> Result<(Result<T>, Stage)>,
+) -> Result<T> {
+    let mut retry = 0;
+    loop {
+        let (result, stage) = attempt()?;
+        let err = match result {
+            Ok(value) => return Ok(value),
+            Err(err) => err,
+        };
+        retry += 1;
+        if retry >= policy.attempts() || !is_retryable(&err, stage, fresh_connections) {
+            return Err(err);
+        }
+        sleep(policy.backoff(retry));
+    }
+}
+
+/// One attempt: `f` in a transaction, and how far it got.
+fn attempt<T, F>(conn: &mut PgConnection, serializable: bool, f: &mut F) -> (Result<T>, Stage)
+where
+    F: FnMut(&mut PgConnection) -> Result<T>,
+{
+    let mut stage = Stage::Begin;
+    let mut builder = conn.build_transaction();
+    if serializable {
+        builder = builder.serializable();
+    }
+    let result = builder.run(|conn| {
+        stage = Stage::Body;
+        let result = f(conn);
+        if result.is_ok() {
+            stage = Stage::Commit;
+        }
+        result
+    });
+    match result {
+        Err(Error::Database(DieselError::AlreadyInTransaction)) if stage == Stage::Begin => {
+            (conn.transaction(|conn| f(conn)), Stage::Nested)
+        }
+        // Whether the connection was lost is the connection's to say, whatever the
+        // closure's own statements made of the error.
+        result => (crate::pool::settle(conn, result), stage),
+    }
+}
+
+/// Whether an attempt that failed with `err` at `stage` may run again (see the
+/// [module docs](crate::retry)).
+fn is_retryable(err: &Error, stage: Stage, fresh_connections: bool) -> bool {
+    let aborted_by_server = err.is_serialization_failure() || err.is_deadlock();
+    match stage {
+        Stage::Nested => false,
+        // Nothing of the transaction ran; a lost connection needs another one.
+        Stage::Begin => err.is_connection_lost() && fresh_connections,
+        // COMMIT was never sent: a lost connection took the open transaction with it.
+        Stage::Body => aborted_by_server || (err.is_connection_lost() && fresh_connections),
+        // A server error on COMMIT means it did not commit; a connection lost while
+        // COMMIT was on its way leaves the outcome unknown.
+        Stage::Commit => {
+            aborted_by_server || (err.is_connection_lost_before_send() && fresh_connections)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use diesel::result::DatabaseErrorKind;
+
+    fn db_error(kind: DatabaseErrorKind, message: &str) -> Error {
+        Error::Database(DieselError::DatabaseError(
+            kind,
+            Box::new(message.to_owned()),
+        ))
+    }
+
+    fn serialization_failure() -> Error {
+        db_error(
+            DatabaseErrorKind::SerializationFailure,
+            "could not serialize access due to read/write dependencies among transactions",
+        )
+    }
+
+    fn deadlock() -> Error {
+        db_error(DatabaseErrorKind::Unknown, "deadlock detected")
+    }
+
+    fn closed() -> Error {
+        db_error(
+            DatabaseErrorKind::ClosedConnection,
+            "server closed the connection unexpectedly",
+        )
+    }
+
+    fn unsent() -> Error {
+        db_error(
+            DatabaseErrorKind::UnableToSendCommand,
+            "no connection to the server\n",
+        )
+    }
+
+    fn commit_lost_and_rollback_unsent() -> Error {
+        Error::Database(DieselError::RollbackErrorOnCommit {
+            rollback_error: Box::new(DieselError::DatabaseError(
+                DatabaseErrorKind::UnableToSendCommand,
+                Box::new("no connection to the server\n".to_owned()),
+            )),
+            commit_error: Box::new(DieselError::DatabaseError(
+                DatabaseErrorKind::ClosedConnection,
+                Box::new("server closed the connection unexpectedly".to_owned()),
+            )),
+        })
+    }
+
+    #[test]
+    fn retry_classifies_errors() {
+        assert!(serialization_failure().is_serialization_failure());
+        assert!(serialization_failure().is_transient());
+        assert!(deadlock().is_deadlock() && deadlock().is_transient());
+        assert!(closed().is_connection_lost());
+        assert!(!closed().is_connection_lost_before_send() && !closed().is_transient());
+        assert!(unsent().is_connection_lost() && unsent().is_connection_lost_before_send());
+        assert!(unsent().is_transient());
+        // Lost connections diesel does not tag as such (libpq 15 after a crash).
+        for message in [
+            "server closed the connection unexpectedly\n\tThis probably means ...",
+            "terminating connection due to administrator command",
+        ] {
+            let lost = db_error(DatabaseErrorKind::Unknown, message);
+            assert!(lost.is_connection_lost(), "{lost:?}");
+            assert!(!lost.is_connection_lost_before_send() && !lost.is_transient());
+        }
+        let too_many_binds = db_error(
+            DatabaseErrorKind::UnableToSendCommand,
+            "number of parameters must be between 0 and 65535\n",
+        );
+        assert!(!too_many_binds.is_transient());
+        // A COMMIT lost on its way is not made transient by its failed rollback.
+        let commit = commit_lost_and_rollback_unsent();
+        assert!(commit.is_connection_lost());
+        assert!(!commit.is_connection_lost_before_send() && !commit.is_transient());
+        for other in [
+            Error::validation("title", "must not be blank"),
+            Error::Conflict {
+                kind: crate::ConflictKind::EmailTaken,
+            },
+            Error::not_found("task", 1),
+            Error::StatementTimeout,
+            Error::PoolTimeout {
+                max_size: 1,
+                timeout: Duration::from_secs(1),
+                last_error: None,
+            },
+            db_error(DatabaseErrorKind::UniqueViolation, "duplicate key"),
+            db_error(DatabaseErrorKind::Unknown, "syntax error"),
+        ] {
+            assert!(!other.is_transient(), "{other:?}");
+            assert!(!other.is_connection_lost(), "{other:?}");
+            assert!(!other.is_deadlock() && !other.is_serialization_failure());
+        }
+    }
+
+    #[test]
+    fn retry_decides_by_error_and_stage() {
+        use Stage::*;
+        for stage in [Begin, Body, Commit, Nested] {
+            let validation = Error::validation("title", "x");
+            assert!(!is_retryable(&validation, stage, true), "{stage:?}");
+        }
+        assert!(is_retryable(&serialization_failure(), Body, false));
+        assert!(is_retryable(&serialization_failure(), Commit, false));
+        assert!(is_retryable(&deadlock(), Body, false));
+        assert!(!is_retryable(&deadlock(), Nested, true));
+        // Lost connections: only with a fresh connection to retry on, never when the
+        // COMMIT may have reached the server.
+        assert!(is_retryable(&closed(), Begin, true));
+        assert!(!is_retryable(&closed(), Begin, false));
+        assert!(is_retryable(&closed(), Body, true));
+        assert!(!is_retryable(&closed(), Body, false));
+        assert!(!is_retryable(&closed(), Commit, true));
+        assert!(!is_retryable(
+            &commit_lost_and_rollback_unsent(),
+            Commit,
+            true
+        ));
+        assert!(is_retryable(&unsent(), Commit, true));
+        assert!(!is_retryable(&unsent(), Commit, false));
+    }
+
+    #[test]
+    fn retry_stops_after_max_attempts_with_waits_within_bounds() {
+        let policy = RetryPolicy {
+            max_attempts: 6,
+            base_delay: Duration::from_millis(4),
+            max_delay: Duration::from_millis(20),
+        };
+        let mut waits = Vec::new();
+        let mut attempts = 0;
+        let result: Result<()> = run_attempts(
+            &policy,
+            true,
+            |wait| waits.push(wait),
+            || {
+                attempts += 1;
+                Ok((Err(serialization_failure()), Stage::Body))
+            },
+        );
+        assert!(result.unwrap_err().is_serialization_failure());
+        assert_eq!(attempts, 6);
+        assert_eq!(waits.len(), 5);
+        for (i, wait) in waits.iter().enumerate() {
+            let ceiling = policy.backoff_ceiling(i as u32 + 1);
+            assert!(*wait >= ceiling / 2 && *wait <= ceiling, "{i}: {wait:?}");
+        }
+        assert!(waits.iter().all(|w| *w <= policy.max_delay));
+    }
+
+    #[test]
+    fn retry_returns_the_first_success_or_non_retryable_error() {
+        let policy = RetryPolicy::default();
+        let mut attempts = 0;
+        let ok = run_attempts(
+            &policy,
+            true,
+            |_| {},
+            || {
+                attempts += 1;
+                Ok(match attempts {
+                    1 => (Err(deadlock()), Stage::Body),
+                    2 => (Err(closed()), Stage::Begin),
+                    _ => (Ok(attempts), Stage::Commit),
+                })
+            },
+        );
+        assert_eq!(ok.unwrap(), 3);
+
+        for (err, stage) in [
+            (Error::validation("title", "x"), Stage::Body),
+            (closed(), Stage::Commit),
+            (deadlock(), Stage::Nested),
+        ] {
+            let mut attempts = 0;
+            let result: Result<()> = run_attempts(
+                &policy,
+                true,
+                |_| panic!("no wait without a retry"),
+                || {
+                    attempts += 1;
+                    Ok((Err(clone(&err)), stage))
+                },
+            );
+            assert!(result.is_err());
+            assert_eq!(attempts, 1, "{err:?} at {stage:?}");
+        }
+
+        // No connection: returned at once.
+        let mut attempts = 0;
+        let result: Result<()> = run_attempts(
+            &policy,
+            true,
+            |_| {},
+            || {
+                attempts += 1;
+                Err(Error::PoolTimeout {
+                    max_size: 1,
+                    timeout: Duration::ZERO,
+                    last_error: None,
+                })
+            },
+        );
+        assert!(matches!(result, Err(Error::PoolTimeout { .. })));
+        assert_eq!(attempts, 1);
+
+        // max_attempts 0 still runs once.
+        let mut attempts = 0;
+        let none = RetryPolicy {
+            max_attempts: 0,
+            ..policy
+        };
+        let result: Result<()> = run_attempts(
+            &none,
+            true,
+            |_| {},
+            || {
+                attempts += 1;
+                Ok((Err(deadlock()), Stage::Body))
+            },
+        );
+        assert!(result.unwrap_err().is_deadlock());
+        assert_eq!(attempts, 1);
+    }
+
+    /// The test errors again (Error is not Clone).
+    fn clone(err: &Error) -> Error {
+        match err {
+            Error::Validation { field, reason } => Error::validation(field.clone(), reason.clone()),
+            e if e.is_deadlock() => deadlock(),
+            e if e.is_connection_lost() => closed(),
+            other => panic!("cannot clone {other:?}"),
+        }
+    }
+}
