@@ -1,0 +1,147 @@
+//! Whether a connection's server is gone: each connection of the crate's pools notes
+//! it in its instrumentation slot as its statements fail ([`has_lost_server`] asks the
+//! connection otherwise), and [`settle`] turns an error of unclear cause into a
+//! lost-connection error when the connection says so.
+
+use std::time::Instant;
+
+use diesel::connection::{Instrumentation, InstrumentationEvent, SimpleConnection};
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel::{Connection, PgConnection};
+
+use crate::error::{Error, Result};
+
+/// The pool's notes on one connection, kept in the connection's instrumentation slot
+/// so they travel with it. It also reports each statement at debug level (target
+/// `todo_store::sql`, SQL without bind values).
+///
+/// diesel has one instrumentation slot per connection; this takes it, so it passes
+/// every event on to what the slot held before: the instrumentation diesel's
+/// `set_default_instrumentation` gives new connections, if the application set one.
+pub(super) struct ConnectionHealth {
+    pub(super) returned: Instant,
+    pub(super) broken: bool,
+    /// Start times of the statements running now (a type lookup can run inside another).
+    queries_started: Vec<Instant>,
+    /// The application's own instrumentation, which sees every event too.
+    inner: Option<Box<dyn Instrumentation>>,
+}
+
+impl ConnectionHealth {
+    pub(super) fn chained_to(inner: Option<Box<dyn Instrumentation>>) -> Self {
+        ConnectionHealth {
+            returned: Instant::now(),
+            broken: false,
+            queries_started: Vec::new(),
+            inner,
+        }
+    }
+}
+
+impl Instrumentation for ConnectionHealth {
+    fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
+        self.note(&event);
+        if let Some(inner) = self.inner.as_mut() {
+            inner.on_connection_event(event);
+        }
+    }
+}
+
+impl ConnectionHealth {
+    fn note(&mut self, event: &InstrumentationEvent<'_>) {
+        match event {
+            InstrumentationEvent::StartQuery { .. } => {
+                if tracing::enabled!(target: "todo_store::sql", tracing::Level::DEBUG) {
+                    self.queries_started.push(Instant::now());
+                }
+            }
+            InstrumentationEvent::FinishQuery { query, error, .. } => {
+                if error.is_some_and(crate::error::is_lost_connection) {
+                    self.broken = true;
+                }
+                if let Some(started) = self.queries_started.pop() {
+                    tracing::debug!(
+                        target: "todo_store::sql",
+                        sql = %crate::telemetry::sql_without_binds(&query),
+                        duration_us = started.elapsed().as_micros() as u64,
+                        failed = error.is_some(),
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The connection's health notes, unless the caller replaced the instrumentation.
+pub(super) fn health(conn: &mut PgConnection) -> Option<&mut ConnectionHealth> {
+    conn.instrumentation().downcast_mut::<ConnectionHealth>()
+}
+
+/// Whether `conn` has lost its server, decided from the connection's own state rather
+/// than from the shape of an error: a connection of the crate's pool that saw any of
+/// its statements fail with a lost connection (diesel's own type lookups included,
+/// whose errors never reach the caller) knows it already; any other is asked once,
+/// with an empty statement that libpq refuses at once when it has marked the
+/// connection bad (and that costs one round trip when the connection is alive).
+///
+/// Call it after an error whose cause is unclear; a connection that answers it is
+/// usable (unless it is inside a failed transaction, which still needs a rollback).
+pub fn has_lost_server(conn: &mut PgConnection) -> bool {
+    if health(conn).is_some_and(|h| h.broken) {
+        return true;
+    }
+    match conn.batch_execute("") {
+        Err(err) if crate::error::is_lost_connection(&err) => {
+            if let Some(h) = health(conn) {
+                h.broken = true;
+            }
+            true
+        }
+        _ => false,
+    }
+}
+
+/// `result`, with a database error of unclear cause turned into a lost-connection
+/// error when the connection's state says the server is gone (see
+/// [`has_lost_server`]). Errors that carry an answer of the server (a constraint, a
+/// serialization failure, a deadlock) prove the connection was alive and are kept.
+pub(crate) fn settle<T>(conn: &mut PgConnection, result: Result<T>) -> Result<T> {
+    match result {
+        Err(Error::Database(err)) if !server_answered(&err) && has_lost_server(conn) => {
+            Err(Error::connection_lost(err))
+        }
+        other => other,
+    }
+}
+
+/// Whether `err` is an answer of the server, or already a lost connection.
+fn server_answered(err: &DieselError) -> bool {
+    if crate::error::is_lost_connection(err) {
+        return true;
+    }
+    if let DieselError::DatabaseError(DatabaseErrorKind::Unknown, info) = err {
+        // Fixed server texts of errors that end a statement, not a session.
+        let message = info.message();
+        if message.starts_with("deadlock detected") || message.contains("statement timeout") {
+            return true;
+        }
+    }
+    matches!(
+        err,
+        DieselError::DatabaseError(
+            DatabaseErrorKind::UniqueViolation
+                | DatabaseErrorKind::ForeignKeyViolation
+                | DatabaseErrorKind::SerializationFailure
+                | DatabaseErrorKind::ReadOnlyTransaction
+                | DatabaseErrorKind::NotNullViolation
+                | DatabaseErrorKind::CheckViolation
+                | DatabaseErrorKind::RestrictViolation
+                | DatabaseErrorKind::ExclusionViolation,
+            _
+        ) | DieselError::NotFound
+            | DieselError::RollbackTransaction
+            | DieselError::AlreadyInTransaction
+            | DieselError::NotInTransaction
+    )
+}

@@ -1,0 +1,201 @@
+//! [`PgConnectionManager`]: how the pool opens a connection (the URL with the network
+//! timeouts added, secrets kept out of its errors), sets it up ([`setup_connection`]),
+//! and decides cheaply whether it may be handed out again.
+
+use std::time::Instant;
+
+use diesel::connection::{CacheSize, SimpleConnection};
+use diesel::r2d2::{ManageConnection, R2D2Connection};
+use diesel::result::ConnectionError;
+use diesel::{Connection, PgConnection, QueryResult};
+
+use super::health::{health, ConnectionHealth};
+use super::RECENTLY_USED;
+use crate::config::DbConfig;
+use crate::conninfo::{self, Conninfo};
+use crate::error::Result;
+
+/// Opens PostgreSQL connections for the pool, sets each one up, and decides cheaply
+/// whether a connection may be handed out again (see the [module docs](crate::pool)).
+pub struct PgConnectionManager {
+    url: String,
+    /// libpq's reading of `url`, to remove its secrets from connection errors exactly.
+    pub(super) conninfo: Option<Conninfo>,
+    session: SessionSettings,
+}
+
+impl PgConnectionManager {
+    /// A manager for `config`'s database: for an r2d2 pool of your own
+    /// ([`builder`] presets one from the same configuration).
+    pub fn new(config: &DbConfig) -> Self {
+        let url = connection_string(config);
+        PgConnectionManager {
+            conninfo: Conninfo::parse(&url).ok(),
+            url,
+            session: SessionSettings::from_config(config),
+        }
+    }
+
+    /// `err` with the URL's secrets removed from its text, before r2d2 keeps it as the
+    /// pool's last error.
+    fn scrubbed(&self, err: ConnectionError) -> ConnectionError {
+        let text = err.to_string();
+        let clean = conninfo::scrub(&text, self.conninfo.as_ref());
+        if clean == text {
+            err
+        } else {
+            ConnectionError::BadConnection(clean)
+        }
+    }
+}
+
+impl std::fmt::Debug for PgConnectionManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgConnectionManager")
+            .field("url", &crate::config::redact_url(&self.url))
+            .finish()
+    }
+}
+
+impl ManageConnection for PgConnectionManager {
+    type Connection = PgConnection;
+    type Error = diesel::r2d2::Error;
+
+    fn connect(&self) -> std::result::Result<PgConnection, Self::Error> {
+        let mut conn = PgConnection::establish(&self.url)
+            .map_err(|e| diesel::r2d2::Error::ConnectionError(self.scrubbed(e)))?;
+        self.session
+            .apply(&mut conn)
+            .map_err(diesel::r2d2::Error::QueryError)?;
+        Ok(conn)
+    }
+
+    fn is_valid(&self, conn: &mut PgConnection) -> std::result::Result<(), Self::Error> {
+        let recently_used =
+            health(conn).is_some_and(|h| !h.broken && h.returned.elapsed() < RECENTLY_USED);
+        if recently_used {
+            return Ok(());
+        }
+        conn.ping().map_err(diesel::r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, conn: &mut PgConnection) -> bool {
+        let broken = match health(conn) {
+            Some(h) => {
+                h.returned = Instant::now();
+                h.broken
+            }
+            None => false,
+        };
+        broken || std::thread::panicking() || conn.is_broken()
+    }
+}
+
+/// What is set on every new connection, in one round trip.
+#[derive(Debug, Clone)]
+struct SessionSettings {
+    sql: String,
+    /// Behind a transaction-mode pooler: no named prepared statements.
+    unnamed_statements: bool,
+}
+
+impl SessionSettings {
+    fn from_config(config: &DbConfig) -> Self {
+        let name = config.application_name_str().replace('\'', "''");
+        // PgBouncer tracks application_name per client; statement_timeout it does not,
+        // so behind it a SET would stick to a server connection others then use.
+        let sql = if config.behind_pgbouncer() {
+            format!("SET application_name = '{name}'")
+        } else {
+            let timeout_ms = config
+                .statement_timeout_duration()
+                .map_or(0, |d| d.as_millis().max(1));
+            format!("SET statement_timeout = {timeout_ms}; SET application_name = '{name}'")
+        };
+        SessionSettings {
+            sql,
+            unnamed_statements: config.behind_pgbouncer(),
+        }
+    }
+
+    /// Sets `conn` up: its statement cache, the session settings (one round trip) and
+    /// the health notes in its instrumentation slot, chained to diesel's default
+    /// instrumentation.
+    fn apply(&self, conn: &mut PgConnection) -> QueryResult<()> {
+        if self.unnamed_statements {
+            conn.set_prepared_statement_cache_size(CacheSize::Disabled);
+        }
+        conn.batch_execute(&self.sql)?;
+        conn.set_instrumentation(ConnectionHealth::chained_to(
+            diesel::connection::get_default_instrumentation(),
+        ));
+        Ok(())
+    }
+}
+
+/// Applies the crate's per-connection setup to `conn`, a connection of a pool that is
+/// not the crate's (your own r2d2 pool's `CustomizeConnection`, deadpool-diesel's
+/// post-create hook): `statement_timeout` and `application_name` from `config` (only
+/// `application_name` behind PgBouncer, with the statement cache off), and the
+/// instrumentation that notes lost connections for [`has_lost_server`] and traces each
+/// statement at debug level. Call it on a fresh connection: it takes diesel's one
+/// instrumentation slot, passing every event on to diesel's default instrumentation
+/// (`diesel::connection::set_default_instrumentation`) if the application set one; an
+/// instrumentation set on the connection itself before this call is replaced, and one
+/// set after it replaces the crate's (the crate then asks the server instead, see
+/// [`has_lost_server`]).
+///
+/// ```no_run
+/// use diesel::r2d2::CustomizeConnection;
+/// use todo_store::{DbConfig, PgConnection};
+///
+/// #[derive(Debug)]
+/// struct Setup(DbConfig);
+///
+/// impl CustomizeConnection<PgConnection, diesel::r2d2::Error> for Setup {
+///     fn on_acquire(&self, conn: &mut PgConnection) -> Result<(), diesel::r2d2::Error> {
+///         todo_store::pool::setup_connection(conn, &self.0)
+///             .map_err(|e| diesel::r2d2::Error::QueryError(diesel::result::Error::QueryBuilderError(e.into())))
+///     }
+/// }
+/// ```
+///
+/// # Errors
+/// [`Error::Database`](crate::Error::Database) when the server refuses the settings.
+pub fn setup_connection(conn: &mut PgConnection, config: &DbConfig) -> Result<()> {
+    Ok(SessionSettings::from_config(config).apply(conn)?)
+}
+
+/// The string each connection of `config`'s pool is opened with: the URL, plus the
+/// network timeouts of [`DbConfig::libpq_parameters`] that it does not set itself (the
+/// URL wins; `connect_timeout` is left to libpq when `PGCONNECT_TIMEOUT` is set). A
+/// URL libpq cannot parse is kept as it is: opening it fails with libpq's own reason.
+fn connection_string(config: &DbConfig) -> String {
+    let from_env = std::env::var_os("PGCONNECT_TIMEOUT").is_some();
+    let params = config.libpq_parameters();
+    let defaults: Vec<(&str, &str)> = params
+        .iter()
+        .filter(|(keyword, _)| !(from_env && *keyword == "connect_timeout"))
+        .map(|(keyword, value)| (*keyword, value.as_str()))
+        .collect();
+    conninfo::with_defaults(config.url(), &defaults).unwrap_or_else(|_| config.url().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_get_the_network_timeouts_unless_the_url_sets_them() {
+        let config = DbConfig::new("postgres://app:pw@db/todo?keepalives_idle=30");
+        let url = connection_string(&config);
+        let info = Conninfo::parse(&url).unwrap();
+        assert_eq!(info.get("keepalives_idle"), Some("30"), "{url}");
+        assert_eq!(info.get("tcp_user_timeout"), Some("20000"), "{url}");
+        assert_eq!(info.get("keepalives_count"), Some("2"), "{url}");
+        assert_eq!(info.get("password"), Some("pw"), "{url}");
+        let manager = PgConnectionManager::new(&config);
+        assert_eq!(manager.url, url);
+        assert!(!format!("{manager:?}").contains("pw"));
+    }
+}
