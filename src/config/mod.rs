@@ -52,11 +52,10 @@
 //! minutes. A dropped connection is an [`crate::Error::is_connection_lost`] error and
 //! the pool discards it. The settings are TCP's: they do nothing on unix sockets, and
 //! they apply to TLS connections unchanged.
-//!
-//! This module holds [`DbConfig`]: its defaults, setters, getters and validation.
-//! Reading it from the environment and `.env` lives in `env`; the libpq network
-//! settings above (keepalives, `tcp_user_timeout`, `connect_timeout`) live in `libpq`.
 
+// This module holds `DbConfig`: its defaults, setters, getters and validation.
+// Reading it from the environment and `.env` lives in `env`; the libpq network
+// settings above (keepalives, `tcp_user_timeout`, `connect_timeout`) live in `libpq`.
 mod env;
 mod libpq;
 

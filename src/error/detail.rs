@@ -1,7 +1,7 @@
 //! [`Detail`]: the message of a configuration or migration error, and the error
 //! underneath it, arranged so that an error reporter prints each text once.
 
-/// The message of an [`Error::Config`] or [`Error::Migration`], for the caller, and
+/// The message of an [`Error::Config`](crate::Error::Config) or [`Error::Migration`](crate::Error::Migration), for the caller, and
 /// the error underneath it when there is one (its [`std::error::Error::source`]; the
 /// message does not repeat it). Reads as a `str`: `detail.contains("DATABASE_URL")`.
 pub struct Detail {

@@ -3,13 +3,12 @@
 //! A caller never has to inspect a raw database error for something it could have
 //! avoided: unique violations become [`Error::Conflict`], a missing parent row becomes
 //! [`Error::NotFound`], a CHECK constraint becomes [`Error::Validation`].
-//!
-//! This module holds [`Error`], [`ConflictKind`] and the questions a caller asks of an
-//! error (`is_*`). The rest has a file each: `detail` is the message-and-source of a
-//! configuration or migration error; `database` maps diesel's errors (the constraint
-//! table, lost connections); `pool_timeout` turns a timed-out checkout into
-//! [`Error::PoolTimeout`].
 
+// This module holds `Error`, `ConflictKind` and the questions a caller asks of an
+// error (`is_*`). The rest has a file each: `detail` is the message-and-source of a
+// configuration or migration error; `database` maps diesel's errors (the constraint
+// table, lost connections); `pool_timeout` turns a timed-out checkout into
+// `Error::PoolTimeout`.
 mod database;
 mod detail;
 mod pool_timeout;

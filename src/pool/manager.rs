@@ -26,7 +26,7 @@ pub struct PgConnectionManager {
 
 impl PgConnectionManager {
     /// A manager for `config`'s database: for an r2d2 pool of your own
-    /// ([`builder`] presets one from the same configuration).
+    /// ([`builder`](super::builder) presets one from the same configuration).
     pub fn new(config: &DbConfig) -> Self {
         let url = connection_string(config);
         PgConnectionManager {
@@ -137,13 +137,13 @@ impl SessionSettings {
 /// not the crate's (your own r2d2 pool's `CustomizeConnection`, deadpool-diesel's
 /// post-create hook): `statement_timeout` and `application_name` from `config` (only
 /// `application_name` behind PgBouncer, with the statement cache off), and the
-/// instrumentation that notes lost connections for [`has_lost_server`] and traces each
+/// instrumentation that notes lost connections for [`has_lost_server`](super::has_lost_server) and traces each
 /// statement at debug level. Call it on a fresh connection: it takes diesel's one
 /// instrumentation slot, passing every event on to diesel's default instrumentation
 /// (`diesel::connection::set_default_instrumentation`) if the application set one; an
 /// instrumentation set on the connection itself before this call is replaced, and one
 /// set after it replaces the crate's (the crate then asks the server instead, see
-/// [`has_lost_server`]).
+/// [`has_lost_server`](super::has_lost_server)).
 ///
 /// ```no_run
 /// use diesel::r2d2::CustomizeConnection;

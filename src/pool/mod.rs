@@ -10,12 +10,11 @@
 //! with a lost-connection error (the server restarted, the network dropped) is marked
 //! broken when the error happens and discarded when it is returned, so after a restart
 //! each pooled connection fails at most once and the pool heals by itself.
-//!
-//! This module builds pools and checks connections out. The rest has a file each:
-//! `manager` opens connections and sets each one up ([`PgConnectionManager`],
-//! [`setup_connection`]); `health` notes, on each connection, whether its server is
-//! gone ([`has_lost_server`]); `metrics` counts what the pool does ([`PoolMetrics`]).
 
+// This module builds pools and checks connections out. The rest has a file each:
+// `manager` opens connections and sets each one up (`PgConnectionManager`,
+// `setup_connection`); `health` notes, on each connection, whether its server is
+// gone (`has_lost_server`); `metrics` counts what the pool does (`PoolMetrics`).
 mod health;
 mod manager;
 mod metrics;

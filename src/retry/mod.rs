@@ -60,12 +60,15 @@
 //! savepoint, and is never retried: a serialization failure or a deadlock dooms the
 //! whole outer transaction, so only its owner can run it again. (The isolation level
 //! is then the outer transaction's.)
-
 //!
-//! This module holds the API and [`RetryPolicy`]; where the connection of each
-//! attempt comes from is `sources` ([`ConnectionSource`]), and the loop that runs the
-//! attempts and decides which failures to retry is `attempt`.
+//! [`Error::is_serialization_failure`]: crate::Error::is_serialization_failure
+//! [`Error::is_deadlock`]: crate::Error::is_deadlock
+//! [`Error::is_connection_lost`]: crate::Error::is_connection_lost
+//! [`Error::is_connection_lost_before_send`]: crate::Error::is_connection_lost_before_send
 
+// This module holds the API and `RetryPolicy`; where the connection of each
+// attempt comes from is `sources` (`ConnectionSource`), and the loop that runs the
+// attempts and decides which failures to retry is `attempt`.
 mod attempt;
 mod sources;
 
@@ -168,6 +171,8 @@ impl RetryPolicy {
 /// The error of the last attempt: the first one that is not retried, or the last one
 /// when all [`RetryPolicy::max_attempts`] failed. [`Error::PoolTimeout`] when no
 /// connection could be checked out of the pool.
+///
+/// [`Error::PoolTimeout`]: crate::Error::PoolTimeout
 pub fn retry_transaction<S, T, F>(source: S, policy: &RetryPolicy, f: F) -> Result<T>
 where
     S: ConnectionSource,

@@ -6,7 +6,7 @@ use diesel::PgConnection;
 
 use crate::error::{Error, Result};
 
-/// Where [`retry_transaction`] gets its connection: an r2d2 pool of `PgConnection`s,
+/// Where [`retry_transaction`](super::retry_transaction) gets its connection: an r2d2 pool of `PgConnection`s,
 /// the crate's [`PgPool`](crate::PgPool) or your own (`&pool`: a connection per
 /// attempt, so a lost connection can be retried on a fresh one), or one connection
 /// (`&mut PgConnection`, `&mut` a pooled connection, or the connection of a
