@@ -58,6 +58,7 @@ mod ops;
 mod pgbench;
 mod pinning;
 mod profile;
+mod reference;
 mod report;
 mod sample;
 mod server;
@@ -81,18 +82,23 @@ struct Args {
     /// Small sizes and few iterations (for CI): well under two minutes.
     #[arg(long)]
     quick: bool,
-    /// Only these sizes (S, L).
-    #[arg(long, value_delimiter = ',', value_name = "S,L")]
+    /// Only these sizes: S, L (the default), XL (10M tasks), S100 (100 tasks per user).
+    #[arg(long, alias = "size", value_delimiter = ',', value_name = "S,L,XL")]
     sizes: Vec<String>,
     /// Timed iterations per operation (default 4000; 300 with --quick).
     #[arg(long)]
     iterations: Option<usize>,
-    /// Skip parts: ops, bulk, concurrency.
+    /// Skip parts: ops, bulk, concurrency, load (the seed against \copy).
     #[arg(long, value_delimiter = ',', value_name = "PART")]
     skip: Vec<String>,
     /// Keep the benchmark databases (to look at plans afterwards).
     #[arg(long)]
     keep_databases: bool,
+    /// Run on the local PostgreSQL configured as production would be (shared_buffers a
+    /// quarter of memory, effective_cache_size three quarters, ...: ALTER SYSTEM and a
+    /// restart, reset at the end).
+    #[arg(long)]
+    production_server: bool,
     /// Leave the local PostgreSQL running when done.
     #[arg(long)]
     keep_running: bool,
@@ -146,6 +152,10 @@ fn run(args: &Args) -> BoxResult<()> {
     outcome?;
     let elapsed = started.elapsed();
     machine.push(("load average at end".to_owned(), facts::load_average()));
+    machine.push((
+        "peak memory of this program".to_owned(),
+        facts::peak_memory(),
+    ));
     let targets = report::targets(&results);
     report::table::print(&results, &profile, &machine, &targets);
     let dir = todo_store::dev_database::target_dir().join("bench");
