@@ -5,7 +5,7 @@
 --   todo_owner  owns the schema, the tables and the type; runs the migrations, at
 --               deploy time only.
 --   todo_app    the application at runtime: SELECT, INSERT, UPDATE and DELETE on
---               users, tasks and sessions, USAGE on schema public, SELECT on the migrations'
+--               users, tasks, sessions, habits and habit_check_ins, USAGE on schema public, SELECT on the migrations'
 --               bookkeeping table, and nothing else. It cannot create, alter, drop or
 --               truncate anything.
 --
@@ -48,8 +48,8 @@ GRANT USAGE ON SCHEMA public TO todo_app;
 
 -- DML on the tables. Not TRUNCATE, REFERENCES or TRIGGER; no column list, so new
 -- columns of these tables are covered.
-REVOKE ALL ON TABLE users, tasks, sessions FROM todo_app;
-GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE users, tasks, sessions TO todo_app;
+REVOKE ALL ON TABLE users, tasks, sessions, habits, habit_check_ins FROM todo_app;
+GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE users, tasks, sessions, habits, habit_check_ins TO todo_app;
 
 -- The migrations' bookkeeping (diesel's table): read only, so that the application
 -- can check at startup that no migration is pending. Never written by todo_app.
@@ -57,7 +57,8 @@ REVOKE ALL ON TABLE __diesel_schema_migrations FROM todo_app;
 GRANT SELECT ON TABLE __diesel_schema_migrations TO todo_app;
 
 -- The type task_priority, the collation email_ci and the functions the queries call
--- (lower, replace, websearch_to_tsquery, ts_rank_cd, ...) are usable by PUBLIC by
+-- (lower, replace, websearch_to_tsquery, ts_rank_cd, the migrations' habit_is_due and
+-- habit_schedule_is_valid, ...) are usable by PUBLIC by
 -- default (collations have no privileges of their own): nothing to grant.
 
 -- Optional hardening: PUBLIC may create temporary tables by default. This takes that
@@ -69,7 +70,7 @@ GRANT SELECT ON TABLE __diesel_schema_migrations TO todo_app;
 -- END
 -- $$;
 
--- Default privileges. The grants above name users and tasks: a table that a later
+-- Default privileges. The grants above name the tables: a table that a later
 -- migration adds gets no grant until this file (with the new table added) runs again.
 -- To grant DML on every table that todo_owner creates from now on in schema public,
 -- automatically, instead (per database; only for objects todo_owner creates after it

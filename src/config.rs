@@ -54,6 +54,11 @@ pub mod vars {
 /// assert!(!format!("{config:?}").contains("s3cret"));
 /// ```
 #[derive(Clone, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Deserialize),
+    serde(try_from = "crate::serde_support::DbConfigSource")
+)]
 pub struct DbConfig {
     url: String,
     pool_size: u32,

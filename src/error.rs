@@ -100,7 +100,7 @@ pub enum ConflictKind {
     #[error("the email address is already taken")]
     EmailTaken,
     /// `expected_version` did not match the row's current version.
-    #[error("the task was changed by someone else (expected version {expected}, found {actual}): reload it and retry")]
+    #[error("the row was changed by someone else (expected version {expected}, found {actual}): reload it and retry")]
     StaleVersion {
         /// The version the caller expected.
         expected: i32,
@@ -375,6 +375,32 @@ pub(crate) const CONSTRAINTS: &[(&str, Meaning)] = &[
         "tasks_version_positive",
         Meaning::Invalid("version", "must be at least 1"),
     ),
+    ("habits_user_id_fkey", Meaning::Missing("user")),
+    (
+        "habits_name_valid",
+        Meaning::Invalid(
+            "name",
+            "must be at most 100 characters and contain a visible character (not only \
+             spaces or invisible characters such as zero-width spaces)",
+        ),
+    ),
+    (
+        "habits_description_valid",
+        Meaning::Invalid("description", "must be at most 10000 characters"),
+    ),
+    (
+        "habits_schedule_valid",
+        Meaning::Invalid(
+            "schedule",
+            "must be a schedule of the documented JSON shape (version 1: daily, weekly or \
+             every_n_days; see todo_store::Schedule)",
+        ),
+    ),
+    (
+        "habits_version_positive",
+        Meaning::Invalid("version", "must be at least 1"),
+    ),
+    ("habit_check_ins_habit_id_fkey", Meaning::Missing("habit")),
 ];
 
 /// The names of the constraints (and unique indexes) this module gives a meaning to.

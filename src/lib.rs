@@ -38,13 +38,20 @@
 //! - [`error`]: [`Error`] and [`Result`].
 //! - [`models`]: rows ([`User`], [`Task`]), inputs ([`NewUser`], [`NewTask`]), patches and validation.
 //! - [`repo`]: [`UserRepo`] and [`TaskRepo`].
+//! - Habits: [`HabitRepo`] (habits, check-ins and streaks), [`Habit`], [`NewHabit`],
+//!   [`HabitPatch`], [`Schedule`] (stored as versioned JSON) and [`Streak`].
 //! - `local_postgres` (feature `local-postgres`): a PostgreSQL cluster started from the system's binaries.
 //! - `dev_database` (feature `local-postgres`): the examples' server: `DATABASE_URL`, else the local cluster under `target/`.
 //! - `testing` (feature `testing`): `TestDb`, a fresh migrated database per test.
+//! - `AsyncPool` (feature `tokio`): the pool for async code, calls on tokio's blocking pool.
+//! - `serde_support` (feature `serde`): serde for rows, inputs, queries and `DbConfig`.
 //! - `seed` (feature `seed`): deterministic, realistic demo data in bulk.
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+pub mod async_pool;
 mod checksum;
 pub mod config;
 mod conninfo;
@@ -67,17 +74,25 @@ pub mod fuzzing;
 pub mod local_postgres;
 #[cfg(feature = "seed")]
 pub mod seed;
+#[cfg(feature = "serde")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+pub mod serde_support;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+#[cfg(feature = "tokio")]
+pub use async_pool::AsyncPool;
 pub use config::DbConfig;
 pub use error::{ConflictKind, Error, Result};
 pub use migrate::{revert_all_migrations, run_migrations};
 pub use models::{
-    NewSession, NewTask, NewUser, Priority, Session, Task, TaskPatch, TaskStats, User, UserPatch,
+    Habit, HabitPatch, NewHabit, NewSession, NewTask, NewUser, Priority, Schedule, Session,
+    Streak, Task, TaskPatch, TaskStats, User, UserPatch,
 };
 pub use pool::{connect, PgPool, PooledConn};
-pub use repo::{Direction, Page, SessionRepo, TaskQuery, TaskRepo, TaskSort, UserQuery, UserRepo};
+pub use repo::{
+    Direction, HabitRepo, Page, SessionRepo, TaskQuery, TaskRepo, TaskSort, UserQuery, UserRepo,
+};
 
 // The README's code blocks compile as doctests.
 #[cfg(doctest)]

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use diesel::connection::{CacheSize, Instrumentation, InstrumentationEvent, SimpleConnection};
 use diesel::r2d2::{ManageConnection, R2D2Connection};
 use diesel::result::{ConnectionError, DatabaseErrorKind, Error as DieselError};
-use diesel::{Connection, PgConnection};
+use diesel::{Connection, PgConnection, QueryResult};
 
 use crate::config::DbConfig;
 use crate::conninfo::{self, Conninfo};
@@ -276,7 +276,9 @@ pub struct PgConnectionManager {
 }
 
 impl PgConnectionManager {
-    fn new(config: &DbConfig) -> Self {
+    /// A manager for `config`'s database: for an r2d2 pool of your own
+    /// ([`builder`] presets one from the same configuration).
+    pub fn new(config: &DbConfig) -> Self {
         PgConnectionManager {
             url: config.url().to_owned(),
             conninfo: Conninfo::parse(config.url()).ok(),
@@ -312,12 +314,9 @@ impl ManageConnection for PgConnectionManager {
     fn connect(&self) -> std::result::Result<PgConnection, Self::Error> {
         let mut conn = PgConnection::establish(&self.url)
             .map_err(|e| diesel::r2d2::Error::ConnectionError(self.scrubbed(e)))?;
-        if self.session.unnamed_statements {
-            conn.set_prepared_statement_cache_size(CacheSize::Disabled);
-        }
-        conn.batch_execute(&self.session.sql)
+        self.session
+            .apply(&mut conn)
             .map_err(diesel::r2d2::Error::QueryError)?;
-        conn.set_instrumentation(ConnectionHealth::default());
         Ok(conn)
     }
 
@@ -345,26 +344,41 @@ impl ManageConnection for PgConnectionManager {
 /// The pool's notes on one connection, kept in the connection's instrumentation slot
 /// so they travel with it. It also reports each statement at debug level (target
 /// `todo_store::sql`, SQL without bind values).
-#[derive(Debug)]
+///
+/// diesel has one instrumentation slot per connection; this takes it, so it passes
+/// every event on to what the slot held before: the instrumentation diesel's
+/// `set_default_instrumentation` gives new connections, if the application set one.
 struct ConnectionHealth {
     returned: Instant,
     broken: bool,
     /// Start times of the statements running now (a type lookup can run inside another).
     queries_started: Vec<Instant>,
+    /// The application's own instrumentation, which sees every event too.
+    inner: Option<Box<dyn Instrumentation>>,
 }
 
-impl Default for ConnectionHealth {
-    fn default() -> Self {
+impl ConnectionHealth {
+    fn chained_to(inner: Option<Box<dyn Instrumentation>>) -> Self {
         ConnectionHealth {
             returned: Instant::now(),
             broken: false,
             queries_started: Vec::new(),
+            inner,
         }
     }
 }
 
 impl Instrumentation for ConnectionHealth {
     fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
+        self.note(&event);
+        if let Some(inner) = self.inner.as_mut() {
+            inner.on_connection_event(event);
+        }
+    }
+}
+
+impl ConnectionHealth {
+    fn note(&mut self, event: &InstrumentationEvent<'_>) {
         match event {
             InstrumentationEvent::StartQuery { .. } => {
                 if tracing::enabled!(target: "todo_store::sql", tracing::Level::DEBUG) {
@@ -488,4 +502,71 @@ impl SessionSettings {
             unnamed_statements: config.behind_pgbouncer(),
         }
     }
+
+    /// Sets `conn` up: its statement cache, the session settings (one round trip) and
+    /// the health notes in its instrumentation slot, chained to diesel's default
+    /// instrumentation.
+    fn apply(&self, conn: &mut PgConnection) -> QueryResult<()> {
+        if self.unnamed_statements {
+            conn.set_prepared_statement_cache_size(CacheSize::Disabled);
+        }
+        conn.batch_execute(&self.sql)?;
+        conn.set_instrumentation(ConnectionHealth::chained_to(
+            diesel::connection::get_default_instrumentation(),
+        ));
+        Ok(())
+    }
+}
+
+/// Applies the crate's per-connection setup to `conn`, a connection of a pool that is
+/// not the crate's (your own r2d2 pool's `CustomizeConnection`, deadpool-diesel's
+/// post-create hook): `statement_timeout` and `application_name` from `config` (only
+/// `application_name` behind PgBouncer, with the statement cache off), and the
+/// instrumentation that notes lost connections for [`has_lost_server`] and traces each
+/// statement at debug level. Call it on a fresh connection: it takes diesel's one
+/// instrumentation slot, passing every event on to diesel's default instrumentation
+/// (`diesel::connection::set_default_instrumentation`) if the application set one; an
+/// instrumentation set on the connection itself before this call is replaced, and one
+/// set after it replaces the crate's (the crate then asks the server instead, see
+/// [`has_lost_server`]).
+///
+/// ```no_run
+/// use diesel::r2d2::CustomizeConnection;
+/// use todo_store::{DbConfig, PgConnection};
+///
+/// #[derive(Debug)]
+/// struct Setup(DbConfig);
+///
+/// impl CustomizeConnection<PgConnection, diesel::r2d2::Error> for Setup {
+///     fn on_acquire(&self, conn: &mut PgConnection) -> Result<(), diesel::r2d2::Error> {
+///         todo_store::pool::setup_connection(conn, &self.0)
+///             .map_err(|e| diesel::r2d2::Error::QueryError(diesel::result::Error::QueryBuilderError(e.into())))
+///     }
+/// }
+/// ```
+///
+/// # Errors
+/// [`Error::Database`] when the server refuses the settings.
+pub fn setup_connection(conn: &mut PgConnection, config: &DbConfig) -> Result<()> {
+    Ok(SessionSettings::from_config(config).apply(conn)?)
+}
+
+/// An r2d2 pool builder preset from `config`, for a pool you build yourself (adding an
+/// event handler, a connection customizer, ...): its size, minimum idle connections and
+/// connection timeout, and the checkout health check of [`PgConnectionManager`]. Build
+/// it with `PgConnectionManager::new(&config)`:
+///
+/// ```no_run
+/// use todo_store::pool::{builder, PgConnectionManager};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let config = todo_store::DbConfig::from_env()?;
+/// let pool = builder(&config)
+///     .max_lifetime(Some(std::time::Duration::from_secs(1800)))
+///     .build(PgConnectionManager::new(&config))?;
+/// todo_store::run_migrations(&mut *pool.get()?)?;
+/// # Ok(())
+/// # }
+/// ```
+pub fn builder(config: &DbConfig) -> r2d2::Builder<PgConnectionManager> {
+    pool_builder(config, Arc::default())
 }

@@ -10,6 +10,34 @@ diesel::table! {
     use diesel::sql_types::*;
     use diesel_full_text_search::Tsvector;
 
+    habit_check_ins (habit_id, day) {
+        habit_id -> Uuid,
+        day -> Date,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use diesel_full_text_search::Tsvector;
+
+    habits (id) {
+        id -> Uuid,
+        user_id -> Uuid,
+        name -> Text,
+        description -> Nullable<Text>,
+        schedule -> Jsonb,
+        is_active -> Bool,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        version -> Int4,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use diesel_full_text_search::Tsvector;
+
     sessions (id) {
         id -> Uuid,
         user_id -> Uuid,
@@ -59,7 +87,9 @@ diesel::table! {
     }
 }
 
+diesel::joinable!(habit_check_ins -> habits (habit_id));
+diesel::joinable!(habits -> users (user_id));
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(tasks -> users (user_id));
 
-diesel::allow_tables_to_appear_in_same_query!(sessions, tasks, users,);
+diesel::allow_tables_to_appear_in_same_query!(habit_check_ins, habits, sessions, tasks, users,);

@@ -1,6 +1,6 @@
 //! Tracing for every repository call, and the SQL at debug level.
 //!
-//! Each call of [`crate::UserRepo`] and [`crate::TaskRepo`] runs in a `DEBUG` span
+//! Each call of [`crate::UserRepo`], [`crate::TaskRepo`] and [`crate::HabitRepo`] runs in a `DEBUG` span
 //! named `todo_store` with the fields `op` (e.g. `task.list`), `user_id` (where the call
 //! has one), and, when it ends, `rows`, `outcome` (`ok`, `not_found`, `conflict`,
 //! `validation`, `error`) and `duration_us`. Pooled connections also emit a `DEBUG`
@@ -17,7 +17,7 @@ use tracing::field::Empty;
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
-use crate::models::{Session, Task, TaskStats, User};
+use crate::models::{Habit, Session, Streak, Task, TaskStats, User};
 
 /// Runs `call` as the repository operation `op` of `user_id`, in its span.
 #[inline]
@@ -88,10 +88,29 @@ impl RowCount for Session {
     }
 }
 
+impl RowCount for Habit {
+    fn row_count(&self) -> u64 {
+        1
+    }
+}
+
 /// A row and what comes with it (a session and its token).
 impl<A, B> RowCount for (A, B) {
     fn row_count(&self) -> u64 {
         1
+    }
+}
+
+impl RowCount for Streak {
+    fn row_count(&self) -> u64 {
+        1
+    }
+}
+
+/// A check-in made or undone (`true`) or not (`false`).
+impl RowCount for bool {
+    fn row_count(&self) -> u64 {
+        u64::from(*self)
     }
 }
 

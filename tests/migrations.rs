@@ -45,7 +45,10 @@ fn migrations_revert_completely_and_apply_again() {
         .unwrap()
         .len();
     assert_eq!(applied.len(), count);
-    assert_eq!(tables(&mut conn), ["sessions", "tasks", "users"]);
+    assert_eq!(
+        tables(&mut conn),
+        ["habit_check_ins", "habits", "sessions", "tasks", "users"]
+    );
     assert!(
         run_migrations(&mut conn).unwrap().is_empty(),
         "nothing left to apply"
@@ -60,7 +63,10 @@ fn migrations_revert_completely_and_apply_again() {
     assert_eq!(pending_migrations(&mut conn).unwrap(), applied);
 
     assert_eq!(run_migrations(&mut conn).unwrap(), applied);
-    assert_eq!(tables(&mut conn), ["sessions", "tasks", "users"]);
+    assert_eq!(
+        tables(&mut conn),
+        ["habit_check_ins", "habits", "sessions", "tasks", "users"]
+    );
 }
 
 #[test]

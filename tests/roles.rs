@@ -13,8 +13,8 @@ use todo_store::migrate::{pending_migrations, revert_all_migrations, run_migrati
 use todo_store::pool::build_pool;
 use todo_store::testing::TestDb;
 use todo_store::{
-    connect, DbConfig, Error, NewTask, NewUser, PgPool, Priority, TaskPatch, TaskQuery, TaskRepo,
-    UserPatch, UserRepo,
+    connect, DbConfig, Error, HabitPatch, HabitRepo, NewHabit, NewTask, NewUser, PgPool, Priority,
+    Schedule, TaskPatch, TaskQuery, TaskRepo, UserPatch, UserRepo,
 };
 use uuid::Uuid;
 
@@ -230,6 +230,40 @@ fn the_runtime_role_can_use_every_repository() {
         2
     );
     TaskRepo::delete(&mut conn, user.id, task.id).unwrap();
+
+    let habit = HabitRepo::create(&mut conn, user.id, &NewHabit::new("Run", Schedule::Daily))
+        .expect("habits need DML only, and the CHECK's function is PUBLIC");
+    let day = chrono::NaiveDate::from_ymd_opt(2026, 1, 5).unwrap();
+    assert_eq!(HabitRepo::get(&mut conn, user.id, habit.id).unwrap(), habit);
+    let patch = HabitPatch {
+        name: Some("Run far".into()),
+        expected_version: Some(1),
+        ..HabitPatch::default()
+    };
+    assert_eq!(
+        HabitRepo::update(&mut conn, user.id, habit.id, &patch)
+            .unwrap()
+            .version,
+        2
+    );
+    assert!(HabitRepo::check_in(&mut conn, user.id, habit.id, day).unwrap());
+    assert_eq!(
+        HabitRepo::check_ins(&mut conn, user.id, habit.id, day, day).unwrap(),
+        [day]
+    );
+    assert_eq!(HabitRepo::due_on(&mut conn, user.id, day).unwrap().len(), 1);
+    assert_eq!(HabitRepo::list(&mut conn, user.id).unwrap().len(), 1);
+    assert_eq!(
+        HabitRepo::streak(&mut conn, user.id, habit.id, day)
+            .unwrap()
+            .current,
+        1
+    );
+    assert!(HabitRepo::undo_check_in(&mut conn, user.id, habit.id, day).unwrap());
+    HabitRepo::check_in(&mut conn, user.id, habit.id, day).unwrap();
+    HabitRepo::delete(&mut conn, user.id, habit.id).unwrap();
+    // Another habit left for the cascade from the user below.
+    HabitRepo::create(&mut conn, user.id, &NewHabit::new("Read", Schedule::Daily)).unwrap();
     assert_eq!(
         TaskRepo::delete_many(&mut conn, user.id, &ids[..1]).unwrap(),
         1
@@ -269,6 +303,7 @@ fn the_runtime_role_can_use_every_repository() {
     // Deleting a user cascades to their tasks (the foreign key acts as the owner).
     UserRepo::delete(&mut conn, user.id).unwrap();
     assert_eq!(TaskRepo::count(&mut conn, user.id).unwrap(), 0);
+    assert!(HabitRepo::list(&mut conn, user.id).unwrap().is_empty());
     for u in more {
         UserRepo::delete(&mut conn, u.id).unwrap();
     }

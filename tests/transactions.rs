@@ -240,10 +240,11 @@ fn a_deadlock_is_retried_and_both_transactions_apply() {
                             barrier.wait();
                         }
                         TaskRepo::update(conn, uid, second, &patch).inspect_err(|e| {
-                            errors_seen
-                                .lock()
-                                .unwrap()
-                                .push(format!("deadlock={} {e}", e.is_deadlock()))
+                            errors_seen.lock().unwrap().push(format!(
+                                "deadlock={} {e} (attempt {attempt} of the transaction \
+                                     taking {first} then {second})",
+                                e.is_deadlock()
+                            ))
                         })
                     })
                 })

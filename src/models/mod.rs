@@ -1,15 +1,21 @@
 //! Rows, inputs and their validation: one file per table.
 //!
-//! Read structs ([`User`], [`Task`]) are what the repositories return. Inputs
-//! ([`NewUser`], [`NewTask`], [`UserPatch`], [`TaskPatch`]) are plain structs with
-//! public fields and `Default`; each checks itself before anything is written.
+//! Read structs ([`User`], [`Task`], [`Habit`]) are what the repositories return.
+//! Inputs ([`NewUser`], [`NewTask`], [`NewHabit`], [`UserPatch`], [`TaskPatch`],
+//! [`HabitPatch`]) are plain structs with public fields; each checks itself before
+//! anything is written. [`Schedule`] says when a habit is due, and is stored as JSON.
 
+mod habit;
+mod schedule;
 pub(crate) mod session;
 mod task;
 mod task_stats;
 mod user;
 pub(crate) mod validate;
 
+pub(crate) use habit::HabitChanges;
+pub use habit::{Habit, HabitPatch, NewHabit, Streak};
+pub use schedule::Schedule;
 pub use session::{NewSession, Session, TOKEN_CHARS, USER_AGENT_MAX_CHARS};
 pub use task::{NewTask, Priority, Task, TaskPatch};
 pub(crate) use task::{TaskChanges, TaskRow};

@@ -25,6 +25,7 @@ pub const TOKEN_CHARS: usize = 43;
 pub const USER_AGENT_MAX_CHARS: usize = 512;
 
 /// A login session of a user, as stored: never its token, nor the token's hash.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Identifiable)]
 #[diesel(table_name = sessions, check_for_backend(diesel::pg::Pg))]
 pub struct Session {

@@ -18,6 +18,7 @@ use crate::error::{Error, Result};
 use crate::schema::{sql_types::TaskPriority, tasks};
 
 /// A task, as stored. Always belongs to one user.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Identifiable)]
 #[diesel(table_name = tasks, check_for_backend(Pg))]
 pub struct Task {
@@ -49,6 +50,11 @@ pub struct Task {
     Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, AsExpression, FromSqlRow,
 )]
 #[diesel(sql_type = TaskPriority)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "lowercase")
+)]
 pub enum Priority {
     /// Can wait.
     Low,
@@ -120,6 +126,11 @@ impl FromSql<TaskPriority, Pg> for Priority {
 /// assert!(NewTask::new("   ").validate().is_err());
 /// assert!(NewTask::new("\u{200b}\u{feff}").validate().is_err());
 /// ```
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Deserialize),
+    serde(default, deny_unknown_fields)
+)]
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NewTask {
     /// At most 255 characters after trimming, at least one of them visible (not
@@ -227,17 +238,32 @@ pub(crate) struct TaskRow<'a> {
 /// };
 /// assert!(patch.validate().is_ok());
 /// ```
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Deserialize),
+    serde(default, deny_unknown_fields)
+)]
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TaskPatch {
     /// New title (same rules as [`NewTask::title`]).
     pub title: Option<String>,
-    /// New description; `Some(None)` clears it.
+    /// New description; `Some(None)` clears it (in JSON: absent leaves it, `null`
+    /// clears it).
+    #[cfg_attr(
+        feature = "serde",
+        serde(deserialize_with = "crate::serde_support::present")
+    )]
     pub description: Option<Option<String>>,
     /// New completion state.
     pub completed: Option<bool>,
     /// New priority.
     pub priority: Option<Priority>,
-    /// New due date; `Some(None)` clears it.
+    /// New due date; `Some(None)` clears it (in JSON: absent leaves it, `null` clears
+    /// it).
+    #[cfg_attr(
+        feature = "serde",
+        serde(deserialize_with = "crate::serde_support::present")
+    )]
     pub due_date: Option<Option<DateTime<Utc>>>,
     /// Apply only if the task's version is this one.
     pub expected_version: Option<i32>,

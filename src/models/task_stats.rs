@@ -6,6 +6,7 @@ use super::Priority;
 
 /// Counts over one user's tasks, from [`crate::TaskRepo::stats`] or
 /// [`crate::TaskRepo::stats_in_time_zone`] (one query).
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TaskStats {
     /// All tasks.

@@ -9,6 +9,7 @@ use crate::error::Result;
 use crate::schema::users;
 
 /// A user, as stored. Mirrors Better Auth's user table.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Identifiable)]
 #[diesel(table_name = users, check_for_backend(diesel::pg::Pg))]
 pub struct User {
@@ -37,6 +38,11 @@ pub struct User {
 /// let user = NewUser::new("ada@example.com", "Ada Lovelace").email_verified(true);
 /// assert!(user.validate().is_ok());
 /// ```
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Deserialize),
+    serde(default, deny_unknown_fields)
+)]
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NewUser {
     /// Email address: one `@` with something on both sides, no white space or other
@@ -113,6 +119,11 @@ pub(crate) struct UserRow<'a> {
 /// let patch = UserPatch { name: Some("Ada King".into()), image: Some(None), ..Default::default() };
 /// assert!(patch.validate().is_ok());
 /// ```
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Deserialize),
+    serde(default, deny_unknown_fields)
+)]
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UserPatch {
     /// New email address (same rules as [`NewUser::email`]).
@@ -121,7 +132,12 @@ pub struct UserPatch {
     pub name: Option<String>,
     /// New verification state.
     pub email_verified: Option<bool>,
-    /// New avatar URL; `Some(None)` clears it.
+    /// New avatar URL; `Some(None)` clears it (in JSON: absent leaves it, `null` clears
+    /// it).
+    #[cfg_attr(
+        feature = "serde",
+        serde(deserialize_with = "crate::serde_support::present")
+    )]
     pub image: Option<Option<String>>,
 }
 

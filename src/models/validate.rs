@@ -3,7 +3,7 @@
 
 use std::ops::RangeInclusive;
 
-use chrono::{DateTime, Duration, TimeZone, Utc};
+use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 
 use crate::error::{Error, Result};
 
@@ -107,6 +107,19 @@ pub(crate) fn timestamp(field: &str, at: DateTime<Utc>) -> Result<DateTime<Utc>>
         return Err(out_of_range());
     }
     Ok(stored)
+}
+
+/// `day` if PostgreSQL's `date` holds it: from 4714-11-24 BC (chrono's year -4713, the
+/// first day of the Julian day count) on. (Its latest date lies beyond chrono's.)
+pub(crate) fn date(field: &str, day: NaiveDate) -> Result<NaiveDate> {
+    const PG_MIN_DATE: Option<NaiveDate> = NaiveDate::from_ymd_opt(-4713, 11, 24);
+    if PG_MIN_DATE.is_some_and(|min| day < min) {
+        return Err(Error::validation(
+            field,
+            "is before 4714-11-24 BC, the earliest date PostgreSQL can store",
+        ));
+    }
+    Ok(day)
 }
 
 /// PostgreSQL text cannot hold NUL; reject it with a clear error instead of the server's.
@@ -227,6 +240,30 @@ mod tests {
 
     const VISIBLE_TEXT_UP: &str =
         include_str!("../../migrations/2026-12-02-000001_visible_text/up.sql");
+    const HABITS_UP: &str = include_str!("../../migrations/2026-12-02-000005_habits/up.sql");
+
+    #[test]
+    fn the_habits_migration_spells_out_the_same_invisible_ranges() {
+        let text = sql_class("");
+        assert!(
+            HABITS_UP.contains(&format!("name ~ '{text}'")),
+            "habits_name_valid must use {text}"
+        );
+        assert_eq!(
+            HABITS_UP.matches("[^").count(),
+            1,
+            "one class, no older copy"
+        );
+    }
+
+    #[test]
+    fn dates_before_postgresqls_first_day_are_rejected() {
+        let first = NaiveDate::from_ymd_opt(-4713, 11, 24).unwrap();
+        assert_eq!(date("day", first).unwrap(), first);
+        assert!(date("day", first.pred_opt().unwrap()).is_err());
+        assert!(date("day", NaiveDate::MIN).is_err());
+        assert!(date("day", NaiveDate::MAX).is_ok());
+    }
 
     #[test]
     fn the_migration_spells_out_the_same_invisible_ranges() {

@@ -6,19 +6,22 @@
 //! by hand is fixed for a given query shape, so it is safe to cache: diesel keys
 //! statements without a static query id by their SQL text. A `Fragment` is that SQL
 //! without the flag. The replica router and the bulk path use it for their
-//! per-request statements too.
+//! per-request statements too, and [`Statement`] makes one a whole statement (the
+//! habit repository's CTEs with INSERT or DELETE, which cannot be a sub-select).
 
 use std::borrow::Cow;
 use std::marker::PhantomData;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use diesel::expression::{
     is_aggregate, AppearsOnTable, Expression, SelectableExpression, TypedExpressionType,
     ValidGrouping,
 };
 use diesel::pg::Pg;
-use diesel::query_builder::{AstPass, QueryFragment, QueryId};
-use diesel::sql_types::{BigInt, Float, SqlType, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::pg::PgConnection;
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::query_dsl::RunQueryDsl;
+use diesel::sql_types::{BigInt, Date, Float, SqlType, Text, Timestamptz, Uuid as SqlUuid};
 use diesel::QueryResult;
 use uuid::Uuid;
 
@@ -34,6 +37,7 @@ pub(crate) enum Bind<'a> {
     Priority(Priority),
     Float(f32),
     BigInt(i64),
+    Date(NaiveDate),
 }
 
 #[derive(Debug, Clone)]
@@ -86,6 +90,7 @@ impl<ST> QueryFragment<Pg> for Fragment<'_, ST> {
                 }
                 Part::Bind(Bind::Float(value)) => out.push_bind_param::<Float, _>(value)?,
                 Part::Bind(Bind::BigInt(value)) => out.push_bind_param::<BigInt, _>(value)?,
+                Part::Bind(Bind::Date(value)) => out.push_bind_param::<Date, _>(value)?,
             }
         }
         Ok(())
@@ -133,6 +138,11 @@ impl<'a, ST> Statement<'a, ST> {
     }
 }
 
+/// The statement whose SQL and binds are `fragment`'s.
+pub(crate) fn statement_of<ST>(fragment: Fragment<'_, ST>) -> Statement<'_, ST> {
+    Statement(fragment)
+}
+
 impl<ST> QueryFragment<Pg> for Statement<'_, ST> {
     fn walk_ast<'b>(&'b self, out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         self.0.walk_ast(out)
@@ -145,8 +155,8 @@ impl<ST> QueryId for Statement<'_, ST> {
     const HAS_STATIC_QUERY_ID: bool = false;
 }
 
-impl<ST: SqlType> diesel::query_builder::Query for Statement<'_, ST> {
+impl<ST: SqlType> Query for Statement<'_, ST> {
     type SqlType = ST;
 }
 
-impl<ST> diesel::RunQueryDsl<diesel::PgConnection> for Statement<'_, ST> {}
+impl<ST> RunQueryDsl<PgConnection> for Statement<'_, ST> {}

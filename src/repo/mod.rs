@@ -1,12 +1,14 @@
 //! The repositories: every query of the crate lives here.
 //!
 //! Functions take `conn: &mut PgConnection` first, so they compose inside a caller's
-//! transaction (`conn.transaction(|conn| ...)`). Every task query is scoped by
-//! `user_id`: another user's task is indistinguishable from a missing one.
+//! transaction (`conn.transaction(|conn| ...)`). Every task and habit query is scoped
+//! by `user_id`: another user's task or habit is indistinguishable from a missing one.
 
 pub(crate) mod bulk;
 pub(crate) mod cursor;
 pub(crate) mod fragment;
+pub(crate) mod habit;
+mod habit_sql;
 pub(crate) mod list;
 mod query;
 pub(crate) mod session;
@@ -16,6 +18,7 @@ mod task_update;
 pub(crate) mod user;
 pub(crate) mod user_query;
 
+pub use habit::HabitRepo;
 pub use query::{Direction, Page, TaskQuery, TaskSort, DEFAULT_LIMIT, MAX_LIMIT, MAX_SEARCH_CHARS};
 pub use session::{SessionRepo, PURGE_BATCH};
 pub use task::TaskRepo;
@@ -43,4 +46,19 @@ pub(crate) fn call<T: crate::telemetry::RowCount>(
         let result = f(conn);
         crate::pool::settle(conn, result)
     })
+}
+
+/// A foreign-key violation on insert means the parent row (`entity` `key`: the user of
+/// a task or habit, the habit of a check-in) does not exist.
+pub(crate) fn missing_as_not_found(
+    err: diesel::result::Error,
+    entity: &'static str,
+    key: uuid::Uuid,
+) -> crate::Error {
+    match crate::Error::from(err) {
+        crate::Error::NotFound { entity: e, .. } if e == entity => {
+            crate::Error::not_found(entity, key)
+        }
+        other => other,
+    }
 }

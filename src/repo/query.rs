@@ -15,6 +15,7 @@ pub const MAX_LIMIT: i64 = 500;
 pub const MAX_SEARCH_CHARS: usize = 1000;
 
 /// One page of results, and the cursor for the next one.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Page<T> {
     /// The rows of this page, in the query's order.
@@ -40,6 +41,11 @@ impl<T> crate::telemetry::RowCount for Page<T> {
 
 /// What to sort tasks by. Every sort breaks ties on the task id, so the order is total.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "snake_case")
+)]
 #[non_exhaustive]
 pub enum TaskSort {
     /// When the task was created (the default).
@@ -77,6 +83,11 @@ impl TaskSort {
 
 /// Sort direction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "lowercase")
+)]
 pub enum Direction {
     /// Smallest first.
     Asc = 0,

@@ -47,7 +47,7 @@ impl TaskRepo {
                 .values(&row)
                 .returning(Task::as_returning())
                 .get_result(conn)
-                .map_err(|e| missing_user_as_not_found(e, user_id))
+                .map_err(|e| super::missing_as_not_found(e, "user", user_id))
         })
     }
 
@@ -292,7 +292,7 @@ impl TaskRepo {
                     .map(|row| TaskCopyRow::new(row, now, now))
                     .collect();
                 bulk::copy_tasks(conn, &copy_rows)
-                    .map_err(|e| missing_user_as_not_found(e, user_id))?;
+                    .map_err(|e| super::missing_as_not_found(e, "user", user_id))?;
                 Ok(copy_rows.iter().map(TaskCopyRow::to_task).collect())
             })
         })
@@ -432,12 +432,4 @@ fn stats_columns(zone: Tz) -> StatsColumns {
         fragment::sql("count(*) FILTER (WHERE priority = 'medium')"),
         fragment::sql("count(*) FILTER (WHERE priority = 'high')"),
     )
-}
-
-/// A foreign-key violation on insert means the user does not exist.
-fn missing_user_as_not_found(err: diesel::result::Error, user_id: Uuid) -> Error {
-    match Error::from(err) {
-        Error::NotFound { entity: "user", .. } => Error::not_found("user", user_id),
-        other => other,
-    }
 }

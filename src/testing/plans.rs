@@ -46,6 +46,22 @@ pub fn stats(conn: &mut PgConnection, user_id: Uuid) -> Result<String> {
     Ok(Explain(crate::repo::task::stats_query(user_id, chrono_tz::Tz::UTC)).get_result(conn)?)
 }
 
+/// `EXPLAIN (ANALYZE, FORMAT JSON)` of [`crate::HabitRepo::streak`]: the statement
+/// runs, and the plan holds each node's actual rows and time, and the whole
+/// statement's `Execution Time` in milliseconds.
+///
+/// # Errors
+/// Only database errors.
+pub fn streak_analyzed(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    habit_id: Uuid,
+    today: chrono::NaiveDate,
+) -> Result<String> {
+    let query = crate::repo::habit::streak_query(user_id, habit_id, today);
+    Ok(ExplainAnalyze(query).get_result(conn)?)
+}
+
 /// The plan of [`crate::UserRepo::list_page`] for `query`.
 ///
 /// # Errors
@@ -174,3 +190,24 @@ impl<Q> Query for Explain<Q> {
 }
 
 impl<Q> RunQueryDsl<PgConnection> for Explain<Q> {}
+
+/// Wraps a query in `EXPLAIN (ANALYZE, FORMAT JSON)`: it runs.
+struct ExplainAnalyze<Q>(Q);
+
+impl<Q: QueryFragment<Pg>> QueryFragment<Pg> for ExplainAnalyze<Q> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql("EXPLAIN (ANALYZE, FORMAT JSON) ");
+        self.0.walk_ast(out.reborrow())
+    }
+}
+
+impl<Q> QueryId for ExplainAnalyze<Q> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<Q> Query for ExplainAnalyze<Q> {
+    type SqlType = Text;
+}
+
+impl<Q> RunQueryDsl<PgConnection> for ExplainAnalyze<Q> {}

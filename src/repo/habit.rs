@@ -1,0 +1,323 @@
+//! [`HabitRepo`]: habits of one user, their check-ins and streaks. Every query here is
+//! scoped by `user_id` through [`habits_of`] (or the `habit` CTE of `habit_sql`, which
+//! says the same); another user's habit behaves exactly like a missing one.
+
+use chrono::NaiveDate;
+use diesel::dsl;
+use diesel::prelude::*;
+use uuid::Uuid;
+
+use super::habit_sql::{self, UpdateHabit};
+use super::sql_functions::habit_is_due;
+use crate::error::{Error, Result};
+use crate::models::validate;
+use crate::models::{Habit, HabitPatch, NewHabit, Streak};
+use crate::schema::{habit_check_ins, habits};
+
+/// Queries on the habits of one user: habits, their check-ins (one per calendar day)
+/// and streaks.
+///
+/// Days are calendar dates in the user's own time zone, as the caller decides them:
+/// the crate never decides what "today" is for a habit.
+///
+/// ```no_run
+/// # fn main() -> todo_store::Result<()> {
+/// # let pool = todo_store::connect(&todo_store::DbConfig::from_env()?)?;
+/// # let mut conn = pool.get()?;
+/// # let user_id = uuid::Uuid::nil();
+/// use chrono::{NaiveDate, Weekday};
+/// use todo_store::{HabitRepo, NewHabit, Schedule};
+///
+/// let schedule = Schedule::Weekly { days: vec![Weekday::Mon, Weekday::Thu] };
+/// let habit = HabitRepo::create(&mut conn, user_id, &NewHabit::new("Run", schedule))?;
+/// let today = NaiveDate::from_ymd_opt(2026, 1, 8).unwrap(); // a Thursday, the user's
+/// for due in HabitRepo::due_on(&mut conn, user_id, today)? {
+///     println!("due today: {}", due.name);
+/// }
+/// HabitRepo::check_in(&mut conn, user_id, habit.id, today)?;
+/// let streak = HabitRepo::streak(&mut conn, user_id, habit.id, today)?;
+/// println!("{} in a row, {} at most", streak.current, streak.longest);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HabitRepo;
+
+/// The habits of `user_id`: the one scope every habit query starts from.
+#[dsl::auto_type]
+fn habits_of(user_id: Uuid) -> _ {
+    habits::table.filter(habits::user_id.eq(user_id))
+}
+
+/// The habit `habit_id` of `user_id`.
+#[dsl::auto_type]
+fn habit_of(user_id: Uuid, habit_id: Uuid) -> _ {
+    let scope: habits_of = habits_of(user_id);
+    scope.filter(habits::id.eq(habit_id))
+}
+
+/// `found` or a [`Error::NotFound`] for the habit.
+fn found<T>(found: bool, habit_id: Uuid, value: T) -> Result<T> {
+    if found {
+        Ok(value)
+    } else {
+        Err(Error::not_found("habit", habit_id))
+    }
+}
+
+impl HabitRepo {
+    /// Creates an active habit for `user_id` and returns it, in one round trip.
+    ///
+    /// # Errors
+    /// [`Error::Validation`] for a bad name, description or schedule (nothing written);
+    /// [`Error::NotFound`] when the user does not exist.
+    pub fn create(conn: &mut PgConnection, user_id: Uuid, new: &NewHabit) -> Result<Habit> {
+        super::call("habit.create", Some(user_id), conn, |conn| {
+            let row = new.to_row(super::new_id(), user_id)?;
+            diesel::insert_into(habits::table)
+                .values(&row)
+                .returning(Habit::as_returning())
+                .get_result(conn)
+                .map_err(|e| super::missing_as_not_found(e, "user", user_id))
+        })
+    }
+
+    /// The habit `habit_id` of `user_id`.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when it does not exist or belongs to another user.
+    pub fn get(conn: &mut PgConnection, user_id: Uuid, habit_id: Uuid) -> Result<Habit> {
+        super::call("habit.get", Some(user_id), conn, |conn| {
+            habit_of(user_id, habit_id)
+                .select(Habit::as_select())
+                .get_result(conn)
+                .optional()?
+                .ok_or_else(|| Error::not_found("habit", habit_id))
+        })
+    }
+
+    /// Applies `patch` and returns the updated habit, in one round trip; `version` grows
+    /// by one and `updated_at` moves. Check-ins are kept when the schedule changes.
+    ///
+    /// # Errors
+    /// [`Error::Validation`] for bad values; [`Error::NotFound`] when the habit does not
+    /// exist or belongs to another user; [`Error::Conflict`] with
+    /// [`crate::ConflictKind::StaleVersion`] when `patch.expected_version` is not the
+    /// habit's version. Nothing changes on error.
+    pub fn update(
+        conn: &mut PgConnection,
+        user_id: Uuid,
+        habit_id: Uuid,
+        patch: &HabitPatch,
+    ) -> Result<Habit> {
+        super::call("habit.update", Some(user_id), conn, |conn| {
+            let changes = patch.to_changes()?;
+            let expected_version = changes.expected_version;
+            let updated = UpdateHabit::new(user_id, habit_id, changes)
+                .get_result::<Habit>(conn)
+                .optional()?;
+            match (updated, expected_version) {
+                (Some(habit), _) => Ok(habit),
+                (None, None) => Err(Error::not_found("habit", habit_id)),
+                // The row was not updated: tell a stale version from a missing habit.
+                (None, Some(expected)) => {
+                    let actual = habit_of(user_id, habit_id)
+                        .select(habits::version)
+                        .get_result::<i32>(conn)
+                        .optional()?;
+                    Err(match actual {
+                        Some(actual) => Error::Conflict {
+                            kind: crate::ConflictKind::StaleVersion { expected, actual },
+                        },
+                        None => Error::not_found("habit", habit_id),
+                    })
+                }
+            }
+        })
+    }
+
+    /// Deletes the habit and its check-ins.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when it does not exist or belongs to another user.
+    pub fn delete(conn: &mut PgConnection, user_id: Uuid, habit_id: Uuid) -> Result<()> {
+        super::call(
+            "habit.delete",
+            Some(user_id),
+            conn,
+            |conn| match diesel::delete(habit_of(user_id, habit_id)).execute(conn)? {
+                0 => Err(Error::not_found("habit", habit_id)),
+                _ => Ok(()),
+            },
+        )
+    }
+
+    /// Every habit of `user_id`, active or not, oldest first (ties by id), through the
+    /// index `habits_user_created_idx`. Empty for an unknown user.
+    ///
+    /// # Errors
+    /// Only database errors.
+    pub fn list(conn: &mut PgConnection, user_id: Uuid) -> Result<Vec<Habit>> {
+        super::call("habit.list", Some(user_id), conn, |conn| {
+            Ok(habits_of(user_id)
+                .order((habits::created_at.asc(), habits::id.asc()))
+                .select(Habit::as_select())
+                .load(conn)?)
+        })
+    }
+
+    /// The active habits of `user_id` due on `day` (a calendar date of the user's own
+    /// time zone), oldest first; the schedule is applied in the database
+    /// (`habit_is_due`, the same rule as [`crate::Schedule::is_due_on`]).
+    ///
+    /// # Errors
+    /// [`Error::Validation`] for a day before 4714-11-24 BC (PostgreSQL's first).
+    pub fn due_on(conn: &mut PgConnection, user_id: Uuid, day: NaiveDate) -> Result<Vec<Habit>> {
+        super::call("habit.due_on", Some(user_id), conn, |conn| {
+            let day = validate::date("day", day)?;
+            Ok(habits_of(user_id)
+                .filter(habits::is_active.eq(true))
+                .filter(habit_is_due(habits::schedule, day))
+                .order((habits::created_at.asc(), habits::id.asc()))
+                .select(Habit::as_select())
+                .load(conn)?)
+        })
+    }
+
+    /// Checks the habit in on `day`: `true` when this made the check-in, `false` when
+    /// `day` was already checked in. Idempotent, also under concurrent calls (of several
+    /// calls for one day, exactly one returns `true`). Any day may be checked in,
+    /// scheduled or not, paused habit or not; [`HabitRepo::streak`] counts the
+    /// scheduled ones.
+    ///
+    /// # Errors
+    /// [`Error::Validation`] for a day before 4714-11-24 BC; [`Error::NotFound`] when the
+    /// habit does not exist or belongs to another user.
+    pub fn check_in(
+        conn: &mut PgConnection,
+        user_id: Uuid,
+        habit_id: Uuid,
+        day: NaiveDate,
+    ) -> Result<bool> {
+        super::call("habit.check_in", Some(user_id), conn, |conn| {
+            let day = validate::date("day", day)?;
+            let (exists, inserted) = habit_sql::check_in(user_id, habit_id, day)
+                .get_result::<(bool, bool)>(conn)
+                // The habit deleted between the CTE's read and the insert.
+                .map_err(|e| super::missing_as_not_found(e, "habit", habit_id))?;
+            found(exists, habit_id, inserted)
+        })
+    }
+
+    /// Removes the check-in of `day`: `true` when there was one, `false` when not.
+    ///
+    /// # Errors
+    /// [`Error::Validation`] for a day before 4714-11-24 BC; [`Error::NotFound`] when the
+    /// habit does not exist or belongs to another user.
+    pub fn undo_check_in(
+        conn: &mut PgConnection,
+        user_id: Uuid,
+        habit_id: Uuid,
+        day: NaiveDate,
+    ) -> Result<bool> {
+        super::call("habit.undo_check_in", Some(user_id), conn, |conn| {
+            let day = validate::date("day", day)?;
+            let (exists, deleted) = habit_sql::undo_check_in(user_id, habit_id, day)
+                .get_result::<(bool, bool)>(conn)?;
+            found(exists, habit_id, deleted)
+        })
+    }
+
+    /// The days the habit was checked in from `from` to `to`, both included, earliest
+    /// first, in one round trip.
+    ///
+    /// # Errors
+    /// [`Error::Validation`] when `from` is after `to` or a day is before 4714-11-24 BC;
+    /// [`Error::NotFound`] when the habit does not exist or belongs to another user.
+    pub fn check_ins(
+        conn: &mut PgConnection,
+        user_id: Uuid,
+        habit_id: Uuid,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<NaiveDate>> {
+        super::call("habit.check_ins", Some(user_id), conn, |conn| {
+            let from = validate::date("from", from)?;
+            let to = validate::date("to", to)?;
+            if from > to {
+                return Err(Error::validation("from", "must not be after to"));
+            }
+            // The habit, joined to its check-ins in the range: no row at all means no
+            // such habit, one row with no day means no check-in.
+            let days: Vec<Option<NaiveDate>> = habit_of(user_id, habit_id)
+                .left_join(
+                    habit_check_ins::table.on(habit_check_ins::habit_id
+                        .eq(habits::id)
+                        .and(habit_check_ins::day.between(from, to))),
+                )
+                .select(habit_check_ins::day.nullable())
+                .order(habit_check_ins::day.asc())
+                .load(conn)?;
+            found(
+                !days.is_empty(),
+                habit_id,
+                days.into_iter().flatten().collect(),
+            )
+        })
+    }
+
+    /// The habit's streaks on `today` (a calendar date of the user's own time zone),
+    /// counted in scheduled days:
+    ///
+    /// - only check-ins on days the schedule has count: one on another day neither
+    ///   extends nor breaks a streak, and the days between scheduled ones (Tuesday and
+    ///   Wednesday of a Monday-and-Thursday habit) do not break it either;
+    /// - `current` runs back from the last scheduled day up to today, or from the one
+    ///   before today while today is scheduled and not checked in yet (today does not
+    ///   break it); it is 0 when that day was missed;
+    /// - `longest` is the longest run of checked-in scheduled days up to today;
+    /// - check-ins after `today` are ignored; the current schedule is applied to the
+    ///   whole history; being paused does not change the count.
+    ///
+    /// One query in the database: between consecutive check-ins, a series of the days
+    /// between them filtered by the schedule tells whether a scheduled day was missed,
+    /// and runs are numbered from those breaks (gaps and islands). Its cost grows with
+    /// the number of check-ins (at most 366 days looked at per gap), not with the
+    /// number of days they span: a habit checked in daily for five years takes a few
+    /// milliseconds.
+    ///
+    /// # Errors
+    /// [`Error::Validation`] for a day before 4714-11-24 BC; [`Error::NotFound`] when the
+    /// habit does not exist or belongs to another user.
+    pub fn streak(
+        conn: &mut PgConnection,
+        user_id: Uuid,
+        habit_id: Uuid,
+        today: NaiveDate,
+    ) -> Result<Streak> {
+        super::call("habit.streak", Some(user_id), conn, |conn| {
+            let today = validate::date("today", today)?;
+            let (exists, current, longest) =
+                habit_sql::streak(user_id, habit_id, today).get_result::<(bool, i64, i64)>(conn)?;
+            let days = |n: i64| u32::try_from(n).unwrap_or(u32::MAX);
+            found(
+                exists,
+                habit_id,
+                Streak {
+                    current: days(current),
+                    longest: days(longest),
+                },
+            )
+        })
+    }
+}
+
+/// The statement [`HabitRepo::streak`] runs, for EXPLAIN in tests.
+#[cfg(feature = "testing")]
+pub(crate) fn streak_query(
+    user_id: Uuid,
+    habit_id: Uuid,
+    today: NaiveDate,
+) -> impl diesel::query_builder::QueryFragment<diesel::pg::Pg> {
+    habit_sql::streak(user_id, habit_id, today)
+}
