@@ -88,7 +88,7 @@ struct Args {
     /// Timed iterations per operation (default 4000; 300 with --quick).
     #[arg(long)]
     iterations: Option<usize>,
-    /// Skip parts: ops, bulk, concurrency, load (the seed against \copy).
+    /// Skip parts: ops, bulk, concurrency, load (the seed against \copy), async.
     #[arg(long, value_delimiter = ',', value_name = "PART")]
     skip: Vec<String>,
     /// Keep the benchmark databases (to look at plans afterwards).

@@ -3,6 +3,8 @@
 use std::fmt::Debug;
 use std::time::{Duration, Instant};
 
+use chrono::NaiveDate;
+
 use diesel::prelude::*;
 use diesel::sql_types::Integer;
 use rand::Rng;
@@ -10,8 +12,8 @@ use rand_pcg::Pcg64;
 use uuid::Uuid;
 
 use todo_store::{
-    NewTask, NewUser, PgPool, Priority, SessionRepo, TaskPatch, TaskQuery, TaskRepo, UserQuery,
-    UserRepo,
+    HabitRepo, NewTask, NewUser, PgPool, Priority, SessionRepo, TaskPatch, TaskQuery, TaskRepo,
+    UserQuery, UserRepo,
 };
 
 use crate::sample::Ctx;
@@ -43,6 +45,9 @@ pub enum Op {
     Stats,
     UserListPage,
     SessionAuthenticate,
+    HabitCheckIn,
+    HabitStreak,
+    HabitDueOn,
     HeldGet,
 }
 
@@ -96,7 +101,7 @@ pub struct OpSpec {
 
 /// Every op: one row each, in the order of [`Op`]. (Kept as a table: one op a line.)
 #[rustfmt::skip]
-const TABLE: [OpSpec; 17] = [
+const TABLE: [OpSpec; 20] = [
     // op, key in results.json, label, ratio holds from S to XL, floor, call
     spec(Op::RoundTrip, "round_trip", "(calibration) SELECT $1 via diesel", false, Floor::Own(Pick::Nothing), round_trip),
     spec(Op::UserCreate, "user_create", "UserRepo::create", false, Floor::Own(Pick::NewUser), user_create),
@@ -114,6 +119,9 @@ const TABLE: [OpSpec; 17] = [
     spec(Op::Stats, "stats", "TaskRepo::stats", true, Floor::Own(Pick::User), stats),
     spec(Op::UserListPage, "user_list_page", "UserRepo::list_page (deep page)", false, Floor::Own(Pick::UserCursor), user_list_page),
     spec(Op::SessionAuthenticate, "session_authenticate", "SessionRepo::authenticate", false, Floor::Own(Pick::User), session_authenticate),
+    spec(Op::HabitCheckIn, "habit_check_in", "HabitRepo::check_in", false, Floor::Own(Pick::User), habit_check_in),
+    spec(Op::HabitStreak, "habit_streak", "HabitRepo::streak (5 years daily)", false, Floor::Own(Pick::User), habit_streak),
+    spec(Op::HabitDueOn, "habit_due_on", "HabitRepo::due_on", false, Floor::Own(Pick::User), habit_due_on),
     spec(Op::HeldGet, "held_get", "TaskRepo::get, connection held", false, Floor::Of(Op::TaskGet), held_get),
 ];
 
@@ -147,8 +155,8 @@ const _: () = {
 
 impl Op {
     /// In the order of the table.
-    pub const ALL: [Op; 17] = {
-        let mut all = [Op::RoundTrip; 17];
+    pub const ALL: [Op; 20] = {
+        let mut all = [Op::RoundTrip; 20];
         let mut i = 0;
         while i < TABLE.len() {
             all[i] = TABLE[i].op;
@@ -158,7 +166,7 @@ impl Op {
     };
 
     /// In the order they run: reads first, so writes' dead rows don't touch them.
-    pub const RUN_ORDER: [Op; 17] = [
+    pub const RUN_ORDER: [Op; 20] = [
         Op::RoundTrip,
         Op::UserGet,
         Op::UserFindByEmail,
@@ -171,11 +179,14 @@ impl Op {
         Op::ListSearch,
         Op::CountMatching,
         Op::Stats,
+        Op::HabitStreak,
+        Op::HabitDueOn,
         Op::UserCreate,
         Op::TaskCreate,
         Op::TaskUpdate,
         Op::TaskSetCompleted,
         Op::TaskDelete,
+        Op::HabitCheckIn,
     ];
 
     fn spec(self) -> &'static OpSpec {
@@ -484,6 +495,48 @@ fn session_authenticate(c: &mut Call<'_>) -> BoxResult<Duration> {
         return Err(format!("authenticate found no session for user {}", user.id).into());
     }
     c.bind(&user.token_hash[..], ":th");
+    Ok(elapsed)
+}
+
+/// Today in UTC, as the floors' `(now() AT TIME ZONE 'UTC')::date`.
+fn today() -> NaiveDate {
+    chrono::Utc::now().date_naive()
+}
+
+fn habit_check_in(c: &mut Call<'_>) -> BoxResult<Duration> {
+    let user = c.ctx.users[c.user].clone();
+    // A day of its own, mostly: a check-in that inserts.
+    let day = today() + chrono::Days::new(c.rng.random_range(1..1_000_000));
+    let (elapsed, _) = c.timed(|conn| HabitRepo::check_in(conn, user.id, user.habit_id, day))?;
+    c.bind(user.id, ":uid");
+    c.bind(user.habit_id, ":hid");
+    c.bind(day, ":day");
+    Ok(elapsed)
+}
+
+fn habit_streak(c: &mut Call<'_>) -> BoxResult<Duration> {
+    let user = c.ctx.users[c.user].clone();
+    let today = today();
+    let (elapsed, streak) =
+        c.timed(|conn| HabitRepo::streak(conn, user.id, user.habit_id, today))?;
+    if streak.longest < 10 {
+        return Err(format!("a five-year habit with a streak of {}", streak.longest).into());
+    }
+    c.bind(user.id, ":uid");
+    c.bind(user.habit_id, ":hid");
+    c.bind(today, ":today");
+    Ok(elapsed)
+}
+
+fn habit_due_on(c: &mut Call<'_>) -> BoxResult<Duration> {
+    let user_id = c.ctx.users[c.user].id;
+    let today = today();
+    let (elapsed, due) = c.timed(|conn| HabitRepo::due_on(conn, user_id, today))?;
+    if due.is_empty() {
+        return Err("due_on found no daily habit".into());
+    }
+    c.bind(user_id, ":uid");
+    c.bind(today, ":today");
     Ok(elapsed)
 }
 

@@ -45,7 +45,9 @@ pub fn script(sql: &str, pick: Pick) -> String {
 pub fn prefix(pick: Pick) -> String {
     let users = concat!(
         "\\set r random(1, :nu)\n",
-        "SELECT id AS uid, email AS uemail, cat, cid, term, th, 'UTC' AS tz ",
+        "SELECT id AS uid, email AS uemail, cat, cid, term, th, hid, 'UTC' AS tz, ",
+        "(now() AT TIME ZONE 'UTC')::date AS today, ",
+        "(now() AT TIME ZONE 'UTC')::date + 1 + (random() * 999998)::int AS day ",
         "FROM bench_users WHERE k = :r \\gset\n"
     );
     let tasks = "\\set r random(1, :nt)\n\

@@ -100,7 +100,7 @@ const FULL: Preset = Preset {
 };
 
 /// The parts of a run that `--skip` names.
-const PARTS: [&str; 4] = ["ops", "bulk", "concurrency", "load"];
+const PARTS: [&str; 5] = ["ops", "bulk", "concurrency", "load", "async"];
 
 impl Profile {
     pub fn new(args: &Args) -> BoxResult<Self> {
@@ -108,9 +108,10 @@ impl Profile {
         let sizes = chosen_sizes(preset.sizes, &args.sizes)?;
         for part in &args.skip {
             if !PARTS.contains(&part.as_str()) {
-                return Err(
-                    format!("unknown part {part:?}: ops, bulk, concurrency or load").into(),
-                );
+                return Err(format!(
+                    "unknown part {part:?}: ops, bulk, concurrency, load or async"
+                )
+                .into());
             }
         }
         Ok(Profile {

@@ -16,6 +16,10 @@ use crate::ops::Op;
 const TASK: &str = "id, user_id, title, description, completed, priority, due_date, \
                     created_at, updated_at, version";
 
+/// A habit as an application reads it.
+const HABIT: &str =
+    "id, user_id, name, description, schedule, is_active, created_at, updated_at, version";
+
 /// The reference statement of `op`, as a pgbench line; `None` for the calibration row
 /// and for ops compared with another op's floor.
 pub fn sql(op: Op) -> Option<String> {
@@ -78,6 +82,24 @@ pub fn sql(op: Op) -> Option<String> {
              count(*) FILTER (WHERE priority = 'medium'), \
              count(*) FILTER (WHERE priority = 'high') FROM tasks WHERE user_id = :uid"
             .to_owned(),
+        Op::HabitCheckIn => "INSERT INTO habit_check_ins (habit_id, day) \
+             SELECT id, :day::date FROM habits WHERE id = :hid AND user_id = :uid \
+             ON CONFLICT DO NOTHING RETURNING true"
+            .to_owned(),
+        // Gaps and islands for the measured habit, a daily one: consecutive days share
+        // day - row_number(). (A weekly schedule would number its scheduled days
+        // instead; the crate's statement handles every schedule.)
+        Op::HabitStreak => "WITH c AS (SELECT day, day - (row_number() OVER (ORDER BY day))::int \
+             AS island FROM habit_check_ins WHERE habit_id = \
+             (SELECT id FROM habits WHERE id = :hid AND user_id = :uid) AND day <= :today), \
+             i AS (SELECT count(*) AS days, max(day) AS last FROM c GROUP BY island) \
+             SELECT coalesce(max(days) FILTER (WHERE last >= :today::date - 1), 0) AS current, \
+             coalesce(max(days), 0) AS longest FROM i"
+            .to_owned(),
+        Op::HabitDueOn => format!(
+            "SELECT {HABIT} FROM habits WHERE user_id = :uid AND is_active \
+             AND habit_is_due(schedule, :today) ORDER BY created_at, id"
+        ),
     };
     Some(sql)
 }

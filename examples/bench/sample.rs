@@ -34,6 +34,8 @@ pub struct SampleUser {
     /// A session token of the user's (made by `SessionRepo::create`) and its SHA-256.
     pub token: String,
     pub token_hash: Vec<u8>,
+    /// The user's daily habit, checked in (almost) every day of the last five years.
+    pub habit_id: Uuid,
 }
 
 /// A cursor of `UserRepo::list_page`, deep in the users, and the user it points after.
@@ -68,6 +70,7 @@ pub fn sample(setup: &mut PgConnection, profile: &Profile) -> BoxResult<Ctx> {
     seed_sessions(setup)?;
     let mut users = sample_users(setup, profile.sample_users)?;
     give_sessions(setup, &mut users)?;
+    seed_habits(setup, &mut users)?;
     write_bench_users(setup, &users)?;
     let user_cursors = deep_user_cursors(setup)?;
     write_bench_ucur(setup, &user_cursors)?;
@@ -122,6 +125,7 @@ fn sample_users(setup: &mut PgConnection, count: usize) -> BoxResult<Vec<SampleU
             term: search_term(&first.title),
             token: String::new(),
             token_hash: Vec::new(),
+            habit_id: Uuid::nil(),
         });
     }
     if users.is_empty() {
@@ -155,6 +159,53 @@ fn seed_sessions(setup: &mut PgConnection) -> BoxResult<()> {
         SESSIONS_PER_USER - 1
     ))?;
     setup.batch_execute("VACUUM (ANALYZE) sessions")?;
+    Ok(())
+}
+
+/// Three habits for every user (daily, weekly, every third day); the sample users'
+/// daily one checked in on about 98 % of the last five years' days.
+fn seed_habits(setup: &mut PgConnection, users: &mut [SampleUser]) -> BoxResult<()> {
+    #[derive(QueryableByName)]
+    struct Daily {
+        #[diesel(sql_type = SqlUuid)]
+        user_id: Uuid,
+        #[diesel(sql_type = SqlUuid)]
+        id: Uuid,
+    }
+    setup.batch_execute(
+        "INSERT INTO habits (id, user_id, name, schedule, created_at, updated_at) \
+         SELECT gen_random_uuid(), u.id, s.name, s.schedule::jsonb, \
+         now() - interval '6 years', now() - interval '6 years' \
+         FROM users u, (VALUES ('Walk 10,000 steps', '{\"v\":1,\"kind\":\"daily\"}'), \
+         ('Gym', '{\"v\":1,\"kind\":\"weekly\",\"days\":[\"mon\",\"thu\"]}'), \
+         ('Water the plants', \
+         '{\"v\":1,\"kind\":\"every_n_days\",\"n\":3,\"start\":\"2020-01-06\"}')) \
+         AS s (name, schedule)",
+    )?;
+    let ids: Vec<Uuid> = users.iter().map(|u| u.id).collect();
+    let daily: Vec<Daily> = sql_query(
+        "SELECT user_id, id FROM habits WHERE user_id = ANY($1) AND schedule ->> 'kind' = 'daily'",
+    )
+    .bind::<Array<SqlUuid>, _>(&ids)
+    .load(setup)?;
+    let by_user: std::collections::HashMap<Uuid, Uuid> =
+        daily.into_iter().map(|d| (d.user_id, d.id)).collect();
+    for user in users.iter_mut() {
+        user.habit_id = *by_user
+            .get(&user.id)
+            .ok_or("a sample user without a habit")?;
+    }
+    let habits: Vec<Uuid> = users.iter().map(|u| u.habit_id).collect();
+    sql_query(
+        "INSERT INTO habit_check_ins (habit_id, day) \
+         SELECT h, d::date FROM unnest($1) AS h, generate_series( \
+         (now() AT TIME ZONE 'UTC')::date - 1826, (now() AT TIME ZONE 'UTC')::date - 1, \
+         interval '1 day') AS d WHERE random() < 0.98",
+    )
+    .bind::<Array<SqlUuid>, _>(&habits)
+    .execute(setup)?;
+    setup.batch_execute("VACUUM (ANALYZE) habits")?;
+    setup.batch_execute("VACUUM (ANALYZE) habit_check_ins")?;
     Ok(())
 }
 
@@ -232,14 +283,15 @@ fn write_bench_ucur(setup: &mut PgConnection, cursors: &[UserCursor]) -> BoxResu
 fn write_bench_users(setup: &mut PgConnection, users: &[SampleUser]) -> BoxResult<()> {
     setup.batch_execute(
         "CREATE TABLE bench_users (k integer PRIMARY KEY, id uuid NOT NULL, email text NOT NULL, \
-         cat timestamptz NOT NULL, cid uuid NOT NULL, term text NOT NULL, th bytea NOT NULL)",
+         cat timestamptz NOT NULL, cid uuid NOT NULL, term text NOT NULL, th bytea NOT NULL, \
+         hid uuid NOT NULL)",
     )?;
     for (chunk_no, chunk) in users.chunks(200).enumerate() {
         let mut sql = String::from("INSERT INTO bench_users VALUES ");
         for (i, u) in chunk.iter().enumerate() {
             let _ = write!(
                 sql,
-                "{}({}, '{}', {}, '{}', '{}', {}, '\\x{}')",
+                "{}({}, '{}', {}, '{}', '{}', {}, '\\x{}', '{}')",
                 if i > 0 { ", " } else { "" },
                 chunk_no * 200 + i + 1,
                 u.id,
@@ -247,7 +299,8 @@ fn write_bench_users(setup: &mut PgConnection, users: &[SampleUser]) -> BoxResul
                 u.cursor_at.to_rfc3339_opts(SecondsFormat::Micros, true),
                 u.cursor_id,
                 lit(&u.term),
-                hex(&u.token_hash)
+                hex(&u.token_hash),
+                u.habit_id
             );
         }
         setup.batch_execute(&sql)?;

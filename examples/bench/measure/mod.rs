@@ -3,6 +3,7 @@
 //! their floors; `concurrency`: the mix through the pool; `bulk`: create_many against
 //! `\copy`).
 
+mod async_pool;
 mod bulk;
 mod concurrency;
 mod load;
@@ -99,6 +100,10 @@ pub fn run_size(
     if profile.runs("concurrency") {
         let measured = concurrency::run(&pool, &ctx, size.label, profile)?;
         results.concurrency.extend(measured);
+    }
+    if profile.runs("async") {
+        let measured = async_pool::run(&config, &ctx, size.label, profile)?;
+        results.async_pool.push(measured);
     }
     if profile.runs("bulk") {
         let bulk = bulk::run(server, &db_name, &pool, &mut setup, profile, size.label)?;

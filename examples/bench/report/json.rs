@@ -46,6 +46,7 @@ struct Document<'a> {
     operations: Pairs<&'static str, Operation<'a>>,
     bulk: Vec<Bulk<'a>>,
     concurrency: Vec<Concurrency<'a>>,
+    async_pool: Vec<AsyncJson<'a>>,
     targets: Vec<TargetJson<'a>>,
 }
 
@@ -134,6 +135,15 @@ struct Concurrency<'a> {
     cores_stolen: Option<f64>,
 }
 
+/// TaskRepo::get over one pool of 10: 64 tokio tasks through AsyncPool, 10 OS threads.
+#[derive(Serialize)]
+struct AsyncJson<'a> {
+    size: &'a str,
+    async_pool_64_tasks_ops_per_s: Option<f64>,
+    sync_10_threads_ops_per_s: Option<f64>,
+    ratio: Option<f64>,
+}
+
 #[derive(Serialize)]
 struct TargetJson<'a> {
     target: &'a str,
@@ -172,6 +182,14 @@ pub fn write(
         operations: operations(results),
         bulk: bulk(results),
         concurrency: concurrency(results),
+        async_pool: (results.async_pool.iter())
+            .map(|a| AsyncJson {
+                size: a.size,
+                async_pool_64_tasks_ops_per_s: num(a.async_ops_per_s),
+                sync_10_threads_ops_per_s: num(a.threads_ops_per_s),
+                ratio: num(a.async_ops_per_s / a.threads_ops_per_s),
+            })
+            .collect(),
         targets: (targets.iter())
             .map(|t| TargetJson {
                 target: &t.what,

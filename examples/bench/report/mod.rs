@@ -103,6 +103,15 @@ pub struct ConcResult {
     pub steal_cores: f64,
 }
 
+/// TaskRepo::get throughput over one pool of 10: 64 tokio tasks through `AsyncPool`,
+/// and 10 OS threads on the synchronous API.
+#[derive(Debug, Clone)]
+pub struct AsyncResult {
+    pub size: &'static str,
+    pub async_ops_per_s: f64,
+    pub threads_ops_per_s: f64,
+}
+
 #[derive(Debug, Clone)]
 pub struct SizeInfo {
     pub label: &'static str,
@@ -143,6 +152,7 @@ pub struct Results {
     pub ops: Vec<OpResult>,
     pub bulk: Vec<BulkResult>,
     pub concurrency: Vec<ConcResult>,
+    pub async_pool: Vec<AsyncResult>,
     pub server: Vec<(String, String)>,
     /// Per size: how client and server were placed during the single-connection part.
     pub pinning: Vec<(&'static str, String)>,

@@ -21,6 +21,16 @@ pub fn print(
     if !results.concurrency.is_empty() {
         print_concurrency(results);
     }
+    for a in &results.async_pool {
+        println!(
+            "TaskRepo::get over a pool of 10 [{}]: 64 tokio tasks through AsyncPool {:.0} ops/s, \
+             10 OS threads (sync API) {:.0} ops/s: {:.2}x",
+            a.size,
+            a.async_ops_per_s,
+            a.threads_ops_per_s,
+            a.async_ops_per_s / a.threads_ops_per_s
+        );
+    }
     print_targets(results, targets);
 }
 
@@ -64,7 +74,7 @@ fn print_loads(results: &Results) {
     println!();
     println!(
         "{:<6} {:>12} {:>18} {:>18} {:>8} {:>30}",
-        "load", "rows", "seed rows/s", "\\copy rows/s", "ratio", "\\copy, then indexes: rows/s"
+        "load", "rows", "seed rows/s", "\\copy rows/s", "seed/copy", "\\copy, then indexes: rows/s"
     );
     for (label, l) in loads {
         let after = l.copy_bare_secs + l.index_secs;
