@@ -1,17 +1,16 @@
-//! What the crate sends: the statements of one call, from diesel's instrumentation (or
-//! the crate's `todo_store::sql` tracing events), and the floor's SQL made from them:
-//! the very statement, each bind parameter replaced by its pgbench variable.
+//! What the crate sends: the statements of one call, from diesel's instrumentation, and
+//! the floor's SQL made from them: the very statement, each bind parameter replaced by
+//! its pgbench variable.
 
 use std::sync::{Arc, Mutex};
 
 use diesel::connection::InstrumentationEvent;
 use diesel::prelude::*;
-use rand::Rng;
 use rand_pcg::Pcg64;
 
-use todo_store::{DbConfig, PgPool, TaskRepo};
+use todo_store::DbConfig;
 
-use crate::ops::{call, BindVars, Op};
+use crate::ops::{call, BindVars, Conn, Op};
 use crate::pgbench;
 use crate::sample::Ctx;
 use crate::BoxResult;
@@ -55,7 +54,7 @@ fn take_events(recorder: &Recorder) -> Vec<Event> {
 /// one may also look up type OIDs).
 #[derive(Debug, Clone)]
 pub struct Capture {
-    /// Every statement of the call, `SELECT 1` of the pool's check included.
+    /// Every statement of the call.
     pub statements: Vec<(String, String)>,
     /// Whether diesel put the op's statement into its prepared-statement cache.
     pub prepared: bool,
@@ -68,85 +67,15 @@ pub struct Capture {
 /// sent; the first call tells whether diesel cached the statement (and may also look up
 /// type OIDs). The connection is a plain one, outside the pool: the recorder takes the
 /// connection's instrumentation slot, which the pool's connections use for their own
-/// bookkeeping (see `capture_checkout`).
-pub fn capture(
-    op: Op,
-    ctx: &mut Ctx,
-    config: &DbConfig,
-    pool: &PgPool,
-    rng: &mut Pcg64,
-) -> BoxResult<Capture> {
-    if op == Op::CheckoutGet {
-        return capture_checkout(ctx, pool, rng);
-    }
+/// bookkeeping.
+pub fn capture(op: Op, ctx: &mut Ctx, config: &DbConfig, rng: &mut Pcg64) -> BoxResult<Capture> {
     let mut conn = PgConnection::establish(config.url())?;
     let recorder = record_events(&mut conn);
-    call(op, ctx, &mut conn, pool, rng, false)?;
+    call(op, ctx, Conn::Held(&mut conn), rng, false)?;
     let first = take_events(&recorder);
-    let (_, vars) = call(op, ctx, &mut conn, pool, rng, true)?;
+    let (_, vars) = call(op, ctx, Conn::Held(&mut conn), rng, true)?;
     let second = take_events(&recorder);
     finish_capture(op, &first, &second, &vars)
-}
-
-/// checkout + get on the benchmark's pool, twice in a row: the statements of the second,
-/// as the pool's connections report them (tracing target `todo_store::sql`, listened to
-/// on this thread only while capturing).
-fn capture_checkout(ctx: &Ctx, pool: &PgPool, rng: &mut Pcg64) -> BoxResult<Capture> {
-    use tracing_subscriber::layer::SubscriberExt;
-
-    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
-    let subscriber = tracing_subscriber::registry().with(SqlEvents(Arc::clone(&seen)));
-    let (task_user, task_id) = ctx.tasks[rng.random_range(0..ctx.tasks.len())];
-    tracing::subscriber::with_default(subscriber, || -> BoxResult<()> {
-        for _ in 0..2 {
-            seen.lock().expect("sql events").clear();
-            let mut pooled = pool.get()?;
-            TaskRepo::get(&mut pooled, task_user, task_id)?;
-            drop(pooled);
-        }
-        Ok(())
-    })?;
-    let statements: Vec<(String, String)> = seen
-        .lock()
-        .expect("sql events")
-        .iter()
-        .map(|sql| (sql.clone(), String::new()))
-        .collect();
-    Ok(Capture {
-        statements,
-        prepared: true,
-        floor_script: Err("compared with the floor of TaskRepo::get".to_owned()),
-        floor_sql: String::new(),
-    })
-}
-
-/// Collects the SQL of the `todo_store::sql` events.
-struct SqlEvents(Arc<Mutex<Vec<String>>>);
-
-impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for SqlEvents {
-    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
-        struct Sql(Option<String>);
-        impl tracing::field::Visit for Sql {
-            fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
-                if field.name() == "sql" {
-                    self.0 = Some(value.to_owned());
-                }
-            }
-            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-                if field.name() == "sql" {
-                    self.0 = Some(format!("{value:?}"));
-                }
-            }
-        }
-        if event.metadata().target() != "todo_store::sql" {
-            return;
-        }
-        let mut sql = Sql(None);
-        event.record(&mut sql);
-        if let Some(sql) = sql.0 {
-            self.0.lock().expect("sql events").push(sql);
-        }
-    }
 }
 
 fn finish_capture(
@@ -190,7 +119,9 @@ fn is_overhead(sql: &str) -> bool {
 
 /// Splits diesel's debug list of binds (`[a, Some("x, y"), None]`) at its top-level commas.
 fn split_debug_list(list: &str) -> Vec<String> {
-    let inner = list.trim().trim_start_matches('[').trim_end_matches(']');
+    let list = list.trim();
+    let inner = list.strip_prefix('[').unwrap_or(list);
+    let inner = inner.strip_suffix(']').unwrap_or(inner);
     let mut items = Vec::new();
     let (mut depth, mut in_string, mut escaped) = (0i32, false, false);
     let mut current = String::new();

@@ -65,12 +65,20 @@ pub fn server_facts(conn: &mut PgConnection, server: &Server) -> BoxResult<Vec<(
         #[diesel(sql_type = Text)]
         shared_buffers: String,
         #[diesel(sql_type = Text)]
+        settings: String,
+        #[diesel(sql_type = Text)]
         path: String,
     }
     let facts: Facts = sql_query(
         "SELECT split_part(version(), ' on ', 1) AS version, current_setting('fsync') AS fsync, \
          current_setting('synchronous_commit') AS synchronous_commit, \
          current_setting('shared_buffers') AS shared_buffers, \
+         concat_ws(', ', 'effective_cache_size ' || current_setting('effective_cache_size'), \
+         'work_mem ' || current_setting('work_mem'), \
+         'maintenance_work_mem ' || current_setting('maintenance_work_mem'), \
+         'max_wal_size ' || current_setting('max_wal_size'), \
+         'random_page_cost ' || current_setting('random_page_cost'), \
+         'plan_cache_mode ' || current_setting('plan_cache_mode')) AS settings, \
          CASE WHEN inet_server_addr() IS NULL THEN 'unix socket' \
          ELSE 'TCP ' || host(inet_server_addr()) || ':' || inet_server_port() END AS path",
     )
@@ -82,5 +90,18 @@ pub fn server_facts(conn: &mut PgConnection, server: &Server) -> BoxResult<Vec<(
         ("fsync".to_owned(), facts.fsync),
         ("synchronous_commit".to_owned(), facts.synchronous_commit),
         ("shared_buffers".to_owned(), facts.shared_buffers),
+        ("other settings".to_owned(), facts.settings),
     ])
+}
+
+/// The peak resident memory of this program (VmHWM), e.g. "41.2 MiB".
+pub fn peak_memory() -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:").map(str::to_owned))
+        })
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or("unknown".to_owned(), |kb| format!("{:.1} MiB", kb / 1024.0))
 }

@@ -1,37 +1,46 @@
-//! The benchmark of issue 5: every repo call next to the cost of its raw SQL, measured
-//! side by side in one run, on one server, at two table sizes.
+//! The benchmark: every repo call next to the cost of SQL for the same job, measured
+//! side by side in one run, on one server, at the seeds' shapes.
 //!
 //! ```sh
-//! cargo run --release --example bench              # S and L: several minutes
-//! cargo run --release --example bench -- --quick   # small sizes, for CI (< 1 minute)
+//! cargo run --release --example bench              # S and L
+//! cargo run --release --example bench -- --size xl # XL: 10M tasks (not in CI)
+//! cargo run --release --example bench -- --size xl --production-server --skip load
+//! cargo run --release --example bench -- --quick   # small sizes, for CI
 //! cargo run --release --example bench -- --sizes S --keep-databases --skip bulk
 //! ```
 //!
 //! Zero configuration: with DATABASE_URL (environment or .env) it uses that server, else
 //! the crate's own PostgreSQL under target/todo-store-pg (as the seed example does: both
-//! go through `todo_store::dev_database`). It creates its own databases there (`todo_store_bench_s`, `todo_store_bench_l`; with
-//! `--quick` `todo_store_bench_quick_s`, `_quick_l`), marks them with a comment, never
-//! touches any other database, and drops them at the end (a leftover of an interrupted
-//! run, recognised by its comment, is dropped by the next run).
+//! go through `todo_store::dev_database`). It creates its own databases there
+//! (`todo_store_bench_s`, `_l`, `_xl`; with `--quick` `todo_store_bench_quick_s`, ...),
+//! marks them with a comment, never touches any other database, and drops them at the
+//! end (a leftover of an interrupted run, recognised by its comment, is dropped by the
+//! next run).
 //!
-//! For each size it seeds users x 100 tasks with the crate's bulk path
-//! (`seed_with_pool`), runs VACUUM (ANALYZE), then measures:
+//! Sizes (`profile`): S = 100 users x 1,000 tasks, L = 1,000 x 1,000, XL = 10,000 x
+//! 1,000 (only when named), S100 = 1,000 x 100 (the old shape, only when named). For
+//! each size it seeds with the crate's bulk path (`seed_with_pool`, two workers, as the
+//! seed example), then measures:
 //!
-//! - each repo call on one pooled connection held for the whole loop, after a warm-up:
-//!   mean, p50, p99 and ops/s on random sample users and tasks. The iterations run in
-//!   rounds that alternate with the floor's (crate then floor, floor then crate, ...),
-//!   so drift and other load hit both alike; the spread of the per-round ratios shows
-//!   how much to trust a ratio;
-//! - the floor: pgbench `-n -M prepared -c 1` on the same server and connection path,
-//!   running the very SQL the crate sent (captured from diesel's instrumentation, with
-//!   each bind parameter mapped to a pgbench variable that a helper statement fetches
-//!   from a sample table with `\gset`, and a bound NULL written as `NULL`: pgbench
-//!   cannot bind one); `pgbench -r` times the mirrored statement alone. The scripts land
-//!   in target/bench/pgbench/;
+//! - the seed against psql's `\copy` of the same rows (exported, emptied, loaded
+//!   again), with every index in place and with the task indexes built after;
+//! - sessions (three per user) and habits (three per user; the sample users' daily one
+//!   checked in over five years) are added, then VACUUM (ANALYZE) and the database size;
+//! - each repo call with a pool checkout per call, inside the timing, as a request
+//!   handler does it: mean, p50, p99, ops/s and this program's CPU time per call, on
+//!   random sample users and tasks, after a warm-up. The iterations run in rounds that
+//!   alternate with its two floors, so drift and other load hit all three alike;
+//! - the floors: pgbench `-n -M prepared -c 1 -r` on the same server and connection
+//!   path, running (1) the very SQL the crate sent (captured from diesel's
+//!   instrumentation, each bind parameter mapped to a pgbench variable fetched from a
+//!   sample table with `\gset`) and (2) a hand-written reference statement for the same
+//!   job (`reference`). The crate is held to the faster of the two: a statement shape
+//!   slower than it needs to be shows as a ratio above 1. The scripts land in
+//!   target/bench/pgbench/;
 //! - bulk: `TaskRepo::create_many` of 100,000 tasks against psql's `\copy` of the same
 //!   rows from CSV, each into the same table state;
-//! - a 70 % read / 30 % write mix through the pool (a checkout per operation) at 1, 2,
-//!   4 and 8 threads.
+//! - a 70 % read / 30 % write mix through the pool at 1, 2, 4 and 8 threads;
+//! - `AsyncPool`: 64 tokio tasks over a pool of 10 against 10 OS threads on the same pool.
 //!
 //! While measuring single calls it pins itself (and pgbench) to one core and the
 //! server's backends to the others when it can (a server on this machine, and the
@@ -45,11 +54,12 @@
 
 //!
 //! The modules, by job: `profile` (how much of everything), `server` (which server, the
-//! benchmark's own databases), `sample` (the rows the calls pick from), `ops` (the
-//! table of measured calls), `capture` (what the crate sent, mirrored for pgbench),
-//! `pgbench` (the floor), `pinning` (cores and CPU time: every `unsafe`), `measure`
-//! (rounds, bulk, concurrency), `facts` (the machine and the server) and `report`
-//! (table, JSON, SVG).
+//! benchmark's own databases, `--production-server`), `sample` (the rows the calls pick
+//! from), `ops` (the table of measured calls), `capture` (what the crate sent, mirrored
+//! for pgbench), `reference` (the hand-written floors), `pgbench` (running a floor),
+//! `pinning` (cores and CPU time: every `unsafe`), `measure` (load, rounds, bulk,
+//! concurrency, async_pool), `facts` (the machine, the server, peak memory) and
+//! `report` (table, JSON, SVG).
 
 mod capture;
 mod facts;
@@ -58,6 +68,7 @@ mod ops;
 mod pgbench;
 mod pinning;
 mod profile;
+mod reference;
 mod report;
 mod sample;
 mod server;
@@ -81,18 +92,23 @@ struct Args {
     /// Small sizes and few iterations (for CI): well under two minutes.
     #[arg(long)]
     quick: bool,
-    /// Only these sizes (S, L).
-    #[arg(long, value_delimiter = ',', value_name = "S,L")]
+    /// Only these sizes: S, L (the default), XL (10M tasks), S100 (100 tasks per user).
+    #[arg(long, alias = "size", value_delimiter = ',', value_name = "S,L,XL")]
     sizes: Vec<String>,
     /// Timed iterations per operation (default 4000; 300 with --quick).
     #[arg(long)]
     iterations: Option<usize>,
-    /// Skip parts: ops, bulk, concurrency.
+    /// Skip parts: ops, bulk, concurrency, load (the seed against \copy), async.
     #[arg(long, value_delimiter = ',', value_name = "PART")]
     skip: Vec<String>,
     /// Keep the benchmark databases (to look at plans afterwards).
     #[arg(long)]
     keep_databases: bool,
+    /// Run on the local PostgreSQL configured as production would be (shared_buffers a
+    /// quarter of memory, effective_cache_size three quarters, ...: ALTER SYSTEM and a
+    /// restart, reset at the end).
+    #[arg(long)]
+    production_server: bool,
     /// Leave the local PostgreSQL running when done.
     #[arg(long)]
     keep_running: bool,
@@ -146,6 +162,10 @@ fn run(args: &Args) -> BoxResult<()> {
     outcome?;
     let elapsed = started.elapsed();
     machine.push(("load average at end".to_owned(), facts::load_average()));
+    machine.push((
+        "peak memory of this program".to_owned(),
+        facts::peak_memory(),
+    ));
     let targets = report::targets(&results);
     report::table::print(&results, &profile, &machine, &targets);
     let dir = todo_store::dev_database::target_dir().join("bench");

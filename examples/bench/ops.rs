@@ -3,13 +3,18 @@
 use std::fmt::Debug;
 use std::time::{Duration, Instant};
 
+use chrono::NaiveDate;
+
 use diesel::prelude::*;
 use diesel::sql_types::Integer;
 use rand::Rng;
 use rand_pcg::Pcg64;
 use uuid::Uuid;
 
-use todo_store::{NewTask, NewUser, PgPool, Priority, TaskPatch, TaskQuery, TaskRepo, UserRepo};
+use todo_store::{
+    HabitRepo, NewTask, NewUser, PgPool, Priority, SessionRepo, TaskPatch, TaskQuery, TaskRepo,
+    UserQuery, UserRepo,
+};
 
 use crate::sample::Ctx;
 use crate::BoxResult;
@@ -38,7 +43,12 @@ pub enum Op {
     ListSearch,
     CountMatching,
     Stats,
-    CheckoutGet,
+    UserListPage,
+    SessionAuthenticate,
+    HabitCheckIn,
+    HabitStreak,
+    HabitDueOn,
+    HeldGet,
 }
 
 /// Which inputs the floor's pgbench script fetches before the mirrored statement (the
@@ -61,6 +71,8 @@ pub enum Pick {
     TaskFlag,
     /// The next task of the floor's own deletable ones.
     NextDeletable,
+    /// A random deep cursor of the users' keyset paging.
+    UserCursor,
 }
 
 /// What an op is compared with.
@@ -79,7 +91,8 @@ pub struct OpSpec {
     key: &'static str,
     /// The op's name in the table and the chart.
     label: &'static str,
-    /// S -> L growth of at most 1.3x is a target (index-bound, not table-bound).
+    /// The ratio to the floor must hold from the smallest size to the largest
+    /// (index-bound, not table-bound).
     growth_target: bool,
     floor: Floor,
     /// Picks the inputs, times the repo call (only) and records its bind values.
@@ -88,8 +101,8 @@ pub struct OpSpec {
 
 /// Every op: one row each, in the order of [`Op`]. (Kept as a table: one op a line.)
 #[rustfmt::skip]
-const TABLE: [OpSpec; 15] = [
-    // op, key in results.json, label, S -> L growth target, floor, call
+const TABLE: [OpSpec; 20] = [
+    // op, key in results.json, label, ratio holds from S to XL, floor, call
     spec(Op::RoundTrip, "round_trip", "(calibration) SELECT $1 via diesel", false, Floor::Own(Pick::Nothing), round_trip),
     spec(Op::UserCreate, "user_create", "UserRepo::create", false, Floor::Own(Pick::NewUser), user_create),
     spec(Op::UserGet, "user_get", "UserRepo::get", true, Floor::Own(Pick::User), user_get),
@@ -104,7 +117,12 @@ const TABLE: [OpSpec; 15] = [
     spec(Op::ListSearch, "list_search", "TaskRepo::list (search)", true, Floor::Own(Pick::User), list_search),
     spec(Op::CountMatching, "count_matching", "TaskRepo::count_matching", true, Floor::Own(Pick::User), count_matching),
     spec(Op::Stats, "stats", "TaskRepo::stats", true, Floor::Own(Pick::User), stats),
-    spec(Op::CheckoutGet, "checkout_get", "pool.get() + TaskRepo::get", false, Floor::Of(Op::TaskGet), checkout_get),
+    spec(Op::UserListPage, "user_list_page", "UserRepo::list_page (deep page)", false, Floor::Own(Pick::UserCursor), user_list_page),
+    spec(Op::SessionAuthenticate, "session_authenticate", "SessionRepo::authenticate", false, Floor::Own(Pick::User), session_authenticate),
+    spec(Op::HabitCheckIn, "habit_check_in", "HabitRepo::check_in", false, Floor::Own(Pick::User), habit_check_in),
+    spec(Op::HabitStreak, "habit_streak", "HabitRepo::streak (5 years daily)", false, Floor::Own(Pick::User), habit_streak),
+    spec(Op::HabitDueOn, "habit_due_on", "HabitRepo::due_on", false, Floor::Own(Pick::User), habit_due_on),
+    spec(Op::HeldGet, "held_get", "TaskRepo::get, connection held", false, Floor::Of(Op::TaskGet), held_get),
 ];
 
 /// A row of [`TABLE`] (a function, so that each row fits on one line).
@@ -137,8 +155,8 @@ const _: () = {
 
 impl Op {
     /// In the order of the table.
-    pub const ALL: [Op; 15] = {
-        let mut all = [Op::RoundTrip; 15];
+    pub const ALL: [Op; 20] = {
+        let mut all = [Op::RoundTrip; 20];
         let mut i = 0;
         while i < TABLE.len() {
             all[i] = TABLE[i].op;
@@ -148,22 +166,27 @@ impl Op {
     };
 
     /// In the order they run: reads first, so writes' dead rows don't touch them.
-    pub const RUN_ORDER: [Op; 15] = [
+    pub const RUN_ORDER: [Op; 20] = [
         Op::RoundTrip,
         Op::UserGet,
         Op::UserFindByEmail,
+        Op::UserListPage,
+        Op::SessionAuthenticate,
         Op::TaskGet,
-        Op::CheckoutGet,
+        Op::HeldGet,
         Op::ListFirst,
         Op::ListNext,
         Op::ListSearch,
         Op::CountMatching,
         Op::Stats,
+        Op::HabitStreak,
+        Op::HabitDueOn,
         Op::UserCreate,
         Op::TaskCreate,
         Op::TaskUpdate,
         Op::TaskSetCompleted,
         Op::TaskDelete,
+        Op::HabitCheckIn,
     ];
 
     fn spec(self) -> &'static OpSpec {
@@ -178,7 +201,7 @@ impl Op {
         self.spec().label
     }
 
-    /// S -> L growth of at most 1.3x is a target (index-bound, not table-bound).
+    /// Whether the ratio to the floor must hold at every size.
     pub fn growth_target(self) -> bool {
         self.spec().growth_target
     }
@@ -204,11 +227,19 @@ impl Op {
 /// variable (or constant) that stands for each in the floor.
 pub type BindVars = Vec<(String, String)>;
 
+/// Where a call's connection comes from.
+pub enum Conn<'a> {
+    /// A connection held for the whole loop (the capture's, instrumented).
+    Held(&'a mut PgConnection),
+    /// A checkout from the pool per call, inside the timed part, as a request handler
+    /// does it; the held connection serves [`Op::HeldGet`].
+    PerCall(&'a PgPool, &'a mut PgConnection),
+}
+
 /// One call in the making: its state, its random picks and the binds it records.
 pub struct Call<'a> {
     ctx: &'a mut Ctx,
-    conn: &'a mut PgConnection,
-    pool: &'a PgPool,
+    conn: Conn<'a>,
     rng: &'a mut Pcg64,
     /// Index of the sample user picked.
     user: usize,
@@ -231,6 +262,39 @@ impl Call<'_> {
     fn task(&self) -> (Uuid, Uuid) {
         self.ctx.tasks[self.task]
     }
+
+    /// Runs `f` (the repo call and nothing else) on the call's connection and how long
+    /// it took, the pool checkout included when there is one.
+    fn timed<T, E: Into<Box<dyn std::error::Error>>>(
+        &mut self,
+        f: impl FnOnce(&mut PgConnection) -> Result<T, E>,
+    ) -> BoxResult<(Duration, T)> {
+        let started = Instant::now();
+        let value = match &mut self.conn {
+            Conn::Held(conn) => f(conn).map_err(Into::into)?,
+            Conn::PerCall(pool, _) => {
+                let mut pooled = pool.get()?;
+                let value = f(&mut pooled).map_err(Into::into)?;
+                drop(pooled);
+                value
+            }
+        };
+        Ok((started.elapsed(), value))
+    }
+
+    /// Runs `f` on the held connection, timed.
+    fn timed_held<T, E: Into<Box<dyn std::error::Error>>>(
+        &mut self,
+        f: impl FnOnce(&mut PgConnection) -> Result<T, E>,
+    ) -> BoxResult<(Duration, T)> {
+        let conn: &mut PgConnection = match &mut self.conn {
+            Conn::Held(conn) => conn,
+            Conn::PerCall(_, held) => held,
+        };
+        let started = Instant::now();
+        let value = f(conn).map_err(Into::into)?;
+        Ok((started.elapsed(), value))
+    }
 }
 
 /// One call of `op`: picks its inputs, times the repo call (only), and with `record`
@@ -238,8 +302,7 @@ impl Call<'_> {
 pub fn call(
     op: Op,
     ctx: &mut Ctx,
-    conn: &mut PgConnection,
-    pool: &PgPool,
+    conn: Conn<'_>,
     rng: &mut Pcg64,
     record: bool,
 ) -> BoxResult<(Duration, BindVars)> {
@@ -249,7 +312,6 @@ pub fn call(
     let mut call = Call {
         ctx,
         conn,
-        pool,
         rng,
         user,
         task,
@@ -264,18 +326,9 @@ pub fn call(
     Ok((elapsed, call.vars))
 }
 
-/// Runs `f` and how long it took; `f` is the repo call and nothing else.
-fn timed<T, E: Into<Box<dyn std::error::Error>>>(
-    f: impl FnOnce() -> Result<T, E>,
-) -> BoxResult<(Duration, T)> {
-    let started = Instant::now();
-    let value = f().map_err(Into::into)?;
-    Ok((started.elapsed(), value))
-}
-
 fn round_trip(c: &mut Call<'_>) -> BoxResult<Duration> {
     let (elapsed, _) =
-        timed(|| diesel::select(1i32.into_sql::<Integer>()).get_result::<i32>(c.conn))?;
+        c.timed(|conn| diesel::select(1i32.into_sql::<Integer>()).get_result::<i32>(conn))?;
     c.bind(1i32, ":one");
     Ok(elapsed)
 }
@@ -283,7 +336,7 @@ fn round_trip(c: &mut Call<'_>) -> BoxResult<Duration> {
 fn user_create(c: &mut Call<'_>) -> BoxResult<Duration> {
     let email = format!("bench-{}@example.com", Uuid::new_v4().simple());
     let new = NewUser::new(email.as_str(), "Bench User");
-    let (elapsed, created) = timed(|| UserRepo::create(c.conn, &new))?;
+    let (elapsed, created) = c.timed(|conn| UserRepo::create(conn, &new))?;
     c.bind(created.id, ":nid");
     c.bind(&email, ":nemail");
     c.bind("Bench User", ":nname");
@@ -292,14 +345,14 @@ fn user_create(c: &mut Call<'_>) -> BoxResult<Duration> {
 
 fn user_get(c: &mut Call<'_>) -> BoxResult<Duration> {
     let id = c.ctx.users[c.user].id;
-    let (elapsed, ()) = timed(|| UserRepo::get(c.conn, id).map(drop))?;
+    let (elapsed, ()) = c.timed(|conn| UserRepo::get(conn, id).map(drop))?;
     c.bind(id, ":uid");
     Ok(elapsed)
 }
 
 fn user_find_by_email(c: &mut Call<'_>) -> BoxResult<Duration> {
     let email = c.ctx.users[c.user].email.clone();
-    let (elapsed, found) = timed(|| UserRepo::find_by_email(c.conn, &email))?;
+    let (elapsed, found) = c.timed(|conn| UserRepo::find_by_email(conn, &email))?;
     if found.is_none() {
         return Err(format!("find_by_email({email}) found nobody").into());
     }
@@ -310,7 +363,7 @@ fn user_find_by_email(c: &mut Call<'_>) -> BoxResult<Duration> {
 fn task_create(c: &mut Call<'_>) -> BoxResult<Duration> {
     let user_id = c.ctx.users[c.user].id;
     let new = NewTask::new(TITLE_NEW);
-    let (elapsed, created) = timed(|| TaskRepo::create(c.conn, user_id, &new))?;
+    let (elapsed, created) = c.timed(|conn| TaskRepo::create(conn, user_id, &new))?;
     c.bind(created.id, ":nid");
     c.bind(user_id, ":uid");
     c.bind(TITLE_NEW, ":ntitle");
@@ -320,7 +373,7 @@ fn task_create(c: &mut Call<'_>) -> BoxResult<Duration> {
 
 fn task_get(c: &mut Call<'_>) -> BoxResult<Duration> {
     let (user_id, task_id) = c.task();
-    let (elapsed, ()) = timed(|| TaskRepo::get(c.conn, user_id, task_id).map(drop))?;
+    let (elapsed, ()) = c.timed(|conn| TaskRepo::get(conn, user_id, task_id).map(drop))?;
     c.bind(user_id, ":uid");
     c.bind(task_id, ":tid");
     Ok(elapsed)
@@ -334,7 +387,7 @@ fn task_update(c: &mut Call<'_>) -> BoxResult<Duration> {
         expected_version: Some(expected),
         ..TaskPatch::default()
     };
-    let (elapsed, updated) = timed(|| TaskRepo::update(c.conn, user_id, task_id, &patch))?;
+    let (elapsed, updated) = c.timed(|conn| TaskRepo::update(conn, user_id, task_id, &patch))?;
     c.ctx.versions[c.task] = updated.version;
     c.bind(user_id, ":uid");
     c.bind(task_id, ":tid");
@@ -347,7 +400,7 @@ fn task_set_completed(c: &mut Call<'_>) -> BoxResult<Duration> {
     let (user_id, task_id) = c.task();
     let completed = c.rng.random_bool(0.5);
     let (elapsed, _) =
-        timed(|| TaskRepo::set_completed(c.conn, user_id, task_id, completed).map(drop))?;
+        c.timed(|conn| TaskRepo::set_completed(conn, user_id, task_id, completed).map(drop))?;
     c.bind(user_id, ":uid");
     c.bind(task_id, ":tid");
     c.bind(Some(completed), ":c");
@@ -361,7 +414,7 @@ fn task_delete(c: &mut Call<'_>) -> BoxResult<Duration> {
         .get(c.ctx.next_delete)
         .ok_or("out of tasks to delete")?;
     c.ctx.next_delete += 1;
-    let (elapsed, _) = timed(|| TaskRepo::delete(c.conn, owner, id))?;
+    let (elapsed, _) = c.timed(|conn| TaskRepo::delete(conn, owner, id))?;
     c.bind(owner, ":uid");
     c.bind(id, ":tid");
     Ok(elapsed)
@@ -393,11 +446,11 @@ fn count_matching(c: &mut Call<'_>) -> BoxResult<Duration> {
 /// none is an error (the sample was picked to have them).
 fn list_like(c: &mut Call<'_>, op: Op, query: &TaskQuery) -> BoxResult<Duration> {
     let user_id = c.ctx.users[c.user].id;
-    let (elapsed, rows) = timed(|| {
+    let (elapsed, rows) = c.timed(|conn| {
         if op == Op::CountMatching {
-            TaskRepo::count_matching(c.conn, user_id, query).map(|n| n as usize)
+            TaskRepo::count_matching(conn, user_id, query).map(|n| n as usize)
         } else {
-            TaskRepo::list(c.conn, user_id, query).map(|page| page.items.len())
+            TaskRepo::list(conn, user_id, query).map(|page| page.items.len())
         }
     })?;
     if rows == 0 {
@@ -415,20 +468,81 @@ fn list_like(c: &mut Call<'_>, op: Op, query: &TaskQuery) -> BoxResult<Duration>
 
 fn stats(c: &mut Call<'_>) -> BoxResult<Duration> {
     let user_id = c.ctx.users[c.user].id;
-    let (elapsed, ()) = timed(|| TaskRepo::stats(c.conn, user_id).map(drop))?;
+    let (elapsed, ()) = c.timed(|conn| TaskRepo::stats(conn, user_id).map(drop))?;
     c.bind(user_id, ":uid");
+    c.bind("UTC", ":tz");
     Ok(elapsed)
 }
 
-fn checkout_get(c: &mut Call<'_>) -> BoxResult<Duration> {
+fn user_list_page(c: &mut Call<'_>) -> BoxResult<Duration> {
+    let k = c.rng.random_range(0..c.ctx.user_cursors.len());
+    let cursor = c.ctx.user_cursors[k].clone();
+    let query = UserQuery::new().limit(PAGE).after(&cursor.cursor);
+    let (elapsed, rows) =
+        c.timed(|conn| UserRepo::list_page(conn, &query).map(|p| p.items.len()))?;
+    if rows == 0 {
+        return Err("UserRepo::list_page returned nothing".into());
+    }
+    c.bind(cursor.created_at, ":pcat");
+    c.bind(cursor.id, ":pcid");
+    Ok(elapsed)
+}
+
+fn session_authenticate(c: &mut Call<'_>) -> BoxResult<Duration> {
+    let user = c.ctx.users[c.user].clone();
+    let (elapsed, found) = c.timed(|conn| SessionRepo::authenticate(conn, &user.token))?;
+    if found.is_none() {
+        return Err(format!("authenticate found no session for user {}", user.id).into());
+    }
+    c.bind(&user.token_hash[..], ":th");
+    Ok(elapsed)
+}
+
+/// Today in UTC, as the floors' `(now() AT TIME ZONE 'UTC')::date`.
+fn today() -> NaiveDate {
+    chrono::Utc::now().date_naive()
+}
+
+fn habit_check_in(c: &mut Call<'_>) -> BoxResult<Duration> {
+    let user = c.ctx.users[c.user].clone();
+    // A day of its own, mostly: a check-in that inserts.
+    let day = today() + chrono::Days::new(c.rng.random_range(1..1_000_000));
+    let (elapsed, _) = c.timed(|conn| HabitRepo::check_in(conn, user.id, user.habit_id, day))?;
+    c.bind(user.id, ":uid");
+    c.bind(user.habit_id, ":hid");
+    c.bind(day, ":day");
+    Ok(elapsed)
+}
+
+fn habit_streak(c: &mut Call<'_>) -> BoxResult<Duration> {
+    let user = c.ctx.users[c.user].clone();
+    let today = today();
+    let (elapsed, streak) =
+        c.timed(|conn| HabitRepo::streak(conn, user.id, user.habit_id, today))?;
+    if streak.longest < 10 {
+        return Err(format!("a five-year habit with a streak of {}", streak.longest).into());
+    }
+    c.bind(user.id, ":uid");
+    c.bind(user.habit_id, ":hid");
+    c.bind(today, ":today");
+    Ok(elapsed)
+}
+
+fn habit_due_on(c: &mut Call<'_>) -> BoxResult<Duration> {
+    let user_id = c.ctx.users[c.user].id;
+    let today = today();
+    let (elapsed, due) = c.timed(|conn| HabitRepo::due_on(conn, user_id, today))?;
+    if due.is_empty() {
+        return Err("due_on found no daily habit".into());
+    }
+    c.bind(user_id, ":uid");
+    c.bind(today, ":today");
+    Ok(elapsed)
+}
+
+fn held_get(c: &mut Call<'_>) -> BoxResult<Duration> {
     let (user_id, task_id) = c.task();
-    let pool = c.pool;
-    let (elapsed, ()) = timed(|| -> BoxResult<()> {
-        let mut pooled = pool.get()?;
-        TaskRepo::get(&mut pooled, user_id, task_id)?;
-        drop(pooled);
-        Ok(())
-    })?;
+    let (elapsed, ()) = c.timed_held(|conn| TaskRepo::get(conn, user_id, task_id).map(drop))?;
     c.bind(user_id, ":uid");
     c.bind(task_id, ":tid");
     Ok(elapsed)

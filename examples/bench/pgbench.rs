@@ -43,8 +43,13 @@ pub fn script(sql: &str, pick: Pick) -> String {
 /// The pgbench lines before the mirrored statement: pick the sample row at random
 /// (`random` is uniform, like the crate side's picks) and fetch its values.
 pub fn prefix(pick: Pick) -> String {
-    let users = "\\set r random(1, :nu)\n\
-                 SELECT id AS uid, email AS uemail, cat, cid, term FROM bench_users WHERE k = :r \\gset\n";
+    let users = concat!(
+        "\\set r random(1, :nu)\n",
+        "SELECT id AS uid, email AS uemail, cat, cid, term, th, hid, 'UTC' AS tz, ",
+        "(now() AT TIME ZONE 'UTC')::date AS today, ",
+        "(now() AT TIME ZONE 'UTC')::date + 1 + (random() * 999998)::int AS day ",
+        "FROM bench_users WHERE k = :r \\gset\n"
+    );
     let tasks = "\\set r random(1, :nt)\n\
                  SELECT user_id AS uid, task_id AS tid FROM bench_pick WHERE k = :r \\gset\n";
     match pick {
@@ -68,6 +73,9 @@ pub fn prefix(pick: Pick) -> String {
         Pick::TaskFlag => format!("\\set c random(0, 1)\n{tasks}"),
         Pick::NextDeletable => "\\set k :k + 1\n\
              SELECT user_id AS uid, task_id AS tid FROM bench_pick WHERE k = :k \\gset\n"
+            .to_owned(),
+        Pick::UserCursor => "\\set r random(1, :nc)\n\
+             SELECT cat AS pcat, cid AS pcid FROM bench_ucur WHERE k = :r \\gset\n"
             .to_owned(),
         Pick::Task => tasks.to_owned(),
         Pick::User => users.to_owned(),

@@ -10,6 +10,17 @@ pub struct SizeSpec {
     pub label: &'static str,
     pub users: u32,
     pub tasks_per_user: u32,
+    /// Run unless `--sizes` names others; the others run only when named.
+    pub default: bool,
+}
+
+const fn size(label: &'static str, users: u32, tasks_per_user: u32, default: bool) -> SizeSpec {
+    SizeSpec {
+        label,
+        users,
+        tasks_per_user,
+        default,
+    }
 }
 
 /// How much of everything to do.
@@ -33,7 +44,7 @@ pub struct Profile {
 
 /// The defaults of a mode, before the command line narrows them.
 struct Preset {
-    sizes: [SizeSpec; 2],
+    sizes: [SizeSpec; 4],
     iterations: usize,
     warmup: usize,
     sample_users: usize,
@@ -46,19 +57,13 @@ struct Preset {
     conc_duration: Duration,
 }
 
-/// `--quick`: small sizes and few iterations, for CI.
+/// `--quick`: small sizes and few iterations, for CI; the seeds' 1,000 tasks per user.
 const QUICK: Preset = Preset {
     sizes: [
-        SizeSpec {
-            label: "S",
-            users: 100,
-            tasks_per_user: 100,
-        },
-        SizeSpec {
-            label: "L",
-            users: 1_000,
-            tasks_per_user: 100,
-        },
+        size("S", 20, 1_000, true),
+        size("L", 100, 1_000, true),
+        size("XL", 1_000, 1_000, false),
+        size("S100", 200, 100, false),
     ],
     iterations: 300,
     warmup: 50,
@@ -72,19 +77,15 @@ const QUICK: Preset = Preset {
     conc_duration: Duration::from_millis(1_000),
 };
 
-/// The full run: 100,000 and 1,000,000 tasks.
+/// The full run: the seeds' shapes, 1,000 tasks per user: S 100k tasks, L 1M, and
+/// (named only: `--size xl`) XL 10M, the seeds' upper bound; S100 is the old profile of
+/// 100 tasks per user (1,000 users), for comparison.
 const FULL: Preset = Preset {
     sizes: [
-        SizeSpec {
-            label: "S",
-            users: 1_000,
-            tasks_per_user: 100,
-        },
-        SizeSpec {
-            label: "L",
-            users: 10_000,
-            tasks_per_user: 100,
-        },
+        size("S", 100, 1_000, true),
+        size("L", 1_000, 1_000, true),
+        size("XL", 10_000, 1_000, false),
+        size("S100", 1_000, 100, false),
     ],
     iterations: 4_000,
     warmup: 500,
@@ -99,7 +100,7 @@ const FULL: Preset = Preset {
 };
 
 /// The parts of a run that `--skip` names.
-const PARTS: [&str; 3] = ["ops", "bulk", "concurrency"];
+const PARTS: [&str; 5] = ["ops", "bulk", "concurrency", "load", "async"];
 
 impl Profile {
     pub fn new(args: &Args) -> BoxResult<Self> {
@@ -107,7 +108,10 @@ impl Profile {
         let sizes = chosen_sizes(preset.sizes, &args.sizes)?;
         for part in &args.skip {
             if !PARTS.contains(&part.as_str()) {
-                return Err(format!("unknown part {part:?}: ops, bulk or concurrency").into());
+                return Err(format!(
+                    "unknown part {part:?}: ops, bulk, concurrency, load or async"
+                )
+                .into());
             }
         }
         Ok(Profile {
@@ -138,16 +142,22 @@ impl Profile {
     }
 }
 
-/// The sizes `--sizes` asks for (all of them when it is empty), in their order.
-fn chosen_sizes(sizes: [SizeSpec; 2], wanted: &[String]) -> BoxResult<Vec<SizeSpec>> {
+/// The sizes `--sizes` asks for (the default ones when it is empty), in their order.
+fn chosen_sizes(sizes: [SizeSpec; 4], wanted: &[String]) -> BoxResult<Vec<SizeSpec>> {
     let wanted: Vec<String> = wanted.iter().map(|s| s.trim().to_uppercase()).collect();
     for w in &wanted {
         if !sizes.iter().any(|s| s.label == w) {
-            return Err(format!("unknown size {w:?}: S or L").into());
+            return Err(format!("unknown size {w:?}: S, L, XL or S100").into());
         }
     }
     Ok(sizes
         .into_iter()
-        .filter(|s| wanted.is_empty() || wanted.iter().any(|w| w == s.label))
+        .filter(|s| {
+            if wanted.is_empty() {
+                s.default
+            } else {
+                wanted.iter().any(|w| w == s.label)
+            }
+        })
         .collect())
 }

@@ -10,7 +10,11 @@ use diesel::sql_query;
 use diesel::sql_types::{Array, BigInt, Integer, Text, Uuid as SqlUuid};
 use uuid::Uuid;
 
-use todo_store::{TaskQuery, TaskRepo};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use sha2::{Digest, Sha256};
+
+use todo_store::{NewSession, SessionRepo, TaskQuery, TaskRepo, UserQuery, UserRepo};
 
 use crate::ops::PAGE;
 use crate::profile::Profile;
@@ -27,7 +31,23 @@ pub struct SampleUser {
     pub cursor_at: DateTime<Utc>,
     pub cursor_id: Uuid,
     pub term: String,
+    /// A session token of the user's (made by `SessionRepo::create`) and its SHA-256.
+    pub token: String,
+    pub token_hash: Vec<u8>,
+    /// The user's daily habit, checked in (almost) every day of the last five years.
+    pub habit_id: Uuid,
 }
+
+/// A cursor of `UserRepo::list_page`, deep in the users, and the user it points after.
+#[derive(Debug, Clone)]
+pub struct UserCursor {
+    pub cursor: String,
+    pub created_at: DateTime<Utc>,
+    pub id: Uuid,
+}
+
+/// Sessions seeded per user (besides the sample users' own, made by the crate).
+pub const SESSIONS_PER_USER: u32 = 3;
 
 /// What the operations pick from, the same rows the floor's helper tables hold.
 pub struct Ctx {
@@ -41,14 +61,23 @@ pub struct Ctx {
     pub next_delete: usize,
     /// bench_pick's k before the floor's first deletable task.
     pub floor_delete_base: usize,
+    /// Cursors into the second half of the users (bench_ucur's rows, from 1).
+    pub user_cursors: Vec<UserCursor>,
 }
 
 /// Picks the sample users and tasks, in Rust and in the helper tables the floor reads.
 pub fn sample(setup: &mut PgConnection, profile: &Profile) -> BoxResult<Ctx> {
-    let users = sample_users(setup, profile.sample_users)?;
+    seed_sessions(setup)?;
+    let mut users = sample_users(setup, profile.sample_users)?;
+    give_sessions(setup, &mut users)?;
+    seed_habits(setup, &mut users)?;
     write_bench_users(setup, &users)?;
+    let user_cursors = deep_user_cursors(setup)?;
+    write_bench_ucur(setup, &user_cursors)?;
+    // The crate deletes `budget` tasks; the floors (its own SQL and the reference) as
+    // many each.
     let budget = profile.delete_budget();
-    let all = sample_tasks(setup, profile.sample_tasks + 2 * budget)?;
+    let all = sample_tasks(setup, profile.sample_tasks + 3 * budget)?;
     let n = profile.sample_tasks;
     let mut ctx = Ctx {
         users,
@@ -57,6 +86,7 @@ pub fn sample(setup: &mut PgConnection, profile: &Profile) -> BoxResult<Ctx> {
         deletable: all[n..n + budget].to_vec(),
         next_delete: 0,
         floor_delete_base: n + budget,
+        user_cursors,
     };
     refresh_versions(setup, &mut ctx)?;
     Ok(ctx)
@@ -93,6 +123,9 @@ fn sample_users(setup: &mut PgConnection, count: usize) -> BoxResult<Vec<SampleU
             cursor_at: last.created_at,
             cursor_id: last.id,
             term: search_term(&first.title),
+            token: String::new(),
+            token_hash: Vec::new(),
+            habit_id: Uuid::nil(),
         });
     }
     if users.is_empty() {
@@ -113,25 +146,161 @@ fn search_term(title: &str) -> String {
         .to_lowercase()
 }
 
+/// A few sessions for every user, in one statement: random token hashes (nobody
+/// holds their tokens), one revoked, one expiring in 30 days, one in 7.
+fn seed_sessions(setup: &mut PgConnection) -> BoxResult<()> {
+    setup.batch_execute(&format!(
+        "INSERT INTO sessions (id, user_id, token_hash, expires_at, created_at, last_seen_at, \
+         ip_address, user_agent, revoked_at) \
+         SELECT gen_random_uuid(), u.id, sha256(uuid_send(gen_random_uuid())), \
+         now() + (7 + 23 * (g % 2)) * interval '1 day', now() - interval '1 day', now(), \
+         '192.0.2.' || (g + 1), 'Mozilla/5.0 (bench)', CASE WHEN g = 0 THEN now() END \
+         FROM users u, generate_series(0, {}) g",
+        SESSIONS_PER_USER - 1
+    ))?;
+    setup.batch_execute("VACUUM (ANALYZE) sessions")?;
+    Ok(())
+}
+
+/// Three habits for every user (daily, weekly, every third day); the sample users'
+/// daily one checked in on about 98 % of the last five years' days.
+fn seed_habits(setup: &mut PgConnection, users: &mut [SampleUser]) -> BoxResult<()> {
+    #[derive(QueryableByName)]
+    struct Daily {
+        #[diesel(sql_type = SqlUuid)]
+        user_id: Uuid,
+        #[diesel(sql_type = SqlUuid)]
+        id: Uuid,
+    }
+    setup.batch_execute(
+        "INSERT INTO habits (id, user_id, name, schedule, created_at, updated_at) \
+         SELECT gen_random_uuid(), u.id, s.name, s.schedule::jsonb, \
+         now() - interval '6 years', now() - interval '6 years' \
+         FROM users u, (VALUES ('Walk 10,000 steps', '{\"v\":1,\"kind\":\"daily\"}'), \
+         ('Gym', '{\"v\":1,\"kind\":\"weekly\",\"days\":[\"mon\",\"thu\"]}'), \
+         ('Water the plants', \
+         '{\"v\":1,\"kind\":\"every_n_days\",\"n\":3,\"start\":\"2020-01-06\"}')) \
+         AS s (name, schedule)",
+    )?;
+    let ids: Vec<Uuid> = users.iter().map(|u| u.id).collect();
+    let daily: Vec<Daily> = sql_query(
+        "SELECT user_id, id FROM habits WHERE user_id = ANY($1) AND schedule ->> 'kind' = 'daily'",
+    )
+    .bind::<Array<SqlUuid>, _>(&ids)
+    .load(setup)?;
+    let by_user: std::collections::HashMap<Uuid, Uuid> =
+        daily.into_iter().map(|d| (d.user_id, d.id)).collect();
+    for user in users.iter_mut() {
+        user.habit_id = *by_user
+            .get(&user.id)
+            .ok_or("a sample user without a habit")?;
+    }
+    let habits: Vec<Uuid> = users.iter().map(|u| u.habit_id).collect();
+    sql_query(
+        "INSERT INTO habit_check_ins (habit_id, day) \
+         SELECT h, d::date FROM unnest($1) AS h, generate_series( \
+         (now() AT TIME ZONE 'UTC')::date - 1826, (now() AT TIME ZONE 'UTC')::date - 1, \
+         interval '1 day') AS d WHERE random() < 0.98",
+    )
+    .bind::<Array<SqlUuid>, _>(&habits)
+    .execute(setup)?;
+    setup.batch_execute("VACUUM (ANALYZE) habits")?;
+    setup.batch_execute("VACUUM (ANALYZE) habit_check_ins")?;
+    Ok(())
+}
+
+/// A session of each sample user's own, made by the crate: its token and hash.
+fn give_sessions(setup: &mut PgConnection, users: &mut [SampleUser]) -> BoxResult<()> {
+    let expires = Utc::now() + chrono::Duration::days(30);
+    for user in users {
+        let new = NewSession::new(expires).user_agent("Mozilla/5.0 (bench sample)");
+        let (_, token) = SessionRepo::create(setup, user.id, &new)?;
+        user.token_hash = Sha256::digest(URL_SAFE_NO_PAD.decode(&token)?).to_vec();
+        user.token = token;
+    }
+    setup.batch_execute("ANALYZE sessions")?;
+    Ok(())
+}
+
+/// Cursors deep in the users' order (oldest first), each with a full page after it,
+/// from walking every page of `UserRepo::list_page`: up to about 32 of them.
+fn deep_user_cursors(setup: &mut PgConnection) -> BoxResult<Vec<UserCursor>> {
+    let total = UserRepo::count(setup)?;
+    let per_page = (total / 64).clamp(1, 1000);
+    let query = UserQuery::new().limit(per_page);
+    let mut page = UserRepo::list_page(setup, &query)?;
+    let (mut cursors, mut seen) = (Vec::new(), 0i64);
+    while let Some(cursor) = page.next_cursor.take() {
+        seen += page.items.len() as i64;
+        let last = page
+            .items
+            .last()
+            .ok_or("a page with a cursor but no users")?;
+        // Deep (past the middle of where a full page can start) with a full page after
+        // it; with too few users for a full page, past the middle.
+        let deep = if total > PAGE {
+            seen * 2 >= total - PAGE && seen + PAGE <= total
+        } else {
+            seen * 2 >= total
+        };
+        if deep {
+            cursors.push(UserCursor {
+                cursor: cursor.clone(),
+                created_at: last.created_at,
+                id: last.id,
+            });
+        }
+        page = UserRepo::list_page(setup, &query.clone().after(&cursor))?;
+    }
+    if cursors.is_empty() {
+        return Err(format!("{total} users: too few for a deep page of {PAGE}").into());
+    }
+    Ok(cursors)
+}
+
+/// bench_ucur: the deep cursors, numbered from 1.
+fn write_bench_ucur(setup: &mut PgConnection, cursors: &[UserCursor]) -> BoxResult<()> {
+    let mut sql = String::from(
+        "CREATE TABLE bench_ucur (k integer PRIMARY KEY, cat timestamptz NOT NULL, \
+         cid uuid NOT NULL); INSERT INTO bench_ucur VALUES ",
+    );
+    for (i, c) in cursors.iter().enumerate() {
+        let _ = write!(
+            sql,
+            "{}({}, '{}', '{}')",
+            if i > 0 { ", " } else { "" },
+            i + 1,
+            c.created_at.to_rfc3339_opts(SecondsFormat::Micros, true),
+            c.id
+        );
+    }
+    sql.push_str("; ANALYZE bench_ucur");
+    setup.batch_execute(&sql)?;
+    Ok(())
+}
+
 /// bench_users: the sample users, numbered from 1 (pgbench picks `k`).
 fn write_bench_users(setup: &mut PgConnection, users: &[SampleUser]) -> BoxResult<()> {
     setup.batch_execute(
         "CREATE TABLE bench_users (k integer PRIMARY KEY, id uuid NOT NULL, email text NOT NULL, \
-         cat timestamptz NOT NULL, cid uuid NOT NULL, term text NOT NULL)",
+         cat timestamptz NOT NULL, cid uuid NOT NULL, term text NOT NULL, th bytea NOT NULL, \
+         hid uuid NOT NULL)",
     )?;
     for (chunk_no, chunk) in users.chunks(200).enumerate() {
         let mut sql = String::from("INSERT INTO bench_users VALUES ");
         for (i, u) in chunk.iter().enumerate() {
             let _ = write!(
                 sql,
-                "{}({}, '{}', {}, '{}', '{}', {})",
+                "{}({}, '{}', {}, '{}', '{}', {}, '\\x{}', '{}')",
                 if i > 0 { ", " } else { "" },
                 chunk_no * 200 + i + 1,
                 u.id,
                 lit(&u.email),
                 u.cursor_at.to_rfc3339_opts(SecondsFormat::Micros, true),
                 u.cursor_id,
-                lit(&u.term)
+                lit(&u.term),
+                hex(&u.token_hash),
+                u.habit_id
             );
         }
         setup.batch_execute(&sql)?;
@@ -181,4 +350,12 @@ pub fn refresh_versions(conn: &mut PgConnection, ctx: &mut Ctx) -> BoxResult<()>
         ctx.versions[i] = *versions.get(id).ok_or("a sample task vanished")?;
     }
     Ok(())
+}
+
+/// Lowercase hex of `bytes`.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().fold(String::new(), |mut out, b| {
+        let _ = write!(out, "{b:02x}");
+        out
+    })
 }

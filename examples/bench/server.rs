@@ -10,7 +10,7 @@ use diesel::sql_query;
 use diesel::sql_types::{BigInt, Nullable, Text};
 use todo_store::config::redact_url;
 use todo_store::dev_database::DevServer;
-use todo_store::local_postgres::LocalPostgres;
+use todo_store::local_postgres::{LocalPostgres, ShutdownMode};
 
 use crate::{Args, BoxResult};
 
@@ -19,6 +19,8 @@ use crate::{Args, BoxResult};
 const MARK: &str = "created by todo-store examples/bench.rs; dropped when it ends";
 
 /// Where the benchmark runs: DATABASE_URL's server or the crate's local PostgreSQL.
+// One value per run: the size of its variants does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Server {
     Url {
         admin_url: String,
@@ -27,7 +29,33 @@ pub enum Server {
     Local {
         pg: LocalPostgres,
         keep_running: bool,
+        /// Settings set with ALTER SYSTEM for this run (`--production-server`), reset
+        /// at the end.
+        altered: Vec<String>,
     },
+}
+
+/// `--production-server`: what a production server of this machine's memory would be
+/// configured with (shared_buffers a quarter of memory, effective_cache_size three
+/// quarters, SSD costs, room for WAL and index builds), instead of the defaults.
+fn production_settings() -> Vec<(&'static str, String)> {
+    let mem_mb = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:").map(str::to_owned))
+        })
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .map_or(4096, |kb| kb / 1024);
+    vec![
+        ("shared_buffers", format!("{}MB", mem_mb / 4)),
+        ("effective_cache_size", format!("{}MB", mem_mb * 3 / 4)),
+        ("maintenance_work_mem", "1GB".to_owned()),
+        ("work_mem", "16MB".to_owned()),
+        ("max_wal_size", "8GB".to_owned()),
+        ("random_page_cost", "1.1".to_owned()),
+        ("effective_io_concurrency", "200".to_owned()),
+    ]
 }
 
 impl Server {
@@ -39,6 +67,13 @@ impl Server {
             );
         })?;
         Ok(match dev {
+            DevServer::Url(_) if args.production_server => {
+                return Err(
+                    "--production-server configures the local PostgreSQL (ALTER SYSTEM \
+                            and a restart): unset DATABASE_URL"
+                        .into(),
+                )
+            }
             DevServer::Url(url) => {
                 eprintln!("bench: DATABASE_URL is set: using {}", redact_url(&url));
                 Server::Url {
@@ -46,10 +81,34 @@ impl Server {
                     bin_dir: client_bin_dir()?,
                 }
             }
-            DevServer::Local(pg) => Server::Local {
-                pg,
-                keep_running: args.keep_running,
-            },
+            DevServer::Local(pg) => {
+                let mut altered = Vec::new();
+                if args.production_server {
+                    let mut admin = PgConnection::establish(&pg.url("postgres"))?;
+                    for (name, value) in production_settings() {
+                        admin
+                            .batch_execute(&format!("ALTER SYSTEM SET {name} = {}", lit(&value)))?;
+                        altered.push(name.to_owned());
+                    }
+                    drop(admin);
+                    eprintln!(
+                        "bench: --production-server: restarting PostgreSQL with {}",
+                        {
+                            let s: Vec<String> = production_settings()
+                                .into_iter()
+                                .map(|(k, v)| format!("{k}={v}"))
+                                .collect();
+                            s.join(", ")
+                        }
+                    );
+                    pg.restart(ShutdownMode::Fast)?;
+                }
+                Server::Local {
+                    pg,
+                    keep_running: args.keep_running,
+                    altered,
+                }
+            }
         })
     }
 
@@ -99,7 +158,13 @@ impl Server {
     }
 
     pub fn finish(self) {
-        if let Server::Local { pg, keep_running } = self {
+        if let Server::Local {
+            pg,
+            keep_running,
+            altered,
+        } = self
+        {
+            reset_settings(&pg, &altered);
             if keep_running {
                 eprintln!(
                     "bench: PostgreSQL keeps running: {}",
@@ -112,6 +177,26 @@ impl Server {
                 drop(pg);
             }
         }
+    }
+}
+
+/// Undoes `--production-server`'s ALTER SYSTEM; restarts a server that stays up.
+fn reset_settings(pg: &LocalPostgres, altered: &[String]) {
+    if altered.is_empty() {
+        return;
+    }
+    let reset = PgConnection::establish(&pg.url("postgres"))
+        .map_err(|e| e.to_string())
+        .and_then(|mut admin| {
+            altered.iter().try_for_each(|name| {
+                admin
+                    .batch_execute(&format!("ALTER SYSTEM RESET {name}"))
+                    .map_err(|e| e.to_string())
+            })
+        })
+        .and_then(|()| pg.restart(ShutdownMode::Fast).map_err(|e| e.to_string()));
+    if let Err(e) = reset {
+        eprintln!("bench: could not reset the server's settings ({altered:?}): {e}");
     }
 }
 

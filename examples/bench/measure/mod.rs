@@ -1,15 +1,19 @@
-//! One size, start to end: its database, the seed, the sample, then each part of the
-//! measurement (`rounds`: single calls against their floor; `concurrency`: the mix
-//! through the pool; `bulk`: create_many against `\copy`).
+//! One size, start to end: its database, the seed (`load`: against `\copy` of the same
+//! rows), the sample, then each part of the measurement (`rounds`: single calls against
+//! their floors; `concurrency`: the mix through the pool; `bulk`: create_many against
+//! `\copy`).
 
+mod async_pool;
 mod bulk;
 mod concurrency;
+mod load;
 mod rounds;
 
 use std::ops::ControlFlow;
 
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
+use diesel::sql_types::BigInt;
 
 use todo_store::seed::{seed_with_pool, SeedOptions};
 use todo_store::{connect, DbConfig, PgPool};
@@ -49,10 +53,20 @@ pub fn run_size(
     let url = server.db_url(&db_name);
     let config = DbConfig::new(url.as_str()).pool_size(POOL_SIZE);
     let pool = connect(&config)?;
-    results.sizes.push(seed(&pool, size)?);
+    let mut info = seed(&pool, size)?;
 
     // A connection of our own for setup: no statement timeout.
     let mut setup = PgConnection::establish(&url)?;
+    if profile.runs("load") {
+        let rows = u64::from(size.users) * (1 + u64::from(size.tasks_per_user));
+        info.load = Some(load::run(
+            server,
+            &db_name,
+            &mut setup,
+            info.seed_secs,
+            rows,
+        )?);
+    }
     // VACUUM as well as ANALYZE: rows fresh from COPY would otherwise get their hint bits
     // and visibility map set by the first reads (and by autovacuum) mid-measurement.
     for sql in ["VACUUM (ANALYZE) users", "VACUUM (ANALYZE) tasks"] {
@@ -63,6 +77,12 @@ pub fn run_size(
     }
     let mut ctx = sample(&mut setup, profile)?;
     let _ = setup.batch_execute("CHECKPOINT");
+    info.db_bytes = database_size(&mut setup)?;
+    eprintln!(
+        "   database size on disk: {:.2} GiB",
+        info.db_bytes as f64 / (1u64 << 30) as f64
+    );
+    results.sizes.push(info);
 
     if profile.runs("ops") {
         let part = rounds::Part {
@@ -80,6 +100,10 @@ pub fn run_size(
     if profile.runs("concurrency") {
         let measured = concurrency::run(&pool, &ctx, size.label, profile)?;
         results.concurrency.extend(measured);
+    }
+    if profile.runs("async") {
+        let measured = async_pool::run(&config, &ctx, size.label, profile)?;
+        results.async_pool.push(measured);
     }
     if profile.runs("bulk") {
         let bulk = bulk::run(server, &db_name, &pool, &mut setup, profile, size.label)?;
@@ -115,5 +139,19 @@ fn seed(pool: &PgPool, size: &SizeSpec) -> BoxResult<SizeInfo> {
         tasks_per_user: size.tasks_per_user,
         seed_secs: report.elapsed.as_secs_f64(),
         seed_rows_per_s: report.rows_per_second(),
+        db_bytes: 0,
+        load: None,
     })
+}
+
+/// pg_database_size of the connection's database.
+fn database_size(conn: &mut PgConnection) -> BoxResult<i64> {
+    #[derive(QueryableByName)]
+    struct Size {
+        #[diesel(sql_type = BigInt)]
+        bytes: i64,
+    }
+    let size: Size = diesel::sql_query("SELECT pg_database_size(current_database()) AS bytes")
+        .get_result(conn)?;
+    Ok(size.bytes)
 }

@@ -13,11 +13,12 @@ use todo_store::dev_database::target_dir;
 use todo_store::{DbConfig, PgPool};
 
 use crate::capture::{capture, Capture};
-use crate::ops::{call, Op};
+use crate::ops::{call, Conn, Op};
 use crate::pgbench::{self, PgbenchRun};
 use crate::pinning::{pin_everything, thread_cpu_time, Pinning};
 use crate::profile::Profile;
-use crate::report::OpResult;
+use crate::reference;
+use crate::report::{Floors, OpResult};
 use crate::sample::{refresh_versions, Ctx};
 use crate::server::Server;
 use crate::BoxResult;
@@ -101,75 +102,104 @@ struct Measured {
     samples: Vec<Duration>,
     /// This thread's CPU time over the timed loops: the client side's own work.
     client_cpu: Duration,
-    /// Per round: the crate's mean and the floor's, µs.
-    per_round: Vec<(f64, Option<f64>)>,
-    /// The floor's mean over every round, µs.
-    floor_us: Option<f64>,
+    /// Per round: the crate's mean and the floors' (its own SQL, the reference), µs.
+    per_round: Vec<(f64, Floors)>,
+    /// The floors' means over every round, µs.
+    floor_us: Floors,
+}
+
+/// The pgbench scripts of an op's floors: its own SQL, the reference.
+#[derive(Default)]
+struct Scripts {
+    own: Option<String>,
+    reference: Option<String>,
 }
 
 impl OpBench<'_, '_> {
     /// Capture, warm-up, then the rounds; prints a line and returns the result.
     fn run(mut self, done: &[OpResult]) -> BoxResult<OpResult> {
         let part = self.part;
-        let captured = capture(self.op, self.ctx, part.config, part.pool, self.rng)?;
-        let floor_script = self.write_floor_script(&captured)?;
-        let measured = self.measure(floor_script.as_deref())?;
+        let captured = capture(self.op, self.ctx, part.config, self.rng)?;
+        let scripts = self.write_floor_scripts(&captured)?;
+        let measured = self.measure(&scripts)?;
         let result = op_result(self.op, part, &captured, measured, done);
         print_line(&result);
         Ok(result)
     }
 
-    /// The op's own floor script, written to target/bench/pgbench/; `None` for an op
-    /// compared with another's floor, or when the SQL could not be mirrored.
-    fn write_floor_script(&self, captured: &Capture) -> BoxResult<Option<String>> {
-        match (self.op.floor_of() == self.op, &captured.floor_script) {
-            (true, Ok(script)) => {
-                let name = format!("{}_{}.sql", self.part.size, self.op.key());
-                std::fs::write(self.scripts.join(name), script)?;
-                Ok(Some(script.clone()))
-            }
-            (true, Err(why)) => {
-                eprintln!("   {}: no floor: {why}", self.op.label());
-                Ok(None)
-            }
-            (false, _) => Ok(None),
+    /// The op's floor scripts (its own SQL, the reference), written to
+    /// target/bench/pgbench/; none for an op compared with another's floor, no own one
+    /// when the SQL could not be mirrored.
+    fn write_floor_scripts(&self, captured: &Capture) -> BoxResult<Scripts> {
+        if self.op.floor_of() != self.op {
+            return Ok(Scripts::default());
         }
+        let write = |kind: &str, script: &str| -> BoxResult<String> {
+            let name = format!("{}_{}{kind}.sql", self.part.size, self.op.key());
+            std::fs::write(self.scripts.join(name), script)?;
+            Ok(script.to_owned())
+        };
+        let own = match &captured.floor_script {
+            Ok(script) => Some(write("", script)?),
+            Err(why) => {
+                eprintln!("   {}: no floor of its own SQL: {why}", self.op.label());
+                None
+            }
+        };
+        let reference = reference::sql(self.op)
+            .map(|sql| write("_reference", &pgbench::script(&sql, self.op.floor_pick())))
+            .transpose()?;
+        Ok(Scripts { own, reference })
     }
 
-    /// Warm-up on both sides, then the rounds, alternating which side goes first.
-    fn measure(&mut self, floor_script: Option<&str>) -> BoxResult<Measured> {
+    /// Warm-up on every side, then the rounds, alternating which side goes first.
+    fn measure(&mut self, scripts: &Scripts) -> BoxResult<Measured> {
         let profile = self.part.profile;
         let n = profile.iterations;
         let rounds = profile.rounds.clamp(1, n);
-        // pgbench's `k`: the floor's deletes walk bench_pick from its own base.
+        // pgbench's `k`: the floors' deletes walk bench_pick from their own base.
         let mut floor_k = self.ctx.floor_delete_base;
         if self.op == Op::TaskUpdate {
             refresh_versions(self.setup, self.ctx)?;
         }
         self.crate_side(profile.warmup, &mut Vec::new())?;
-        if let Some(script) = floor_script {
+        let sides = [scripts.own.as_deref(), scripts.reference.as_deref()];
+        for script in sides.into_iter().flatten() {
             self.floor_side(script, profile.warmup, floor_k)?;
             floor_k += profile.warmup;
         }
         let mut m = Measured::default();
-        let (mut floor_total_ms, mut floor_count) = (0.0, 0usize);
+        let mut totals = [(0.0, 0usize); 2];
         for round in 0..rounds {
             let chunk = n / rounds + usize::from(round < n % rounds);
-            let (mut crate_us, mut floor_us) = (0.0, None);
-            for side in [round % 2, 1 - round % 2] {
+            let mut crate_us = 0.0;
+            let mut floors = [None; 2];
+            let order: [usize; 3] = if round % 2 == 0 { [0, 1, 2] } else { [2, 1, 0] };
+            for side in order {
                 if side == 0 {
                     crate_us = self.crate_round(chunk, &mut m)?;
-                } else if let Some(script) = floor_script {
+                } else if let Some(script) = sides[side - 1] {
                     let run = self.floor_side(script, chunk, floor_k)?;
                     floor_k += chunk;
-                    floor_total_ms += run.statement_ms * chunk as f64;
-                    floor_count += chunk;
-                    floor_us = Some(run.statement_ms * 1000.0);
+                    totals[side - 1].0 += run.statement_ms * chunk as f64;
+                    totals[side - 1].1 += chunk;
+                    floors[side - 1] = Some(run.statement_ms * 1000.0);
                 }
             }
-            m.per_round.push((crate_us, floor_us));
+            m.per_round.push((
+                crate_us,
+                Floors {
+                    own: floors[0],
+                    reference: floors[1],
+                },
+            ));
         }
-        m.floor_us = (floor_count > 0).then(|| floor_total_ms / floor_count as f64 * 1000.0);
+        let mean =
+            |(total_ms, count): (f64, usize)| (count > 0).then(|| total_ms / count as f64 * 1000.0);
+        m.floor_us = Floors {
+            own: mean(totals[0]),
+            reference: mean(totals[1]),
+        };
         Ok(m)
     }
 
@@ -191,15 +221,9 @@ impl OpBench<'_, '_> {
     fn crate_side(&mut self, count: usize, samples: &mut Vec<Duration>) -> BoxResult<Duration> {
         let cpu_before = thread_cpu_time();
         for _ in 0..count {
-            let (elapsed, _) = call(
-                self.op,
-                self.ctx,
-                self.conn,
-                self.part.pool,
-                self.rng,
-                false,
-            )
-            .map_err(|e| format!("{}: {e}", self.op.label()))?;
+            let conn = Conn::PerCall(self.part.pool, &mut *self.conn);
+            let (elapsed, _) = call(self.op, self.ctx, conn, self.rng, false)
+                .map_err(|e| format!("{}: {e}", self.op.label()))?;
             samples.push(elapsed);
         }
         Ok(thread_cpu_time().saturating_sub(cpu_before))
@@ -210,6 +234,7 @@ impl OpBench<'_, '_> {
         let defines = [
             ("nu", self.ctx.users.len()),
             ("nt", self.ctx.tasks.len()),
+            ("nc", self.ctx.user_cursors.len()),
             ("k", k),
         ];
         let pin = self.pinning.as_deref_mut().map(|p| (p, &mut *self.setup));
@@ -227,23 +252,21 @@ fn op_result(
     done: &[OpResult],
 ) -> OpResult {
     let n = part.profile.iterations;
-    let (floor_us, floor_note) = if op.floor_of() != op {
+    let (floors, floor_note) = if op.floor_of() != op {
         match done.iter().find(|r| r.op == op.floor_of()) {
             Some(r) => (
-                r.floor_us,
-                Some(format!("the floor of {}", op.floor_of().label())),
+                r.floors,
+                Some(format!("the floors of {}", op.floor_of().label())),
             ),
-            None => (None, Some("no floor measured".to_owned())),
+            None => (Floors::default(), Some("no floor measured".to_owned())),
         }
-    } else if m.floor_us.is_some() {
-        (m.floor_us, None)
     } else {
-        (None, captured.floor_script.clone().err())
+        (m.floor_us, captured.floor_script.clone().err())
     };
     let rounds: Vec<(f64, f64)> = m
         .per_round
         .iter()
-        .filter_map(|(crate_us, round_floor)| round_floor.or(floor_us).map(|f| (*crate_us, f)))
+        .filter_map(|(crate_us, round)| round.best().or(floors.best()).map(|f| (*crate_us, f)))
         .collect();
     let s = stats(&mut m.samples);
     OpResult {
@@ -256,30 +279,30 @@ fn op_result(
         p50_us: s.p50_us,
         p99_us: s.p99_us,
         ops_per_s: 1e6 / s.mean_us,
-        floor_us,
+        floors,
         floor_note,
         floor_sql: captured.floor_sql.clone(),
+        reference_sql: reference::sql(op.floor_of()).unwrap_or_default(),
         statements: captured
             .statements
             .iter()
             .map(|(sql, _)| sql.clone())
             .collect(),
-        prepared: match done.iter().find(|r| r.op == Op::TaskGet) {
-            Some(get) if op == Op::CheckoutGet => get.prepared,
-            _ => captured.prepared,
-        },
+        prepared: captured.prepared,
     }
 }
 
 fn print_line(result: &OpResult) {
     eprintln!(
-        "   {:<34} mean {:>7.1} µs  p50 {:>7.1}  p99 {:>7.1}  floor {:>7}  ratio {:>5}  ({} stmt{})",
+        "   {:<34} mean {:>7.1} µs  p50 {:>7.1}  p99 {:>7.1}  floors {:>7} / {:>7}  ratio {:>5}  cpu {:>5.1}  ({} stmt{})",
         result.op.label(),
         result.mean_us,
         result.p50_us,
         result.p99_us,
-        result.floor_us.map_or("-".to_owned(), |f| format!("{f:.1}")),
+        result.floors.own.map_or("-".to_owned(), |f| format!("{f:.1}")),
+        result.floors.reference.map_or("-".to_owned(), |f| format!("{f:.1}")),
         result.ratio().map_or("-".to_owned(), |r| format!("{r:.2}")),
+        result.client_cpu_us,
         result.statements.len(),
         if result.statements.len() == 1 { "" } else { "s" }
     );

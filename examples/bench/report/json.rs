@@ -12,8 +12,11 @@ use crate::report::{OpResult, Results, Target};
 use crate::BoxResult;
 
 /// What the floor is, in the words of the JSON.
-const FLOOR: &str = "pgbench -n -M prepared -c 1 -r, the crate's SQL with its binds as pgbench \
-                     variables; mean of the mirrored statement";
+const FLOOR: &str = "the faster of two, each pgbench -n -M prepared -c 1 -r in the same rounds \
+                     (mean of the measured statement): the crate's own SQL with its binds as \
+                     pgbench variables, and a hand-written reference statement for the same \
+                     job (examples/bench/reference.rs); the crate's side checks a connection \
+                     out of the pool per call, inside the timing";
 const BULK_FLOOR: &str = "psql \\copy ... FROM pstdin WITH (FORMAT csv), psql's own timing";
 
 /// Pairs written as a JSON object, in their order.
@@ -43,6 +46,7 @@ struct Document<'a> {
     operations: Pairs<&'static str, Operation<'a>>,
     bulk: Vec<Bulk<'a>>,
     concurrency: Vec<Concurrency<'a>>,
+    async_pool: Vec<AsyncJson<'a>>,
     targets: Vec<TargetJson<'a>>,
 }
 
@@ -61,6 +65,22 @@ struct Size {
     tasks: u64,
     seed_seconds: Option<f64>,
     seed_rows_per_s: Option<f64>,
+    database_bytes: i64,
+    load: Option<Load>,
+}
+
+/// The seed against psql's `\copy` of the same rows.
+#[derive(Serialize)]
+struct Load {
+    rows: u64,
+    seed_seconds: Option<f64>,
+    seed_rows_per_s: Option<f64>,
+    copy_seconds: Option<f64>,
+    copy_rows_per_s: Option<f64>,
+    copy_without_secondary_indexes_seconds: Option<f64>,
+    secondary_index_build_seconds: Option<f64>,
+    secondary_indexes: usize,
+    copy_then_index_rows_per_s: Option<f64>,
 }
 
 /// One operation: its label, then its figures per size.
@@ -81,12 +101,16 @@ struct OpAtSize<'a> {
     floor_mean_us: Option<f64>,
     floor_ops_per_s: Option<f64>,
     ratio: Option<f64>,
+    own_sql_floor_mean_us: Option<f64>,
+    reference_floor_mean_us: Option<f64>,
+    reference_ratio: Option<f64>,
     statements_per_call: usize,
     prepared_statement: bool,
     rounds_crate_floor_us: Vec<[Option<f64>; 2]>,
     client_cpu_us: Option<f64>,
     statements: &'a [String],
     floor_sql: &'a str,
+    reference_sql: &'a str,
     floor_note: Option<&'a str>,
 }
 
@@ -109,6 +133,15 @@ struct Concurrency<'a> {
     cores_busy: Option<f64>,
     cores_this_program: Option<f64>,
     cores_stolen: Option<f64>,
+}
+
+/// TaskRepo::get over one pool of 10: 64 tokio tasks through AsyncPool, 10 OS threads.
+#[derive(Serialize)]
+struct AsyncJson<'a> {
+    size: &'a str,
+    async_pool_64_tasks_ops_per_s: Option<f64>,
+    sync_10_threads_ops_per_s: Option<f64>,
+    ratio: Option<f64>,
 }
 
 #[derive(Serialize)]
@@ -149,6 +182,14 @@ pub fn write(
         operations: operations(results),
         bulk: bulk(results),
         concurrency: concurrency(results),
+        async_pool: (results.async_pool.iter())
+            .map(|a| AsyncJson {
+                size: a.size,
+                async_pool_64_tasks_ops_per_s: num(a.async_ops_per_s),
+                sync_10_threads_ops_per_s: num(a.threads_ops_per_s),
+                ratio: num(a.async_ops_per_s / a.threads_ops_per_s),
+            })
+            .collect(),
         targets: (targets.iter())
             .map(|t| TargetJson {
                 target: &t.what,
@@ -184,6 +225,20 @@ fn sizes(results: &Results) -> Pairs<&str, Size> {
                     tasks: u64::from(s.users) * u64::from(s.tasks_per_user),
                     seed_seconds: num(s.seed_secs),
                     seed_rows_per_s: num(s.seed_rows_per_s),
+                    database_bytes: s.db_bytes,
+                    load: s.load.as_ref().map(|l| Load {
+                        rows: l.rows,
+                        seed_seconds: num(l.seed_secs),
+                        seed_rows_per_s: num(l.rows_per_s(l.seed_secs)),
+                        copy_seconds: num(l.copy_secs),
+                        copy_rows_per_s: num(l.rows_per_s(l.copy_secs)),
+                        copy_without_secondary_indexes_seconds: num(l.copy_bare_secs),
+                        secondary_index_build_seconds: num(l.index_secs),
+                        secondary_indexes: l.indexes,
+                        copy_then_index_rows_per_s: num(
+                            l.rows_per_s(l.copy_bare_secs + l.index_secs)
+                        ),
+                    }),
                 };
                 (s.label, size)
             })
@@ -220,15 +275,19 @@ fn op_at_size(r: &OpResult) -> OpAtSize<'_> {
         p50_us: num(r.p50_us),
         p99_us: num(r.p99_us),
         ops_per_s: num(r.ops_per_s),
-        floor_mean_us: r.floor_us.and_then(num),
-        floor_ops_per_s: r.floor_us.and_then(|f| num(1e6 / f)),
+        floor_mean_us: r.floor_us().and_then(num),
+        floor_ops_per_s: r.floor_us().and_then(|f| num(1e6 / f)),
         ratio: r.ratio().and_then(num),
+        own_sql_floor_mean_us: r.floors.own.and_then(num),
+        reference_floor_mean_us: r.floors.reference.and_then(num),
+        reference_ratio: r.reference_ratio().and_then(num),
         statements_per_call: r.statements.len(),
         prepared_statement: r.prepared,
         rounds_crate_floor_us: r.rounds.iter().map(|(c, f)| [num(*c), num(*f)]).collect(),
         client_cpu_us: num(r.client_cpu_us),
         statements: &r.statements,
         floor_sql: &r.floor_sql,
+        reference_sql: &r.reference_sql,
         floor_note: r.floor_note.as_deref(),
     }
 }

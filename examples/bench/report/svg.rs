@@ -34,10 +34,11 @@ type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
 
 /// The crate's colour and its floor's for a size.
 fn colors(size: &str) -> (RGBColor, RGBColor) {
-    if size == "S" {
-        (RGBColor(0x2f, 0x6d, 0xb5), RGBColor(0xa9, 0xc6, 0xea))
-    } else {
-        (RGBColor(0xd9, 0x82, 0x2b), RGBColor(0xf3, 0xcb, 0x9c))
+    match size {
+        "S" => (RGBColor(0x2f, 0x6d, 0xb5), RGBColor(0xa9, 0xc6, 0xea)),
+        "XL" => (RGBColor(0x3a, 0x8a, 0x4f), RGBColor(0xa8, 0xd8, 0xb3)),
+        "S100" => (RGBColor(0x7a, 0x5c, 0xa8), RGBColor(0xc9, 0xb8, 0xe3)),
+        _ => (RGBColor(0xd9, 0x82, 0x2b), RGBColor(0xf3, 0xcb, 0x9c)),
     }
 }
 
@@ -90,7 +91,7 @@ pub fn write(
     let max = results
         .ops
         .iter()
-        .flat_map(|r| [Some(r.mean_us), r.floor_us])
+        .flat_map(|r| [Some(r.mean_us), r.floor_us()])
         .flatten()
         .fold(1.0f64, f64::max);
     let step = nice_step(max / 6.0);
@@ -101,7 +102,7 @@ pub fn write(
         ops,
         sizes,
     };
-    let footer_lines = results.bulk.len() + chart.sizes.len();
+    let footer_lines = results.bulk.len() + chart.sizes.len() + results.sizes.len();
     let width = LEFT + PLOT_W + RIGHT;
     let height = chart.grid_bottom() + 84.0 + footer_lines as f64 * 16.0;
     let root = SVGBackend::new(path, (width, height.round() as u32)).into_drawing_area();
@@ -164,12 +165,12 @@ fn draw_header(
             },
         ),
         format!(
-            "Shorter is better. Label: mean µs and crate/floor ratio (red: over the 1.2x \
-             target). Sizes: {}.",
+            "Shorter is better. Floors: the crate's own SQL and a hand-written reference. \
+             Label: mean µs and crate/floor ratio (red: over 1.2x). Sizes: {}.",
             sizes.join(", ")
         ),
     ];
-    let title = "todo-store: mean latency per repo call vs. its pgbench floor";
+    let title = "todo-store: mean latency per repo call vs. the faster of its two pgbench floors";
     let bold = (FONT, 18.0 * 1.24, FontStyle::Bold).into_font().color(&INK);
     root.draw(&Text::new(title, (20, 14), bold))?;
     for (i, line) in lines.iter().enumerate() {
@@ -186,7 +187,7 @@ fn draw_legend(root: &Area<'_>, sizes: &[&str]) -> BoxResult<()> {
         let (dark, light) = colors(size);
         for (color, text) in [
             (dark, format!("crate, {size}")),
-            (light, format!("floor (pgbench), {size}")),
+            (light, format!("faster floor, {size}")),
         ] {
             let x0 = x as i32;
             root.draw(&Rectangle::new([(x0, 100), (x0 + 14, 111)], color.filled()))?;
@@ -255,7 +256,7 @@ fn draw_op(root: &Area<'_>, chart: &Chart<'_>, i: usize) -> BoxResult<()> {
         };
         draw_bar(root, chart, y, r.mean_us, dark, &label, label_color(r))?;
         y += BAR_H + BAR_GAP;
-        if let Some(f) = r.floor_us {
+        if let Some(f) = r.floor_us() {
             draw_bar(root, chart, y, f, light, &format!("{f:.0} µs"), MUTED)?;
         }
         y += BAR_H + BAR_GAP;
@@ -296,6 +297,23 @@ fn draw_bar(
 fn draw_footer(root: &Area<'_>, chart: &Chart<'_>) -> BoxResult<()> {
     let results = chart.results;
     let mut lines = Vec::new();
+    for s in &results.sizes {
+        let mut line = format!(
+            "Seed [{}]: {:.0} s, {:.0} rows/s; database {:.2} GiB",
+            s.label,
+            s.seed_secs,
+            s.seed_rows_per_s,
+            s.db_bytes as f64 / (1u64 << 30) as f64
+        );
+        if let Some(l) = &s.load {
+            line.push_str(&format!(
+                "; \\copy of the same rows {:.0} rows/s; \\copy then indexes {:.0} rows/s",
+                l.rows_per_s(l.copy_secs),
+                l.rows_per_s(l.copy_bare_secs + l.index_secs)
+            ));
+        }
+        lines.push(line + ".");
+    }
     for b in &results.bulk {
         lines.push(format!(
             "Bulk [{}]: create_many {:.0} rows/s vs \\copy {:.0} rows/s ({:.2}x) for {} rows.",

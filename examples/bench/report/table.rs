@@ -21,6 +21,16 @@ pub fn print(
     if !results.concurrency.is_empty() {
         print_concurrency(results);
     }
+    for a in &results.async_pool {
+        println!(
+            "TaskRepo::get over a pool of 10 [{}]: 64 tokio tasks through AsyncPool {:.0} ops/s, \
+             10 OS threads (sync API) {:.0} ops/s: {:.2}x",
+            a.size,
+            a.async_ops_per_s,
+            a.threads_ops_per_s,
+            a.async_ops_per_s / a.threads_ops_per_s
+        );
+    }
     print_targets(results, targets);
 }
 
@@ -39,12 +49,47 @@ fn print_setting(results: &Results, profile: &Profile, machine: &[(String, Strin
     }
     for s in &results.sizes {
         println!(
-            "  size {:<17} {} users x {} tasks = {} tasks (seeded at {:.0} rows/s)",
+            "  size {:<17} {} users x {} tasks = {} tasks, seeded in {:.1} s ({:.0} rows/s), \
+             database {:.2} GiB",
             s.label,
             group(u64::from(s.users)),
             s.tasks_per_user,
             group(u64::from(s.users) * u64::from(s.tasks_per_user)),
-            s.seed_rows_per_s
+            s.seed_secs,
+            s.seed_rows_per_s,
+            s.db_bytes as f64 / (1u64 << 30) as f64
+        );
+    }
+    print_loads(results);
+}
+
+/// The seed against psql's `\copy` of the same rows, per size.
+fn print_loads(results: &Results) {
+    let loads: Vec<_> = (results.sizes.iter())
+        .filter_map(|s| s.load.as_ref().map(|l| (s.label, l)))
+        .collect();
+    if loads.is_empty() {
+        return;
+    }
+    println!();
+    println!(
+        "{:<6} {:>12} {:>18} {:>18} {:>8} {:>30}",
+        "load", "rows", "seed rows/s", "\\copy rows/s", "seed/copy", "\\copy, then indexes: rows/s"
+    );
+    for (label, l) in loads {
+        let after = l.copy_bare_secs + l.index_secs;
+        println!(
+            "{:<6} {:>12} {:>11.0} ({:>4.0} s) {:>11.0} ({:>4.0} s) {:>8.2} {:>11.0} ({:.0} s + {:.0} s)",
+            label,
+            group(l.rows),
+            l.rows_per_s(l.seed_secs),
+            l.seed_secs,
+            l.rows_per_s(l.copy_secs),
+            l.copy_secs,
+            l.copy_secs / l.seed_secs,
+            l.rows_per_s(after),
+            l.copy_bare_secs,
+            l.index_secs
         );
     }
 }
@@ -53,31 +98,33 @@ fn print_setting(results: &Results, profile: &Profile, machine: &[(String, Strin
 fn print_ops(results: &Results, profile: &Profile) {
     println!();
     println!(
-        "{:<34} {:>4} {:>9} {:>9} {:>9} {:>8} {:>9} {:>6} {:>11} {:>7} {:>5}  prepared",
-        "operation (one held connection)",
+        "{:<34} {:>4} {:>9} {:>9} {:>9} {:>8} {:>9} {:>9} {:>6} {:>11} {:>7} {:>5}  prepared",
+        "operation (a checkout per call)",
         "size",
         "mean µs",
         "p50 µs",
         "p99 µs",
         "ops/s",
-        "floor µs",
+        "own SQL",
+        "reference",
         "ratio",
         "per round",
         "cpu µs",
         "stmts",
     );
-    println!("{}", "-".repeat(132));
+    println!("{}", "-".repeat(142));
     for op in Op::ALL {
         for r in results.ops.iter().filter(|r| r.op == op) {
             println!(
-                "{:<34} {:>4} {:>9.1} {:>9.1} {:>9.1} {:>8.0} {:>9} {:>6} {:>11} {:>7.1} {:>5}  {}",
+                "{:<34} {:>4} {:>9.1} {:>9.1} {:>9.1} {:>8.0} {:>9} {:>9} {:>6} {:>11} {:>7.1} {:>5}  {}",
                 op.label(),
                 r.size,
                 r.mean_us,
                 r.p50_us,
                 r.p99_us,
                 r.ops_per_s,
-                r.floor_us.map_or("-".to_owned(), |f| format!("{f:.1}")),
+                r.floors.own.map_or("-".to_owned(), |f| format!("{f:.1}")),
+                r.floors.reference.map_or("-".to_owned(), |f| format!("{f:.1}")),
                 r.ratio().map_or("-".to_owned(), |x| format!("{x:.2}")),
                 r.ratio_range(),
                 r.client_cpu_us,
@@ -87,8 +134,9 @@ fn print_ops(results: &Results, profile: &Profile) {
         }
     }
     println!(
-        "(floor: pgbench -M prepared -c 1 running the crate's own SQL, mean of the mirrored \
-         statement; {} iterations per op after {} warm-up, in {} rounds alternating with \
+        "(floors, µs: pgbench -M prepared -c 1 running the crate's own SQL, and a hand-written \
+         reference statement for the same job; ratio: the crate over the faster of the two; \
+         the crate checks a connection out of the pool per call; {} iterations per op after {} warm-up, in {} rounds alternating with \
          the floor; per round: the lowest and highest ratio of a round; cpu: this program's \
          CPU time per call; stmts: statements per call; prepared: whether diesel caches \
          the statement)",
@@ -151,18 +199,10 @@ fn print_targets(results: &Results, targets: &[Target]) {
             t.limit
         );
     }
-    let at = |op: Op, size: &str| {
-        results
-            .ops
-            .iter()
-            .find(|r| r.op == op && r.size == size)
-            .map(|r| r.mean_us)
-    };
-    if let (Some(s), Some(l)) = (at(Op::RoundTrip, "S"), at(Op::RoundTrip, "L")) {
+    for (op, from, to, crate_growth, floor_growth) in crate::report::growth(results) {
         println!(
-            "  (the bare round trip, SELECT $1, changed {:.2}x from S to L: the machine's \
-             drift, not the data's)",
-            l / s
+            "  growth {from} -> {to}: {:<40} crate {crate_growth:.2}x, faster floor {floor_growth:.2}x",
+            op.label()
         );
     }
     let misses = targets.iter().filter(|t| !t.pass()).count();
