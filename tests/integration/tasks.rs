@@ -1,13 +1,11 @@
 //! TaskRepo against real PostgreSQL: CRUD, user isolation, versions, validation.
 
-mod support;
-
 use chrono::{Duration, SubsecRound, Utc};
 use todo_store::testing::TestDb;
 use todo_store::{ConflictKind, Error, NewTask, Priority, TaskPatch, TaskQuery, TaskRepo};
 use uuid::Uuid;
 
-use support::fixtures;
+use crate::support::fixtures;
 
 #[test]
 fn create_returns_the_stored_task_with_defaults() {

@@ -1,8 +1,6 @@
 //! HabitRepo against real PostgreSQL: CRUD, user isolation, hostile input, the
 //! schedule's CHECK, concurrent check-ins, due days and streaks against models in Rust.
 
-mod support;
-
 use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -19,8 +17,8 @@ use todo_store::{
 };
 use uuid::Uuid;
 
-use support::backend::prepared_statements;
-use support::fixtures;
+use crate::support::backend::prepared_statements;
+use crate::support::fixtures;
 
 fn date(y: i32, m: u32, d: u32) -> NaiveDate {
     NaiveDate::from_ymd_opt(y, m, d).unwrap()

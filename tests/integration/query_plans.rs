@@ -7,8 +7,6 @@
 //! parameters alone may sit in a row filter, a recheck or a sort key: evaluated per row
 //! what could run once.
 
-mod support;
-
 use std::time::Instant;
 
 use chrono::{DateTime, Duration, SubsecRound, Utc};
@@ -23,7 +21,7 @@ use todo_store::{
 };
 use uuid::Uuid;
 
-use support::rng::Rng;
+use crate::support::rng::Rng;
 
 const USERS: usize = 200;
 const TASKS_PER_USER: usize = 1_000;

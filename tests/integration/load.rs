@@ -11,8 +11,6 @@
 //! `LOAD_OPS_PER_THREAD` (default 10,000) and `ISOLATION_ROUNDS_PER_THREAD` (default
 //! 1,000) scale the two tests.
 
-mod support;
-
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Barrier, Mutex};
 use std::time::Instant;
@@ -28,8 +26,8 @@ use todo_store::{
 };
 use uuid::Uuid;
 
-use support::fixtures;
-use support::rng::Rng;
+use crate::support::fixtures;
+use crate::support::rng::Rng;
 
 const THREADS: usize = 8;
 

@@ -3,8 +3,6 @@
 //! zone. Every instant is taken from the server's `now()` inside one transaction, where
 //! `now()` stands still, so the tests hold at any time of day, midnight included.
 
-mod support;
-
 use chrono::{DateTime, Duration, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use diesel::connection::SimpleConnection;
@@ -14,7 +12,7 @@ use todo_store::testing::TestDb;
 use todo_store::{Error, NewTask, PgConnection, TaskRepo, TaskStats};
 use uuid::Uuid;
 
-use support::fixtures;
+use crate::support::fixtures;
 
 /// The server's `now()`: fixed for the rest of the transaction.
 fn server_now(conn: &mut PgConnection) -> DateTime<Utc> {

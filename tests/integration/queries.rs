@@ -2,8 +2,6 @@
 //! cursors, full-text search, count_matching, stats and the bulk operations, plus a
 //! property test that random pages concatenate to the filtered, sorted set.
 
-mod support;
-
 use std::cell::RefCell;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashSet};
@@ -22,8 +20,8 @@ use todo_store::{
 };
 use uuid::Uuid;
 
-use support::cursor_forge::{forge, KEY};
-use support::fixtures;
+use crate::support::cursor_forge::{forge, KEY};
+use crate::support::fixtures;
 
 /// Every sort that can be computed in Rust (all but relevance).
 const SORTS: [TaskSort; 5] = [

@@ -1,7 +1,5 @@
 //! The seed program's logic, and the program itself against a TestDb.
 
-mod support;
-
 use std::ops::ControlFlow;
 use std::process::Command;
 
@@ -12,7 +10,7 @@ use todo_store::seed::{seed, seed_with_pool, SeedOptions};
 use todo_store::testing::TestDb;
 use todo_store::{TaskQuery, TaskRepo, UserRepo};
 
-use support::examples::example_binary;
+use crate::support::examples::example_binary;
 
 fn options(users: u32, tasks_per_user: u32) -> SeedOptions {
     SeedOptions {

@@ -1,13 +1,11 @@
 //! The test harness itself: isolation between TestDbs, cleanup.
 
-mod support;
-
 use diesel::prelude::*;
 use diesel::sql_types::BigInt;
 use todo_store::testing::TestDb;
 use todo_store::{TaskRepo, UserRepo};
 
-use support::fixtures;
+use crate::support::fixtures;
 
 #[derive(QueryableByName)]
 struct Count {

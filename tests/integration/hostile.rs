@@ -13,8 +13,6 @@
 //! cargo-fuzz targets (`fuzz/src/lib.rs`, included here) also run over a few thousand
 //! generated inputs.
 
-mod support;
-
 use std::cell::RefCell;
 use std::fmt::Debug;
 
@@ -34,8 +32,8 @@ use todo_store::{
 };
 use uuid::Uuid;
 
-use support::cursor_forge::{forge_bytes, KEY};
-use support::fixtures;
+use crate::support::cursor_forge::{forge_bytes, KEY};
+use crate::support::fixtures;
 
 // ---------------------------------------------------------------------------------------
 // The invariant
@@ -1395,15 +1393,15 @@ fn arbitrary_and_mutated_cursors_are_ok_or_invalid_never_a_database_error() {
 // ---------------------------------------------------------------------------------------
 
 #[cfg(feature = "fuzzing")]
-#[path = "../fuzz/src/lib.rs"]
+#[path = "../../fuzz/src/lib.rs"]
 mod fuzz_checks;
 
 #[cfg(feature = "fuzzing")]
 mod fuzz_smoke {
-    use super::*;
-    use crate::fuzz_checks::{
+    use super::fuzz_checks::{
         cursor_target, decode_cursor, normalize_search, seal_cursor, search_target, title_key,
     };
+    use super::*;
 
     fn id() -> [u8; 16] {
         *Uuid::now_v7().as_bytes()

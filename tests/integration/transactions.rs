@@ -2,8 +2,6 @@
 //! transient failure forced for real, and repo calls composed inside a caller's
 //! transaction (rolled back whole, nested through savepoints).
 
-mod support;
-
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Barrier, Mutex};
 use std::time::{Duration, Instant};
@@ -20,8 +18,8 @@ use todo_store::{
 };
 use uuid::Uuid;
 
-use support::backend::{backend_pid, terminate};
-use support::fixtures;
+use crate::support::backend::{backend_pid, terminate};
+use crate::support::fixtures;
 
 // ---------------------------------------------------------------------------------------
 // Helpers

@@ -1,12 +1,10 @@
 //! Tracing: a span per repository call, SQL at debug level, no user data, no password.
 
-mod support;
-
 use todo_store::testing::TestDb;
 use todo_store::{NewTask, NewUser, TaskQuery, TaskRepo, UserRepo};
 use tracing_subscriber::fmt::format::FmtSpan;
 
-use support::trace_capture::Captured;
+use crate::support::trace_capture::Captured;
 
 fn capture<T>(f: impl FnOnce() -> T) -> (T, String) {
     let captured = Captured::default();

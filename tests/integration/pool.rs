@@ -1,7 +1,5 @@
 //! The pool: cheap checkouts, broken connections detected and discarded, timeouts.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use diesel::prelude::*;
@@ -10,7 +8,7 @@ use todo_store::pool::{build_pool, checkout, RECENTLY_USED};
 use todo_store::testing::TestDb;
 use todo_store::{DbConfig, Error, UserRepo};
 
-use support::backend::{backend_pid, terminate};
+use crate::support::backend::{backend_pid, terminate};
 
 fn one_connection_pool(db: &TestDb) -> todo_store::PgPool {
     build_pool(

@@ -5,8 +5,6 @@
 //! another client would write them, are accepted or rejected exactly as the crate's
 //! validation accepts or rejects them.
 
-mod support;
-
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel::sql_types::{Integer, Text};
@@ -15,7 +13,7 @@ use todo_store::testing::TestDb;
 use todo_store::{Error, NewTask, NewUser, PgConnection, TaskPatch, TaskRepo, UserPatch, UserRepo};
 use uuid::Uuid;
 
-use support::fixtures;
+use crate::support::fixtures;
 
 /// An md5 of every row of `users` and `tasks`.
 fn digest(conn: &mut PgConnection) -> String {

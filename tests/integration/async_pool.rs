@@ -4,8 +4,6 @@
 //! leaves a connection in a transaction or the pool short of one.
 #![cfg(feature = "tokio")]
 
-mod support;
-
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,7 +16,7 @@ use todo_store::testing::TestDb;
 use todo_store::{AsyncPool, DbConfig, Error, NewTask, PgPool, TaskQuery, TaskRepo};
 use uuid::Uuid;
 
-use support::fixtures;
+use crate::support::fixtures;
 
 fn small_pool(db: &TestDb, size: u32, timeout: Duration) -> PgPool {
     build_pool(

@@ -4,8 +4,6 @@
 //! Deserialized input goes through the same validation before any write.
 #![cfg(feature = "serde")]
 
-mod support;
-
 use serde_json::json;
 use todo_store::serde_support::TaskQueryParams;
 use todo_store::testing::TestDb;
@@ -14,7 +12,7 @@ use todo_store::{
     UserPatch, UserRepo,
 };
 
-use support::fixtures;
+use crate::support::fixtures;
 
 #[test]
 fn rows_pages_and_stats_serialize_with_their_field_names() {

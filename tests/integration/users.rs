@@ -1,12 +1,10 @@
 //! UserRepo against real PostgreSQL.
 
-mod support;
-
 use todo_store::testing::TestDb;
 use todo_store::{ConflictKind, Error, NewUser, TaskRepo, UserPatch, UserRepo};
 use uuid::Uuid;
 
-use support::fixtures;
+use crate::support::fixtures;
 
 #[test]
 fn create_returns_the_stored_user() {

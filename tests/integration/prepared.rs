@@ -1,15 +1,13 @@
 //! The hot statements are prepared once per connection and reused, not parsed and
 //! planned on every call (diesel does not cache its own UPDATEs or `sql` literals).
 
-mod support;
-
 use diesel::prelude::*;
 use diesel::sql_types::BigInt;
 use todo_store::testing::TestDb;
 use todo_store::{Direction, Priority, TaskPatch, TaskQuery, TaskRepo, TaskSort};
 
-use support::backend::prepared_statements;
-use support::fixtures;
+use crate::support::backend::prepared_statements;
+use crate::support::fixtures;
 
 #[derive(QueryableByName)]
 struct Count {

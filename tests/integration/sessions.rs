@@ -3,8 +3,6 @@
 //! sliding expiry, revocation, isolation between users, and the purge of dead
 //! sessions while requests authenticate.
 
-mod support;
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -16,8 +14,8 @@ use todo_store::testing::TestDb;
 use todo_store::{Error, NewSession, PgConnection, Session, SessionRepo, User, UserRepo};
 use uuid::Uuid;
 
-use support::fixtures;
-use support::trace_capture::Captured;
+use crate::support::fixtures;
+use crate::support::trace_capture::Captured;
 
 fn in_days(days: i64) -> chrono::DateTime<Utc> {
     Utc::now() + Duration::days(days)

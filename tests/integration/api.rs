@@ -4,8 +4,6 @@
 //! status codes.
 #![cfg(all(feature = "tokio", feature = "serde"))]
 
-mod support;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
@@ -15,8 +13,8 @@ use serde_json::{json, Value};
 use todo_store::testing::TestDb;
 use todo_store::{NewSession, SessionRepo};
 
-use support::examples::example_binary;
-use support::fixtures;
+use crate::support::examples::example_binary;
+use crate::support::fixtures;
 
 /// The service, on a free port, stopped when dropped.
 struct Service {
