@@ -25,7 +25,7 @@ use todo_store::{NewTask, PgConnection, TaskQuery, TaskRepo, UserRepo};
 use uuid::Uuid;
 
 use support::fixtures;
-use support::trace_capture::Captured;
+use support::trace_capture::{self, Captured};
 
 /// The fixture's directory, with its node_modules installed (once per process).
 fn fixture() -> &'static Path {
@@ -523,13 +523,7 @@ fn no_trace_shows_the_cookie_or_its_token() {
     let secret = auth.secret();
     let cookie = auth.sign_up("trace@example.com", PASSWORD).cookie;
     let capture = Captured::default();
-    let writer = capture.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_max_level(tracing::Level::TRACE)
-        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::FULL)
-        .with_ansi(false)
-        .finish();
+    let subscriber = trace_capture::everything(&capture);
     let mut conn = db.pool().get().unwrap();
     tracing::subscriber::with_default(subscriber, || {
         assert!(rust_side(&mut conn, &cookie.value, &secret).is_some());

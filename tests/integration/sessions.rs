@@ -15,7 +15,7 @@ use todo_store::{Error, NewSession, PgConnection, Session, SessionRepo, User, Us
 use uuid::Uuid;
 
 use crate::support::fixtures;
-use crate::support::trace_capture::Captured;
+use crate::support::trace_capture::{self, Captured};
 
 fn in_days(days: i64) -> chrono::DateTime<Utc> {
     Utc::now() + Duration::days(days)
@@ -399,13 +399,7 @@ fn purge_deletes_dead_sessions_in_batches_while_requests_authenticate() {
 #[test]
 fn no_trace_shows_a_token() {
     let capture = Captured::default();
-    let writer = capture.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_max_level(tracing::Level::TRACE)
-        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::FULL)
-        .with_ansi(false)
-        .finish();
+    let subscriber = trace_capture::everything(&capture);
     let db = TestDb::new();
     let mut conn = db.pool().get().unwrap();
     let user = fixtures::user(&mut conn);

@@ -554,3 +554,15 @@ pub fn check_rows(pool: &PgPool, workers: &[Worker<'_>]) -> Vec<String> {
     }
     violations
 }
+
+/// What the workers saw go wrong, each line naming its thread.
+pub fn violations(workers: &[Worker<'_>]) -> Vec<String> {
+    workers
+        .iter()
+        .flat_map(|w| {
+            w.violations
+                .iter()
+                .map(move |v| format!("thread {}: {v}", w.thread))
+        })
+        .collect()
+}
