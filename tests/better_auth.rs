@@ -7,7 +7,7 @@
 //! need them runs `npm ci`); without them the tests fail and say what to install.
 #![cfg(feature = "better-auth")]
 
-mod common;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -23,6 +23,9 @@ use todo_store::better_auth::{
 use todo_store::testing::TestDb;
 use todo_store::{NewTask, PgConnection, TaskQuery, TaskRepo, UserRepo};
 use uuid::Uuid;
+
+use support::fixtures;
+use support::trace_capture::{self, Captured};
 
 /// The fixture's directory, with its node_modules installed (once per process).
 fn fixture() -> &'static Path {
@@ -382,7 +385,7 @@ fn a_user_deleted_by_the_crate_is_signed_out_and_can_no_longer_sign_in() {
     let secret = auth.secret();
     let signed_up = auth.sign_up("edsger@example.com", PASSWORD);
     let user = UserRepo::get(&mut conn, signed_up.user_id).unwrap();
-    common::task(&mut conn, &user, "Write EWD");
+    fixtures::task(&mut conn, &user, "Write EWD");
     UserRepo::delete(&mut conn, signed_up.user_id).unwrap();
 
     assert_eq!(rust_side(&mut conn, &signed_up.cookie.value, &secret), None);
@@ -421,7 +424,7 @@ fn exactly_what_better_auth_signs_authenticates_and_nothing_else() {
     let mut conn = db.conn();
     let auth = BetterAuth::on(&db);
     let secret = auth.secret();
-    let user = common::user(&mut conn);
+    let user = fixtures::user(&mut conn);
     let real = auth.sign_up("alan@example.com", PASSWORD).cookie;
     for token in [
         "plain",
@@ -515,38 +518,18 @@ proptest! {
 /// No span, event or log line of the Rust side shows a cookie or a token.
 #[test]
 fn no_trace_shows_the_cookie_or_its_token() {
-    use std::io::Write;
-    use std::sync::{Arc, Mutex};
-
-    #[derive(Clone, Default)]
-    struct Capture(Arc<Mutex<Vec<u8>>>);
-    impl Write for Capture {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
     let db = TestDb::new();
     let auth = BetterAuth::on(&db);
     let secret = auth.secret();
     let cookie = auth.sign_up("trace@example.com", PASSWORD).cookie;
-    let capture = Capture::default();
-    let writer = capture.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_max_level(tracing::Level::TRACE)
-        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::FULL)
-        .with_ansi(false)
-        .finish();
+    let capture = Captured::default();
+    let subscriber = trace_capture::everything(&capture);
     let mut conn = db.pool().get().unwrap();
     tracing::subscriber::with_default(subscriber, || {
         assert!(rust_side(&mut conn, &cookie.value, &secret).is_some());
         assert!(rust_side(&mut conn, &format!("{}x", cookie.value), &secret).is_none());
     });
-    let text = String::from_utf8_lossy(&capture.0.lock().unwrap()).into_owned();
+    let text = capture.text();
     assert!(
         text.contains("better_auth.authenticate_cookie") && text.contains("auth_sessions"),
         "the capture works: {text}"

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
-use support::workload::{check_rows, is_fault, Call, Worker};
+use support::workload::{check_rows, is_fault, violations, Call, Worker};
 use todo_store::local_postgres::{LocalPostgres, ShutdownMode};
 use todo_store::pool::checkout;
 use todo_store::{DbConfig, Error, NewUser, PgPool, UserRepo};
@@ -139,14 +139,7 @@ fn outages_under_load(pg: &LocalPostgres, outages: &[Outage]) {
     let mut calls: Vec<&Call> = workers.iter().flat_map(|w| &w.calls).collect();
     calls.extend(&probe_calls);
     calls.sort_by_key(|c| c.started);
-    let mut violations: Vec<String> = workers
-        .iter()
-        .flat_map(|w| {
-            w.violations
-                .iter()
-                .map(move |v| format!("thread {}: {v}", w.thread))
-        })
-        .collect();
+    let mut violations = violations(&workers);
 
     // No call blocked longer than the pool's connection timeout (plus the margin).
     let slowest = calls.iter().map(|c| c.took).max().unwrap_or_default();

@@ -2,16 +2,20 @@
 //! system's PostgreSQL binaries.
 #![cfg(feature = "local-postgres")]
 
+mod support;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use diesel::connection::SimpleConnection;
 use diesel::dsl::sql;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Integer, Text};
 use todo_store::local_postgres::{find_bin_dir, LocalPostgres, LocalPostgresError, ShutdownMode};
+
+use support::wait::wait_until;
 
 /// Set in the child process of `watchdog_removes_the_cluster_of_a_killed_process`.
 const WATCHDOG_CHILD_ENV: &str = "TODO_STORE_LOCAL_POSTGRES_WATCHDOG_CHILD";
@@ -40,14 +44,6 @@ fn alive(pid: i32) -> bool {
             .next();
         !matches!(state, Some("Z" | "X") | None)
     })
-}
-
-fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// A fresh directory for a persistent cluster, removed (with a fallback data directory

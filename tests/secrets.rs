@@ -1,4 +1,4 @@
-//! The password of DATABASE_URL never shows (issue 6): not in `Debug` or `Display` of
+//! The password of DATABASE_URL never shows: not in `Debug` or `Display` of
 //! any type (DbConfig, the pool and its connection manager, TestDb), not in any error
 //! of a failure scenario (connection refused, unknown database, pool timeout, statement
 //! timeout, malformed URLs, `?password=`, key=value strings), and not in any log or

@@ -1,6 +1,6 @@
-//! TLS to PostgreSQL (issue 6; Neon, the production host, requires it): a local
-//! cluster with a certificate made at test time by the `openssl` command (a test CA, a
-//! server certificate for `localhost`, and a second CA that signed nothing).
+//! TLS to PostgreSQL (Neon, the production host, requires it): a local cluster with a
+//! certificate made at test time by the `openssl` command (a test CA, a server
+//! certificate for `localhost`, and a second CA that signed nothing).
 //!
 //! - `sslmode=require` connects, and the session is encrypted (`pg_stat_ssl`);
 //! - to a server without TLS, `sslmode=require` fails with an error that says SSL;
@@ -9,10 +9,10 @@
 //!
 //! See docs/tls.md.
 
+mod support;
+
 use std::fs;
-use std::os::unix::fs::{chown, MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::os::unix::fs::MetadataExt;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -22,114 +22,7 @@ use diesel::{Connection, PgConnection, RunQueryDsl};
 use todo_store::local_postgres::LocalPostgres;
 use todo_store::{connect, DbConfig, Error, NewUser, UserRepo};
 
-/// The certificates and keys.
-struct Certs {
-    ca: PathBuf,
-    other_ca: PathBuf,
-    cert: PathBuf,
-    key: PathBuf,
-}
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!(
-                "the TLS tests make their certificates with the `openssl` command, which \
-                 could not run ({e}): install it (Debian/Ubuntu: apt-get install openssl; \
-                 it comes with the postgresql packages)"
-            )
-        });
-    assert!(
-        out.status.success(),
-        "openssl {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// In `dir`: a CA, a server certificate for `localhost` (DNS name only) signed by it,
-/// and another CA. The server's key is handed to `owner` (uid, gid) with mode 0600, as
-/// PostgreSQL demands of its key file.
-fn make_certs(dir: &Path, owner: (u32, u32)) -> Certs {
-    fs::create_dir_all(dir).expect("a directory for the certificates");
-    // The server's OS user must reach its files.
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).expect("chmod");
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"];
-    for (name, subject) in [("ca", "todo-store test CA"), ("other-ca", "another CA")] {
-        let (key, pem, subj) = (
-            format!("{name}.key"),
-            format!("{name}.pem"),
-            format!("/CN={subject}"),
-        );
-        let mut args = vec!["req", "-x509", "-nodes", "-days", "2"];
-        args.extend(ec);
-        args.extend([
-            "-keyout",
-            &key,
-            "-out",
-            &pem,
-            "-subj",
-            &subj,
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-        ]);
-        openssl(dir, &args);
-    }
-    let mut args = vec!["req", "-nodes"];
-    args.extend(ec);
-    args.extend([
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-        "-subj",
-        "/CN=localhost",
-    ]);
-    openssl(dir, &args);
-    fs::write(
-        dir.join("server.ext"),
-        "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\n\
-         keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
-    )
-    .expect("the extensions file");
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            "server.ext",
-            "-out",
-            "server.crt",
-        ],
-    );
-    let key = dir.join("server.key");
-    chown(&key, Some(owner.0), Some(owner.1)).expect("the key handed to the server's user");
-    fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).expect("chmod 0600");
-    for file in ["ca.pem", "other-ca.pem", "server.crt"] {
-        fs::set_permissions(dir.join(file), fs::Permissions::from_mode(0o644)).expect("chmod");
-    }
-    Certs {
-        ca: dir.join("ca.pem"),
-        other_ca: dir.join("other-ca.pem"),
-        cert: dir.join("server.crt"),
-        key,
-    }
-}
+use support::tls::{make_certs, Certs};
 
 /// A cluster without TLS, one with it, and the certificates.
 struct Servers {

@@ -23,7 +23,7 @@ use diesel::prelude::*;
 use diesel::sql_types::Bool;
 use support::netns::{in_private_network, set_loopback};
 use support::proxy::FaultProxy;
-use support::workload::{check_rows, Worker};
+use support::workload::{check_rows, violations, Worker};
 use todo_store::local_postgres::LocalPostgres;
 use todo_store::pool::{build_pool_lazy, checkout, connect_with_metrics};
 use todo_store::{
@@ -659,14 +659,7 @@ fn connections_reset_every_3s_under_load_lose_nothing_and_retried_transactions_c
             .collect()
     });
 
-    let mut violations: Vec<String> = workers
-        .iter()
-        .flat_map(|w| {
-            w.violations
-                .iter()
-                .map(move |v| format!("thread {}: {v}", w.thread))
-        })
-        .collect();
+    let mut violations = violations(&workers);
     let calls: Vec<_> = workers.iter().flat_map(|w| &w.calls).collect();
     let slowest = calls.iter().map(|c| c.took).max().unwrap_or_default();
     for c in &calls {

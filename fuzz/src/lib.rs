@@ -2,7 +2,7 @@
 //! crate's code through the hooks of its `fuzzing` feature (`todo_store::fuzzing`) and
 //! panics when that code breaks one of its promises.
 //!
-//! `tests/hostile.rs` includes this file as a module (`#[path]`), so stable CI runs the
+//! `tests/integration/hostile.rs` includes this file as a module (`#[path]`), so stable CI runs the
 //! same checks over generated inputs; it therefore names nothing but `todo_store` and
 //! `std`.
 

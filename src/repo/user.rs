@@ -27,7 +27,7 @@ const KEY_CLOSE: &str = "), 'ß', 'ss'), 'ſ', 's')";
 /// The key of the stored email with its collation: the expression of the unique index
 /// `users_email_ci_key` (migration `2026-12-02-000002_email_collation`), written the
 /// same way so that the planner matches it to the index
-/// (`tests/query_plans.rs` checks it does).
+/// (`tests/integration/query_plans.rs` checks it does).
 const STORED_EMAIL_KEY: &str =
     "(replace(replace(lower(email), 'ß', 'ss'), 'ſ', 's') COLLATE email_ci)";
 

@@ -20,23 +20,7 @@ use todo_store::retry::{retry_transaction, RetryPolicy};
 use todo_store::{Error, NewTask, PgPool, TaskPatch, TaskQuery, TaskRepo};
 use uuid::Uuid;
 
-/// A small deterministic generator (xorshift64*), one per thread.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    pub fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
+use super::rng::Rng;
 
 /// What a task looks like: title, version, completed.
 pub type State = (String, i32, bool);
@@ -569,4 +553,16 @@ pub fn check_rows(pool: &PgPool, workers: &[Worker<'_>]) -> Vec<String> {
         }
     }
     violations
+}
+
+/// What the workers saw go wrong, each line naming its thread.
+pub fn violations(workers: &[Worker<'_>]) -> Vec<String> {
+    workers
+        .iter()
+        .flat_map(|w| {
+            w.violations
+                .iter()
+                .map(move |v| format!("thread {}: {v}", w.thread))
+        })
+        .collect()
 }

@@ -10,6 +10,8 @@ use todo_store::seed::{seed, seed_with_pool, SeedOptions};
 use todo_store::testing::TestDb;
 use todo_store::{TaskQuery, TaskRepo, UserRepo};
 
+use crate::support::examples::example_binary;
+
 fn options(users: u32, tasks_per_user: u32) -> SeedOptions {
     SeedOptions {
         users,
@@ -148,21 +150,11 @@ fn stopping_after_a_batch_leaves_whole_batches() {
     assert_eq!(UserRepo::count(&mut conn).unwrap(), 4);
 }
 
-/// target/debug/examples/seed, built by `cargo test` along with the tests.
-fn seed_binary() -> std::path::PathBuf {
-    let mut dir = std::env::current_exe().unwrap();
-    dir.pop();
-    if dir.ends_with("deps") {
-        dir.pop();
-    }
-    dir.join("examples").join("seed")
-}
-
 #[test]
 fn the_seed_program_fills_a_test_db_and_reports() {
     let db = TestDb::new();
     let run = |extra: &[&str]| {
-        let output = Command::new(seed_binary())
+        let output = Command::new(example_binary("seed"))
             .args([
                 "--database-url",
                 db.url(),
@@ -206,7 +198,7 @@ fn the_seed_program_fills_a_test_db_and_reports() {
 
 #[test]
 fn without_a_server_the_seed_program_says_what_to_install_or_set() {
-    let output = Command::new(seed_binary())
+    let output = Command::new(example_binary("seed"))
         .env_remove("DATABASE_URL")
         .env("PG_BINDIR", "/nonexistent/postgresql/bin")
         .current_dir(std::env::temp_dir())

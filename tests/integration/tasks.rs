@@ -1,17 +1,17 @@
 //! TaskRepo against real PostgreSQL: CRUD, user isolation, versions, validation.
 
-mod common;
-
 use chrono::{Duration, SubsecRound, Utc};
 use todo_store::testing::TestDb;
 use todo_store::{ConflictKind, Error, NewTask, Priority, TaskPatch, TaskQuery, TaskRepo};
 use uuid::Uuid;
 
+use crate::support::fixtures;
+
 #[test]
 fn create_returns_the_stored_task_with_defaults() {
     let db = TestDb::new();
     let mut conn = db.conn();
-    let user = common::user(&mut conn);
+    let user = fixtures::user(&mut conn);
     let task = TaskRepo::create(&mut conn, user.id, &NewTask::new("  Buy milk  ")).unwrap();
     assert_eq!(task.title, "Buy milk");
     assert_eq!(task.user_id, user.id);
@@ -28,7 +28,7 @@ fn create_returns_the_stored_task_with_defaults() {
 fn create_keeps_every_field() {
     let db = TestDb::new();
     let mut conn = db.conn();
-    let user = common::user(&mut conn);
+    let user = fixtures::user(&mut conn);
     let due = (Utc::now() + Duration::days(3)).trunc_subsecs(6);
     let new = NewTask::new("Report")
         .description("Quarterly numbers")
@@ -57,7 +57,7 @@ fn creating_a_task_for_a_missing_user_is_not_found() {
 fn update_is_partial_and_bumps_version_and_updated_at() {
     let db = TestDb::new();
     let mut conn = db.conn();
-    let user = common::user(&mut conn);
+    let user = fixtures::user(&mut conn);
     let due = (Utc::now() + Duration::days(1)).trunc_subsecs(6);
     let task = TaskRepo::create(
         &mut conn,
@@ -105,8 +105,8 @@ fn update_is_partial_and_bumps_version_and_updated_at() {
 fn stale_expected_version_is_a_conflict_and_changes_nothing() {
     let db = TestDb::new();
     let mut conn = db.conn();
-    let user = common::user(&mut conn);
-    let task = common::task(&mut conn, &user, "shared");
+    let user = fixtures::user(&mut conn);
+    let task = fixtures::task(&mut conn, &user, "shared");
     let first = TaskPatch {
         title: Some("mine".into()),
         expected_version: Some(1),
@@ -140,8 +140,8 @@ fn stale_expected_version_is_a_conflict_and_changes_nothing() {
 fn set_completed_marks_done_and_open() {
     let db = TestDb::new();
     let mut conn = db.conn();
-    let user = common::user(&mut conn);
-    let task = common::task(&mut conn, &user, "laundry");
+    let user = fixtures::user(&mut conn);
+    let task = fixtures::task(&mut conn, &user, "laundry");
     let done = TaskRepo::set_completed(&mut conn, user.id, task.id, true).unwrap();
     assert!(done.completed);
     assert_eq!(done.version, 2);
@@ -154,8 +154,8 @@ fn set_completed_marks_done_and_open() {
 fn delete_removes_the_task() {
     let db = TestDb::new();
     let mut conn = db.conn();
-    let user = common::user(&mut conn);
-    let task = common::task(&mut conn, &user, "gone soon");
+    let user = fixtures::user(&mut conn);
+    let task = fixtures::task(&mut conn, &user, "gone soon");
     TaskRepo::delete(&mut conn, user.id, task.id).unwrap();
     assert!(TaskRepo::get(&mut conn, user.id, task.id)
         .unwrap_err()
@@ -169,9 +169,9 @@ fn delete_removes_the_task() {
 fn another_users_task_is_not_found_and_never_changed() {
     let db = TestDb::new();
     let mut conn = db.conn();
-    let owner = common::user(&mut conn);
-    let intruder = common::user(&mut conn);
-    let task = common::task(&mut conn, &owner, "private");
+    let owner = fixtures::user(&mut conn);
+    let intruder = fixtures::user(&mut conn);
+    let task = fixtures::task(&mut conn, &owner, "private");
 
     let not_found =
         |r: todo_store::Result<_>| matches!(r, Err(Error::NotFound { entity: "task", .. }));
@@ -209,12 +209,12 @@ fn another_users_task_is_not_found_and_never_changed() {
 fn count_and_list_are_per_user_newest_first() {
     let db = TestDb::new();
     let mut conn = db.conn();
-    let user = common::user(&mut conn);
-    let other = common::user(&mut conn);
+    let user = fixtures::user(&mut conn);
+    let other = fixtures::user(&mut conn);
     let created: Vec<_> = (0..7)
-        .map(|i| common::task(&mut conn, &user, &format!("t{i}")))
+        .map(|i| fixtures::task(&mut conn, &user, &format!("t{i}")))
         .collect();
-    common::task(&mut conn, &other, "not mine");
+    fixtures::task(&mut conn, &other, "not mine");
     assert_eq!(TaskRepo::count(&mut conn, user.id).unwrap(), 7);
 
     let page = TaskRepo::list(&mut conn, user.id, &TaskQuery::new()).unwrap();
@@ -231,7 +231,7 @@ fn count_and_list_are_per_user_newest_first() {
 fn list_limit_outside_1_to_500_is_invalid() {
     let db = TestDb::new();
     let mut conn = db.conn();
-    let user = common::user(&mut conn);
+    let user = fixtures::user(&mut conn);
     for limit in [0, -1, 501, i64::MAX] {
         let err = TaskRepo::list(&mut conn, user.id, &TaskQuery::new().limit(limit)).unwrap_err();
         assert!(
@@ -246,7 +246,7 @@ fn list_limit_outside_1_to_500_is_invalid() {
 fn invalid_tasks_are_rejected_and_nothing_is_written() {
     let db = TestDb::new();
     let mut conn = db.conn();
-    let user = common::user(&mut conn);
+    let user = fixtures::user(&mut conn);
     let cases = [
         (NewTask::new(""), "title"),
         (NewTask::new(" \t\n "), "title"),
@@ -275,8 +275,8 @@ fn invalid_tasks_are_rejected_and_nothing_is_written() {
 fn invalid_patches_are_rejected_and_change_nothing() {
     let db = TestDb::new();
     let mut conn = db.conn();
-    let user = common::user(&mut conn);
-    let task = common::task(&mut conn, &user, "keep me");
+    let user = fixtures::user(&mut conn);
+    let task = fixtures::task(&mut conn, &user, "keep me");
     for patch in [
         TaskPatch {
             title: Some("  ".into()),
@@ -311,7 +311,7 @@ fn repo_calls_compose_in_a_callers_transaction() {
     use diesel::Connection;
     let db = TestDb::new();
     let mut conn = db.conn();
-    let user = common::user(&mut conn);
+    let user = fixtures::user(&mut conn);
     let result: Result<(), Error> = conn.transaction(|conn| {
         TaskRepo::create(conn, user.id, &NewTask::new("inside"))?;
         TaskRepo::create(conn, user.id, &NewTask::new(""))?; // fails: rolls both back

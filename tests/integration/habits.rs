@@ -1,8 +1,6 @@
 //! HabitRepo against real PostgreSQL: CRUD, user isolation, hostile input, the
 //! schedule's CHECK, concurrent check-ins, due days and streaks against models in Rust.
 
-mod common;
-
 use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -18,6 +16,9 @@ use todo_store::{
     User,
 };
 use uuid::Uuid;
+
+use crate::support::backend::prepared_statements;
+use crate::support::fixtures;
 
 fn date(y: i32, m: u32, d: u32) -> NaiveDate {
     NaiveDate::from_ymd_opt(y, m, d).unwrap()
@@ -67,7 +68,7 @@ fn assert_invalid<T: std::fmt::Debug>(field: &str, result: todo_store::Result<T>
 fn create_returns_the_stored_habit_with_defaults() {
     let db = TestDb::new();
     let mut conn = db.conn();
-    let user = common::user(&mut conn);
+    let user = fixtures::user(&mut conn);
     let new = NewHabit::new(
         "  Run  ",
         Schedule::Weekly {
@@ -114,7 +115,7 @@ fn a_habit_of_a_missing_user_is_not_found() {
 fn update_changes_what_the_patch_says_and_checks_the_version() {
     let db = TestDb::new();
     let mut conn = db.conn();
-    let user = common::user(&mut conn);
+    let user = fixtures::user(&mut conn);
     let created = HabitRepo::create(
         &mut conn,
         user.id,
@@ -181,7 +182,7 @@ fn update_changes_what_the_patch_says_and_checks_the_version() {
 fn list_is_oldest_first_and_delete_removes_the_habit_and_its_check_ins() {
     let db = TestDb::new();
     let mut conn = db.conn();
-    let user = common::user(&mut conn);
+    let user = fixtures::user(&mut conn);
     let habits: Vec<Habit> = (0..3)
         .map(|_| habit(&mut conn, &user, Schedule::Daily))
         .collect();
@@ -221,8 +222,8 @@ fn check_in_rows(conn: &mut PgConnection) -> i64 {
 fn another_users_habit_is_not_found_by_any_call_and_nothing_changes() {
     let db = TestDb::new();
     let mut conn = db.conn();
-    let owner = common::user(&mut conn);
-    let other = common::user(&mut conn);
+    let owner = fixtures::user(&mut conn);
+    let other = fixtures::user(&mut conn);
     let habit = habit(&mut conn, &owner, Schedule::Daily);
     check_in_all(&mut conn, &owner, &habit, &[monday()]);
     let tuesday = monday().succ_opt().unwrap();
@@ -274,7 +275,7 @@ fn another_users_habit_is_not_found_by_any_call_and_nothing_changes() {
 fn bad_names_descriptions_schedules_and_days_are_invalid_and_write_nothing() {
     let db = TestDb::new();
     let mut conn = db.conn();
-    let user = common::user(&mut conn);
+    let user = fixtures::user(&mut conn);
     for name in [
         "",
         "   ",
@@ -398,7 +399,7 @@ fn insert_raw(conn: &mut PgConnection, user: &User, schedule: &str) -> diesel::Q
 fn the_check_rejects_schedules_of_any_other_shape_written_by_plain_sql() {
     let db = TestDb::new();
     let mut conn = db.conn();
-    let user = common::user(&mut conn);
+    let user = fixtures::user(&mut conn);
     for bad in [
         // Not an object.
         "null",
@@ -482,7 +483,7 @@ fn the_check_rejects_schedules_of_any_other_shape_written_by_plain_sql() {
 fn valid_schedules_written_by_plain_sql_read_back_as_the_right_schedule() {
     let db = TestDb::new();
     let mut conn = db.conn();
-    let user = common::user(&mut conn);
+    let user = fixtures::user(&mut conn);
     for (json, expected) in [
         (r#"{"kind":"daily","v":1}"#, Schedule::Daily),
         (
@@ -520,7 +521,7 @@ fn valid_schedules_written_by_plain_sql_read_back_as_the_right_schedule() {
 fn check_ins_are_idempotent_undoable_and_listed_in_their_range() {
     let db = TestDb::new();
     let mut conn = db.conn();
-    let user = common::user(&mut conn);
+    let user = fixtures::user(&mut conn);
     let habit = habit(&mut conn, &user, mon_thu());
     let c = &mut conn;
     let days: Vec<NaiveDate> = (0..10).map(|i| monday() + chrono::Days::new(i)).collect();
@@ -558,7 +559,7 @@ fn check_ins_are_idempotent_undoable_and_listed_in_their_range() {
 fn concurrent_check_ins_of_one_day_make_exactly_one() {
     let db = TestDb::new();
     let mut conn = db.conn();
-    let user = common::user(&mut conn);
+    let user = fixtures::user(&mut conn);
     let habit = habit(&mut conn, &user, Schedule::Daily);
     drop(conn);
     for round in 0..5u64 {
@@ -627,7 +628,7 @@ fn model_streak(schedule: &Schedule, done: &BTreeSet<NaiveDate>, today: NaiveDat
 fn due_on_agrees_with_the_model_for_every_kind_of_schedule() {
     let db = TestDb::new();
     let mut conn = db.conn();
-    let user = common::user(&mut conn);
+    let user = fixtures::user(&mut conn);
     let schedules = [
         Schedule::Daily,
         mon_thu(),
@@ -696,7 +697,7 @@ fn due_on_agrees_with_the_model_for_every_kind_of_schedule() {
 fn streaks_count_scheduled_days_only() {
     let db = TestDb::new();
     let mut conn = db.conn();
-    let user = common::user(&mut conn);
+    let user = fixtures::user(&mut conn);
     let habit = habit(&mut conn, &user, mon_thu());
     let day = |offset: u64| monday() + chrono::Days::new(offset);
     let streak =
@@ -770,7 +771,7 @@ fn streaks_count_scheduled_days_only() {
 fn streaks_agree_with_the_model_over_random_schedules_and_check_ins() {
     let db = TestDb::new();
     let conn = RefCell::new(db.conn());
-    let user = common::user(&mut conn.borrow_mut());
+    let user = fixtures::user(&mut conn.borrow_mut());
     let base = date(2026, 1, 1);
     let schedule = prop_oneof![
         Just(Schedule::Daily),
@@ -819,7 +820,7 @@ fn streaks_agree_with_the_model_over_random_schedules_and_check_ins() {
 fn a_five_year_daily_streak_is_counted_in_one_fast_query() {
     let db = TestDb::new();
     let mut conn = db.conn();
-    let user = common::user(&mut conn);
+    let user = fixtures::user(&mut conn);
     let habit = habit(&mut conn, &user, Schedule::Daily);
     let first = date(2021, 1, 1);
     let today = first + chrono::Days::new(1825);
@@ -874,7 +875,7 @@ fn a_five_year_daily_streak_is_counted_in_one_fast_query() {
 fn the_habit_statements_are_prepared_once_and_reused() {
     let db = TestDb::new();
     let mut conn = db.conn();
-    let user = common::user(&mut conn);
+    let user = fixtures::user(&mut conn);
     let habit = habit(&mut conn, &user, Schedule::Daily);
     let run = |conn: &mut PgConnection| {
         HabitRepo::get(conn, user.id, habit.id).unwrap();
@@ -891,7 +892,7 @@ fn the_habit_statements_are_prepared_once_and_reused() {
         HabitRepo::update(conn, user.id, habit.id, &patch).unwrap();
     };
     run(&mut conn);
-    let first = prepared(&mut conn);
+    let first = prepared_statements(&mut conn);
     for needle in [
         "habit_is_due",
         "INSERT INTO habit_check_ins",
@@ -906,20 +907,9 @@ fn the_habit_statements_are_prepared_once_and_reused() {
         );
     }
     run(&mut conn);
-    assert_eq!(prepared(&mut conn).len(), first.len(), "prepared again");
-}
-
-#[derive(diesel::QueryableByName)]
-struct Prepared {
-    #[diesel(sql_type = Text)]
-    statement: String,
-}
-
-fn prepared(conn: &mut PgConnection) -> Vec<String> {
-    diesel::sql_query("SELECT statement FROM pg_prepared_statements")
-        .load::<Prepared>(conn)
-        .unwrap()
-        .into_iter()
-        .map(|p| p.statement)
-        .collect()
+    assert_eq!(
+        prepared_statements(&mut conn).len(),
+        first.len(),
+        "prepared again"
+    );
 }

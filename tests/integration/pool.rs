@@ -3,34 +3,12 @@
 use std::time::{Duration, Instant};
 
 use diesel::prelude::*;
-use diesel::sql_types::{Bool, Integer, Text};
+use diesel::sql_types::Text;
 use todo_store::pool::{build_pool, checkout, RECENTLY_USED};
 use todo_store::testing::TestDb;
 use todo_store::{DbConfig, Error, UserRepo};
 
-#[derive(QueryableByName)]
-struct Pid {
-    #[diesel(sql_type = Integer)]
-    pid: i32,
-}
-
-fn backend_pid(conn: &mut PgConnection) -> i32 {
-    diesel::sql_query("SELECT pg_backend_pid() AS pid")
-        .get_result::<Pid>(conn)
-        .unwrap()
-        .pid
-}
-
-fn terminate(db: &TestDb, pid: i32) {
-    let mut other = PgConnection::establish(db.url()).unwrap();
-    diesel::select(diesel::dsl::sql::<Bool>(&format!(
-        "pg_terminate_backend({pid})"
-    )))
-    .get_result::<bool>(&mut other)
-    .unwrap();
-    // Let the backend exit.
-    std::thread::sleep(Duration::from_millis(100));
-}
+use crate::support::backend::{backend_pid, terminate};
 
 fn one_connection_pool(db: &TestDb) -> todo_store::PgPool {
     build_pool(
@@ -46,7 +24,7 @@ fn a_connection_killed_while_idle_is_replaced_by_the_checkout_check() {
     let db = TestDb::new();
     let pool = one_connection_pool(&db);
     let pid = backend_pid(&mut checkout(&pool).unwrap());
-    terminate(&db, pid);
+    terminate(db.url(), pid);
     std::thread::sleep(RECENTLY_USED);
     // Idle for longer than the window: the checkout pings, finds it dead, opens another.
     let mut conn = checkout(&pool).unwrap();
@@ -58,7 +36,7 @@ fn a_recently_used_connection_costs_no_ping_and_fails_at_most_once() {
     let db = TestDb::new();
     let pool = one_connection_pool(&db);
     let pid = backend_pid(&mut checkout(&pool).unwrap());
-    terminate(&db, pid);
+    terminate(db.url(), pid);
     let started = Instant::now();
     // Returned moments ago: handed out without a check, so the first use finds it dead...
     let first = UserRepo::count(&mut checkout(&pool).unwrap());
@@ -269,7 +247,7 @@ fn an_applications_default_instrumentation_still_sees_pooled_statements() {
     );
     // And the crate's own notes still work: a lost connection is known without asking.
     let pid = backend_pid(&mut conn);
-    terminate(&db, pid);
+    terminate(db.url(), pid);
     assert!(UserRepo::count(&mut conn).unwrap_err().is_connection_lost());
     assert!(todo_store::pool::has_lost_server(&mut conn));
 }

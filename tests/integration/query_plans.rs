@@ -21,6 +21,8 @@ use todo_store::{
 };
 use uuid::Uuid;
 
+use crate::support::rng::Rng;
+
 const USERS: usize = 200;
 const TASKS_PER_USER: usize = 1_000;
 /// Tasks per create_many call: each call has its own created_at.
@@ -53,18 +55,6 @@ const WORDS: [&str; 24] = [
     "train",
 ];
 
-/// A tiny deterministic generator (xorshift64*), so the data is the same every run.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) as usize % n
-    }
-}
-
 fn new_task(rng: &mut Rng, now: DateTime<Utc>) -> NewTask {
     let words: Vec<&str> = (0..1 + rng.below(4))
         .map(|_| WORDS[rng.below(WORDS.len())])
@@ -87,7 +77,7 @@ fn new_task(rng: &mut Rng, now: DateTime<Utc>) -> NewTask {
 /// Users and their tasks, through the crate's bulk path, in one transaction.
 fn seed(conn: &mut PgConnection) -> Vec<Uuid> {
     let now = Utc::now().trunc_subsecs(6);
-    let mut rng = Rng(0x5eed_1234_abcd_ef01);
+    let mut rng = Rng::new(0x5eed_1234_abcd_ef01);
     conn.transaction::<_, Error, _>(|conn| {
         let news: Vec<NewUser> = (0..USERS)
             .map(|i| NewUser::new(format!("plan-user-{i}@example.com"), format!("User {i}")))

@@ -11,8 +11,6 @@
 //! `LOAD_OPS_PER_THREAD` (default 10,000) and `ISOLATION_ROUNDS_PER_THREAD` (default
 //! 1,000) scale the two tests.
 
-mod common;
-
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Barrier, Mutex};
 use std::time::Instant;
@@ -28,6 +26,9 @@ use todo_store::{
 };
 use uuid::Uuid;
 
+use crate::support::fixtures;
+use crate::support::rng::Rng;
+
 const THREADS: usize = 8;
 
 fn env_or(name: &str, default: usize) -> usize {
@@ -35,30 +36,6 @@ fn env_or(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-/// A small deterministic generator (xorshift64*), one per thread.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn chance(&mut self, percent: usize) -> bool {
-        self.below(100) < percent
-    }
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
 }
 
 #[derive(QueryableByName, Debug)]
@@ -427,11 +404,11 @@ fn concurrent_versioned_updates_lose_nothing_and_conflicts_are_reported() {
     let ops = env_or("LOAD_OPS_PER_THREAD", 10_000);
     let db = TestDb::new();
     let mut conn = db.conn();
-    let users: Vec<_> = (0..3).map(|_| common::user(&mut conn)).collect();
+    let users: Vec<_> = (0..3).map(|_| fixtures::user(&mut conn)).collect();
     let mut tasks = Vec::new();
     for user in &users {
         for i in 0..4 {
-            let task = common::task(&mut conn, user, &format!("seed {i}"));
+            let task = fixtures::task(&mut conn, user, &format!("seed {i}"));
             tasks.push((user.id, task.id));
         }
     }

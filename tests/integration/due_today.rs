@@ -3,8 +3,6 @@
 //! zone. Every instant is taken from the server's `now()` inside one transaction, where
 //! `now()` stands still, so the tests hold at any time of day, midnight included.
 
-mod common;
-
 use chrono::{DateTime, Duration, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use diesel::connection::SimpleConnection;
@@ -13,6 +11,8 @@ use diesel::{Connection, RunQueryDsl};
 use todo_store::testing::TestDb;
 use todo_store::{Error, NewTask, PgConnection, TaskRepo, TaskStats};
 use uuid::Uuid;
+
+use crate::support::fixtures;
 
 /// The server's `now()`: fixed for the rest of the transaction.
 fn server_now(conn: &mut PgConnection) -> DateTime<Utc> {
@@ -60,7 +60,7 @@ fn stats_with_session_zone(conn: &mut PgConnection, user_id: Uuid, zone: &str) -
 fn due_today_is_the_utc_day_whatever_the_sessions_time_zone() {
     let db = TestDb::new();
     let mut conn = db.conn();
-    let user = common::user(&mut conn);
+    let user = fixtures::user(&mut conn);
     conn.transaction::<_, Error, _>(|conn| {
         let now = server_now(conn);
         let (start, end) = local_day(Tz::UTC, now);
@@ -103,8 +103,8 @@ const ZONES: &[&str] = &[
 fn stats_in_time_zone_counts_the_calendar_day_of_that_zone() {
     let db = TestDb::new();
     let mut conn = db.conn();
-    let user = common::user(&mut conn);
-    let other = common::user(&mut conn);
+    let user = fixtures::user(&mut conn);
+    let other = fixtures::user(&mut conn);
     conn.transaction::<_, Error, _>(|conn| {
         let now = server_now(conn);
         let us = Duration::microseconds(1);
@@ -170,7 +170,7 @@ fn stats_in_time_zone_counts_the_calendar_day_of_that_zone() {
 fn a_task_due_late_in_the_utc_day_is_due_tomorrow_in_tokyo() {
     let db = TestDb::new();
     let mut conn = db.conn();
-    let user = common::user(&mut conn);
+    let user = fixtures::user(&mut conn);
     conn.transaction::<_, Error, _>(|conn| {
         let now = server_now(conn);
         let (utc_midnight, _) = local_day(Tz::UTC, now);
@@ -210,7 +210,7 @@ fn a_task_due_late_in_the_utc_day_is_due_tomorrow_in_tokyo() {
 fn time_zones_that_are_not_iana_names_are_invalid_before_any_query() {
     let db = TestDb::new();
     let mut conn = db.conn();
-    let user = common::user(&mut conn);
+    let user = fixtures::user(&mut conn);
     let long = "Europe/".to_owned() + &"x".repeat(10_000);
     let invalid = [
         "",
@@ -239,7 +239,7 @@ fn time_zones_that_are_not_iana_names_are_invalid_before_any_query() {
     // Inside a transaction: had any of them reached the server, its error would have
     // aborted the transaction.
     conn.transaction::<_, Error, _>(|conn| {
-        common::task(conn, &user, "still here");
+        fixtures::task(conn, &user, "still here");
         for name in invalid {
             match TaskRepo::stats_in_time_zone(conn, user.id, name) {
                 Err(Error::Validation { field, .. }) if field == "time_zone" => {}

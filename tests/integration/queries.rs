@@ -1,8 +1,6 @@
-//! Task queries against real PostgreSQL (issue 3): filters, sorts, keyset pagination,
+//! Task queries against real PostgreSQL : filters, sorts, keyset pagination,
 //! cursors, full-text search, count_matching, stats and the bulk operations, plus a
 //! property test that random pages concatenate to the filtered, sorted set.
-
-mod common;
 
 use std::cell::RefCell;
 use std::cmp::Ordering;
@@ -21,6 +19,9 @@ use todo_store::{
     TaskSort, User,
 };
 use uuid::Uuid;
+
+use crate::support::cursor_forge::{forge, KEY};
+use crate::support::fixtures;
 
 /// Every sort that can be computed in Rust (all but relevance).
 const SORTS: [TaskSort; 5] = [
@@ -218,8 +219,8 @@ struct Fixture {
 
 fn fixture(conn: &mut PgConnection) -> Fixture {
     use Priority::{High, Low, Medium};
-    let user = common::user(conn);
-    let other = common::user(conn);
+    let user = fixtures::user(conn);
+    let other = fixtures::user(conn);
     let t0 = now_micros();
     let day = |n: i64| t0 + Duration::days(n);
     let task =
@@ -520,7 +521,7 @@ fn created_before_and_after_are_strict_bounds() {
 fn time_bounds_below_a_microsecond_are_strict() {
     let db = TestDb::new();
     let mut conn = db.conn();
-    let user = common::user(&mut conn);
+    let user = fixtures::user(&mut conn);
     let ns = Duration::nanoseconds(1);
     for due in [
         DateTime::from_timestamp_micros(1_900_000_000_123_456).unwrap(),
@@ -595,7 +596,7 @@ fn time_bounds_below_a_microsecond_are_strict() {
 fn a_cursor_of_a_query_with_the_same_field_bytes_is_rejected() {
     let db = TestDb::new();
     let mut conn = db.conn();
-    let user = common::user(&mut conn);
+    let user = fixtures::user(&mut conn);
     for _ in 0..2 {
         TaskRepo::create(
             &mut conn,
@@ -850,7 +851,7 @@ fn title_sort_is_byte_order() {
     assert_sort(&mut conn, &fx, TaskSort::Title);
 
     // Byte order of UTF-8, whatever the database's collation would say.
-    let user = common::user(&mut conn);
+    let user = fixtures::user(&mut conn);
     let titles = [
         "b", "B", "a", "é", "e", "z", "Z", "ä", "日本", "😀", "aa", "a b", "a-b", "A", "_x", "1",
     ];
@@ -899,7 +900,7 @@ fn default_order_is_newest_first() {
 fn relevance_sort_puts_best_matches_first() {
     let db = TestDb::new();
     let mut conn = db.conn();
-    let user = common::user(&mut conn);
+    let user = fixtures::user(&mut conn);
     // Title words weigh more than description words: title+description > title only >
     // description only. Tasks within a group rank the same and tie on id.
     let both = NewTask::new("alpha").description("alpha");
@@ -953,8 +954,8 @@ fn relevance_sort_puts_best_matches_first() {
 fn relevance_sort_without_search_is_invalid() {
     let db = TestDb::new();
     let mut conn = db.conn();
-    let user = common::user(&mut conn);
-    common::task(&mut conn, &user, "alpha");
+    let user = fixtures::user(&mut conn);
+    fixtures::task(&mut conn, &user, "alpha");
     for dir in DIRECTIONS {
         let q = TaskQuery::new().sort(TaskSort::Relevance, dir);
         assert_invalid(TaskRepo::list(&mut conn, user.id, &q), "sort");
@@ -974,7 +975,7 @@ fn relevance_sort_without_search_is_invalid() {
 fn limit_0_and_501_are_invalid() {
     let db = TestDb::new();
     let mut conn = db.conn();
-    let user = common::user(&mut conn);
+    let user = fixtures::user(&mut conn);
     for limit in [0i64, 501, -1, i64::MIN, i64::MAX] {
         assert_invalid(
             TaskRepo::list(&mut conn, user.id, &TaskQuery::new().limit(limit)),
@@ -996,7 +997,7 @@ fn limit_0_and_501_are_invalid() {
 fn limit_1_and_500_are_accepted_and_the_default_is_50() {
     let db = TestDb::new();
     let mut conn = db.conn();
-    let user = common::user(&mut conn);
+    let user = fixtures::user(&mut conn);
     let news: Vec<_> = (0..501)
         .map(|i| NewTask::new(format!("task {i:03}")))
         .collect();
@@ -1057,7 +1058,7 @@ fn walking_all_pages_gives_the_full_ordered_set_for_every_sort() {
 fn the_last_page_has_no_cursor() {
     let db = TestDb::new();
     let mut conn = db.conn();
-    let user = common::user(&mut conn);
+    let user = fixtures::user(&mut conn);
     // Empty: one empty page, no cursor.
     let page = TaskRepo::list(&mut conn, user.id, &TaskQuery::new()).unwrap();
     assert!(page.items.is_empty());
@@ -1106,7 +1107,7 @@ fn a_cursor_continues_at_another_limit() {
 fn paging_is_stable_while_rows_are_inserted_updated_and_deleted() {
     let db = TestDb::new();
     let mut conn = db.conn();
-    let user = common::user(&mut conn);
+    let user = fixtures::user(&mut conn);
     let t0 = now_micros();
     let titles = [
         "kiwi", "apple", "mango", "banana", "cherry", "fig", "grape", "lemon",
@@ -1390,35 +1391,11 @@ fn a_garbage_cursor_is_invalid() {
     }
 }
 
-/// FNV-1a 64, as the crate checksums cursors: lets the test forge cursors whose
-/// checksum is right but whose content is not.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        hash ^= u64::from(b);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    hash
-}
-
-/// `cursor` with its payload (everything before the checksum) replaced by `edit` of it,
-/// and a checksum that matches.
-fn forge(cursor: &str, edit: impl FnOnce(&mut Vec<u8>)) -> String {
-    let bytes = URL_SAFE_NO_PAD.decode(cursor).expect("a cursor is base64");
-    let mut payload = bytes[..bytes.len() - 8].to_vec();
-    edit(&mut payload);
-    let checksum = fnv1a(&payload);
-    payload.extend_from_slice(&checksum.to_be_bytes());
-    URL_SAFE_NO_PAD.encode(payload)
-}
-
 #[test]
 fn a_forged_cursor_with_a_valid_checksum_is_invalid_never_a_database_error() {
     let db = TestDb::new();
     let mut conn = db.conn();
     let fx = fixture(&mut conn);
-    // Layout: version, sort, direction, fingerprint (8), key, id (16).
-    const KEY: usize = 11;
     let user = fx.user.id;
     let mut list =
         |q: &TaskQuery, cursor: &str| TaskRepo::list(&mut conn, user, &q.clone().after(cursor));
@@ -1869,8 +1846,8 @@ fn hostile_search_strings_never_produce_a_database_error() {
 fn a_search_of_1000_characters_is_accepted_and_1001_is_invalid() {
     let db = TestDb::new();
     let mut conn = db.conn();
-    let user = common::user(&mut conn);
-    common::task(&mut conn, &user, "alpha");
+    let user = fixtures::user(&mut conn);
+    fixtures::task(&mut conn, &user, "alpha");
     for unit in ["a", "é", "😀", "alpha "] {
         let ok = unit.repeat(1000).chars().take(1000).collect::<String>();
         assert_eq!(ok.chars().count(), 1000);
@@ -2082,9 +2059,9 @@ fn stats_match_hand_computed_numbers_per_user() {
     use Priority::{High, Low, Medium};
     let db = TestDb::new();
     let mut conn = db.conn();
-    let ada = common::user(&mut conn);
-    let bob = common::user(&mut conn);
-    let cy = common::user(&mut conn);
+    let ada = fixtures::user(&mut conn);
+    let bob = fixtures::user(&mut conn);
+    let cy = fixtures::user(&mut conn);
     // In one transaction now() stands still, so "today" and "overdue" are exact.
     conn.transaction::<_, Error, _>(|conn| {
         let (now, today) = server_now_and_today(conn);
@@ -2178,7 +2155,7 @@ fn stats_follow_changes() {
 fn create_many_returns_the_stored_tasks_in_input_order() {
     let db = TestDb::new();
     let mut conn = db.conn();
-    let user = common::user(&mut conn);
+    let user = fixtures::user(&mut conn);
     let due = now_micros() + Duration::days(2);
     let news: Vec<NewTask> = (0..12)
         .map(|i| {
@@ -2223,7 +2200,7 @@ fn create_many_returns_the_stored_tasks_in_input_order() {
 fn create_many_with_one_bad_item_names_its_index_and_writes_nothing() {
     let db = TestDb::new();
     let mut conn = db.conn();
-    let user = common::user(&mut conn);
+    let user = fixtures::user(&mut conn);
     let good = || NewTask::new("fine");
     let cases: Vec<(usize, NewTask, &str)> = vec![
         (3, NewTask::new("   "), "tasks[3].title"),
@@ -2258,7 +2235,7 @@ fn create_many_with_one_bad_item_names_its_index_and_writes_nothing() {
 fn create_many_for_a_missing_user_is_not_found() {
     let db = TestDb::new();
     let mut conn = db.conn();
-    let user = common::user(&mut conn);
+    let user = fixtures::user(&mut conn);
     let missing = Uuid::now_v7();
     let news = [NewTask::new("a"), NewTask::new("b")];
     match TaskRepo::create_many(&mut conn, missing, &news) {
@@ -2282,7 +2259,7 @@ fn create_many_for_a_missing_user_is_not_found() {
 fn create_many_of_nothing_is_ok_and_empty() {
     let db = TestDb::new();
     let mut conn = db.conn();
-    let user = common::user(&mut conn);
+    let user = fixtures::user(&mut conn);
     assert_eq!(
         TaskRepo::create_many(&mut conn, user.id, &[]).unwrap(),
         Vec::<Task>::new()
@@ -2298,7 +2275,7 @@ fn create_many_of_nothing_is_ok_and_empty() {
 fn create_many_writes_20000_tasks_in_one_call() {
     let db = TestDb::new();
     let mut conn = db.conn();
-    let user = common::user(&mut conn);
+    let user = fixtures::user(&mut conn);
     let due = now_micros();
     let news: Vec<NewTask> = (0..20_000)
         .map(|i| {
@@ -2340,7 +2317,7 @@ fn create_many_writes_20000_tasks_in_one_call() {
 fn create_many_inside_a_failing_transaction_leaves_nothing() {
     let db = TestDb::new();
     let mut conn = db.conn();
-    let user = common::user(&mut conn);
+    let user = fixtures::user(&mut conn);
     let news: Vec<NewTask> = (0..100).map(|i| NewTask::new(format!("t{i}"))).collect();
     let result: Result<(), Error> = conn.transaction(|conn| {
         let created = TaskRepo::create_many(conn, user.id, &news)?;
@@ -2371,8 +2348,8 @@ fn create_many_inside_a_failing_transaction_leaves_nothing() {
 
 /// Two users with five open tasks each.
 fn two_users_with_tasks(conn: &mut PgConnection) -> (User, Vec<Task>, User, Vec<Task>) {
-    let ada = common::user(conn);
-    let bob = common::user(conn);
+    let ada = fixtures::user(conn);
+    let bob = fixtures::user(conn);
     let news: Vec<NewTask> = (0..5).map(|i| NewTask::new(format!("t{i}"))).collect();
     let ada_tasks = TaskRepo::create_many(conn, ada.id, &news).unwrap();
     let bob_tasks = TaskRepo::create_many(conn, bob.id, &news).unwrap();
@@ -2775,7 +2752,7 @@ fn random_pages_concatenate_to_the_filtered_sorted_set() {
     let result = runner.run(&strategy, |(gen_tasks, mut cuts, gq)| {
         let mut guard = conn.borrow_mut();
         let conn: &mut PgConnection = &mut guard;
-        let user = common::user(conn);
+        let user = fixtures::user(conn);
         // 1 to 4 create_many calls: created_at ties within each, not across.
         let news: Vec<NewTask> = gen_tasks.iter().map(|g| g.new_task(base)).collect();
         cuts.iter_mut().for_each(|c| *c = (*c).min(news.len()));
@@ -2876,7 +2853,7 @@ fn random_search_strings_never_produce_a_database_error() {
     let conn = RefCell::new(db.conn());
     let user = {
         let mut conn = conn.borrow_mut();
-        let user = common::user(&mut conn);
+        let user = fixtures::user(&mut conn);
         let news: Vec<NewTask> = ["alpha bravo", "the alpha", "charlie - delta", "echo"]
             .iter()
             .map(|t| NewTask::new(*t).description("foxtrot -- golf"))
@@ -2951,7 +2928,7 @@ fn random_search_strings_never_produce_a_database_error() {
 fn relevance_pages_concatenate_to_one_big_page() {
     let db = TestDb::new();
     let mut conn = db.conn();
-    let user = common::user(&mut conn);
+    let user = fixtures::user(&mut conn);
     // 120 tasks from the vocabulary, deterministic: many rank ties, many distinct ranks.
     let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut next = |n: usize| {
@@ -3026,9 +3003,9 @@ fn relevance_pages_concatenate_to_one_big_page() {
 fn a_title_cursor_carries_no_title_in_clear() {
     let db = TestDb::new();
     let mut conn = db.conn();
-    let user = common::user(&mut conn);
+    let user = fixtures::user(&mut conn);
     for title in ["Surprise party for Grace", "Tax return 2026"] {
-        common::task(&mut conn, &user, title);
+        fixtures::task(&mut conn, &user, title);
     }
     let query = TaskQuery::new()
         .sort(TaskSort::Title, Direction::Asc)
@@ -3045,7 +3022,7 @@ fn a_title_cursor_carries_no_title_in_clear() {
     let next = TaskRepo::list(&mut conn, user.id, &query.clone().after(&cursor)).unwrap();
     assert_eq!(next.items[0].title, "Tax return 2026");
     // Another user's query cannot use it.
-    let other = common::user(&mut conn);
+    let other = fixtures::user(&mut conn);
     assert_invalid(
         TaskRepo::list(&mut conn, other.id, &query.after(&cursor)),
         "cursor",

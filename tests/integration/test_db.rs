@@ -1,11 +1,11 @@
 //! The test harness itself: isolation between TestDbs, cleanup.
 
-mod common;
-
 use diesel::prelude::*;
 use diesel::sql_types::BigInt;
 use todo_store::testing::TestDb;
 use todo_store::{TaskRepo, UserRepo};
+
+use crate::support::fixtures;
 
 #[derive(QueryableByName)]
 struct Count {
@@ -18,8 +18,8 @@ fn two_test_dbs_do_not_see_each_others_rows() {
     let a = TestDb::new();
     let b = TestDb::new();
     assert_ne!(a.name(), b.name());
-    let user = common::user(&mut a.conn());
-    common::task(&mut a.conn(), &user, "only in a");
+    let user = fixtures::user(&mut a.conn());
+    fixtures::task(&mut a.conn(), &user, "only in a");
     assert_eq!(UserRepo::count(&mut b.conn()).unwrap(), 0);
     assert!(UserRepo::get(&mut b.conn(), user.id)
         .unwrap_err()
@@ -50,7 +50,7 @@ fn many_test_dbs_in_parallel_are_all_fresh() {
                 let db = TestDb::new();
                 let mut conn = db.conn();
                 assert_eq!(UserRepo::count(&mut conn).unwrap(), 0);
-                common::user(&mut conn);
+                fixtures::user(&mut conn);
                 assert_eq!(UserRepo::count(&mut conn).unwrap(), 1);
             });
         }

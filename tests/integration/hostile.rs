@@ -13,8 +13,6 @@
 //! cargo-fuzz targets (`fuzz/src/lib.rs`, included here) also run over a few thousand
 //! generated inputs.
 
-mod common;
-
 use std::cell::RefCell;
 use std::fmt::Debug;
 
@@ -33,6 +31,9 @@ use todo_store::{
     TaskRepo, TaskSort, User, UserPatch, UserRepo,
 };
 use uuid::Uuid;
+
+use crate::support::cursor_forge::{forge_bytes, KEY};
+use crate::support::fixtures;
 
 // ---------------------------------------------------------------------------------------
 // The invariant
@@ -400,8 +401,8 @@ struct Fixture {
 
 fn fixture(conn: &mut PgConnection) -> Fixture {
     UserRepo::create(conn, &NewUser::new(TAKEN, "Taken")).expect("the taken user");
-    let user = common::user(conn);
-    let other = common::user(conn);
+    let user = fixtures::user(conn);
+    let other = fixtures::user(conn);
     let dates = [
         None,
         Some(ymd(0, 1, 1)),
@@ -954,7 +955,7 @@ fn dates_postgresql_cannot_hold_are_rejected_cleanly() {
 fn create_many_returns_the_due_dates_it_stored() {
     let db = TestDb::new();
     let mut conn = db.conn();
-    let user = common::user(&mut conn).id;
+    let user = fixtures::user(&mut conn).id;
     for date in [
         DateTime::from_timestamp(1_700_000_000, 123_456_789).expect("a date"),
         DateTime::UNIX_EPOCH + Duration::nanoseconds(1),
@@ -1167,18 +1168,6 @@ fn hostile_task_queries_are_ok_or_invalid_and_read_only() {
 // Cursors
 // ---------------------------------------------------------------------------------------
 
-/// Offset of the sort key in a cursor's payload: version, sort, direction, fingerprint.
-const KEY: usize = 11;
-
-fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        hash ^= u64::from(b);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    hash
-}
-
 /// How to damage a real cursor: edits of its text, and edits of its payload behind a
 /// valid checksum (a forgery: only the format checks stand in the way).
 #[derive(Debug, Clone)]
@@ -1279,7 +1268,7 @@ impl Mutation {
             // Forgeries start from a payload: not possible once the text is no cursor.
             _ => {
                 return match URL_SAFE_NO_PAD.decode(cursor) {
-                    Ok(bytes) if bytes.len() >= 8 => forge(&bytes, |p| self.edit_payload(p)),
+                    Ok(bytes) if bytes.len() >= 8 => forge_bytes(&bytes, |p| self.edit_payload(p)),
                     _ => cursor.to_owned(),
                 }
             }
@@ -1313,16 +1302,6 @@ impl Mutation {
             _ => {}
         }
     }
-}
-
-/// The cursor of `bytes` (payload and checksum) with its payload edited and a matching
-/// checksum.
-fn forge(bytes: &[u8], edit: impl FnOnce(&mut Vec<u8>)) -> String {
-    let mut payload = bytes[..bytes.len() - 8].to_vec();
-    edit(&mut payload);
-    let checksum = fnv1a(&payload);
-    payload.extend_from_slice(&checksum.to_be_bytes());
-    URL_SAFE_NO_PAD.encode(payload)
 }
 
 /// The first page's cursor of `query` (limit 1) for `user`.
@@ -1414,15 +1393,15 @@ fn arbitrary_and_mutated_cursors_are_ok_or_invalid_never_a_database_error() {
 // ---------------------------------------------------------------------------------------
 
 #[cfg(feature = "fuzzing")]
-#[path = "../fuzz/src/lib.rs"]
+#[path = "../../fuzz/src/lib.rs"]
 mod fuzz_checks;
 
 #[cfg(feature = "fuzzing")]
 mod fuzz_smoke {
-    use super::*;
-    use crate::fuzz_checks::{
+    use super::fuzz_checks::{
         cursor_target, decode_cursor, normalize_search, seal_cursor, search_target, title_key,
     };
+    use super::*;
 
     fn id() -> [u8; 16] {
         *Uuid::now_v7().as_bytes()

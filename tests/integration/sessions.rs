@@ -3,9 +3,6 @@
 //! sliding expiry, revocation, isolation between users, and the purge of dead
 //! sessions while requests authenticate.
 
-mod common;
-
-use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -16,6 +13,9 @@ use proptest::prelude::*;
 use todo_store::testing::TestDb;
 use todo_store::{Error, NewSession, PgConnection, Session, SessionRepo, User, UserRepo};
 use uuid::Uuid;
+
+use crate::support::fixtures;
+use crate::support::trace_capture::{self, Captured};
 
 fn in_days(days: i64) -> chrono::DateTime<Utc> {
     Utc::now() + Duration::days(days)
@@ -54,7 +54,7 @@ fn count_sessions(conn: &mut PgConnection) -> i64 {
 fn a_new_sessions_token_authenticates_its_user_and_only_its_hash_is_stored() {
     let db = TestDb::new();
     let mut conn = db.conn();
-    let user = common::user(&mut conn);
+    let user = fixtures::user(&mut conn);
     let new = NewSession::new(in_days(7))
         .ip_address("2001:DB8::7")
         .user_agent("Mozilla/5.0 (X11)");
@@ -104,7 +104,7 @@ fn a_new_sessions_token_authenticates_its_user_and_only_its_hash_is_stored() {
 fn creating_a_session_checks_its_input_and_writes_nothing_on_error() {
     let db = TestDb::new();
     let mut conn = db.conn();
-    let user = common::user(&mut conn);
+    let user = fixtures::user(&mut conn);
     for (new, field) in [
         (
             NewSession::new(Utc::now() - Duration::seconds(1)),
@@ -150,7 +150,7 @@ fn creating_a_session_checks_its_input_and_writes_nothing_on_error() {
 fn any_text_that_is_not_a_live_token_is_none() {
     let db = TestDb::new();
     let mut conn = db.conn();
-    let user = common::user(&mut conn);
+    let user = fixtures::user(&mut conn);
     let (live, token) = new_session(&mut conn, &user);
     let (expired, expired_token) = new_session(&mut conn, &user);
     expire(&mut conn, expired.id);
@@ -216,7 +216,7 @@ proptest! {
 fn touch_slides_the_expiry_later_and_never_earlier() {
     let db = TestDb::new();
     let mut conn = db.conn();
-    let user = common::user(&mut conn);
+    let user = fixtures::user(&mut conn);
     let (s, _) = new_session(&mut conn, &user);
     let later = SessionRepo::touch(&mut conn, user.id, s.id, in_days(60)).unwrap();
     assert!(later.expires_at > s.expires_at);
@@ -229,7 +229,7 @@ fn touch_slides_the_expiry_later_and_never_earlier() {
         SessionRepo::touch(&mut conn, user.id, s.id, Utc::now() - Duration::hours(1)).unwrap_err();
     assert!(err.is_validation(), "{err:?}");
 
-    let other = common::user(&mut conn);
+    let other = fixtures::user(&mut conn);
     let err = SessionRepo::touch(&mut conn, other.id, s.id, in_days(90)).unwrap_err();
     assert!(err.is_not_found(), "{err:?}");
     let unchanged = SessionRepo::list(&mut conn, user.id).unwrap();
@@ -250,7 +250,7 @@ fn touch_slides_the_expiry_later_and_never_earlier() {
 fn revoking_ends_a_session_and_another_users_session_is_not_found() {
     let db = TestDb::new();
     let mut conn = db.conn();
-    let (ada, bob) = (common::user(&mut conn), common::user(&mut conn));
+    let (ada, bob) = (fixtures::user(&mut conn), fixtures::user(&mut conn));
     let (s, token) = new_session(&mut conn, &ada);
     let (_, bobs_token) = new_session(&mut conn, &bob);
 
@@ -277,7 +277,7 @@ fn revoking_ends_a_session_and_another_users_session_is_not_found() {
 fn revoke_all_counts_the_active_sessions_it_ended_and_only_the_users() {
     let db = TestDb::new();
     let mut conn = db.conn();
-    let (ada, bob) = (common::user(&mut conn), common::user(&mut conn));
+    let (ada, bob) = (fixtures::user(&mut conn), fixtures::user(&mut conn));
     let tokens: Vec<String> = (0..3).map(|_| new_session(&mut conn, &ada).1).collect();
     let (expired, _) = new_session(&mut conn, &ada);
     expire(&mut conn, expired.id);
@@ -302,7 +302,7 @@ fn revoke_all_counts_the_active_sessions_it_ended_and_only_the_users() {
 fn list_shows_the_users_active_sessions_newest_first() {
     let db = TestDb::new();
     let mut conn = db.conn();
-    let (ada, bob) = (common::user(&mut conn), common::user(&mut conn));
+    let (ada, bob) = (fixtures::user(&mut conn), fixtures::user(&mut conn));
     let created: Vec<Session> = (0..4).map(|_| new_session(&mut conn, &ada).0).collect();
     expire(&mut conn, created[1].id);
     SessionRepo::revoke(&mut conn, ada.id, created[2].id).unwrap();
@@ -322,7 +322,7 @@ fn list_shows_the_users_active_sessions_newest_first() {
 fn deleting_a_user_deletes_their_sessions() {
     let db = TestDb::new();
     let mut conn = db.conn();
-    let user = common::user(&mut conn);
+    let user = fixtures::user(&mut conn);
     let (_, token) = new_session(&mut conn, &user);
     UserRepo::delete(&mut conn, user.id).unwrap();
     assert!(SessionRepo::authenticate(&mut conn, &token)
@@ -337,7 +337,7 @@ fn deleting_a_user_deletes_their_sessions() {
 fn purge_deletes_dead_sessions_in_batches_while_requests_authenticate() {
     let db = TestDb::new();
     let mut conn = db.conn();
-    let user = common::user(&mut conn);
+    let user = fixtures::user(&mut conn);
     let live: Vec<String> = (0..20).map(|_| new_session(&mut conn, &user).1).collect();
     // 2,500 dead sessions (expired or revoked), written in bulk.
     diesel::sql_query(
@@ -398,28 +398,11 @@ fn purge_deletes_dead_sessions_in_batches_while_requests_authenticate() {
 /// No span, event or log line of any session call shows a token.
 #[test]
 fn no_trace_shows_a_token() {
-    #[derive(Clone, Default)]
-    struct Capture(Arc<Mutex<Vec<u8>>>);
-    impl Write for Capture {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let capture = Capture::default();
-    let writer = capture.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_max_level(tracing::Level::TRACE)
-        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::FULL)
-        .with_ansi(false)
-        .finish();
+    let capture = Captured::default();
+    let subscriber = trace_capture::everything(&capture);
     let db = TestDb::new();
     let mut conn = db.pool().get().unwrap();
-    let user = common::user(&mut conn);
+    let user = fixtures::user(&mut conn);
     let tokens = tracing::subscriber::with_default(subscriber, || {
         let (s, token) = new_session(&mut conn, &user);
         SessionRepo::authenticate(&mut conn, &token)
@@ -433,7 +416,7 @@ fn no_trace_shows_a_token() {
         SessionRepo::purge_expired(&mut conn, 10).unwrap();
         vec![token]
     });
-    let text = String::from_utf8_lossy(&capture.0.lock().unwrap()).into_owned();
+    let text = capture.text();
     assert!(
         text.contains("session.authenticate"),
         "the capture works: {text}"

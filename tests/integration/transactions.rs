@@ -2,15 +2,13 @@
 //! transient failure forced for real, and repo calls composed inside a caller's
 //! transaction (rolled back whole, nested through savepoints).
 
-mod common;
-
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Barrier, Mutex};
 use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Integer, Text};
+use diesel::sql_types::{BigInt, Text};
 use todo_store::pool::{build_pool, checkout, RECENTLY_USED};
 use todo_store::retry::{retry_serializable, retry_transaction, RetryPolicy};
 use todo_store::testing::TestDb;
@@ -20,14 +18,11 @@ use todo_store::{
 };
 use uuid::Uuid;
 
+use crate::support::backend::{backend_pid, terminate};
+use crate::support::fixtures;
+
 // ---------------------------------------------------------------------------------------
 // Helpers
-
-#[derive(QueryableByName)]
-struct Pid {
-    #[diesel(sql_type = Integer)]
-    pid: i32,
-}
 
 #[derive(QueryableByName)]
 struct Row {
@@ -39,35 +34,6 @@ struct Row {
 struct Count {
     #[diesel(sql_type = BigInt)]
     n: i64,
-}
-
-fn backend_pid(conn: &mut PgConnection) -> i32 {
-    diesel::sql_query("SELECT pg_backend_pid() AS pid")
-        .get_result::<Pid>(conn)
-        .expect("backend pid")
-        .pid
-}
-
-/// Terminates backend `pid` from a connection of its own and waits until it is gone.
-fn terminate(url: &str, pid: i32) {
-    let mut other = PgConnection::establish(url).expect("a second connection");
-    diesel::sql_query(format!("SELECT pg_terminate_backend({pid})"))
-        .execute(&mut other)
-        .expect("pg_terminate_backend");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let alive = diesel::sql_query(format!(
-            "SELECT count(*) AS n FROM pg_stat_activity WHERE pid = {pid}"
-        ))
-        .get_result::<Count>(&mut other)
-        .expect("pg_stat_activity")
-        .n;
-        if alive == 0 {
-            return;
-        }
-        assert!(Instant::now() < deadline, "backend {pid} did not exit");
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }
 
 /// Every row of `table` as JSON, in id order: the whole content, not just a count.
@@ -135,9 +101,9 @@ fn fast_policy(max_attempts: u32) -> RetryPolicy {
 fn a_serialization_failure_is_retried_and_the_outcome_is_serializable() {
     let db = TestDb::new();
     let mut conn = db.conn();
-    let user = common::user(&mut conn);
-    let a = common::task(&mut conn, &user, "on call: a");
-    let b = common::task(&mut conn, &user, "on call: b");
+    let user = fixtures::user(&mut conn);
+    let a = fixtures::task(&mut conn, &user, "on call: a");
+    let b = fixtures::task(&mut conn, &user, "on call: b");
     let uid = user.id;
     drop(conn);
 
@@ -204,9 +170,9 @@ fn a_serialization_failure_is_retried_and_the_outcome_is_serializable() {
 fn a_deadlock_is_retried_and_both_transactions_apply() {
     let db = TestDb::new();
     let mut conn = db.conn();
-    let user = common::user(&mut conn);
-    let a = common::task(&mut conn, &user, "first");
-    let b = common::task(&mut conn, &user, "second");
+    let user = fixtures::user(&mut conn);
+    let a = fixtures::task(&mut conn, &user, "first");
+    let b = fixtures::task(&mut conn, &user, "second");
     let uid = user.id;
     drop(conn);
 
@@ -276,7 +242,7 @@ fn a_deadlock_is_retried_and_both_transactions_apply() {
 #[test]
 fn a_connection_lost_before_the_transaction_started_is_retried_on_a_fresh_connection() {
     let db = TestDb::new();
-    let user = common::user(&mut db.conn());
+    let user = fixtures::user(&mut db.conn());
     let pool = one_connection_pool(&db);
     let mut tries = 0;
     loop {
@@ -334,8 +300,8 @@ fn a_lost_single_connection_is_not_retried() {
 #[test]
 fn a_connection_lost_before_the_first_enum_bind_is_reported_as_lost_and_retried() {
     let db = TestDb::new();
-    let user = common::user(&mut db.conn());
-    let task = common::task(&mut db.conn(), &user, "existing");
+    let user = fixtures::user(&mut db.conn());
+    let task = fixtures::task(&mut db.conn(), &user, "existing");
     type Call = fn(&mut PgConnection, Uuid, Uuid) -> todo_store::Result<()>;
     let calls: [(&str, Call); 4] = [
         ("create", |conn, user, _| {
@@ -397,7 +363,7 @@ fn a_connection_lost_before_the_first_enum_bind_is_reported_as_lost_and_retried(
 #[test]
 fn a_connection_lost_inside_the_transaction_is_retried_and_the_first_attempt_left_nothing() {
     let db = TestDb::new();
-    let user = common::user(&mut db.conn());
+    let user = fixtures::user(&mut db.conn());
     let pool = one_connection_pool(&db);
     let mut calls = 0;
     let mut lost = Vec::new();
@@ -470,7 +436,7 @@ fn a_connection_lost_during_commit_is_not_retried() {
 fn validation_and_conflict_errors_are_not_retried_and_roll_back() {
     let db = TestDb::new();
     let mut conn = db.conn();
-    let user = common::user(&mut conn);
+    let user = fixtures::user(&mut conn);
     drop(conn);
     let before = snapshot(&mut db.conn());
 
@@ -519,7 +485,7 @@ fn validation_and_conflict_errors_are_not_retried_and_roll_back() {
 #[test]
 fn retries_stop_after_max_attempts_with_bounded_waits() {
     let db = TestDb::new();
-    let user = common::user(&mut db.conn());
+    let user = fixtures::user(&mut db.conn());
     let policy = RetryPolicy {
         max_attempts: 4,
         base_delay: Duration::from_millis(40),
@@ -577,7 +543,7 @@ fn retries_stop_after_max_attempts_with_bounded_waits() {
 fn inside_a_callers_transaction_the_helper_uses_a_savepoint_and_does_not_retry() {
     let db = TestDb::new();
     let mut conn = db.conn();
-    let user = common::user(&mut conn);
+    let user = fixtures::user(&mut conn);
     let mut calls = 0;
     let outer: todo_store::Result<()> = conn.transaction(|conn| {
         TaskRepo::create(conn, user.id, &NewTask::new("outer"))?;
@@ -601,7 +567,7 @@ fn inside_a_callers_transaction_the_helper_uses_a_savepoint_and_does_not_retry()
 fn the_helper_commits_and_accepts_a_pooled_connection() {
     let db = TestDb::new();
     let mut conn = db.conn();
-    let user = common::user(&mut conn);
+    let user = fixtures::user(&mut conn);
     let task = retry_transaction(&mut conn, &RetryPolicy::default(), |conn| {
         TaskRepo::create(conn, user.id, &NewTask::new("committed"))
     })
@@ -624,9 +590,9 @@ struct World {
 }
 
 fn world(conn: &mut PgConnection) -> World {
-    let user = common::user(conn);
+    let user = fixtures::user(conn);
     let tasks = (0..4)
-        .map(|i| common::task(conn, &user, &format!("existing {i}")))
+        .map(|i| fixtures::task(conn, &user, &format!("existing {i}")))
         .collect();
     World { user, tasks }
 }
@@ -788,7 +754,7 @@ fn a_failed_nested_transaction_rolls_back_to_its_savepoint_and_the_outer_commits
     let mut conn = db.conn();
     let w = world(&mut conn);
     let uid = w.user.id;
-    let other = common::user(&mut conn);
+    let other = fixtures::user(&mut conn);
     let before_other = rows(&mut conn, "users")
         .into_iter()
         .find(|r| r.contains(&other.id.to_string()))
@@ -877,7 +843,7 @@ fn a_failed_nested_transaction_rolls_back_to_its_savepoint_and_the_outer_commits
 fn the_retry_helper_works_with_a_pool_that_is_not_the_crates() {
     use diesel::r2d2::{ConnectionManager, Pool};
     let db = TestDb::new();
-    let user = common::user(&mut db.conn());
+    let user = fixtures::user(&mut db.conn());
     let pool: Pool<ConnectionManager<PgConnection>> = Pool::builder()
         .max_size(1)
         .build(ConnectionManager::new(db.url()))

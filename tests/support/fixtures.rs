@@ -1,5 +1,4 @@
-//! Helpers shared by the integration tests.
-#![allow(dead_code)]
+//! Users and tasks to test with.
 
 use todo_store::{NewTask, NewUser, PgConnection, Task, TaskRepo, User, UserRepo};
 use uuid::Uuid;

@@ -1,39 +1,10 @@
 //! Tracing: a span per repository call, SQL at debug level, no user data, no password.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use todo_store::testing::TestDb;
 use todo_store::{NewTask, NewUser, TaskQuery, TaskRepo, UserRepo};
 use tracing_subscriber::fmt::format::FmtSpan;
-use tracing_subscriber::fmt::MakeWriter;
 
-/// Everything the subscriber writes, in memory.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
+use crate::support::trace_capture::Captured;
 
 fn capture<T>(f: impl FnOnce() -> T) -> (T, String) {
     let captured = Captured::default();

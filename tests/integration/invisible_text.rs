@@ -5,8 +5,6 @@
 //! another client would write them, are accepted or rejected exactly as the crate's
 //! validation accepts or rejects them.
 
-mod common;
-
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel::sql_types::{Integer, Text};
@@ -14,6 +12,8 @@ use todo_store::models::{is_invisible, INVISIBLE};
 use todo_store::testing::TestDb;
 use todo_store::{Error, NewTask, NewUser, PgConnection, TaskPatch, TaskRepo, UserPatch, UserRepo};
 use uuid::Uuid;
+
+use crate::support::fixtures;
 
 /// An md5 of every row of `users` and `tasks`.
 fn digest(conn: &mut PgConnection) -> String {
@@ -130,8 +130,8 @@ fn assert_invalid<T: std::fmt::Debug>(result: todo_store::Result<T>, field: &str
 fn titles_and_names_of_only_invisible_characters_are_rejected() {
     let db = TestDb::new();
     let mut conn = db.conn();
-    let user = common::user(&mut conn);
-    let task = common::task(&mut conn, &user, "A task");
+    let user = fixtures::user(&mut conn);
+    let task = fixtures::task(&mut conn, &user, "A task");
     let blanks = blank_texts();
     assert!(blanks.len() > 4000, "{}", blanks.len());
 
@@ -191,7 +191,7 @@ fn titles_and_names_of_only_invisible_characters_are_rejected() {
 fn emails_with_white_space_or_invisible_characters_are_rejected() {
     let db = TestDb::new();
     let mut conn = db.conn();
-    let user = common::user(&mut conn);
+    let user = fixtures::user(&mut conn);
     let before = digest(&mut conn);
     for c in every_invisible_char() {
         for email in [format!("a{c}b@example.com"), format!("ab@exa{c}mple.com")] {
@@ -285,7 +285,7 @@ fn raw_insert(
 fn the_check_constraints_accept_and_reject_what_validation_does_at_every_boundary() {
     let db = TestDb::new();
     let mut conn = db.conn();
-    let user = common::user(&mut conn);
+    let user = fixtures::user(&mut conn);
     let user_id = user.id.to_string();
     let title_sql = "INSERT INTO tasks (id, user_id, title) VALUES ($1, $2::uuid, $3)";
     let user_sql = "INSERT INTO users (id, email, name) VALUES ($1, $2, $3)";

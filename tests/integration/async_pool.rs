@@ -4,8 +4,6 @@
 //! leaves a connection in a transaction or the pool short of one.
 #![cfg(feature = "tokio")]
 
-mod common;
-
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,6 +15,8 @@ use todo_store::pool::build_pool;
 use todo_store::testing::TestDb;
 use todo_store::{AsyncPool, DbConfig, Error, NewTask, PgPool, TaskQuery, TaskRepo};
 use uuid::Uuid;
+
+use crate::support::fixtures;
 
 fn small_pool(db: &TestDb, size: u32, timeout: Duration) -> PgPool {
     build_pool(
@@ -64,7 +64,7 @@ async fn all_returned(pool: &PgPool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_return_what_the_sync_api_returns_errors_included() {
     let db = TestDb::new();
-    let user = common::user(&mut db.conn());
+    let user = fixtures::user(&mut db.conn());
     let pool = AsyncPool::new(db.pool().clone());
     let task = pool
         .run(move |conn| TaskRepo::create(conn, user.id, &NewTask::new("async")))
@@ -157,7 +157,7 @@ async fn the_runtime_keeps_running_while_calls_wait() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_future_leaves_no_transaction_open_and_no_connection_missing() {
     let db = TestDb::new();
-    let user = common::user(&mut db.conn());
+    let user = fixtures::user(&mut db.conn());
     let raw = small_pool(&db, 2, Duration::from_secs(5));
     let pool = AsyncPool::new(raw.clone());
     for (title, commit) in [("kept", true), ("rolled back", false)] {

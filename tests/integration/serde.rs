@@ -4,8 +4,6 @@
 //! Deserialized input goes through the same validation before any write.
 #![cfg(feature = "serde")]
 
-mod common;
-
 use serde_json::json;
 use todo_store::serde_support::TaskQueryParams;
 use todo_store::testing::TestDb;
@@ -14,11 +12,13 @@ use todo_store::{
     UserPatch, UserRepo,
 };
 
+use crate::support::fixtures;
+
 #[test]
 fn rows_pages_and_stats_serialize_with_their_field_names() {
     let db = TestDb::new();
     let mut conn = db.conn();
-    let user = common::user(&mut conn);
+    let user = fixtures::user(&mut conn);
     let new: NewTask = serde_json::from_value(json!({
         "title": "Pay rent",
         "priority": "high",
@@ -80,7 +80,7 @@ fn patches_leave_absent_fields_and_clear_null_ones() {
 fn deserialized_input_is_validated_before_any_write() {
     let db = TestDb::new();
     let mut conn = db.conn();
-    let user = common::user(&mut conn);
+    let user = fixtures::user(&mut conn);
     for body in [
         json!({}),
         json!({"title": "   "}),

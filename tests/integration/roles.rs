@@ -1,4 +1,4 @@
-//! The application's database role (issue 6): docs/roles.sql, applied for a fresh role,
+//! The application's database role: docs/roles.sql, applied for a fresh role,
 //! lets the runtime role use every repository and nothing more. It cannot drop, alter,
 //! create or truncate tables, nor run the migrations: they belong to the owner role.
 //! See docs/roles.md.

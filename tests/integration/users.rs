@@ -1,10 +1,10 @@
 //! UserRepo against real PostgreSQL.
 
-mod common;
-
 use todo_store::testing::TestDb;
 use todo_store::{ConflictKind, Error, NewUser, TaskRepo, UserPatch, UserRepo};
 use uuid::Uuid;
+
+use crate::support::fixtures;
 
 #[test]
 fn create_returns_the_stored_user() {
@@ -143,11 +143,11 @@ fn update_and_delete_of_a_missing_user_are_not_found() {
 fn delete_cascades_to_the_users_tasks() {
     let db = TestDb::new();
     let mut conn = db.conn();
-    let user = common::user(&mut conn);
-    let other = common::user(&mut conn);
-    common::task(&mut conn, &user, "one");
-    common::task(&mut conn, &user, "two");
-    let kept = common::task(&mut conn, &other, "other's");
+    let user = fixtures::user(&mut conn);
+    let other = fixtures::user(&mut conn);
+    fixtures::task(&mut conn, &user, "one");
+    fixtures::task(&mut conn, &user, "two");
+    let kept = fixtures::task(&mut conn, &other, "other's");
     UserRepo::delete(&mut conn, user.id).unwrap();
     assert!(UserRepo::get(&mut conn, user.id)
         .unwrap_err()
@@ -168,8 +168,8 @@ fn delete_removes_the_users_sessions_and_better_auth_rows() {
 
     let db = TestDb::new();
     let mut conn = db.conn();
-    let user = common::user(&mut conn);
-    let other = common::user(&mut conn);
+    let user = fixtures::user(&mut conn);
+    let other = fixtures::user(&mut conn);
     for (id, n) in [(user.id, 1), (other.id, 2)] {
         conn.batch_execute(&format!(
             "INSERT INTO auth_sessions (user_id, token, expires_at, updated_at) \
@@ -200,7 +200,7 @@ fn delete_removes_the_users_sessions_and_better_auth_rows() {
 fn list_pages_through_users_oldest_first() {
     let db = TestDb::new();
     let mut conn = db.conn();
-    let created: Vec<_> = (0..5).map(|_| common::user(&mut conn)).collect();
+    let created: Vec<_> = (0..5).map(|_| fixtures::user(&mut conn)).collect();
     let first = UserRepo::list(&mut conn, 3, 0).unwrap();
     let second = UserRepo::list(&mut conn, 3, 3).unwrap();
     let listed: Vec<_> = first.into_iter().chain(second).collect();
@@ -247,7 +247,7 @@ fn invalid_users_are_rejected_and_nothing_is_written() {
 fn invalid_patches_are_rejected_and_change_nothing() {
     let db = TestDb::new();
     let mut conn = db.conn();
-    let user = common::user(&mut conn);
+    let user = fixtures::user(&mut conn);
     for patch in [
         UserPatch {
             email: Some("bad".into()),
@@ -567,7 +567,7 @@ fn user_pages_filter_by_email_prefix_and_reject_bad_input() {
         .unwrap()
         .unwrap();
     for i in 0..3 {
-        common::task(&mut conn, &user, &format!("t{i}"));
+        fixtures::task(&mut conn, &user, &format!("t{i}"));
     }
     let task_cursor = TaskRepo::list(&mut conn, user.id, &todo_store::TaskQuery::new().limit(1))
         .unwrap()

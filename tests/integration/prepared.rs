@@ -1,18 +1,13 @@
 //! The hot statements are prepared once per connection and reused, not parsed and
 //! planned on every call (diesel does not cache its own UPDATEs or `sql` literals).
 
-mod common;
-
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Text};
+use diesel::sql_types::BigInt;
 use todo_store::testing::TestDb;
 use todo_store::{Direction, Priority, TaskPatch, TaskQuery, TaskRepo, TaskSort};
 
-#[derive(QueryableByName)]
-struct Prepared {
-    #[diesel(sql_type = Text)]
-    statement: String,
-}
+use crate::support::backend::prepared_statements;
+use crate::support::fixtures;
 
 #[derive(QueryableByName)]
 struct Count {
@@ -20,21 +15,12 @@ struct Count {
     n: i64,
 }
 
-fn prepared(conn: &mut PgConnection) -> Vec<String> {
-    diesel::sql_query("SELECT statement FROM pg_prepared_statements")
-        .load::<Prepared>(conn)
-        .unwrap()
-        .into_iter()
-        .map(|p| p.statement)
-        .collect()
-}
-
 #[test]
 fn list_count_stats_and_update_are_prepared_once_and_reused() {
     let db = TestDb::new();
     let mut conn = db.conn();
-    let user = common::user(&mut conn);
-    let task = common::task(&mut conn, &user, "prepare me");
+    let user = fixtures::user(&mut conn);
+    let task = fixtures::task(&mut conn, &user, "prepare me");
     let shapes = [
         TaskQuery::new().completed(false),
         TaskQuery::new()
@@ -58,7 +44,7 @@ fn list_count_stats_and_update_are_prepared_once_and_reused() {
         TaskRepo::set_completed(conn, user.id, task.id, true).unwrap();
     };
     run(&mut conn);
-    let first = prepared(&mut conn);
+    let first = prepared_statements(&mut conn);
     for needle in [
         "ORDER BY created_at DESC",
         "ts_rank_cd",
@@ -85,9 +71,9 @@ fn list_count_stats_and_update_are_prepared_once_and_reused() {
 fn stats_in_every_time_zone_share_one_prepared_statement() {
     let db = TestDb::new();
     let mut conn = db.conn();
-    let user = common::user(&mut conn);
+    let user = fixtures::user(&mut conn);
     TaskRepo::stats(&mut conn, user.id).unwrap();
-    let mut first = prepared(&mut conn);
+    let mut first = prepared_statements(&mut conn);
     first.sort();
     assert!(
         first.iter().any(|s| s.contains("AT TIME ZONE $")),
@@ -97,7 +83,7 @@ fn stats_in_every_time_zone_share_one_prepared_statement() {
     for zone in ["Europe/Paris", "Asia/Tokyo", "UTC", "America/New_York"] {
         TaskRepo::stats_in_time_zone(&mut conn, user.id, zone).unwrap();
     }
-    let mut again = prepared(&mut conn);
+    let mut again = prepared_statements(&mut conn);
     again.sort();
     assert_eq!(again, first);
 }
@@ -110,7 +96,7 @@ fn session_statements_are_prepared_once_and_reused() {
     use todo_store::{NewSession, SessionRepo};
     let db = TestDb::new();
     let mut conn = db.conn();
-    let user = common::user(&mut conn);
+    let user = fixtures::user(&mut conn);
     let run = |conn: &mut PgConnection| {
         let (s, token) = SessionRepo::create(
             conn,
@@ -126,7 +112,7 @@ fn session_statements_are_prepared_once_and_reused() {
         SessionRepo::purge_expired(conn, 10).unwrap();
     };
     run(&mut conn);
-    let first = prepared(&mut conn);
+    let first = prepared_statements(&mut conn);
     for needle in [
         "INSERT INTO \"sessions\"",
         "INNER JOIN \"users\"",
@@ -142,7 +128,7 @@ fn session_statements_are_prepared_once_and_reused() {
     }
     run(&mut conn);
     assert_eq!(
-        prepared(&mut conn).len(),
+        prepared_statements(&mut conn).len(),
         first.len(),
         "nothing prepared again"
     );

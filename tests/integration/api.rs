@@ -4,8 +4,6 @@
 //! status codes.
 #![cfg(all(feature = "tokio", feature = "serde"))]
 
-mod common;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
@@ -15,21 +13,8 @@ use serde_json::{json, Value};
 use todo_store::testing::TestDb;
 use todo_store::{NewSession, SessionRepo};
 
-/// target/debug/examples/api, built by `cargo test` along with the tests.
-fn api_binary() -> std::path::PathBuf {
-    let mut dir = std::env::current_exe().unwrap();
-    dir.pop();
-    if dir.ends_with("deps") {
-        dir.pop();
-    }
-    let binary = dir.join("examples").join("api");
-    assert!(
-        binary.exists(),
-        "{} is missing: `cargo test --all-features` builds it (or `cargo build --all-features --example api`)",
-        binary.display()
-    );
-    binary
-}
+use crate::support::examples::example_binary;
+use crate::support::fixtures;
 
 /// The service, on a free port, stopped when dropped.
 struct Service {
@@ -39,7 +24,7 @@ struct Service {
 
 impl Service {
     fn start(db: &TestDb) -> Service {
-        let mut child = Command::new(api_binary())
+        let mut child = Command::new(example_binary("api"))
             .env("DATABASE_URL", db.url())
             .env("API_ADDR", "127.0.0.1:0")
             .stdout(Stdio::piped())
@@ -126,7 +111,7 @@ fn the_task_endpoints_serve_the_callers_tasks_over_http() {
     let db = TestDb::new();
     let (ada, bob) = {
         let mut conn = db.conn();
-        (common::user(&mut conn), common::user(&mut conn))
+        (fixtures::user(&mut conn), fixtures::user(&mut conn))
     };
     let (_, token) = SessionRepo::create(
         &mut db.conn(),
