@@ -34,10 +34,11 @@ struct Count {
     n: i64,
 }
 
-/// Connections of the test's pools that sit inside a transaction.
+/// Connections of this test's pools (its own database) that sit inside a transaction.
 fn in_transaction(db: &TestDb) -> i64 {
     diesel::sql_query(
         "SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = 'async-pool-test' \
+         AND datname = current_database() \
          AND state LIKE 'idle in transaction%'",
     )
     .get_result::<Count>(&mut db.conn())
