@@ -176,6 +176,7 @@ fn a_task_due_late_in_the_utc_day_is_due_tomorrow_in_tokyo() {
         let (utc_midnight, _) = local_day(Tz::UTC, now);
         let late = utc_midnight + Duration::minutes(23 * 60 + 30);
         let early = utc_midnight + Duration::minutes(14 * 60 + 30);
+        let mut due = vec![late];
         tasks_due_at(conn, user.id, &[late], now);
         assert_eq!(TaskRepo::stats(conn, user.id)?.due_today, 1);
         let tokyo_is_on_the_utc_date =
@@ -186,21 +187,22 @@ fn a_task_due_late_in_the_utc_day_is_due_tomorrow_in_tokyo() {
         } else {
             assert_eq!(in_tokyo.due_today, 1, "08:30 today in Tokyo");
             tasks_due_at(conn, user.id, &[early], now);
+            due.push(early);
             let in_tokyo = TaskRepo::stats_in_time_zone(conn, user.id, "Asia/Tokyo")?;
             assert_eq!(in_tokyo.due_today, 1, "23:30 yesterday in Tokyo");
             assert_eq!(TaskRepo::stats(conn, user.id)?.due_today, 2);
         }
-        // Ten hours behind UTC, 23:30 UTC is 13:30 of the same date in Honolulu, which
-        // is today there unless Honolulu is still on yesterday's date (before 10:00 UTC).
-        let honolulu_is_on_the_utc_date = now
-            .with_timezone(&chrono_tz::Pacific::Honolulu)
-            .date_naive()
-            == now.date_naive();
+        // Ten hours behind UTC: each task is due today in Honolulu when its local date
+        // is Honolulu's date now (23:30 UTC is 13:30 of the same date there; 14:30 UTC,
+        // added after 15:00 UTC, is 04:30 of the same date).
+        let honolulu = chrono_tz::Pacific::Honolulu;
+        let today_there = now.with_timezone(&honolulu).date_naive();
+        let expected = due
+            .iter()
+            .filter(|at| at.with_timezone(&honolulu).date_naive() == today_there)
+            .count();
         let in_honolulu = TaskRepo::stats_in_time_zone(conn, user.id, "Pacific/Honolulu")?;
-        assert_eq!(
-            in_honolulu.due_today,
-            i64::from(honolulu_is_on_the_utc_date)
-        );
+        assert_eq!(in_honolulu.due_today, expected as i64);
         Ok(())
     })
     .unwrap();
