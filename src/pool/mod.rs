@@ -142,12 +142,16 @@ pub fn build_pool_lazy(config: &DbConfig) -> Result<PgPool> {
     Ok(pool_builder(config, Arc::default()).build_unchecked(manager))
 }
 
-/// Checks a connection out of `pool`, with an [`Error::PoolTimeout`] that names the
-/// pool's size and timeout when none becomes free in time.
+/// Checks a connection out of `pool` (the crate's [`PgPool`], or any r2d2 pool of
+/// `PgConnection`s), with an [`Error::PoolTimeout`] that names the pool's size and
+/// timeout when none becomes free in time.
 ///
 /// # Errors
 /// [`Error::PoolTimeout`].
-pub fn checkout(pool: &PgPool) -> Result<PooledConn> {
+pub fn checkout<M>(pool: &r2d2::Pool<M>) -> Result<r2d2::PooledConnection<M>>
+where
+    M: r2d2::ManageConnection<Connection = diesel::PgConnection>,
+{
     pool.get().map_err(|e| {
         let _ = crate::error::take_pool_timeout();
         Error::PoolTimeout {

@@ -4,7 +4,7 @@
 
 use diesel::PgConnection;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// Where [`retry_transaction`](super::retry_transaction) gets its connection: an r2d2 pool of `PgConnection`s,
 /// the crate's [`PgPool`](crate::PgPool) or your own (`&pool`: a connection per
@@ -42,14 +42,7 @@ where
         // A connection that failed with a lost-connection error is discarded when this
         // checkout is dropped (the crate's pool marks it; another pool pings it at the
         // next checkout), so the next attempt gets another.
-        let mut conn = self.get().map_err(|e| {
-            let _ = crate::error::take_pool_timeout();
-            Error::PoolTimeout {
-                max_size: self.max_size(),
-                timeout: self.connection_timeout(),
-                last_error: crate::error::last_connection_error(&e.to_string(), None),
-            }
-        })?;
+        let mut conn = crate::pool::checkout(self)?;
         Ok(attempt(&mut conn))
     }
 

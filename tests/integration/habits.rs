@@ -17,7 +17,7 @@ use todo_store::{
 };
 use uuid::Uuid;
 
-use crate::support::backend::prepared_statements;
+use crate::support::backend::assert_prepared_once;
 use crate::support::fixtures;
 
 fn date(y: i32, m: u32, d: u32) -> NaiveDate {
@@ -891,25 +891,16 @@ fn the_habit_statements_are_prepared_once_and_reused() {
         };
         HabitRepo::update(conn, user.id, habit.id, &patch).unwrap();
     };
-    run(&mut conn);
-    let first = prepared_statements(&mut conn);
-    for needle in [
-        "habit_is_due",
-        "INSERT INTO habit_check_ins",
-        "DELETE FROM habit_check_ins",
-        "lag(c.day)",
-        "UPDATE habits SET",
-        "LEFT OUTER JOIN \"habit_check_ins\"",
-    ] {
-        assert!(
-            first.iter().any(|s| s.contains(needle)),
-            "no prepared statement contains {needle:?}: {first:#?}"
-        );
-    }
-    run(&mut conn);
-    assert_eq!(
-        prepared_statements(&mut conn).len(),
-        first.len(),
-        "prepared again"
+    assert_prepared_once(
+        &mut conn,
+        run,
+        &[
+            "habit_is_due",
+            "INSERT INTO habit_check_ins",
+            "DELETE FROM habit_check_ins",
+            "lag(c.day)",
+            "UPDATE habits SET",
+            "LEFT OUTER JOIN \"habit_check_ins\"",
+        ],
     );
 }

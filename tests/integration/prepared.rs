@@ -6,7 +6,7 @@ use diesel::sql_types::BigInt;
 use todo_store::testing::TestDb;
 use todo_store::{Direction, Priority, TaskPatch, TaskQuery, TaskRepo, TaskSort};
 
-use crate::support::backend::prepared_statements;
+use crate::support::backend::{assert_prepared_once, prepared_statements};
 use crate::support::fixtures;
 
 #[derive(QueryableByName)]
@@ -111,25 +111,16 @@ fn session_statements_are_prepared_once_and_reused() {
         SessionRepo::revoke_all(conn, user.id).unwrap();
         SessionRepo::purge_expired(conn, 10).unwrap();
     };
-    run(&mut conn);
-    let first = prepared_statements(&mut conn);
-    for needle in [
-        "INSERT INTO \"sessions\"",
-        "INNER JOIN \"users\"",
-        "UPDATE sessions SET expires_at",
-        "UPDATE sessions SET revoked_at = coalesce",
-        "UPDATE sessions SET revoked_at = now()",
-        "DELETE FROM sessions",
-    ] {
-        assert!(
-            first.iter().any(|s| s.contains(needle)),
-            "no prepared statement contains {needle:?}: {first:#?}"
-        );
-    }
-    run(&mut conn);
-    assert_eq!(
-        prepared_statements(&mut conn).len(),
-        first.len(),
-        "nothing prepared again"
+    assert_prepared_once(
+        &mut conn,
+        run,
+        &[
+            "INSERT INTO \"sessions\"",
+            "INNER JOIN \"users\"",
+            "UPDATE sessions SET expires_at",
+            "UPDATE sessions SET revoked_at = coalesce",
+            "UPDATE sessions SET revoked_at = now()",
+            "DELETE FROM sessions",
+        ],
     );
 }

@@ -56,3 +56,27 @@ pub fn prepared_statements(conn: &mut PgConnection) -> Vec<String> {
         .map(|p| p.statement)
         .collect()
 }
+
+/// Runs `calls` on `conn` twice: after the first run some prepared statement contains
+/// each of `needles`; the second run prepares nothing more (each statement was
+/// prepared once and reused).
+pub fn assert_prepared_once(
+    conn: &mut PgConnection,
+    mut calls: impl FnMut(&mut PgConnection),
+    needles: &[&str],
+) {
+    calls(conn);
+    let first = prepared_statements(conn);
+    for needle in needles {
+        assert!(
+            first.iter().any(|s| s.contains(needle)),
+            "no prepared statement contains {needle:?}: {first:#?}"
+        );
+    }
+    calls(conn);
+    assert_eq!(
+        prepared_statements(conn).len(),
+        first.len(),
+        "nothing prepared again"
+    );
+}
