@@ -146,60 +146,79 @@ pub(crate) fn undo_check_in(
 }
 
 /// `(habit found, current streak, longest streak)` of `habit_id` on `today`, in one
-/// query, counted in scheduled days (`habit_is_due`):
+/// query, counted in scheduled days (the days `habit_is_due` is true on).
 ///
-/// 1. `done`: the check-ins that count, on scheduled days up to today, each with the
-///    one before it;
-/// 2. `runs`: whether a scheduled day was missed between the two: a `generate_series`
-///    of the days between them, filtered by the schedule. At most 366 days of it: the
-///    next scheduled day comes at most 365 days after a scheduled day, so a longer gap
-///    holds a missed day anyway. The work grows with the number of check-ins, never
-///    with the span of days they cover;
-/// 3. gaps and islands: a check-in after a missed day starts a run, and the running
-///    count of starts numbers the runs;
-/// 4. the longest run, and the run of the last check-in if no scheduled day was
-///    missed between it and today (today itself, not checked in yet, does not break
-///    it).
+/// Every scheduled day gets a number: how many scheduled days come before it, counted
+/// from a fixed Monday (2000-01-03) for daily and weekly schedules and from `start`
+/// for every-n-days ones. Two check-ins on scheduled days are consecutive exactly when
+/// their numbers are, so a run of them shares `number - row_number()` (gaps and
+/// islands), and the current run is the one whose last number is at most one behind
+/// the number `today` would have (a scheduled day missed since breaks it; today
+/// itself, not checked in yet, does not).
+///
+/// The schedule is read once (CTE `s`), and the check-ins are numbered by one of three
+/// branches, the one for the habit's kind (the others are cut by a one-time filter):
+/// per check-in the server does integer arithmetic only, in index order, no function
+/// of the JSON schedule per row. The work grows with the number of check-ins, never
+/// with the span of days they cover.
 pub(crate) fn streak(
     user_id: Uuid,
     habit_id: Uuid,
     today: NaiveDate,
 ) -> Statement<'static, (Bool, BigInt, BigInt)> {
-    /// Whether the schedule has a day strictly between the dates `after` and `before`.
-    macro_rules! missed_between {
-        ($after:literal, $before:literal) => {
-            concat!(
-                "EXISTS (SELECT FROM habit h, generate_series(1, least(",
-                $before,
-                " - ",
-                $after,
-                " - 1, 366)) AS i WHERE habit_is_due(h.schedule, ",
-                $after,
-                " + i))"
-            )
+    /// `((day - monday) % 7 + 7) % 7`: the weekday of `day`, 0 for Monday, before 2000
+    /// too.
+    macro_rules! weekday {
+        ($day:literal) => {
+            concat!("((", $day, " - DATE '2000-01-03') % 7 + 7) % 7")
         };
     }
     fragment::statement_of(
         habit_cte(user_id, habit_id)
-            .sql(
-                ", done AS (SELECT c.day, lag(c.day) OVER (ORDER BY c.day) AS previous \
-                 FROM habit h JOIN habit_check_ins c ON c.habit_id = h.id \
-                 WHERE c.day <= ",
-            )
+            .sql(", s AS (SELECT id, ")
             .bind(Bind::Date(today))
             .sql(concat!(
-                " AND habit_is_due(h.schedule, c.day)), \
-                 runs AS (SELECT day, count(*) FILTER (WHERE previous IS NULL OR ",
-                missed_between!("previous", "day"),
-                ") OVER (ORDER BY day) AS run FROM done), \
-                 lengths AS (SELECT count(*) AS length, max(day) AS last FROM runs GROUP BY run) \
+                "::date AS today, schedule ->> 'kind' AS kind, \
+                 ARRAY[0::bigint] || ARRAY(SELECT count(*) FILTER (WHERE schedule -> 'days' ? w.name) \
+                 OVER (ORDER BY w.i) FROM unnest(ARRAY['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun']) \
+                 WITH ORDINALITY AS w(name, i)) AS before, \
+                 make_date(substr(schedule ->> 'start', 1, 4)::int, substr(schedule ->> 'start', 6, 2)::int, \
+                 substr(schedule ->> 'start', 9, 2)::int) AS start, \
+                 (schedule ->> 'n')::int AS every FROM habit), \
+                 lengths AS (SELECT count(*) AS length, max(number) AS last FROM (\
+                 SELECT number, number - row_number() OVER (ORDER BY day) AS island FROM (\
+                 SELECT c.day, (c.day - DATE '2000-01-03')::bigint AS number FROM habit_check_ins c \
+                 WHERE c.habit_id = (SELECT id FROM s) AND c.day <= (SELECT today FROM s) \
+                 AND (SELECT kind FROM s) = 'daily') daily \
+                 UNION ALL \
+                 SELECT number, number - row_number() OVER (ORDER BY day) FROM (\
+                 SELECT c.day, (c.day - DATE '2000-01-03' - w.weekday) / 7 * (SELECT before[8] FROM s) \
+                 + (SELECT before FROM s)[w.weekday + 1] AS number \
+                 FROM habit_check_ins c, LATERAL (SELECT ",
+                weekday!("c.day"),
+                " AS weekday) w \
+                 WHERE c.habit_id = (SELECT id FROM s) AND c.day <= (SELECT today FROM s) \
+                 AND (SELECT kind FROM s) = 'weekly' \
+                 AND (SELECT before FROM s)[w.weekday + 2] > (SELECT before FROM s)[w.weekday + 1]) weekly \
+                 UNION ALL \
+                 SELECT number, number - row_number() OVER (ORDER BY day) FROM (\
+                 SELECT c.day, ((c.day - (SELECT start FROM s)) / (SELECT every FROM s))::bigint AS number \
+                 FROM habit_check_ins c \
+                 WHERE c.habit_id = (SELECT id FROM s) AND c.day <= (SELECT today FROM s) \
+                 AND (SELECT kind FROM s) = 'every_n_days' AND c.day >= (SELECT start FROM s) \
+                 AND (c.day - (SELECT start FROM s)) % (SELECT every FROM s) = 0) every_n_days\
+                 ) numbered GROUP BY island) \
                  SELECT EXISTS (SELECT FROM habit), \
-                 coalesce((SELECT length FROM lengths l \
-                 WHERE last = (SELECT max(day) FROM done) AND NOT ",
-                missed_between!("l.last", "t.today"),
-                "), 0), coalesce((SELECT max(length) FROM lengths), 0) FROM (SELECT ",
-            ))
-            .bind(Bind::Date(today))
-            .sql("::date AS today) AS t"),
+                 coalesce(max(length) FILTER (WHERE (SELECT CASE kind \
+                 WHEN 'daily' THEN today - DATE '2000-01-03' \
+                 WHEN 'weekly' THEN (today - DATE '2000-01-03' - ",
+                weekday!("today"),
+                ") / 7 * before[8] + before[",
+                weekday!("today"),
+                " + 1] \
+                 ELSE CASE WHEN today <= start THEN 0 ELSE (today - start + every - 1) / every END \
+                 END FROM s) - last <= 1), 0), \
+                 coalesce(max(length), 0) FROM lengths",
+            )),
     )
 }
