@@ -12,6 +12,7 @@ mod schedule;
 pub(crate) mod session;
 mod task;
 mod task_stats;
+mod timestamp;
 mod user;
 pub(crate) mod validate;
 

@@ -13,6 +13,7 @@ use diesel::prelude::*;
 use diesel::serialize::{self, IsNull, Output, ToSql};
 use uuid::Uuid;
 
+use super::timestamp::{OptionalTimestamp, Timestamp};
 use super::validate::{self, DESCRIPTION_MAX_CHARS, TITLE_MAX_CHARS};
 use crate::error::{Error, Result};
 use crate::schema::{sql_types::TaskPriority, tasks};
@@ -36,10 +37,13 @@ pub struct Task {
     /// Low, medium or high.
     pub priority: Priority,
     /// When the task is due, if ever.
+    #[diesel(deserialize_as = OptionalTimestamp)]
     pub due_date: Option<DateTime<Utc>>,
     /// When the task was created.
+    #[diesel(deserialize_as = Timestamp)]
     pub created_at: DateTime<Utc>,
     /// When the task last changed.
+    #[diesel(deserialize_as = Timestamp)]
     pub updated_at: DateTime<Utc>,
     /// Starts at 1 and grows by one on every update (optimistic concurrency).
     pub version: i32,

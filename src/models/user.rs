@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use uuid::Uuid;
 
+use super::timestamp::Timestamp;
 use super::validate::{self, IMAGE_MAX_CHARS, NAME_MAX_CHARS};
 use crate::error::Result;
 use crate::schema::users;
@@ -26,8 +27,10 @@ pub struct User {
     /// URL of an avatar image.
     pub image: Option<String>,
     /// When the user was created.
+    #[diesel(deserialize_as = Timestamp)]
     pub created_at: DateTime<Utc>,
     /// When the user last changed.
+    #[diesel(deserialize_as = Timestamp)]
     pub updated_at: DateTime<Utc>,
 }
 
