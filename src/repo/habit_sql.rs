@@ -173,6 +173,26 @@ pub(crate) fn streak(
             concat!("((", $day, " - DATE '2000-01-03') % 7 + 7) % 7")
         };
     }
+    /// The check-ins up to today of a habit of `$kind`, each with its `number` (of
+    /// scheduled days before it) and its run (`island`); empty for another kind.
+    macro_rules! numbered {
+        ($kind:literal, number: $number:expr, from: $from:expr, where: $where:expr) => {
+            concat!(
+                "SELECT number, number - row_number() OVER (ORDER BY day) AS island FROM (\
+                 SELECT c.day, ",
+                $number,
+                " AS number FROM habit_check_ins c",
+                $from,
+                " WHERE c.habit_id = (SELECT id FROM s) AND c.day <= (SELECT today FROM s) \
+                 AND (SELECT kind FROM s) = '",
+                $kind,
+                "'",
+                $where,
+                ") ",
+                $kind
+            )
+        };
+    }
     fragment::statement_of(
         habit_cte(user_id, habit_id)
             .sql(", s AS (SELECT id, ")
@@ -186,27 +206,30 @@ pub(crate) fn streak(
                  substr(schedule ->> 'start', 9, 2)::int) AS start, \
                  (schedule ->> 'n')::int AS every FROM habit), \
                  lengths AS (SELECT count(*) AS length, max(number) AS last FROM (\
-                 SELECT number, number - row_number() OVER (ORDER BY day) AS island FROM (\
-                 SELECT c.day, (c.day - DATE '2000-01-03')::bigint AS number FROM habit_check_ins c \
-                 WHERE c.habit_id = (SELECT id FROM s) AND c.day <= (SELECT today FROM s) \
-                 AND (SELECT kind FROM s) = 'daily') daily \
-                 UNION ALL \
-                 SELECT number, number - row_number() OVER (ORDER BY day) FROM (\
-                 SELECT c.day, (c.day - DATE '2000-01-03' - w.weekday) / 7 * (SELECT before[8] FROM s) \
-                 + (SELECT before FROM s)[w.weekday + 1] AS number \
-                 FROM habit_check_ins c, LATERAL (SELECT ",
-                weekday!("c.day"),
-                " AS weekday) w \
-                 WHERE c.habit_id = (SELECT id FROM s) AND c.day <= (SELECT today FROM s) \
-                 AND (SELECT kind FROM s) = 'weekly' \
-                 AND (SELECT before FROM s)[w.weekday + 2] > (SELECT before FROM s)[w.weekday + 1]) weekly \
-                 UNION ALL \
-                 SELECT number, number - row_number() OVER (ORDER BY day) FROM (\
-                 SELECT c.day, ((c.day - (SELECT start FROM s)) / (SELECT every FROM s))::bigint AS number \
-                 FROM habit_check_ins c \
-                 WHERE c.habit_id = (SELECT id FROM s) AND c.day <= (SELECT today FROM s) \
-                 AND (SELECT kind FROM s) = 'every_n_days' AND c.day >= (SELECT start FROM s) \
-                 AND (c.day - (SELECT start FROM s)) % (SELECT every FROM s) = 0) every_n_days\
+                 ",
+                numbered!(
+                    "daily",
+                    number: "(c.day - DATE '2000-01-03')::bigint",
+                    from: "",
+                    where: ""
+                ),
+                " UNION ALL ",
+                numbered!(
+                    "weekly",
+                    number: "(c.day - DATE '2000-01-03' - w.weekday) / 7 * (SELECT before[8] FROM s) \
+                             + (SELECT before FROM s)[w.weekday + 1]",
+                    from: concat!(", LATERAL (SELECT ", weekday!("c.day"), " AS weekday) w"),
+                    where: " AND (SELECT before FROM s)[w.weekday + 2] > (SELECT before FROM s)[w.weekday + 1]"
+                ),
+                " UNION ALL ",
+                numbered!(
+                    "every_n_days",
+                    number: "((c.day - (SELECT start FROM s)) / (SELECT every FROM s))::bigint",
+                    from: "",
+                    where: " AND c.day >= (SELECT start FROM s) \
+                            AND (c.day - (SELECT start FROM s)) % (SELECT every FROM s) = 0"
+                ),
+                "\
                  ) numbered GROUP BY island) \
                  SELECT EXISTS (SELECT FROM habit), \
                  coalesce(max(length) FILTER (WHERE (SELECT CASE kind \
