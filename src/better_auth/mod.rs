@@ -141,7 +141,9 @@ impl BetterAuthSecret {
 /// itself. The signature is checked first, without touching the database, exactly as
 /// Better Auth checks it (HMAC-SHA256 of the token under `secret`, compared in
 /// constant time); then one query (the token's unique index, joined to users) returns
-/// the session if it has not expired (`expires_at > now()` by the database's clock).
+/// the session if it has not expired (`expires_at > statement_timestamp()`: the
+/// database server's clock at this statement, not the start of the caller's
+/// transaction and not this machine's clock).
 ///
 /// `None` for a forged, tampered, truncated or garbage value (or one longer than 4 KiB,
 /// more than a browser keeps, refused before any work), a value signed with

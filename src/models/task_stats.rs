@@ -15,7 +15,8 @@ pub struct TaskStats {
     pub completed: i64,
     /// Open tasks (`total - completed`).
     pub open: i64,
-    /// Open tasks whose due date has passed (by the server's clock).
+    /// Open tasks whose due date has passed, by the server's clock at the statement
+    /// (`statement_timestamp()`).
     pub overdue: i64,
     /// Open tasks due during the current calendar day: in UTC from
     /// [`crate::TaskRepo::stats`], in the given time zone from

@@ -10,6 +10,7 @@ use uuid::Uuid;
 use super::cursor::{Cursor, SortKey};
 use super::fragment::{self, Bind};
 use super::query::{Direction, TaskQuery, TaskSort};
+use super::sql_functions::statement_timestamp;
 use crate::error::Result;
 use crate::models::Task;
 use crate::schema::tasks;
@@ -135,7 +136,7 @@ impl<'q> ListPlan<'q> {
         }
         if q.overdue {
             query = query
-                .filter(tasks::due_date.lt(dsl::now))
+                .filter(tasks::due_date.lt(statement_timestamp().nullable()))
                 .filter(tasks::completed.eq(false));
         }
         if let Some(at) = bounds.created_before {

@@ -201,7 +201,9 @@ impl TaskQuery {
         self
     }
 
-    /// Only open tasks whose due date has passed (by the database server's clock).
+    /// Only open tasks whose due date has passed, by the database server's clock at the
+    /// statement (`statement_timestamp()`, as every time check of the crate: it moves
+    /// within a caller's transaction, and this machine's clock plays no part).
     pub fn overdue(mut self) -> Self {
         self.overdue = true;
         self

@@ -4,13 +4,27 @@
 //! a password, an OAuth flow) is the caller's. Every call but [`SessionRepo::authenticate`]
 //! and [`SessionRepo::purge_expired`] is scoped by `user_id`: another user's session
 //! behaves exactly like a missing one.
+//!
+//! # One clock: the server's, at each statement
+//!
+//! Whether a session is alive is decided by the database server's
+//! `statement_timestamp()`, the time the statement began, in every call: never by
+//! `now()` (the start of the transaction, which stands still while a caller's
+//! transaction is open, so a session that expired during it would still be accepted
+//! and could be extended) and never by this machine's clock (which may be minutes off
+//! the server's). `clock_timestamp()` would move too, but it is `VOLATILE`: evaluated
+//! per row, unusable in an index condition, and one statement could judge two rows
+//! at two instants. The same clock decides [`SessionRepo::purge_expired`], so a purge
+//! deletes only sessions that [`SessionRepo::authenticate`] already refuses, and it
+//! stamps `revoked_at`.
 
 use diesel::dsl;
 use diesel::prelude::*;
-use diesel::sql_types::{Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::{Bytea, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use uuid::Uuid;
 
 use super::fragment::{self, Bind, Statement};
+use super::sql_functions::statement_timestamp;
 use crate::error::{Error, Result};
 use crate::models::session::{new_token, token_hash};
 use crate::models::{NewSession, Session, User};
@@ -41,14 +55,17 @@ type SessionSql = (
     Nullable<Timestamptz>,
 );
 
-/// The sessions of `user_id` that are accepted now.
+/// The sessions of `user_id` that are accepted at the statement's time.
 #[dsl::auto_type]
 fn active_sessions_of(user_id: Uuid) -> _ {
     sessions::table
         .filter(sessions::user_id.eq(user_id))
         .filter(sessions::revoked_at.is_null())
-        .filter(sessions::expires_at.gt(dsl::now))
+        .filter(sessions::expires_at.gt(statement_timestamp()))
 }
+
+/// The message of the expiry check, made by the server's clock.
+const EXPIRY_IN_THE_PAST: &str = "must be in the future (by the database server's clock)";
 
 impl SessionRepo {
     /// Starts a session for `user_id` and returns it with its token, in one round trip.
@@ -73,9 +90,10 @@ impl SessionRepo {
     /// ```
     ///
     /// # Errors
-    /// [`Error::Validation`] for an expiry that is not in the future, a malformed IP
-    /// address or an overlong user agent (nothing written); [`Error::NotFound`] when
-    /// the user does not exist.
+    /// [`Error::Validation`] for an expiry that is not in the future by the database
+    /// server's clock (see the [module docs](self)), a malformed IP address or an
+    /// overlong user agent (nothing written); [`Error::NotFound`] when the user does
+    /// not exist.
     pub fn create(
         conn: &mut PgConnection,
         user_id: Uuid,
@@ -84,14 +102,41 @@ impl SessionRepo {
         super::call("session.create", Some(user_id), conn, |conn| {
             let (token, hash) = new_token()?;
             let row = new.to_row(super::new_id(), user_id, hash)?;
+            // INSERT ... SELECT ... WHERE the expiry is ahead of the server's clock: the
+            // check and the write are one statement, judged by one clock, which also
+            // stamps the creation (so the table's CHECK, expiry after creation, agrees).
+            let expires_at = row.expires_at.into_sql::<Timestamptz>();
+            let values = diesel::select((
+                row.id.into_sql::<SqlUuid>(),
+                row.user_id.into_sql::<SqlUuid>(),
+                row.token_hash.into_sql::<Bytea>(),
+                expires_at,
+                row.ip_address.into_sql::<Nullable<Text>>(),
+                row.user_agent.into_sql::<Nullable<Text>>(),
+                statement_timestamp(),
+                statement_timestamp(),
+            ))
+            .filter(expires_at.gt(statement_timestamp()));
             let session = diesel::insert_into(sessions::table)
-                .values(&row)
+                .values(values)
+                .into_columns((
+                    sessions::id,
+                    sessions::user_id,
+                    sessions::token_hash,
+                    sessions::expires_at,
+                    sessions::ip_address,
+                    sessions::user_agent,
+                    sessions::created_at,
+                    sessions::last_seen_at,
+                ))
                 .returning(Session::as_returning())
                 .get_result(conn)
+                .optional()
                 .map_err(|e| match Error::from(e) {
                     Error::NotFound { entity: "user", .. } => Error::not_found("user", user_id),
                     other => other,
-                })?;
+                })?
+                .ok_or_else(|| Error::validation("expires_at", EXPIRY_IN_THE_PAST))?;
             Ok((session, token))
         })
     }
@@ -117,7 +162,7 @@ impl SessionRepo {
                 .inner_join(users::table)
                 .filter(sessions::token_hash.eq(&hash[..]))
                 .filter(sessions::revoked_at.is_null())
-                .filter(sessions::expires_at.gt(dsl::now))
+                .filter(sessions::expires_at.gt(statement_timestamp()))
                 .select((Session::as_select(), User::as_select()))
                 .get_result(conn)
                 .optional()?)
@@ -128,10 +173,14 @@ impl SessionRepo {
     /// earlier than it is: a later expiry stays) and records the time as its
     /// `last_seen_at`; returns the session. One round trip.
     ///
+    /// Both checks (the session is alive, the new expiry is ahead) are made by the
+    /// server's clock at this statement, so a session that expired while the caller's
+    /// transaction was open is not revived.
+    ///
     /// # Errors
-    /// [`Error::Validation`] when `new_expires_at` is not in the future;
-    /// [`Error::NotFound`] when the session does not exist, belongs to another user, or
-    /// is no longer active (expired or revoked: it cannot be revived).
+    /// [`Error::Validation`] when `new_expires_at` is not in the future by the database
+    /// server's clock; [`Error::NotFound`] when the session does not exist, belongs to
+    /// another user, or is no longer active (expired or revoked: it cannot be revived).
     pub fn touch(
         conn: &mut PgConnection,
         user_id: Uuid,
@@ -140,9 +189,6 @@ impl SessionRepo {
     ) -> Result<Session> {
         super::call("session.touch", Some(user_id), conn, |conn| {
             let expires_at = crate::models::validate::timestamp("expires_at", new_expires_at)?;
-            if expires_at <= chrono::Utc::now() {
-                return Err(Error::validation("expires_at", "must be in the future"));
-            }
             let touched: Statement<SessionSql> =
                 fragment::statement("UPDATE sessions SET expires_at = greatest(expires_at, ")
                     .bind(Bind::Timestamp(expires_at))
@@ -150,25 +196,39 @@ impl SessionRepo {
                     .bind(Bind::Uuid(session_id))
                     .sql(" AND user_id = ")
                     .bind(Bind::Uuid(user_id))
-                    .sql(" AND revoked_at IS NULL AND expires_at > now() RETURNING ")
+                    .sql(" AND revoked_at IS NULL AND expires_at > statement_timestamp() AND ")
+                    .bind(Bind::Timestamp(expires_at))
+                    .sql(" > statement_timestamp() RETURNING ")
                     .sql(SESSION_COLUMNS);
-            touched
-                .get_result::<Session>(conn)
-                .optional()?
-                .ok_or_else(|| Error::not_found("session", session_id))
+            if let Some(session) = touched.get_result::<Session>(conn).optional()? {
+                return Ok(session);
+            }
+            // Nothing changed: say why (a second round trip, on this path only).
+            let in_the_future: bool = diesel::select(
+                expires_at
+                    .into_sql::<Timestamptz>()
+                    .gt(statement_timestamp()),
+            )
+            .get_result(conn)?;
+            if in_the_future {
+                Err(Error::not_found("session", session_id))
+            } else {
+                Err(Error::validation("expires_at", EXPIRY_IN_THE_PAST))
+            }
         })
     }
 
     /// Ends the session `session_id` of `user_id` (signs it out): its token is refused
-    /// from now on. Revoking a session that is already revoked or expired is not an
-    /// error.
+    /// from now on, and `revoked_at` is the server's time of this statement (a session
+    /// revoked before keeps its first `revoked_at`). Revoking a session that is already
+    /// revoked or expired is not an error.
     ///
     /// # Errors
     /// [`Error::NotFound`] when the session does not exist or belongs to another user.
     pub fn revoke(conn: &mut PgConnection, user_id: Uuid, session_id: Uuid) -> Result<()> {
         super::call("session.revoke", Some(user_id), conn, |conn| {
             let revoked: Statement<Text> = fragment::statement(
-                "UPDATE sessions SET revoked_at = coalesce(revoked_at, now()) WHERE id = ",
+                "UPDATE sessions SET revoked_at = coalesce(revoked_at, statement_timestamp()) WHERE id = ",
             )
             .bind(Bind::Uuid(session_id))
             .sql(" AND user_id = ")
@@ -181,21 +241,24 @@ impl SessionRepo {
     }
 
     /// Ends every active session of `user_id` ("sign out everywhere") and returns how
-    /// many it ended (sessions already expired or revoked are not counted).
+    /// many it ended: those alive by the server's clock at this statement (sessions
+    /// already expired or revoked are not counted, nor stamped).
     ///
     /// # Errors
     /// Only database errors.
     pub fn revoke_all(conn: &mut PgConnection, user_id: Uuid) -> Result<usize> {
         super::call("session.revoke_all", Some(user_id), conn, |conn| {
-            let revoked: Statement<Text> =
-                fragment::statement("UPDATE sessions SET revoked_at = now() WHERE user_id = ")
-                    .bind(Bind::Uuid(user_id))
-                    .sql(" AND revoked_at IS NULL AND expires_at > now()");
+            let revoked: Statement<Text> = fragment::statement(
+                "UPDATE sessions SET revoked_at = statement_timestamp() WHERE user_id = ",
+            )
+            .bind(Bind::Uuid(user_id))
+            .sql(" AND revoked_at IS NULL AND expires_at > statement_timestamp()");
             Ok(revoked.execute(conn)?)
         })
     }
 
-    /// The active sessions of `user_id` (not expired, not revoked), newest first.
+    /// The active sessions of `user_id` (not expired by the server's clock at this
+    /// statement, not revoked), newest first.
     ///
     /// # Errors
     /// Only database errors.
@@ -208,8 +271,8 @@ impl SessionRepo {
         })
     }
 
-    /// Deletes up to `limit` sessions that can never be used again (expired or
-    /// revoked), in statements of at most [`PURGE_BATCH`] rows each, and returns how
+    /// Deletes up to `limit` sessions that can never be used again (expired by the
+    /// server's clock at each batch's statement, or revoked), in statements of at most [`PURGE_BATCH`] rows each, and returns how
     /// many it deleted. Rows another transaction has locked are skipped (`SKIP
     /// LOCKED`) and left for the next run, so a purge never waits on, nor holds up,
     /// the requests of the day. Call it outside a transaction, from a periodic job,
@@ -225,7 +288,7 @@ impl SessionRepo {
                 let batch = (limit - purged).min(PURGE_BATCH);
                 let deleted = fragment::statement::<Text>(
                     "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions \
-                     WHERE expires_at <= now() OR revoked_at IS NOT NULL LIMIT ",
+                     WHERE expires_at <= statement_timestamp() OR revoked_at IS NOT NULL LIMIT ",
                 )
                 .bind(Bind::BigInt(batch as i64))
                 .sql(" FOR UPDATE SKIP LOCKED)")

@@ -209,7 +209,9 @@ impl TaskRepo {
     }
 
     /// Totals over the tasks of `user_id`, in one query: all, done, open, overdue, due
-    /// today and by priority. "Today" is the current calendar day in UTC, whatever the
+    /// today and by priority, by the server's clock at this statement
+    /// (`statement_timestamp()`: not the start of a caller's transaction, not this
+    /// machine's clock). "Today" is the current calendar day in UTC, whatever the
     /// session's `TimeZone` setting (a caller's `SET LOCAL TIME ZONE` changes nothing);
     /// [`TaskRepo::stats_in_time_zone`] counts the day of a user's own time zone.
     ///
@@ -406,17 +408,19 @@ pub(crate) fn stats_query(user_id: Uuid, zone: Tz) -> dsl::Select<tasks_of, Stat
 /// `count(*) FILTER (WHERE ...)` for each figure of [`TaskStats`].
 fn stats_columns(zone: Tz) -> StatsColumns {
     // The bounds of the current day in `zone`, computed without the session's time zone:
-    // `now() AT TIME ZONE z` is the wall-clock time in z (a timestamp without time
-    // zone), truncated to its midnight, and `AT TIME ZONE z` turns a wall-clock time in
-    // z back into an instant. Adding the day to the wall-clock time, not to the instant,
-    // keeps the next midnight right across a daylight-saving change. (`date_trunc('day',
-    // now())` on the instant would truncate in the session's time zone.)
+    // `statement_timestamp() AT TIME ZONE z` is the wall-clock time in z (a timestamp
+    // without time zone), truncated to its midnight, and `AT TIME ZONE z` turns a
+    // wall-clock time in z back into an instant. Adding the day to the wall-clock time,
+    // not to the instant, keeps the next midnight right across a daylight-saving
+    // change. (`date_trunc('day', statement_timestamp())` on the instant would truncate
+    // in the session's time zone.) The clock is the statement's, as for every time
+    // check of the crate, not the start of a caller's transaction.
     let zone = Bind::Text(zone.name());
-    const MIDNIGHT_IN: &str = "(date_trunc('day', now() AT TIME ZONE ";
+    const MIDNIGHT_IN: &str = "(date_trunc('day', statement_timestamp() AT TIME ZONE ";
     (
         fragment::sql("count(*)"),
         fragment::sql("count(*) FILTER (WHERE completed)"),
-        fragment::sql("count(*) FILTER (WHERE NOT completed AND due_date < now())"),
+        fragment::sql("count(*) FILTER (WHERE NOT completed AND due_date < statement_timestamp())"),
         fragment::sql("count(*) FILTER (WHERE NOT completed AND due_date >= ")
             .sql(MIDNIGHT_IN)
             .bind(zone.clone())

@@ -1,7 +1,8 @@
 //! "Due today" in `TaskRepo::stats` is the UTC calendar day whatever the session's time
 //! zone says, and `TaskRepo::stats_in_time_zone` counts the calendar day of a named IANA
-//! zone. Every instant is taken from the server's `now()` inside one transaction, where
-//! `now()` stands still, so the tests hold at any time of day, midnight included.
+//! zone. Every instant is taken from the server's clock, read once at the start of a
+//! test; the crate judges "today" by the clock of its statement, milliseconds later, so
+//! a test could only fail if a midnight fell within those milliseconds.
 
 use chrono::{DateTime, Duration, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
@@ -14,7 +15,7 @@ use uuid::Uuid;
 
 use crate::support::fixtures;
 
-/// The server's `now()`: fixed for the rest of the transaction.
+/// The server's `now()`: the start of the test's transaction.
 fn server_now(conn: &mut PgConnection) -> DateTime<Utc> {
     diesel::select(diesel::dsl::sql::<Timestamptz>("now()"))
         .get_result(conn)

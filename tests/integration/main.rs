@@ -25,6 +25,7 @@ mod query_plans;
 mod roles;
 mod seed;
 mod serde;
+mod server_clock;
 mod sessions;
 mod tasks;
 mod test_db;

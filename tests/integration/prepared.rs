@@ -119,7 +119,7 @@ fn session_statements_are_prepared_once_and_reused() {
             "INNER JOIN \"users\"",
             "UPDATE sessions SET expires_at",
             "UPDATE sessions SET revoked_at = coalesce",
-            "UPDATE sessions SET revoked_at = now()",
+            "UPDATE sessions SET revoked_at = statement_timestamp()",
             "DELETE FROM sessions",
         ],
     );
