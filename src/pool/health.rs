@@ -2,6 +2,10 @@
 //! it in its instrumentation slot as its statements fail ([`has_lost_server`] asks the
 //! connection otherwise), and [`settle`] turns an error of unclear cause into a
 //! lost-connection error when the connection says so.
+//!
+//! It also notes whether the caller may have left a transaction open that diesel does
+//! not know of (a `BEGIN` sent as plain SQL), so that the connection is rolled back
+//! before the pool hands it out again (see [`ConnectionHealth::may_be_in_transaction`]).
 
 use std::time::Instant;
 
@@ -21,6 +25,24 @@ use crate::error::{Error, Result};
 pub(super) struct ConnectionHealth {
     pub(super) returned: Instant,
     pub(super) broken: bool,
+    /// Whether a statement of the caller's own, outside the crate's calls and other
+    /// than diesel's transaction manager's, could have opened a transaction: its SQL
+    /// says `begin` or `start` (any case, anywhere: `BEGIN`, `START TRANSACTION`).
+    ///
+    /// libpq knows the server's transaction status after every statement
+    /// (`PQtransactionStatus`), but diesel keeps the libpq handle private and tracks
+    /// only the transactions it opened itself, so a transaction opened with plain SQL
+    /// would otherwise go back to the pool open. The check over-approximates (a string
+    /// literal saying "start" counts): a false alarm costs one `ROLLBACK` round trip
+    /// at return, a missed transaction cannot happen. The crate's own statements and
+    /// diesel's `BEGIN`/`COMMIT`/`ROLLBACK`/savepoints are never looked at, so calls
+    /// of the crate cost nothing more.
+    pub(super) may_be_in_transaction: bool,
+    /// Calls of the crate running now on this connection (see [`crate_call`]).
+    crate_calls: u32,
+    /// Diesel's transaction manager announced a statement of its own (an event comes
+    /// just before its `BEGIN`, `COMMIT`, `ROLLBACK` or savepoint statement).
+    transaction_manager_statement: bool,
     /// Start times of the statements running now (a type lookup can run inside another).
     queries_started: Vec<Instant>,
     /// The application's own instrumentation, which sees every event too.
@@ -32,6 +54,9 @@ impl ConnectionHealth {
         ConnectionHealth {
             returned: Instant::now(),
             broken: false,
+            may_be_in_transaction: false,
+            crate_calls: 0,
+            transaction_manager_statement: false,
             queries_started: Vec::new(),
             inner,
         }
@@ -50,7 +75,20 @@ impl Instrumentation for ConnectionHealth {
 impl ConnectionHealth {
     fn note(&mut self, event: &InstrumentationEvent<'_>) {
         match event {
-            InstrumentationEvent::StartQuery { .. } => {
+            InstrumentationEvent::BeginTransaction { .. }
+            | InstrumentationEvent::CommitTransaction { .. }
+            | InstrumentationEvent::RollbackTransaction { .. } => {
+                self.transaction_manager_statement = true;
+            }
+            InstrumentationEvent::StartQuery { query, .. } => {
+                if std::mem::take(&mut self.transaction_manager_statement) {
+                    // diesel's own transaction statement: diesel tracks it.
+                } else if self.crate_calls == 0
+                    && !self.may_be_in_transaction
+                    && may_open_a_transaction(&query.to_string())
+                {
+                    self.may_be_in_transaction = true;
+                }
                 if tracing::enabled!(target: "todo_store::sql", tracing::Level::DEBUG) {
                     self.queries_started.push(Instant::now());
                 }
@@ -71,6 +109,26 @@ impl ConnectionHealth {
             _ => {}
         }
     }
+}
+
+/// Whether `sql` may open a transaction: it says `begin` or `start`, in any case.
+fn may_open_a_transaction(sql: &str) -> bool {
+    let lower = sql.to_ascii_lowercase();
+    lower.contains("begin") || lower.contains("start")
+}
+
+/// Runs `f`, one call of the crate, on `conn`: its statements are the crate's, known
+/// to open no transaction but through diesel's transaction manager, so the health
+/// notes do not look at their SQL.
+pub(crate) fn crate_call<T>(conn: &mut PgConnection, f: impl FnOnce(&mut PgConnection) -> T) -> T {
+    if let Some(h) = health(conn) {
+        h.crate_calls += 1;
+    }
+    let out = f(conn);
+    if let Some(h) = health(conn) {
+        h.crate_calls = h.crate_calls.saturating_sub(1);
+    }
+    out
 }
 
 /// The connection's health notes, unless the caller replaced the instrumentation.

@@ -2,6 +2,8 @@
 //! timeouts added, secrets kept out of its errors), sets it up ([`setup_connection`]),
 //! and decides cheaply whether it may be handed out again.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use diesel::connection::{CacheSize, SimpleConnection};
@@ -22,6 +24,10 @@ pub struct PgConnectionManager {
     /// libpq's reading of `url`, to remove its secrets from connection errors exactly.
     pub(super) conninfo: Option<Conninfo>,
     session: SessionSettings,
+    /// Connections rolled back on return (see [`PoolStats::rolled_back_on_return`]).
+    ///
+    /// [`PoolStats::rolled_back_on_return`]: super::PoolStats::rolled_back_on_return
+    pub(super) rolled_back_on_return: Arc<AtomicU64>,
 }
 
 impl PgConnectionManager {
@@ -33,6 +39,7 @@ impl PgConnectionManager {
             conninfo: Conninfo::parse(&url).ok(),
             url,
             session: SessionSettings::from_config(config),
+            rolled_back_on_return: Arc::default(),
         }
     }
 
@@ -79,15 +86,30 @@ impl ManageConnection for PgConnectionManager {
         conn.ping().map_err(diesel::r2d2::Error::QueryError)
     }
 
+    /// Whether `conn` must be discarded instead of going back to the pool: its server
+    /// is gone, the thread is panicking, or diesel's transaction manager is in a
+    /// transaction or an error. A connection on which the caller may have opened a
+    /// transaction with plain SQL (`BEGIN` through `sql_query` or `batch_execute`,
+    /// which diesel does not track) is rolled back first: one `ROLLBACK` round trip,
+    /// which ends that transaction, failed or not, and is a no-op otherwise; it is
+    /// discarded if that fails. No connection goes back to the pool inside a
+    /// transaction.
     fn has_broken(&self, conn: &mut PgConnection) -> bool {
-        let broken = match health(conn) {
+        let (broken, roll_back) = match health(conn) {
             Some(h) => {
                 h.returned = Instant::now();
-                h.broken
+                (h.broken, std::mem::take(&mut h.may_be_in_transaction))
             }
-            None => false,
+            None => (false, false),
         };
-        broken || std::thread::panicking() || conn.is_broken()
+        if broken || std::thread::panicking() || conn.is_broken() {
+            return true;
+        }
+        if roll_back {
+            self.rolled_back_on_return.fetch_add(1, Ordering::Relaxed);
+            return conn.batch_execute("ROLLBACK").is_err();
+        }
+        false
     }
 }
 

@@ -45,6 +45,11 @@ pub struct PoolStats {
     pub connections_opened: u64,
     /// Connections closed (broken, or reaped).
     pub connections_closed: u64,
+    /// Connections rolled back when they came back to the pool, because the caller
+    /// may have left a transaction open with plain SQL (a `BEGIN` sent through
+    /// `sql_query` or `batch_execute`, which diesel does not track); see
+    /// [`PgConnectionManager`](super::PgConnectionManager).
+    pub rolled_back_on_return: u64,
 }
 
 impl PoolMetrics {
@@ -63,6 +68,7 @@ impl PoolMetrics {
             timeouts: c.timeouts.load(Ordering::Relaxed),
             connections_opened: c.opened.load(Ordering::Relaxed),
             connections_closed: c.closed.load(Ordering::Relaxed),
+            rolled_back_on_return: c.rolled_back_on_return.load(Ordering::Relaxed),
         }
     }
 }
@@ -76,6 +82,9 @@ pub(super) struct Counters {
     timeouts: AtomicU64,
     opened: AtomicU64,
     closed: AtomicU64,
+    /// Shared with the pool's [`PgConnectionManager`](super::PgConnectionManager),
+    /// which counts.
+    pub(super) rolled_back_on_return: Arc<AtomicU64>,
 }
 
 /// Feeds r2d2's events into [`Counters`], and tells a checkout timeout which pool it

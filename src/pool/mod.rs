@@ -20,7 +20,7 @@ mod manager;
 mod metrics;
 
 pub use health::has_lost_server;
-pub(crate) use health::settle;
+pub(crate) use health::{crate_call, settle};
 pub use manager::{setup_connection, PgConnectionManager};
 use metrics::{Counters, PoolEvents};
 pub use metrics::{PoolMetrics, PoolStats};
@@ -94,7 +94,8 @@ pub fn build_pool(config: &DbConfig) -> Result<PgPool> {
 pub fn build_pool_with_metrics(config: &DbConfig) -> Result<(PgPool, PoolMetrics)> {
     config.validate()?;
     let counters = Arc::new(Counters::default());
-    let manager = PgConnectionManager::new(config);
+    let mut manager = PgConnectionManager::new(config);
+    manager.rolled_back_on_return = Arc::clone(&counters.rolled_back_on_return);
     let conninfo = manager.conninfo.clone();
     pool_builder(config, Arc::clone(&counters))
         .build(manager)

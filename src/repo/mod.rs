@@ -45,7 +45,7 @@ pub(crate) fn call<T: crate::telemetry::RowCount>(
     f: impl FnOnce(&mut diesel::PgConnection) -> crate::Result<T>,
 ) -> crate::Result<T> {
     crate::telemetry::traced(op, user_id, || {
-        let result = f(conn);
+        let result = crate::pool::crate_call(conn, f);
         crate::pool::settle(conn, result)
     })
 }

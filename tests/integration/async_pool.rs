@@ -240,3 +240,29 @@ async fn a_panicking_call_panics_in_the_awaiting_task() {
     all_returned(&raw).await;
     assert_eq!(in_transaction(&db), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_that_leaves_a_transaction_open_with_plain_sql_does_not_pass_it_on() {
+    let db = TestDb::new();
+    let user = fixtures::user(&mut db.conn());
+    let pool = AsyncPool::new(small_pool(&db, 1, Duration::from_secs(2)));
+    let user_id = user.id;
+    pool.run(move |c| {
+        diesel::sql_query("BEGIN").execute(c)?;
+        TaskRepo::create(c, user_id, &NewTask::new("never committed"))?;
+        Ok(())
+    })
+    .await
+    .unwrap();
+    pool.run(move |c| {
+        TaskRepo::create(c, user_id, &NewTask::new("committed"))?;
+        Ok(())
+    })
+    .await
+    .unwrap();
+    all_returned(pool.pool()).await;
+    assert_eq!(in_transaction(&db), 0);
+    let seen = TaskRepo::list(&mut db.conn(), user.id, &TaskQuery::new()).unwrap();
+    let titles: Vec<&str> = seen.items.iter().map(|t| t.title.as_str()).collect();
+    assert_eq!(titles, ["committed"]);
+}

@@ -251,3 +251,72 @@ fn an_applications_default_instrumentation_still_sees_pooled_statements() {
     assert!(UserRepo::count(&mut conn).unwrap_err().is_connection_lost());
     assert!(todo_store::pool::has_lost_server(&mut conn));
 }
+
+/// Tasks of `user_id` that another connection sees (committed ones).
+fn committed_tasks(db: &TestDb, user_id: uuid::Uuid) -> i64 {
+    todo_store::TaskRepo::count_matching(&mut db.conn(), user_id, &todo_store::TaskQuery::new())
+        .unwrap()
+}
+
+#[test]
+fn a_connection_returned_inside_a_transaction_opened_with_plain_sql_is_rolled_back() {
+    use diesel::connection::SimpleConnection;
+    use todo_store::{NewTask, TaskRepo};
+    let db = TestDb::new();
+    let user = crate::support::fixtures::user(&mut db.conn());
+    let (pool, metrics) = todo_store::pool::build_pool_with_metrics(
+        &DbConfig::new(db.url())
+            .pool_size(1)
+            .connection_timeout(Duration::from_secs(2)),
+    )
+    .unwrap();
+    let opens: [&dyn Fn(&mut PgConnection); 4] = [
+        &|c| {
+            diesel::sql_query("BEGIN").execute(c).unwrap();
+        },
+        &|c| {
+            c.batch_execute("start transaction isolation level repeatable read")
+                .unwrap()
+        },
+        &|c| c.batch_execute("SELECT 1; /* then */ Begin").unwrap(),
+        // A transaction that failed: aborted, waiting for its ROLLBACK.
+        &|c| {
+            c.batch_execute("BEGIN").unwrap();
+            assert!(c.batch_execute("SELECT 1/0").is_err());
+        },
+    ];
+    for (i, open) in opens.iter().enumerate() {
+        let pid = {
+            let mut conn = checkout(&pool).unwrap();
+            let pid = backend_pid(&mut conn);
+            open(&mut conn);
+            // Written inside the caller's transaction, never committed (or refused, in
+            // the failed one).
+            let _ = TaskRepo::create(&mut conn, user.id, &NewTask::new("uncommitted"));
+            pid
+        };
+        // The same connection (a pool of one), outside any transaction: its write is
+        // committed at once, and the earlier one is gone.
+        let mut conn = checkout(&pool).unwrap();
+        assert_eq!(backend_pid(&mut conn), pid, "case {i}: the same connection");
+        TaskRepo::create(&mut conn, user.id, &NewTask::new("committed")).unwrap();
+        drop(conn);
+        assert_eq!(committed_tasks(&db, user.id), i as i64 + 1, "case {i}");
+    }
+    assert_eq!(metrics.snapshot().rolled_back_on_return, 4);
+
+    // The crate's calls, diesel's transactions and the caller's own statements that
+    // cannot open a transaction cost no ROLLBACK.
+    for _ in 0..3 {
+        let mut conn = checkout(&pool).unwrap();
+        TaskRepo::list(&mut conn, user.id, &todo_store::TaskQuery::new()).unwrap();
+        conn.transaction::<_, Error, _>(|c| {
+            TaskRepo::create(c, user.id, &NewTask::new("in diesel's transaction"))?;
+            Ok(())
+        })
+        .unwrap();
+        diesel::sql_query("SELECT 1").execute(&mut conn).unwrap();
+    }
+    assert_eq!(metrics.snapshot().rolled_back_on_return, 4);
+    assert_eq!(committed_tasks(&db, user.id), 4 + 3);
+}
