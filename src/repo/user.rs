@@ -18,18 +18,19 @@ use crate::schema::users;
 /// Largest page [`UserRepo::list`] returns.
 pub const MAX_USERS_PER_PAGE: i64 = 1000;
 
-/// The comparison key of an email, around the SQL of the email: lower-cased, `ß` and
-/// `ſ` folded to `ss` and `s`. Compared under the ICU collation `email_ci` (root,
+/// The comparison key of an email, around the SQL of the email: the SQL function
+/// `email_key` (migration `2026-12-06-000001_email_nfkc_key`, the one definition of the
+/// key): NFKD, `lower()`, then `ß`, `ſ` and the iota subscript U+0345 folded to `ss`, `s`
+/// and `ι`, and `i` + U+0307 to `i`. Compared under the ICU collation `email_ci` (root,
 /// secondary strength: case and compatibility forms ignored, accents not).
-const KEY_OPEN: &str = "replace(replace(lower(";
-const KEY_CLOSE: &str = "), 'ß', 'ss'), 'ſ', 's')";
+const KEY_OPEN: &str = "email_key(";
+const KEY_CLOSE: &str = ")";
 
 /// The key of the stored email with its collation: the expression of the unique index
-/// `users_email_ci_key` (migration `2026-12-02-000002_email_collation`), written the
+/// `users_email_ci_key` (migration `2026-12-06-000001_email_nfkc_key`), written the
 /// same way so that the planner matches it to the index
 /// (`tests/integration/query_plans.rs` checks it does).
-const STORED_EMAIL_KEY: &str =
-    "(replace(replace(lower(email), 'ß', 'ss'), 'ſ', 's') COLLATE email_ci)";
+const STORED_EMAIL_KEY: &str = "(email_key(email) COLLATE email_ci)";
 
 /// The key of the SQL expression `sql`, without the collation: a comparison with
 /// [`STORED_EMAIL_KEY`] takes that side's explicit one.
@@ -284,7 +285,7 @@ mod tests {
             STORED_EMAIL_KEY,
             format!("({} COLLATE email_ci)", email_key_of("email"))
         );
-        let up = include_str!("../../migrations/2026-12-02-000002_email_collation/up.sql");
+        let up = include_str!("../../migrations/2026-12-06-000001_email_nfkc_key/up.sql");
         assert!(
             up.contains(&format!("ON users ({STORED_EMAIL_KEY})")),
             "{up}"
