@@ -7,8 +7,9 @@ use diesel::prelude::*;
 use diesel::sql_types::{Array, Integer, Text};
 use icu_casemap::CaseMapper;
 use icu_normalizer::DecomposingNormalizerBorrowed;
+use todo_store::migrate::{pending_migrations, MIGRATIONS};
 use todo_store::testing::TestDb;
-use todo_store::NewUser;
+use todo_store::{run_migrations, NewUser, UserRepo};
 
 /// Unicode's compatibility caseless form of `text` (D146 of the standard, chapter 3.13):
 /// `NFKD(toCasefold(NFKD(toCasefold(NFD(X)))))`, full case folding. Two strings "differ
@@ -166,4 +167,128 @@ fn the_email_index_makes_every_code_point_one_with_its_compatibility_caseless_fo
         addresses.len(),
         shown.join("\n")
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// The migration that brought the key: existing users
+// ---------------------------------------------------------------------------------------
+
+/// A migrated database taken back to just before `2026-12-06-000001_email_nfkc_key`
+/// (the key of `2026-12-02-000002_email_collation`), whatever came after it.
+fn database_before_the_key_migration() -> (TestDb, PgConnection) {
+    use diesel_migrations::MigrationHarness;
+    let db = TestDb::empty();
+    let mut conn = PgConnection::establish(db.url()).unwrap();
+    run_migrations(&mut conn).unwrap();
+    loop {
+        let reverted = conn.revert_last_migration(MIGRATIONS).unwrap().to_string();
+        if reverted.starts_with("20261206000001") {
+            break;
+        }
+        assert!(reverted.as_str() > "20261206000001", "{reverted}");
+    }
+    (db, conn)
+}
+
+/// Inserts users as any client would, under whatever key the schema has.
+fn insert_users(conn: &mut PgConnection, emails: &[&str]) {
+    for email in emails {
+        diesel::sql_query("INSERT INTO users (email, name) VALUES ($1, 'Existing')")
+            .bind::<Text, _>(*email)
+            .execute(conn)
+            .unwrap();
+    }
+}
+
+#[test]
+fn existing_users_are_found_under_every_spelling_after_the_key_migration() {
+    let (_db, mut conn) = database_before_the_key_migration();
+    insert_users(
+        &mut conn,
+        &[
+            "ﬅop@x.example",
+            "Ada@Example.com",
+            "ẛx@x.example",
+            "straße@x.example",
+        ],
+    );
+    run_migrations(&mut conn).unwrap();
+    for (stored, spellings) in [
+        (
+            "ﬅop@x.example",
+            &["stop@x.example", "STOP@X.EXAMPLE", "ﬅop@x.example"][..],
+        ),
+        (
+            "Ada@Example.com",
+            &["ada@example.com", "ＡＤＡ@example.com"][..],
+        ),
+        ("ẛx@x.example", &["ṡx@x.example", "Ṡx@x.example"][..]),
+        ("straße@x.example", &["STRASSE@x.example"][..]),
+    ] {
+        for spelling in spellings {
+            let found = UserRepo::find_by_email(&mut conn, spelling).unwrap();
+            assert_eq!(
+                found.map(|u| u.email).as_deref(),
+                Some(stored),
+                "{spelling}"
+            );
+        }
+        let err = UserRepo::create(&mut conn, &NewUser::new(spellings[0], "New")).unwrap_err();
+        assert!(err.is_conflict(), "{stored}: {err:?}");
+    }
+    assert_eq!(UserRepo::count(&mut conn).unwrap(), 4);
+}
+
+#[test]
+fn existing_users_that_the_key_makes_one_address_stop_its_migration_and_are_all_named() {
+    let (_db, mut conn) = database_before_the_key_migration();
+    let before: Vec<String> = index_definitions(&mut conn);
+    // Two accounts each under the previous key.
+    insert_users(
+        &mut conn,
+        &[
+            "ﬅop@x.example",
+            "stop@x.example",
+            "ẛx@x.example",
+            "ṡx@x.example",
+            "ok@x.example",
+        ],
+    );
+    let err = run_migrations(&mut conn).unwrap_err().to_string();
+    for email in [
+        "ﬅop@x.example",
+        "stop@x.example",
+        "ẛx@x.example",
+        "ṡx@x.example",
+    ] {
+        assert!(err.contains(email), "{email} not named: {err}");
+    }
+    assert!(!err.contains("ok@x.example"), "{err}");
+    assert!(
+        err.contains("one address under the new comparison"),
+        "{err}"
+    );
+    // Nothing of it was applied.
+    assert_eq!(index_definitions(&mut conn), before);
+    assert_eq!(pending_migrations(&mut conn).unwrap().len(), 1);
+    // Once they are renamed, it applies.
+    diesel::sql_query("DELETE FROM users WHERE email IN ('stop@x.example', 'ṡx@x.example')")
+        .execute(&mut conn)
+        .unwrap();
+    assert_eq!(run_migrations(&mut conn).unwrap().len(), 1);
+}
+
+/// The definitions of the indexes on `users`.
+fn index_definitions(conn: &mut PgConnection) -> Vec<String> {
+    #[derive(QueryableByName)]
+    struct Def {
+        #[diesel(sql_type = Text)]
+        def: String,
+    }
+    diesel::sql_query("SELECT indexdef AS def FROM pg_indexes WHERE tablename = 'users' ORDER BY 1")
+        .load::<Def>(conn)
+        .unwrap()
+        .into_iter()
+        .map(|d| d.def)
+        .collect()
 }
