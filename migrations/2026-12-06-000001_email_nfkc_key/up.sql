@@ -16,6 +16,13 @@
 --      Unicode folds İ to i + U+0307, so the two are one with i.
 --
 -- email_ci then ignores what remains of case and compatibility form, and accents count.
+-- Beyond Unicode's rule, email_ci also makes one address of what ICU weighs alike at
+-- secondary strength without a compatibility mapping (step 4 above is the other case):
+-- decimal digits of one value in every script (1, ١, १), hiragana and katakana (の, ノ)
+-- and small kana, Hebrew final forms (ץ, צ), combining letters and their letters (ⷲ, ш),
+-- and characters it ignores (many combining marks: Hebrew cantillation, Vedic signs).
+-- Grouping every code point of Unicode 14 (in a@b) by this key finds 448 groups that
+-- Unicode's rule would split. For uniqueness, merging too much only refuses a look-alike.
 -- The test tests/integration/email_key.rs checks, for every code point of Unicode 14
 -- (the tables of PostgreSQL 15's normalize()), that this key makes an address one with
 -- its compatibility caseless form (Unicode's definition D146).

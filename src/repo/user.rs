@@ -90,11 +90,24 @@ impl UserRepo {
     /// (trimmed).
     ///
     /// Two emails are the same address, and so one account, when they differ only in
-    /// case or in compatibility form, by Unicode's rules: `Ada@Example.com` and
-    /// `ada@example.com`, `ΟΔΟΣ` and `οδος` (final sigma), `straße` and `STRASSE`, `ſ`
-    /// and `S`, `ﬀ` and `FF`, fullwidth `ＡＤＡ` and `ada`. Accents count: `é` and `e`
-    /// are different addresses. The README's "What the same email means" has the whole
-    /// rule; the database enforces it with a unique index, for any client's writes.
+    /// case or in compatibility form by Unicode's rules, that is when Unicode's
+    /// compatibility caseless matching (definition D146 of the standard, the matching
+    /// NFKC_Casefold gives) makes them equal: `Ada@Example.com` and `ada@example.com`,
+    /// `ΟΔΟΣ` and `οδος` (final sigma), `straße` and `STRASSE`, `ſ` and `S`, `ﬅ` and
+    /// `st`, `ẛ` and `ṡ`, `ᾳ` and `αι`, `ﬀ` and `FF`, `𝐚` and `a`, the Kelvin sign and
+    /// `k`, fullwidth `ＡＤＡ` and `ada`, a precomposed `é` and `e` + U+0301. Accents
+    /// count: `é` and `e` are different addresses, as are look-alike letters of other
+    /// scripts. The database enforces it, for any client's writes, with the unique index
+    /// `users_email_ci_key` on the SQL function `email_key(email)` under the ICU
+    /// collation `email_ci`; the README's "What the same email means" has the whole rule.
+    ///
+    /// That index also makes one address of a few things Unicode's rule keeps apart:
+    /// `İ`, `i` + U+0307 and `i`; and what ICU's collation weighs alike at secondary
+    /// strength without a compatibility mapping: decimal digits of the same value in
+    /// every script (`1`, `١`, `१`), hiragana and katakana (`の`, `ノ`), Hebrew final
+    /// forms (`ץ`, `צ`), combining letters and their letters (`ⷲ`, `ш`), and characters
+    /// it ignores (many combining marks: Hebrew cantillation, Vedic signs). Code points
+    /// assigned after Unicode 14.0 are folded as far as the server's tables know them.
     ///
     /// A conflict is a failed statement: inside the caller's own transaction it aborts
     /// that transaction (wrap the call in a nested `conn.transaction(..)`, a savepoint,
@@ -162,9 +175,9 @@ impl UserRepo {
     }
 
     /// The user with the address `email` (trimmed), compared as [`UserRepo::create`]
-    /// compares emails for uniqueness (case and compatibility forms ignored, accents
-    /// not), through the same unique index; `None` when there is none. At most one user
-    /// can match.
+    /// compares emails for uniqueness (Unicode's compatibility caseless matching: case
+    /// and compatibility forms ignored, accents not), through the same unique index;
+    /// `None` when there is none. At most one user can match.
     ///
     /// # Errors
     /// Only database errors.
