@@ -30,7 +30,8 @@
 -- One definition, used by the unique index and by every lookup (UserRepo::find_by_email
 -- writes email_key(email) COLLATE email_ci = email_key($1), which the planner matches to
 -- the index). It is IMMUTABLE because the index depends on it: change it only by a new
--- migration that rebuilds the index.
+-- migration that rebuilds the index. normalize() and the \u escapes need a UTF8 database,
+-- the encoding this schema is made for (see 2026-12-02-000001_visible_text).
 CREATE FUNCTION email_key(email text) RETURNS text
     LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
     RETURN replace(replace(replace(replace(lower(normalize(email, NFKD)),
