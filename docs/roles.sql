@@ -61,8 +61,8 @@ REVOKE ALL ON TABLE __diesel_schema_migrations FROM todo_app;
 GRANT SELECT ON TABLE __diesel_schema_migrations TO todo_app;
 
 -- The type task_priority, the collation email_ci, uuid_v7() (the ids' default) and the
--- functions the queries call (lower, replace, websearch_to_tsquery, ts_rank_cd, the
--- migrations' habit_is_due and habit_schedule_is_valid, ...) are usable by PUBLIC by
+-- functions the queries call (lower, websearch_to_tsquery, ts_rank_cd, the migrations'
+-- email_key, habit_is_due and habit_schedule_is_valid, ...) are usable by PUBLIC by
 -- default (collations have no privileges of their own): nothing to grant.
 
 -- Optional hardening: PUBLIC may create temporary tables by default. This takes that

@@ -29,11 +29,10 @@ pub fn sql(op: Op) -> Option<String> {
              RETURNING *"
             .to_owned(),
         Op::UserGet => "SELECT * FROM users WHERE id = :uid".to_owned(),
-        // The unique index is on this expression (migration email_collation): the lookup
+        // The unique index is on this expression (migration email_nfkc_key): the lookup
         // has to spell it to use it.
         Op::UserFindByEmail => "SELECT * FROM users WHERE \
-             (replace(replace(lower(email), 'ß', 'ss'), 'ſ', 's') COLLATE email_ci) = \
-             replace(replace(lower(:uemail), 'ß', 'ss'), 'ſ', 's')"
+             (email_key(email) COLLATE email_ci) = email_key(:uemail)"
             .to_owned(),
         Op::UserListPage => "SELECT * FROM users WHERE (created_at, id) > (:pcat, :pcid) \
              ORDER BY created_at, id LIMIT :lim"

@@ -18,18 +18,19 @@ use crate::schema::users;
 /// Largest page [`UserRepo::list`] returns.
 pub const MAX_USERS_PER_PAGE: i64 = 1000;
 
-/// The comparison key of an email, around the SQL of the email: lower-cased, `ß` and
-/// `ſ` folded to `ss` and `s`. Compared under the ICU collation `email_ci` (root,
+/// The comparison key of an email, around the SQL of the email: the SQL function
+/// `email_key` (migration `2026-12-06-000001_email_nfkc_key`, the one definition of the
+/// key): NFKD, `lower()`, then `ß`, `ſ` and the iota subscript U+0345 folded to `ss`, `s`
+/// and `ι`, and `i` + U+0307 to `i`. Compared under the ICU collation `email_ci` (root,
 /// secondary strength: case and compatibility forms ignored, accents not).
-const KEY_OPEN: &str = "replace(replace(lower(";
-const KEY_CLOSE: &str = "), 'ß', 'ss'), 'ſ', 's')";
+const KEY_OPEN: &str = "email_key(";
+const KEY_CLOSE: &str = ")";
 
 /// The key of the stored email with its collation: the expression of the unique index
-/// `users_email_ci_key` (migration `2026-12-02-000002_email_collation`), written the
+/// `users_email_ci_key` (migration `2026-12-06-000001_email_nfkc_key`), written the
 /// same way so that the planner matches it to the index
 /// (`tests/integration/query_plans.rs` checks it does).
-const STORED_EMAIL_KEY: &str =
-    "(replace(replace(lower(email), 'ß', 'ss'), 'ſ', 's') COLLATE email_ci)";
+const STORED_EMAIL_KEY: &str = "(email_key(email) COLLATE email_ci)";
 
 /// The key of the SQL expression `sql`, without the collation: a comparison with
 /// [`STORED_EMAIL_KEY`] takes that side's explicit one.
@@ -89,11 +90,24 @@ impl UserRepo {
     /// (trimmed).
     ///
     /// Two emails are the same address, and so one account, when they differ only in
-    /// case or in compatibility form, by Unicode's rules: `Ada@Example.com` and
-    /// `ada@example.com`, `ΟΔΟΣ` and `οδος` (final sigma), `straße` and `STRASSE`, `ſ`
-    /// and `S`, `ﬀ` and `FF`, fullwidth `ＡＤＡ` and `ada`. Accents count: `é` and `e`
-    /// are different addresses. The README's "What the same email means" has the whole
-    /// rule; the database enforces it with a unique index, for any client's writes.
+    /// case or in compatibility form by Unicode's rules, that is when Unicode's
+    /// compatibility caseless matching (definition D146 of the standard, the matching
+    /// NFKC_Casefold gives) makes them equal: `Ada@Example.com` and `ada@example.com`,
+    /// `ΟΔΟΣ` and `οδος` (final sigma), `straße` and `STRASSE`, `ſ` and `S`, `ﬅ` and
+    /// `st`, `ẛ` and `ṡ`, `ᾳ` and `αι`, `ﬀ` and `FF`, `𝐚` and `a`, the Kelvin sign and
+    /// `k`, fullwidth `ＡＤＡ` and `ada`, a precomposed `é` and `e` + U+0301. Accents
+    /// count: `é` and `e` are different addresses, as are look-alike letters of other
+    /// scripts. The database enforces it, for any client's writes, with the unique index
+    /// `users_email_ci_key` on the SQL function `email_key(email)` under the ICU
+    /// collation `email_ci`; the README's "What the same email means" has the whole rule.
+    ///
+    /// That index also makes one address of a few things Unicode's rule keeps apart:
+    /// `İ`, `i` + U+0307 and `i`; and what ICU's collation weighs alike at secondary
+    /// strength without a compatibility mapping: decimal digits of the same value in
+    /// every script (`1`, `١`, `१`), hiragana and katakana (`の`, `ノ`), Hebrew final
+    /// forms (`ץ`, `צ`), combining letters and their letters (`ⷲ`, `ш`), and characters
+    /// it ignores (many combining marks: Hebrew cantillation, Vedic signs). Code points
+    /// assigned after Unicode 14.0 are folded as far as the server's tables know them.
     ///
     /// A conflict is a failed statement: inside the caller's own transaction it aborts
     /// that transaction (wrap the call in a nested `conn.transaction(..)`, a savepoint,
@@ -161,9 +175,9 @@ impl UserRepo {
     }
 
     /// The user with the address `email` (trimmed), compared as [`UserRepo::create`]
-    /// compares emails for uniqueness (case and compatibility forms ignored, accents
-    /// not), through the same unique index; `None` when there is none. At most one user
-    /// can match.
+    /// compares emails for uniqueness (Unicode's compatibility caseless matching: case
+    /// and compatibility forms ignored, accents not), through the same unique index;
+    /// `None` when there is none. At most one user can match.
     ///
     /// # Errors
     /// Only database errors.
@@ -284,7 +298,7 @@ mod tests {
             STORED_EMAIL_KEY,
             format!("({} COLLATE email_ci)", email_key_of("email"))
         );
-        let up = include_str!("../../migrations/2026-12-02-000002_email_collation/up.sql");
+        let up = include_str!("../../migrations/2026-12-06-000001_email_nfkc_key/up.sql");
         assert!(
             up.contains(&format!("ON users ({STORED_EMAIL_KEY})")),
             "{up}"

@@ -13,6 +13,7 @@ mod support;
 mod api;
 mod async_pool;
 mod due_today;
+mod email_key;
 mod habits;
 mod hostile;
 mod invisible_text;

@@ -273,9 +273,9 @@ fn invalid_patches_are_rejected_and_change_nothing() {
 }
 
 // ---------------------------------------------------------------------------------------
-// What "the same email" means: lower-cased, ß and ſ folded to ss and s, then compared by
-// ICU's root collation at secondary strength (case and compatibility forms ignored,
-// accents not).
+// What "the same email" means: Unicode's compatibility caseless matching (the key
+// email_key() under ICU's root collation at secondary strength: case and compatibility
+// forms ignored, accents not). Every code point: tests/integration/email_key.rs.
 // ---------------------------------------------------------------------------------------
 
 /// Pairs of spellings of one address.
@@ -294,6 +294,22 @@ const SAME_ACCOUNT: &[(&str, &str)] = &[
     ("ǅemal@example.hr", "džemal@example.hr"),
     ("İzmir@example.com.tr", "izmir@example.com.tr"),
     ("e\u{301}mile@example.fr", "émile@example.fr"),
+    // Compatibility forms that ICU's collation alone weighs like accents.
+    ("ﬅop@x.example", "stop@x.example"),
+    ("ẛx@x.example", "ṡx@x.example"),
+    ("ẛx@x.example", "S\u{307}X@x.example"),
+    ("ᾳ@example.gr", "αι@example.gr"),
+    ("₨@example.in", "RS@example.in"),
+    ("i\u{307}zmir@example.com.tr", "İZMİR@example.com.tr"),
+    // Compatibility forms and case foldings of every kind.
+    ("ﬆop@x.example", "STOP@x.example"),
+    ("ﬃx@example.com", "FFIX@example.com"),
+    ("𝐚𝐝𝐚@example.com", "ADA@example.com"),
+    ("𝔞𝔡𝔞@example.com", "ada@example.com"),
+    ("ǆemal@example.hr", "DŽEMAL@example.hr"),
+    ("\u{212A}elvin@example.com", "kelvin@example.com"),
+    ("ａｄａ@ｅｘａｍｐｌｅ.ｃｏｍ", "ada@example.com"),
+    ("①@example.com", "1@example.com"),
 ];
 
 /// Pairs of addresses that are different accounts.
