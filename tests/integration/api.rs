@@ -1,109 +1,25 @@
 //! The example web service (`examples/api.rs`, axum over `AsyncPool`) end to end over
-//! real HTTP against a TestDb: sessions or a user header for the caller, the task
-//! endpoints with filters and cursors, another user's task as 404, and errors as
-//! status codes.
+//! real HTTP against a TestDb: a session token for the caller, the task endpoints with
+//! filters and cursors, another user's task as 404, and errors as status codes.
 #![cfg(all(feature = "tokio", feature = "serde"))]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-
 use chrono::{Duration, Utc};
-use serde_json::{json, Value};
+use serde_json::json;
 use todo_store::testing::TestDb;
-use todo_store::{NewSession, SessionRepo};
+use todo_store::{NewSession, PgConnection, SessionRepo, User};
 
-use crate::support::examples::example_binary;
+use crate::support::api_service::Service;
 use crate::support::fixtures;
 
-/// The service, on a free port, stopped when dropped.
-struct Service {
-    child: Child,
-    addr: String,
-}
-
-impl Service {
-    fn start(db: &TestDb) -> Service {
-        let mut child = Command::new(example_binary("api"))
-            .env("DATABASE_URL", db.url())
-            .env("API_ADDR", "127.0.0.1:0")
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("the api example starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("listening on http://")
-            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
-            .to_owned();
-        Service { child, addr }
-    }
-
-    /// One HTTP/1.1 request; the status and the JSON body (null when empty).
-    fn request(
-        &self,
-        method: &str,
-        path: &str,
-        auth: &[(&str, &str)],
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        let mut stream = TcpStream::connect(&self.addr).unwrap();
-        let body = body.map(|b| b.to_string()).unwrap_or_default();
-        let mut head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
-            self.addr
-        );
-        for (name, value) in auth {
-            head.push_str(&format!("{name}: {value}\r\n"));
-        }
-        if !body.is_empty() {
-            head.push_str("Content-Type: application/json\r\n");
-        }
-        head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
-        stream.write_all(head.as_bytes()).unwrap();
-        stream.write_all(body.as_bytes()).unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-        let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
-        let chunked = head
-            .to_ascii_lowercase()
-            .contains("transfer-encoding: chunked");
-        let body = if chunked {
-            dechunk(body)
-        } else {
-            body.to_owned()
-        };
-        let json = if body.trim().is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&body).unwrap_or(Value::String(body))
-        };
-        (status, json)
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        body = &rest[n + 2..];
-    }
-    out
+/// A session token for `user`, valid for a day.
+fn token_for(conn: &mut PgConnection, user: &User) -> String {
+    let (_, token) = SessionRepo::create(
+        conn,
+        user.id,
+        &NewSession::new(Utc::now() + Duration::days(1)),
+    )
+    .unwrap();
+    token
 }
 
 #[test]
@@ -113,17 +29,13 @@ fn the_task_endpoints_serve_the_callers_tasks_over_http() {
         let mut conn = db.conn();
         (fixtures::user(&mut conn), fixtures::user(&mut conn))
     };
-    let (_, token) = SessionRepo::create(
-        &mut db.conn(),
-        ada.id,
-        &NewSession::new(Utc::now() + Duration::days(1)),
-    )
-    .unwrap();
+    let token = token_for(&mut db.conn(), &ada);
+    let bobs_token = token_for(&mut db.conn(), &bob);
     let service = Service::start(&db);
     let bearer = format!("Bearer {token}");
     let as_ada = [("Authorization", bearer.as_str())];
-    let bob_id = bob.id.to_string();
-    let as_bob = [("X-User-Id", bob_id.as_str())];
+    let bobs_bearer = format!("Bearer {bobs_token}");
+    let as_bob = [("Authorization", bobs_bearer.as_str())];
 
     // No caller, a bad token: 401.
     assert_eq!(service.request("GET", "/tasks", &[], None).0, 401);
