@@ -1,16 +1,21 @@
 //! A web service over the crate: axum on tokio, through `AsyncPool`. It shows the
-//! pattern (every call off the runtime's workers, the caller's user taken from the
-//! request, errors mapped to status codes); it is not a product.
+//! pattern (every call off the runtime's workers, the caller known before anything of
+//! the request is read, every error in one JSON format); it is not a product.
 //!
 //! ```sh
 //! DATABASE_URL=postgres://... API_ADDR=127.0.0.1:3000 cargo run --example api
 //! curl -H "Authorization: Bearer $TOKEN" localhost:3000/tasks?completed=false
 //! ```
 //!
+//! The first line on stdout is `listening on http://ADDR`, the address bound
+//! (`API_ADDR=127.0.0.1:0` picks a free port).
+//!
 //! Who is calling: `Authorization: Bearer <token>` with a token of
-//! `SessionRepo::create`, checked with `SessionRepo::authenticate` on every request; or,
-//! for a demo without sign-in, `X-User-Id: <uuid>` (a real service would not trust a
-//! header the client sets). Routes, all for the caller's own tasks:
+//! `SessionRepo::create`, checked with `SessionRepo::authenticate` on every request by a
+//! layer in front of every route (unknown routes too). Without a live session the answer
+//! is 401 whatever the method, path, query or body, and the body is not read. No header
+//! names the user directly: a service must not take the client's word for who it is.
+//! Routes, all for the caller's own tasks:
 //!
 //! | method and path | body | answer |
 //! |---|---|---|
@@ -21,23 +26,57 @@
 //! | `POST /tasks/{id}/complete` | | 200 `Task` |
 //! | `DELETE /tasks/{id}` | | 204 |
 //!
-//! Errors: 401 without a valid caller, 404 `NotFound` (another user's task too), 409
-//! `Conflict`, 422 `Validation`, 503 `PoolTimeout`, 500 for the rest (logged, not
-//! shown); each as `{"error": ..., "field": ...}`.
+//! Query parameters are those of `TaskQueryParams`; bodies are JSON objects of the
+//! fields of `NewTask` or `TaskPatch` (others are refused), at most 2 MB, sent with
+//! `Content-Type: application/json`.
+//!
+//! Every error is JSON, `{"error": "<what to fix>", "field": "<name>" | null}`, where
+//! `field` is the body's field, query parameter or path parameter at fault. A request is
+//! checked in this order and the first failure answers: the caller, the route and
+//! method, the path, the query, the body (content type, size, syntax, fields), then what
+//! the crate refuses.
+//!
+//! | status | when |
+//! |---|---|
+//! | 401 | no `Authorization: Bearer`, or a token of no live session (with `WWW-Authenticate: Bearer`) |
+//! | 400 | the body is not JSON; `{id}` is not a UUID (`field`: `id`); a query parameter is unknown or not of its form (`?limit=abc`) |
+//! | 404 | `NotFound` (another user's task too); an unknown route |
+//! | 405 | a method the route does not have |
+//! | 409 | `Conflict`: a stale `expected_version` (other conflicts without the constraint's name) |
+//! | 413 | a body over 2 MB |
+//! | 415 | a body without `Content-Type: application/json` |
+//! | 422 | a JSON body that is not an object, or has an unknown field or a value of the wrong type; `Validation` (`field`: the field) |
+//! | 503 | `PoolTimeout` |
+//! | 500 | anything else (logged to stderr, not shown) |
+//!
+//! Messages name the public field at fault, never a table, constraint, SQL statement or
+//! Rust type (serde's own wording, which names the latter, is not passed on).
 
+use std::error::Error as StdError;
 use std::net::SocketAddr;
 
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::rejection::{
+    BytesRejection, FailedToBufferBody, JsonRejection, PathRejection, QueryRejection,
+};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use serde::de::DeserializeOwned;
 use serde_json::json;
 use todo_store::serde_support::TaskQueryParams;
 use todo_store::{
-    AsyncPool, DbConfig, Error, NewTask, SessionRepo, TaskPatch, TaskQuery, TaskRepo,
+    AsyncPool, ConflictKind, DbConfig, Error, NewTask, SessionRepo, TaskPatch, TaskQuery, TaskRepo,
 };
 use uuid::Uuid;
+
+/// The largest body a route reads (axum's default, stated here as the docs say it).
+const BODY_LIMIT: usize = 2 * 1024 * 1024;
+/// [`BODY_LIMIT`] as the 413 error names it.
+const BODY_LIMIT_TEXT: &str = "2 MB";
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -64,76 +103,257 @@ fn app(pool: AsyncPool) -> Router {
             get(get_task).patch(update_task).delete(delete_task),
         )
         .route("/tasks/{id}/complete", post(complete_task))
+        .fallback(no_such_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        // Outermost, after the fallbacks: nothing answers an unknown caller but 401.
+        .layer(middleware::from_fn_with_state(pool.clone(), authenticate))
         .with_state(pool)
 }
 
-/// An error as the client sees it.
-struct ApiError(StatusCode, serde_json::Value);
+/// An error as the client sees it: `{"error": ..., "field": ...}` with a status.
+struct ApiError {
+    status: StatusCode,
+    message: String,
+    field: Option<String>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>, field: Option<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+            field,
+        }
+    }
+
+    fn internal(what: impl std::fmt::Display) -> Self {
+        eprintln!("internal error: {what}");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error", None)
+    }
+}
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, Json(self.1)).into_response()
+        let body = Json(json!({"error": self.message, "field": self.field}));
+        if self.status == StatusCode::UNAUTHORIZED {
+            (self.status, [(header::WWW_AUTHENTICATE, "Bearer")], body).into_response()
+        } else {
+            (self.status, body).into_response()
+        }
     }
 }
 
 impl From<Error> for ApiError {
     fn from(err: Error) -> Self {
-        let (status, body) = match &err {
-            Error::Validation { field, reason } => (
+        match &err {
+            Error::Validation { field, reason } => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                json!({"error": format!("invalid {field}: {reason}"), "field": field}),
+                format!("invalid {field}: {reason}"),
+                Some(field.clone()),
             ),
-            Error::NotFound { .. } => (StatusCode::NOT_FOUND, json!({"error": err.to_string()})),
-            Error::Conflict { .. } => (StatusCode::CONFLICT, json!({"error": err.to_string()})),
-            Error::PoolTimeout { .. } => (
+            Error::NotFound { .. } => ApiError::new(StatusCode::NOT_FOUND, err.to_string(), None),
+            // Conflicts the caller can act on; any other names a constraint.
+            Error::Conflict {
+                kind: ConflictKind::StaleVersion { .. } | ConflictKind::EmailTaken,
+            } => ApiError::new(StatusCode::CONFLICT, err.to_string(), None),
+            Error::Conflict { .. } => ApiError::new(
+                StatusCode::CONFLICT,
+                "conflicts with what is stored: reload and retry",
+                None,
+            ),
+            Error::PoolTimeout { .. } => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                json!({"error": "the service is busy: try again"}),
+                "the service is busy: try again",
+                None,
             ),
-            _ => {
-                eprintln!("internal error: {err}");
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    json!({"error": "internal error"}),
-                )
-            }
-        };
-        ApiError(status, body)
+            _ => ApiError::internal(err),
+        }
     }
 }
 
 fn unauthorized() -> ApiError {
-    ApiError(
+    ApiError::new(
         StatusCode::UNAUTHORIZED,
-        json!({"error": "sign in: send Authorization: Bearer <session token>"}),
+        "sign in: send Authorization: Bearer <session token>",
+        None,
     )
 }
 
-/// The caller's user id: from the session token, else (demo) from `X-User-Id`.
-async fn caller(pool: &AsyncPool, headers: &HeaderMap) -> Result<Uuid, ApiError> {
-    let bearer = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::to_owned);
-    if let Some(token) = bearer {
-        let session = pool
-            .run(move |conn| SessionRepo::authenticate(conn, &token))
-            .await?;
-        return session.map(|(_, user)| user.id).ok_or_else(unauthorized);
+/// The signed-in user, put on the request by [`authenticate`].
+#[derive(Clone, Copy)]
+struct Caller(Uuid);
+
+/// The layer in front of every route: the caller from the session token, or 401 before
+/// any of the request past its headers is read.
+async fn authenticate(
+    State(pool): State<AsyncPool>,
+    mut request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let token = bearer_token(request.headers()).ok_or_else(unauthorized)?;
+    let session = pool
+        .run(move |conn| SessionRepo::authenticate(conn, &token))
+        .await?;
+    let (_, user) = session.ok_or_else(unauthorized)?;
+    request.extensions_mut().insert(Caller(user.id));
+    Ok(next.run(request).await)
+}
+
+/// The token of `Authorization: Bearer <token>` (the scheme in any case).
+fn bearer_token(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| token.to_owned())
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        // Only missing on a route outside the layer: refuse rather than guess.
+        parts
+            .extensions
+            .get::<Caller>()
+            .copied()
+            .ok_or_else(unauthorized)
     }
-    headers
-        .get("x-user-id")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(unauthorized)
+}
+
+/// `Json`, with its rejections as [`ApiError`]s.
+struct Body<T>(T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let Json(value) = Json::<T>::from_request(request, state).await?;
+        Ok(Body(value))
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        match rejection {
+            JsonRejection::JsonSyntaxError(_) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "the body is not valid JSON", None)
+            }
+            JsonRejection::JsonDataError(err) => match field_at_fault::<serde_json::Error>(&err) {
+                Some(field) => ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    format!(
+                        "`{field}` is not a field of this body or has a value of the wrong type"
+                    ),
+                    Some(field),
+                ),
+                None => ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "the body must be a JSON object of this route's fields",
+                    None,
+                ),
+            },
+            JsonRejection::MissingJsonContentType(_) => ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "send the body as JSON, with Content-Type: application/json",
+                None,
+            ),
+            JsonRejection::BytesRejection(BytesRejection::FailedToBufferBody(
+                FailedToBufferBody::LengthLimitError(_),
+            )) => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the body is larger than {BODY_LIMIT_TEXT}"),
+                None,
+            ),
+            other => ApiError::new(other.status(), "the body could not be read", None),
+        }
+    }
+}
+
+/// `Query`, with its rejections as [`ApiError`]s.
+struct Params<T>(T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Params<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(value)) => Ok(Params(value)),
+            Err(QueryRejection::FailedToDeserializeQueryString(err)) => {
+                let field = field_at_fault::<serde_urlencoded::de::Error>(&err);
+                let message = match &field {
+                    Some(field) => format!(
+                        "the query parameter `{field}` is unknown or has a value of the wrong form"
+                    ),
+                    None => "the query string cannot be read".to_owned(),
+                };
+                Err(ApiError::new(StatusCode::BAD_REQUEST, message, field))
+            }
+            Err(other) => Err(ApiError::new(
+                other.status(),
+                "the query string cannot be read",
+                None,
+            )),
+        }
+    }
+}
+
+/// The `{id}` of a task route.
+struct TaskId(Uuid);
+
+impl<S: Send + Sync> FromRequestParts<S> for TaskId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Path::<Uuid>::from_request_parts(parts, state).await {
+            Ok(Path(id)) => Ok(TaskId(id)),
+            Err(PathRejection::FailedToDeserializePathParams(err))
+                if err.status().is_client_error() =>
+            {
+                Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "the task id in the path (`id`) must be a UUID",
+                    Some("id".to_owned()),
+                ))
+            }
+            // The route and the extractor disagree: a bug here, not in the request.
+            Err(other) => Err(ApiError::internal(other.body_text())),
+        }
+    }
+}
+
+/// The field a body or query string failed on, as serde_path_to_error (under axum's
+/// rejection) recorded it; `None` for the whole value (a JSON array instead of an
+/// object, say). Serde's own message is not used: it names Rust types.
+fn field_at_fault<E: StdError + 'static>(rejection: &(dyn StdError + 'static)) -> Option<String> {
+    let mut source = Some(rejection);
+    while let Some(err) = source {
+        if let Some(err) = err.downcast_ref::<serde_path_to_error::Error<E>>() {
+            let path = err.path();
+            return path.iter().next().is_some().then(|| path.to_string());
+        }
+        source = err.source();
+    }
+    None
+}
+
+async fn no_such_route() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "no such route", None)
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "this method is not allowed on this route",
+        None,
+    )
 }
 
 async fn list_tasks(
     State(pool): State<AsyncPool>,
-    headers: HeaderMap,
-    Query(params): Query<TaskQueryParams>,
+    Caller(user): Caller,
+    Params(params): Params<TaskQueryParams>,
 ) -> Result<Response, ApiError> {
-    let user = caller(&pool, &headers).await?;
     let query = TaskQuery::try_from(params)?;
     let page = pool
         .run(move |conn| TaskRepo::list(conn, user, &query))
@@ -143,10 +363,9 @@ async fn list_tasks(
 
 async fn create_task(
     State(pool): State<AsyncPool>,
-    headers: HeaderMap,
-    Json(new): Json<NewTask>,
+    Caller(user): Caller,
+    Body(new): Body<NewTask>,
 ) -> Result<Response, ApiError> {
-    let user = caller(&pool, &headers).await?;
     let task = pool
         .run(move |conn| TaskRepo::create(conn, user, &new))
         .await?;
@@ -155,21 +374,19 @@ async fn create_task(
 
 async fn get_task(
     State(pool): State<AsyncPool>,
-    headers: HeaderMap,
-    Path(id): Path<Uuid>,
+    Caller(user): Caller,
+    TaskId(id): TaskId,
 ) -> Result<Response, ApiError> {
-    let user = caller(&pool, &headers).await?;
     let task = pool.run(move |conn| TaskRepo::get(conn, user, id)).await?;
     Ok(Json(task).into_response())
 }
 
 async fn update_task(
     State(pool): State<AsyncPool>,
-    headers: HeaderMap,
-    Path(id): Path<Uuid>,
-    Json(patch): Json<TaskPatch>,
+    Caller(user): Caller,
+    TaskId(id): TaskId,
+    Body(patch): Body<TaskPatch>,
 ) -> Result<Response, ApiError> {
-    let user = caller(&pool, &headers).await?;
     let task = pool
         .run(move |conn| TaskRepo::update(conn, user, id, &patch))
         .await?;
@@ -178,10 +395,9 @@ async fn update_task(
 
 async fn complete_task(
     State(pool): State<AsyncPool>,
-    headers: HeaderMap,
-    Path(id): Path<Uuid>,
+    Caller(user): Caller,
+    TaskId(id): TaskId,
 ) -> Result<Response, ApiError> {
-    let user = caller(&pool, &headers).await?;
     let task = pool
         .run(move |conn| TaskRepo::set_completed(conn, user, id, true))
         .await?;
@@ -190,10 +406,9 @@ async fn complete_task(
 
 async fn delete_task(
     State(pool): State<AsyncPool>,
-    headers: HeaderMap,
-    Path(id): Path<Uuid>,
+    Caller(user): Caller,
+    TaskId(id): TaskId,
 ) -> Result<Response, ApiError> {
-    let user = caller(&pool, &headers).await?;
     pool.run(move |conn| TaskRepo::delete(conn, user, id))
         .await?;
     Ok(StatusCode::NO_CONTENT.into_response())

@@ -2,6 +2,8 @@
 //! `mod support;` and uses what it needs.
 #![allow(dead_code)]
 
+/// The api example as a process, and a raw HTTP client for it.
+pub mod api_service;
 /// The server process behind a connection: `backend_pid`, `terminate`, prepared statements.
 pub mod backend;
 /// Cursors edited behind a valid checksum.
