@@ -1,6 +1,30 @@
 //! Embedded migrations, run in one transaction under a PostgreSQL advisory lock, so
 //! that several processes starting at once on an empty database all succeed and apply
 //! each migration once, directly or through a transaction-mode pooler.
+//!
+//! # Connections after a migration
+//!
+//! diesel keeps, on each connection, the OIDs of the types it looked up (the
+//! `task_priority` enum) and its prepared statements. A migration that drops and
+//! creates a type again (reverting and re-applying the migrations, say) gives it a new
+//! OID, and a connection that cached the old one fails with "cache lookup failed for
+//! type". So after [`run_migrations`] or [`revert_all_migrations`] changed anything:
+//! - the connection that ran them, when it is a connection of the crate's pool
+//!   ([`crate::connect`], [`crate::testing::TestDb`], [`crate::AsyncPool`]) outside a
+//!   transaction of the caller's, is replaced with a new one, so the caller goes on
+//!   using it as if nothing happened;
+//! - every other connection of the crate's pools in this process to the same database
+//!   (host, port and name) that has run a statement is retired when it next comes
+//!   back to its pool or is checked out (a connection that ran nothing has cached
+//!   nothing and is kept).
+//!
+//! What the crate cannot renew, drop: a connection you opened yourself
+//! (`PgConnection::establish`, another pool's) that ran a migration changing a type, or
+//! that had run statements when a migration on another connection changed one (a
+//! migration run on such a connection does not retire the crate's pools either); and
+//! after another *process* changed a type, this process's pools (build them again, or
+//! restart). Applying migrations that only add (the usual deploy) leaves every
+//! connection usable.
 
 use diesel::migration::MigrationSource;
 use diesel::pg::Pg;
@@ -21,9 +45,13 @@ pub const MIGRATION_LOCK_KEY: i64 = 0x746f_646f_7374_6f72;
 /// Applies every pending migration and returns the versions applied now (empty when the
 /// database was up to date). Waits for any other process migrating the same database.
 ///
+/// When it applied any, no connection keeps caches of the old schema: see the
+/// [module docs](self).
+///
 /// # Errors
 /// [`Error::Migration`] when a migration fails; then none of the pending migrations
-/// is applied (they run in one transaction).
+/// is applied (they run in one transaction). [`Error::Connection`] when the migrations
+/// were applied but the connection that ran them could not be replaced.
 pub fn run_migrations(conn: &mut PgConnection) -> Result<Vec<String>> {
     if all_applied(conn) {
         // The common case, and the only one a runtime role without DDL rights may
@@ -31,23 +59,40 @@ pub fn run_migrations(conn: &mut PgConnection) -> Result<Vec<String>> {
         // bookkeeping table, which needs CREATE on the schema even when it exists.
         return Ok(Vec::new());
     }
-    with_migration_lock(conn, |conn| {
+    let applied = with_migration_lock(conn, |conn| {
         conn.run_pending_migrations(MIGRATIONS)
-            .map(|versions| versions.iter().map(ToString::to_string).collect())
+            .map(|versions| versions.iter().map(ToString::to_string).collect::<Vec<_>>())
             .map_err(|e| Error::Migration(Detail::from_error(e)))
-    })
+    })?;
+    after_schema_change(conn, !applied.is_empty())?;
+    Ok(applied)
 }
 
 /// Reverts every applied migration, newest first, and returns the versions reverted.
 ///
+/// When it reverted any, no connection keeps caches of the old schema: see the
+/// [module docs](self).
+///
 /// # Errors
-/// [`Error::Migration`] when a down migration fails.
+/// [`Error::Migration`] when a down migration fails. [`Error::Connection`] when the
+/// migrations were reverted but the connection that ran them could not be replaced.
 pub fn revert_all_migrations(conn: &mut PgConnection) -> Result<Vec<String>> {
-    with_migration_lock(conn, |conn| {
+    let reverted = with_migration_lock(conn, |conn| {
         conn.revert_all_migrations(MIGRATIONS)
-            .map(|versions| versions.iter().map(ToString::to_string).collect())
+            .map(|versions| versions.iter().map(ToString::to_string).collect::<Vec<_>>())
             .map_err(|e| Error::Migration(Detail::from_error(e)))
-    })
+    })?;
+    after_schema_change(conn, !reverted.is_empty())?;
+    Ok(reverted)
+}
+
+/// After a migration run: when it `changed` the schema, retires the connections of
+/// the crate's pools to this database that may cache the old one, and renews `conn`.
+fn after_schema_change(conn: &mut PgConnection, changed: bool) -> Result<()> {
+    if !changed {
+        return Ok(());
+    }
+    crate::pool::renew_after_schema_change(conn)
 }
 
 /// The versions of the embedded migrations that the database has not applied yet.

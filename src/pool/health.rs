@@ -7,13 +7,19 @@
 //! not know of (a `BEGIN` sent as plain SQL), so that the connection is rolled back
 //! before the pool hands it out again (see [`ConnectionHealth::may_be_in_transaction`]).
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use diesel::connection::{Instrumentation, InstrumentationEvent, SimpleConnection};
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel::{Connection, PgConnection};
 
+use super::schema_epoch::SchemaEpoch;
 use crate::error::{Error, Result};
+
+/// Opens a new connection set up as the pool's, to replace one whose caches a migration
+/// made stale (see [`renew_after_schema_change`]).
+pub(super) type Reopen = Arc<dyn Fn() -> Result<PgConnection> + Send + Sync>;
 
 /// The pool's notes on one connection, kept in the connection's instrumentation slot
 /// so they travel with it. It also reports each statement at debug level (target
@@ -43,6 +49,15 @@ pub(super) struct ConnectionHealth {
     /// Diesel's transaction manager announced a statement of its own (an event comes
     /// just before its `BEGIN`, `COMMIT`, `ROLLBACK` or savepoint statement).
     transaction_manager_statement: bool,
+    /// The schema changes of the connection's database, and their count when it
+    /// opened; `None` for connections of other pools.
+    schema: Option<(SchemaEpoch, u64)>,
+    /// Whether the connection ran a statement since it was set up: only then can it
+    /// hold diesel's caches of the schema (type OIDs, prepared statements).
+    used: bool,
+    /// How the crate's pool opens a connection like this one; `None` for connections
+    /// of other pools ([`super::setup_connection`]).
+    reopen: Option<Reopen>,
     /// Start times of the statements running now (a type lookup can run inside another).
     queries_started: Vec<Instant>,
     /// The application's own instrumentation, which sees every event too.
@@ -50,8 +65,21 @@ pub(super) struct ConnectionHealth {
 }
 
 impl ConnectionHealth {
-    pub(super) fn chained_to(inner: Option<Box<dyn Instrumentation>>) -> Self {
+    pub(super) fn chained_to(
+        inner: Option<Box<dyn Instrumentation>>,
+        pooled: Option<(SchemaEpoch, Reopen)>,
+    ) -> Self {
+        let (schema, reopen) = match pooled {
+            Some((epoch, reopen)) => {
+                let now = epoch.now();
+                (Some((epoch, now)), Some(reopen))
+            }
+            None => (None, None),
+        };
         ConnectionHealth {
+            schema,
+            used: false,
+            reopen,
             returned: Instant::now(),
             broken: false,
             may_be_in_transaction: false,
@@ -81,6 +109,7 @@ impl ConnectionHealth {
                 self.transaction_manager_statement = true;
             }
             InstrumentationEvent::StartQuery { query, .. } => {
+                self.used = true;
                 if std::mem::take(&mut self.transaction_manager_statement) {
                     // diesel's own transaction statement: diesel tracks it.
                 } else if self.crate_calls == 0
@@ -129,6 +158,48 @@ pub(crate) fn crate_call<T>(conn: &mut PgConnection, f: impl FnOnce(&mut PgConne
         h.crate_calls = h.crate_calls.saturating_sub(1);
     }
     out
+}
+
+/// Whether `conn` may hold diesel's caches of a schema that a migration of this process
+/// has changed since it was opened: the OIDs of the types it looked up (an enum that a
+/// migration dropped and created again has a new one) and its prepared statements. The
+/// crate's pools retire such a connection instead of handing it out.
+pub(super) fn is_stale(conn: &mut PgConnection) -> bool {
+    health(conn).is_some_and(|h| {
+        h.used
+            && h.schema
+                .as_ref()
+                .is_some_and(|(epoch, at_open)| epoch.now() > *at_open)
+    })
+}
+
+/// After a migration run on `conn` changed the schema: when `conn` is a connection of
+/// the crate's pool outside any transaction, replaces it with a new one, opened and set
+/// up as the pool opens its connections, so that the caller can go on using it; the
+/// old one closes. Otherwise leaves it as it is (see [`crate::migrate`] for what that
+/// means). The pool's other connections are retired as they come back
+/// ([`is_stale`]).
+///
+/// # Errors
+/// [`Error::Connection`] when the new connection cannot be opened; `conn` is then
+/// unchanged.
+pub(crate) fn renew_after_schema_change(conn: &mut PgConnection) -> Result<()> {
+    use diesel::r2d2::R2D2Connection;
+    let Some(h) = health(conn) else {
+        return Ok(());
+    };
+    if let Some((epoch, _)) = &h.schema {
+        epoch.advance();
+    }
+    let Some(reopen) = h.reopen.clone() else {
+        return Ok(());
+    };
+    if conn.is_broken() {
+        // Inside the caller's transaction: replacing the connection would end it.
+        return Ok(());
+    }
+    *conn = reopen()?;
+    Ok(())
 }
 
 /// The connection's health notes, unless the caller replaced the instrumentation.

@@ -11,7 +11,8 @@ use diesel::r2d2::{ManageConnection, R2D2Connection};
 use diesel::result::ConnectionError;
 use diesel::{Connection, PgConnection, QueryResult};
 
-use super::health::{health, ConnectionHealth};
+use super::health::{health, ConnectionHealth, Reopen};
+use super::schema_epoch::SchemaEpoch;
 use super::RECENTLY_USED;
 use crate::config::DbConfig;
 use crate::conninfo::{self, Conninfo};
@@ -56,6 +57,25 @@ impl PgConnectionManager {
     }
 }
 
+impl PgConnectionManager {
+    /// Opens a connection as [`ManageConnection::connect`] does, for
+    /// [`super::health::renew_after_schema_change`].
+    fn reopen(&self) -> Reopen {
+        let manager = PgConnectionManager {
+            url: self.url.clone(),
+            conninfo: self.conninfo.clone(),
+            session: self.session.clone(),
+            rolled_back_on_return: Arc::clone(&self.rolled_back_on_return),
+        };
+        Arc::new(move || {
+            manager.connect().map_err(|e| crate::Error::Connection {
+                target: crate::config::redact_url(&manager.url),
+                message: e.to_string(),
+            })
+        })
+    }
+}
+
 impl std::fmt::Debug for PgConnectionManager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PgConnectionManager")
@@ -72,12 +92,24 @@ impl ManageConnection for PgConnectionManager {
         let mut conn = PgConnection::establish(&self.url)
             .map_err(|e| diesel::r2d2::Error::ConnectionError(self.scrubbed(e)))?;
         self.session
-            .apply(&mut conn)
+            .apply(
+                &mut conn,
+                Some((SchemaEpoch::of(self.conninfo.as_ref()), self.reopen())),
+            )
             .map_err(diesel::r2d2::Error::QueryError)?;
         Ok(conn)
     }
 
+    /// A connection whose caches a migration made stale is not handed out: r2d2
+    /// closes it and opens another.
     fn is_valid(&self, conn: &mut PgConnection) -> std::result::Result<(), Self::Error> {
+        if super::health::is_stale(conn) {
+            return Err(diesel::r2d2::Error::QueryError(
+                diesel::result::Error::QueryBuilderError(
+                    "the schema changed since this connection was opened".into(),
+                ),
+            ));
+        }
         let recently_used =
             health(conn).is_some_and(|h| !h.broken && h.returned.elapsed() < RECENTLY_USED);
         if recently_used {
@@ -102,7 +134,7 @@ impl ManageConnection for PgConnectionManager {
             }
             None => (false, false),
         };
-        if broken || std::thread::panicking() || conn.is_broken() {
+        if broken || std::thread::panicking() || conn.is_broken() || super::health::is_stale(conn) {
             return true;
         }
         if roll_back {
@@ -143,13 +175,18 @@ impl SessionSettings {
     /// Sets `conn` up: its statement cache, the session settings (one round trip) and
     /// the health notes in its instrumentation slot, chained to diesel's default
     /// instrumentation.
-    fn apply(&self, conn: &mut PgConnection) -> QueryResult<()> {
+    fn apply(
+        &self,
+        conn: &mut PgConnection,
+        pooled: Option<(SchemaEpoch, Reopen)>,
+    ) -> QueryResult<()> {
         if self.unnamed_statements {
             conn.set_prepared_statement_cache_size(CacheSize::Disabled);
         }
         conn.batch_execute(&self.sql)?;
         conn.set_instrumentation(ConnectionHealth::chained_to(
             diesel::connection::get_default_instrumentation(),
+            pooled,
         ));
         Ok(())
     }
@@ -185,7 +222,7 @@ impl SessionSettings {
 /// # Errors
 /// [`Error::Database`](crate::Error::Database) when the server refuses the settings.
 pub fn setup_connection(conn: &mut PgConnection, config: &DbConfig) -> Result<()> {
-    Ok(SessionSettings::from_config(config).apply(conn)?)
+    Ok(SessionSettings::from_config(config).apply(conn, None)?)
 }
 
 /// The string each connection of `config`'s pool is opened with: the URL, plus the

@@ -18,9 +18,10 @@
 mod health;
 mod manager;
 mod metrics;
+mod schema_epoch;
 
 pub use health::has_lost_server;
-pub(crate) use health::{crate_call, settle};
+pub(crate) use health::{crate_call, renew_after_schema_change, settle};
 pub use manager::{setup_connection, PgConnectionManager};
 use metrics::{Counters, PoolEvents};
 pub use metrics::{PoolMetrics, PoolStats};

@@ -447,3 +447,65 @@ fn ids_the_database_makes_are_time_ordered_uuid_v7s_like_the_crates() {
         assert!(id > user, "{insert}: {id}");
     }
 }
+
+/// A task created on `conn`: its insert binds a `task_priority`, whose OID diesel looks
+/// up once per connection and keeps.
+fn create_a_task(conn: &mut PgConnection, user_id: uuid::Uuid) -> todo_store::Result<()> {
+    use todo_store::{NewTask, Priority, TaskRepo};
+    TaskRepo::create(conn, user_id, &NewTask::new("t").priority(Priority::High)).map(drop)
+}
+
+#[test]
+fn the_pooled_connection_that_recreated_a_type_by_migrating_goes_on_working() {
+    let db = TestDb::new();
+    let mut conn = db.conn();
+    let user = crate::support::fixtures::user(&mut conn);
+    create_a_task(&mut conn, user.id).unwrap();
+
+    // Down and up again: task_priority is dropped and created with a new OID.
+    revert_all_migrations(&mut conn).unwrap();
+    run_migrations(&mut conn).unwrap();
+
+    let user = crate::support::fixtures::user(&mut conn);
+    create_a_task(&mut conn, user.id).unwrap();
+    assert_eq!(
+        todo_store::TaskRepo::count_matching(&mut conn, user.id, &todo_store::TaskQuery::new())
+            .unwrap(),
+        1
+    );
+}
+
+#[test]
+fn the_pools_other_connections_are_retired_after_a_migration_recreated_a_type() {
+    let db = TestDb::new();
+    let (pool, metrics) = todo_store::pool::build_pool_with_metrics(
+        &DbConfig::new(db.url())
+            .pool_size(2)
+            .connection_timeout(std::time::Duration::from_secs(5)),
+    )
+    .unwrap();
+    let user = crate::support::fixtures::user(&mut db.conn());
+    // Both connections cache the enum's OID.
+    let mut first = pool.get().unwrap();
+    let mut second = pool.get().unwrap();
+    create_a_task(&mut first, user.id).unwrap();
+    create_a_task(&mut second, user.id).unwrap();
+    drop(first);
+
+    revert_all_migrations(&mut second).unwrap();
+    run_migrations(&mut second).unwrap();
+    let user = crate::support::fixtures::user(&mut second);
+    drop(second);
+
+    // Whichever connections the pool hands out now work.
+    for _ in 0..3 {
+        let mut a = pool.get().unwrap();
+        let mut b = pool.get().unwrap();
+        create_a_task(&mut a, user.id).unwrap();
+        create_a_task(&mut b, user.id).unwrap();
+    }
+    assert!(
+        metrics.snapshot().connections_closed >= 1,
+        "the stale one closed"
+    );
+}
