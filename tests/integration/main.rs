@@ -23,6 +23,7 @@ mod prepared;
 mod queries;
 mod query_plans;
 mod roles;
+mod schedule_json;
 mod seed;
 mod serde;
 mod sessions;
