@@ -21,6 +21,8 @@ mod metrics;
 
 pub use health::has_lost_server;
 pub(crate) use health::settle;
+#[cfg(feature = "testing")]
+pub(crate) use manager::establish;
 pub use manager::{setup_connection, PgConnectionManager};
 use metrics::{Counters, PoolEvents};
 pub use metrics::{PoolMetrics, PoolStats};
@@ -95,7 +97,7 @@ pub fn build_pool_with_metrics(config: &DbConfig) -> Result<(PgPool, PoolMetrics
     config.validate()?;
     let counters = Arc::new(Counters::default());
     let manager = PgConnectionManager::new(config);
-    let conninfo = manager.conninfo.clone();
+    let conninfo = manager.conninfo().cloned();
     pool_builder(config, Arc::clone(&counters))
         .build(manager)
         .map(|pool| {
