@@ -558,3 +558,205 @@ fn passwords_libpq_reads_unencoded_never_show_in_any_part() {
     }
     check("the log", &captured());
 }
+
+/// Strings libpq cannot parse, each with a password in it: libpq's parse errors quote
+/// the offending part of the string (a bad percent escape, a value, at times the whole
+/// URI), and with the string unparsed nothing can tell which part is the password. No
+/// part of it (no four characters in a row) shows in the configuration, its printable
+/// URL, any error of `connect`, `build_pool`, a pool built on the crate's connection
+/// manager, or a replica router, in their `Display`, `Debug` or source chain, nor in
+/// the log.
+#[test]
+fn strings_libpq_cannot_parse_never_show_any_part_of_the_password() {
+    let s = setup();
+    // Letters that messages do not hold four in a row of by chance.
+    let rare = |n: usize| -> String {
+        Uuid::new_v4()
+            .as_bytes()
+            .iter()
+            .take(n)
+            .map(|b| char::from(b"JKQVWXYZ"[usize::from(b % 8)]))
+            .collect()
+    };
+    let (a, b) = (format!("Qz{}", rare(10)), format!("Zq{}", rare(10)));
+    let cases: Vec<(&str, String, String)> = vec![
+        // (what, the password as written in the string, the string)
+        ("a bad percent escape", format!("{a}%ZZ{b}"), String::new()),
+        ("a percent-encoded NUL", format!("{a}%00{b}"), String::new()),
+        (
+            "a truncated percent escape",
+            format!("{a}{b}%4"),
+            String::new(),
+        ),
+        ("a lone percent sign", format!("{a}%{b}"), String::new()),
+        (
+            "an @ and a bad escape",
+            format!("{a}@{b}%ZZ"),
+            String::new(),
+        ),
+    ]
+    .into_iter()
+    .map(|(what, pw, _)| {
+        let url = format!("postgres://app:{pw}@127.0.0.1:1/db");
+        (what, pw, url)
+    })
+    .chain([(
+        // libpq ends the credentials at the first `@`: a string it can parse reads
+        // the rest as the host, so only the unparseable form is this test's case.
+        "an @ in the password and an unknown parameter",
+        format!("{a}@{b}"),
+        format!("postgres://app:{a}@{b}@127.0.0.1:1/db?bogus=1"),
+    )])
+    .chain([
+        (
+            "an unterminated IPv6 host",
+            a.clone(),
+            format!("postgres://app:{a}@[::1/db"),
+        ),
+        (
+            "an empty IPv6 host",
+            a.clone(),
+            format!("postgres://app:{a}@[]:1/db"),
+        ),
+        (
+            "text after an IPv6 host",
+            a.clone(),
+            format!("postgres://app:{a}@[::1]x/db"),
+        ),
+        (
+            "a bad escape and an IPv6 host",
+            format!("{a}%G1{b}"),
+            format!("postgres://app:{a}%G1{b}@[::1]:1/db"),
+        ),
+        (
+            "several hosts and a bad escape",
+            format!("{a}%ZZ{b}"),
+            format!("postgres://app:{a}%ZZ{b}@127.0.0.1:1,127.0.0.1:2/db"),
+        ),
+        (
+            "several hosts and an unknown parameter",
+            a.clone(),
+            format!("postgres://app:{a}@127.0.0.1:1,127.0.0.1:2/db?bogus=1"),
+        ),
+        (
+            "?password= with a bad escape",
+            format!("{a}%ZZ{b}"),
+            format!("postgres://app@127.0.0.1:1/db?password={a}%ZZ{b}"),
+        ),
+        (
+            "?password= with a second =",
+            format!("{a}={b}"),
+            format!("postgres://app@127.0.0.1:1/db?password={a}={b}"),
+        ),
+        (
+            "?password= and a parameter without =",
+            a.clone(),
+            format!("postgres://app@127.0.0.1:1/db?password={a}&{b}"),
+        ),
+        (
+            "repeated ?password= and an unknown parameter",
+            format!("{a}{b}"),
+            format!("postgres://app@127.0.0.1:1/db?password={a}&password={b}&bogus=1"),
+        ),
+        (
+            "a key=value unterminated quote",
+            format!("{a} {b}"),
+            format!("host=127.0.0.1 port=1 password='{a} {b}"),
+        ),
+        (
+            "a key=value quoted password and an unknown keyword",
+            format!("{a} {b}"),
+            format!("host=127.0.0.1 port=1 password='{a} {b}' bogus=1"),
+        ),
+        (
+            "a key=value password that is a keyword without =",
+            format!("{a}{b}"),
+            format!("host=127.0.0.1 port=1 password= {a}{b}"),
+        ),
+        (
+            "a key=value password and a keyword without value",
+            a.clone(),
+            format!("host=127.0.0.1 port=1 password={a} dbname"),
+        ),
+        (
+            "repeated key=value passwords and an unknown keyword",
+            format!("{a}{b}"),
+            format!("host=127.0.0.1 port=1 password={a} password={b} {a}={b}"),
+        ),
+        (
+            "a key=value password with a trailing backslash",
+            format!("{a}\\"),
+            format!("host=127.0.0.1 port=1 password='{a}\\"),
+        ),
+    ])
+    .collect();
+    let primary = with_database(&s.url, "postgres");
+    let mut failures = Vec::new();
+    for (what, pw, url) in &cases {
+        // Every four characters of the password, as written.
+        let chars: Vec<char> = pw.chars().collect();
+        let parts: Vec<String> = chars.windows(4).map(|w| w.iter().collect()).collect();
+        let check = |failures: &mut Vec<String>, where_: &str, text: &str| {
+            if let Some(part) = parts.iter().find(|p| text.contains(p.as_str())) {
+                failures.push(format!(
+                    "{what}: {where_} shows {part:?} of the password:\n{}",
+                    text.replace(a.as_str(), "<<A>>")
+                        .replace(b.as_str(), "<<B>>")
+                ));
+            }
+        };
+        assert!(
+            diesel::PgConnection::establish(url).is_err(),
+            "{what}: libpq refuses the string"
+        );
+        let config = DbConfig::new(url).connection_timeout(Duration::from_millis(300));
+        check(
+            &mut failures,
+            "the config",
+            &format!("{config:?} {config:#?}"),
+        );
+        check(&mut failures, "redacted_url", &config.redacted_url());
+        let err = failure(connect(&config), what);
+        check(&mut failures, "the error of connect", &error_text(&err));
+        let lazy = config.clone().min_idle(Some(0));
+        match build_pool(&lazy) {
+            Ok(pool) => {
+                let err = failure(checkout(&pool), what);
+                check(&mut failures, "the checkout error", &error_text(&err));
+            }
+            Err(err) => check(&mut failures, "the error of build_pool", &error_text(&err)),
+        }
+        // A pool of one's own on the crate's manager, which skips validate().
+        let manager = todo_store::pool::PgConnectionManager::new(&config);
+        check(&mut failures, "the manager", &format!("{manager:?}"));
+        let err = failure(todo_store::pool::builder(&config).build(manager), what);
+        check(
+            &mut failures,
+            "the error of a pool of one's own",
+            &error_text(&err),
+        );
+        check(
+            &mut failures,
+            "that error as Error",
+            &error_text(&Error::from(err)),
+        );
+        let replicas = DbConfig::new(&primary)
+            .replica_url(url.as_str())
+            .connection_timeout(Duration::from_millis(300));
+        check(&mut failures, "a replica config", &format!("{replicas:?}"));
+        if let Err(err) = todo_store::replica::ReplicaRouter::connect(&replicas) {
+            check(
+                &mut failures,
+                "the replica router's error",
+                &error_text(&err),
+            );
+        }
+        check(&mut failures, "the log", &captured());
+    }
+    assert!(
+        failures.is_empty(),
+        "{} leaks:\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
+}

@@ -259,8 +259,9 @@ impl DbConfig {
     /// # Errors
     /// [`Error::Config`] for a pool size of 0, a minimum idle count above the pool size,
     /// a zero connection timeout, keepalives with a zero interval or count, a TCP
-    /// timeout libpq cannot hold (more than `i32::MAX` milliseconds or seconds) or an
-    /// application name with a NUL character.
+    /// timeout libpq cannot hold (more than `i32::MAX` milliseconds or seconds), an
+    /// application name with a NUL character, or a URL (or replica URL) libpq cannot
+    /// parse (the message quotes no part of it).
     pub fn validate(&self) -> Result<()> {
         if self.pool_size == 0 {
             return Err(Error::Config(
@@ -316,6 +317,21 @@ impl DbConfig {
             return Err(Error::Config(
                 "the URL and application name must not contain NUL characters".into(),
             ));
+        }
+        // Refused here, before any connection: libpq's own error for such a string
+        // would quote it. The reason names no part of the string.
+        let urls = std::iter::once((vars::DATABASE_URL, &self.url))
+            .chain(self.replica_urls.iter().map(|u| (vars::REPLICA_URLS, u)));
+        for (name, url) in urls {
+            if let Err(reason) = crate::conninfo::Conninfo::parse(url) {
+                return Err(Error::Config(
+                    format!(
+                        "{name} is not a connection string libpq can read ({reason}): check \
+                         its syntax, and percent-encode special characters of a URL's password"
+                    )
+                    .into(),
+                ));
+            }
         }
         Ok(())
     }

@@ -10,8 +10,9 @@ impl Conninfo {
     /// libpq's reading of `text`.
     ///
     /// # Errors
-    /// libpq's message when it cannot parse the string, cut before its first quote
-    /// (libpq quotes the offending part of the string, which may be the password).
+    /// libpq's message when it cannot parse the string, with every part it quotes from
+    /// the string masked ([`super::scrub::unparseable_reason`]): the offending part may
+    /// be the password.
     pub fn parse(text: &str) -> Result<Self, String> {
         let c_text = CString::new(text)
             .map_err(|_| "the connection string contains a NUL character".to_owned())?;
@@ -31,7 +32,7 @@ impl Conninfo {
                     .to_string_lossy()
                     .into_owned();
                 unsafe { pq_sys::PQfreemem(errmsg.cast()) };
-                without_quoted_parts(&message)
+                super::scrub::unparseable_reason(&message)
             };
             return Err(message);
         }
@@ -67,13 +68,6 @@ impl Conninfo {
         };
         Ok(Conninfo { settings, scheme })
     }
-}
-
-/// `message` up to its first double quote: libpq quotes the part of the string it
-/// could not read, which may be the password.
-fn without_quoted_parts(message: &str) -> String {
-    let cut = message.find('"').map_or(message, |i| &message[..i]);
-    cut.trim().trim_end_matches(':').trim_end().to_owned()
 }
 
 #[cfg(test)]

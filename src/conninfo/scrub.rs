@@ -16,6 +16,45 @@ pub fn redact(text: &str) -> String {
     }
 }
 
+/// libpq's message for a string it cannot parse, made printable. No text taken from
+/// the string may pass: with the string unparsed, no one can say which part of it is
+/// the password. libpq quotes the offending part (a percent-encoded token, a value, an
+/// option, at times the whole URI), so everything between double quotes becomes
+/// [`MASK`] (an unpaired quote masks the rest), and so does anything after a `://` up
+/// to white space, should a message ever name the string unquoted. What remains is
+/// libpq's own wording: `invalid percent-encoded token: "***"`.
+///
+/// This is the one place the text of an unparseable connection string is cut out of a
+/// message; every error about such a string starts from it ([`Conninfo::parse`]).
+pub(crate) fn unparseable_reason(libpq_message: &str) -> String {
+    let mut out = String::with_capacity(libpq_message.len());
+    let mut rest = libpq_message.trim();
+    while let Some(open) = rest.find('"') {
+        out.push_str(&rest[..=open]);
+        out.push_str(MASK);
+        match rest[open + 1..].find('"') {
+            Some(close) => {
+                out.push('"');
+                rest = &rest[open + 1 + close + 1..];
+            }
+            None => {
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    let mut masked = String::with_capacity(out.len());
+    let mut rest = out.as_str();
+    while let Some(scheme_end) = rest.find("://") {
+        masked.push_str(&rest[..scheme_end + 3]);
+        masked.push_str(MASK);
+        let tail = &rest[scheme_end + 3..];
+        rest = &tail[tail.find(char::is_whitespace).unwrap_or(tail.len())..];
+    }
+    masked.push_str(rest);
+    masked
+}
+
 /// `text` (an error message, a log line) with every secret of `info` removed, as given
 /// and percent-encoded, and then anything else that looks like a password
 /// ([`redact_free_text`]).
@@ -136,6 +175,27 @@ mod tests {
             let printed = redact(input);
             assert!(!printed.contains("secret"), "{input} -> {printed}");
             assert!(printed.starts_with("*** (a connection string"), "{printed}");
+        }
+    }
+
+    #[test]
+    fn unparseable_reasons_keep_libpq_wording_and_nothing_quoted() {
+        for (message, printable) in [
+            (
+                "invalid percent-encoded token: \"pw%ZZbad\"\n",
+                "invalid percent-encoded token: \"***\"",
+            ),
+            (
+                "missing \"=\" after \"secret\" in connection info string",
+                "missing \"***\" after \"***\" in connection info string",
+            ),
+            ("unterminated: \"secret", "unterminated: \"***"),
+            (
+                "bad URI postgres://u:secret@h/db here",
+                "bad URI postgres://*** here",
+            ),
+        ] {
+            assert_eq!(unparseable_reason(message), printable);
         }
     }
 

@@ -25,7 +25,10 @@ use crate::error::{Error, Result};
 /// | `Weekly { days }` | `{"v":1,"kind":"weekly","days":["mon","thu"]}`: 1 to 7 distinct names out of `mon tue wed thu fri sat sun` (written Monday first) |
 /// | `EveryNDays { n, start }` | `{"v":1,"kind":"every_n_days","n":3,"start":"2026-01-05"}`: `n` an integer from 1 to 365, `start` a date `YYYY-MM-DD` from 0001-01-01 to 9999-12-31 |
 ///
-/// No other key, kind or version is accepted.
+/// No other key, kind or version is accepted. A number (`v`, `n`) is taken by its value
+/// rounded to the nearest double, as JSON readers in Rust and JavaScript read it: `3.0`
+/// and `3e0` are 3, `3.5` and `"3"` are not numbers of the shape. The crate writes plain
+/// integers.
 ///
 /// ```
 /// use chrono::{NaiveDate, Weekday};
@@ -168,13 +171,15 @@ impl Schedule {
     /// # Errors
     /// [`crate::Error::Validation`] on `schedule` for anything else: not an object, a
     /// version other than 1, an unknown kind, a missing or extra key, a value of the
-    /// wrong JSON type (`"n": "3"`, `"n": 3.0`), an unknown or repeated day name, a
-    /// date that does not exist.
+    /// wrong JSON type (`"n": "3"`), a number that is not a whole one (`"n": 3.5`), an
+    /// unknown or repeated day name, a date that does not exist. Numbers count by their
+    /// value (`"n": 3.0` and `"n": 3e0` are 3), because that is all the database's
+    /// jsonb keeps of them.
     pub fn from_json(value: &Value) -> Result<Schedule> {
         let object = value
             .as_object()
             .ok_or_else(|| invalid("must be a JSON object"))?;
-        if object.get("v").and_then(Value::as_u64) != Some(Self::JSON_VERSION) {
+        if object.get("v").and_then(whole_number) != Some(Self::JSON_VERSION) {
             return Err(invalid(r#"must have "v": 1 (the version of its shape)"#));
         }
         let kind = object.get("kind").and_then(Value::as_str);
@@ -193,7 +198,7 @@ impl Schedule {
                 only_keys(object, &["kind", "n", "start", "v"])?;
                 let n = object
                     .get("n")
-                    .and_then(Value::as_u64)
+                    .and_then(whole_number)
                     .filter(|n| (1..=u64::from(Self::MAX_EVERY_N_DAYS)).contains(n))
                     .ok_or_else(|| invalid("n of every_n_days must be an integer from 1 to 365"))?;
                 let start = object
@@ -216,6 +221,23 @@ impl Schedule {
         };
         schedule.normalized()
     }
+}
+
+/// The integer a JSON number stands for: its value rounded to the nearest double (as
+/// serde_json reads it, correctly rounded with its `float_roundtrip` feature), when that
+/// double is a whole number from 0 to 2^53. So `3`, `3.0`, `3e0`, `0.3e1` and
+/// `3.0000000000000000001` are all 3, and `3.5`, `"3"` and `-3` are none.
+///
+/// Why not "written as an integer": the database's CHECK sees jsonb, in which `3e0` is
+/// already the number 3 (the spelling is gone), while serde_json reads `3e0` and `3.0`
+/// as the same f64. The value as a double is the one rule both sides can apply to the
+/// same text; the CHECK (`habit_schedule_is_valid`, migration
+/// 2026-12-06-000002_schedule_check_number_values) casts to float8, which rounds the
+/// same way.
+fn whole_number(value: &Value) -> Option<u64> {
+    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53: every integer up to it is a double
+    let double = value.as_f64()?;
+    (double.fract() == 0.0 && (0.0..=EXACT).contains(&double)).then_some(double as u64)
 }
 
 /// The object has exactly `keys` (sorted).
@@ -376,7 +398,7 @@ mod tests {
             json!({}),
             json!({"kind": "daily"}),
             json!({"v": 2, "kind": "daily"}),
-            json!({"v": 1.0, "kind": "daily"}),
+            json!({"v": 1.5, "kind": "daily"}),
             json!({"v": "1", "kind": "daily"}),
             json!({"v": 1, "kind": "monthly"}),
             json!({"v": 1, "kind": "daily", "extra": true}),
@@ -387,7 +409,7 @@ mod tests {
             json!({"v": 1, "kind": "weekly", "days": ["mon", "mon"]}),
             json!({"v": 1, "kind": "weekly", "days": [1]}),
             json!({"v": 1, "kind": "every_n_days", "n": "3", "start": "2026-01-05"}),
-            json!({"v": 1, "kind": "every_n_days", "n": 3.0, "start": "2026-01-05"}),
+            json!({"v": 1, "kind": "every_n_days", "n": 3.5, "start": "2026-01-05"}),
             json!({"v": 1, "kind": "every_n_days", "n": -3, "start": "2026-01-05"}),
             json!({"v": 1, "kind": "every_n_days", "n": 3}),
             json!({"v": 1, "kind": "every_n_days", "n": 3, "start": "2026-02-29"}),
@@ -409,6 +431,18 @@ mod tests {
         );
         let json = json!({"v": 1, "kind": "every_n_days", "n": 7, "start": "2024-02-29"});
         assert!(Schedule::from_json(&json).is_ok());
+        // Numbers by their value, as the database's jsonb keeps them.
+        for text in [
+            r#"{"v": 1.0, "kind": "every_n_days", "n": 7e0, "start": "2024-02-29"}"#,
+            r#"{"v": 0.1e1, "kind": "every_n_days", "n": 0.7E+1, "start": "2024-02-29"}"#,
+            r#"{"v": 1, "kind": "every_n_days", "n": 7.0000000000000000001, "start": "2024-02-29"}"#,
+        ] {
+            let value: Value = serde_json::from_str(text).unwrap();
+            assert_eq!(
+                Schedule::from_json(&value).unwrap(),
+                Schedule::from_json(&json).unwrap()
+            );
+        }
     }
 
     #[test]

@@ -22,8 +22,9 @@ use crate::error::Result;
 /// whether a connection may be handed out again (see the [module docs](crate::pool)).
 pub struct PgConnectionManager {
     url: String,
-    /// libpq's reading of `url`, to remove its secrets from connection errors exactly.
-    pub(super) conninfo: Option<Conninfo>,
+    /// libpq's reading of `url` (to remove its secrets from connection errors exactly),
+    /// or its printable reason for refusing it.
+    reading: Result<Conninfo, String>,
     session: SessionSettings,
     /// Connections rolled back on return (see [`PoolStats::rolled_back_on_return`]).
     ///
@@ -37,24 +38,50 @@ impl PgConnectionManager {
     pub fn new(config: &DbConfig) -> Self {
         let url = connection_string(config);
         PgConnectionManager {
-            conninfo: Conninfo::parse(&url).ok(),
+            reading: Conninfo::parse(&url),
             url,
             session: SessionSettings::from_config(config),
             rolled_back_on_return: Arc::default(),
         }
     }
 
-    /// `err` with the URL's secrets removed from its text, before r2d2 keeps it as the
-    /// pool's last error.
-    fn scrubbed(&self, err: ConnectionError) -> ConnectionError {
+    /// libpq's reading of the URL, when it can read it.
+    pub(super) fn conninfo(&self) -> Option<&Conninfo> {
+        self.reading.as_ref().ok()
+    }
+}
+
+/// Opens a connection to `url`, whose libpq reading is `reading`
+/// ([`Conninfo::parse`]), with an error whose text holds no secret of `url`: every
+/// connection the crate opens from a configured URL (the pools, TestDb) goes through
+/// here.
+///
+/// A string libpq cannot parse is never handed to it: libpq would refuse it with a
+/// message that quotes the string, password and all. The error is the printable reason
+/// of the parse instead. For a string it can parse, the secrets libpq read from it are
+/// removed from its connection errors exactly ([`conninfo::scrub`]).
+pub(crate) fn establish(
+    url: &str,
+    reading: &std::result::Result<Conninfo, String>,
+) -> std::result::Result<PgConnection, ConnectionError> {
+    let info = match reading {
+        Ok(info) => info,
+        Err(reason) => {
+            return Err(ConnectionError::BadConnection(format!(
+                "libpq cannot parse the connection string ({reason}); check its syntax \
+                 (percent-encode special characters of a URL's password)"
+            )))
+        }
+    };
+    PgConnection::establish(url).map_err(|err| {
         let text = err.to_string();
-        let clean = conninfo::scrub(&text, self.conninfo.as_ref());
+        let clean = conninfo::scrub(&text, Some(info));
         if clean == text {
             err
         } else {
             ConnectionError::BadConnection(clean)
         }
-    }
+    })
 }
 
 impl PgConnectionManager {
@@ -63,7 +90,7 @@ impl PgConnectionManager {
     fn reopen(&self) -> Reopen {
         let manager = PgConnectionManager {
             url: self.url.clone(),
-            conninfo: self.conninfo.clone(),
+            reading: self.reading.clone(),
             session: self.session.clone(),
             rolled_back_on_return: Arc::clone(&self.rolled_back_on_return),
         };
@@ -89,12 +116,12 @@ impl ManageConnection for PgConnectionManager {
     type Error = diesel::r2d2::Error;
 
     fn connect(&self) -> std::result::Result<PgConnection, Self::Error> {
-        let mut conn = PgConnection::establish(&self.url)
-            .map_err(|e| diesel::r2d2::Error::ConnectionError(self.scrubbed(e)))?;
+        let mut conn =
+            establish(&self.url, &self.reading).map_err(diesel::r2d2::Error::ConnectionError)?;
         self.session
             .apply(
                 &mut conn,
-                Some((SchemaEpoch::of(self.conninfo.as_ref()), self.reopen())),
+                Some((SchemaEpoch::of(self.conninfo()), self.reopen())),
             )
             .map_err(diesel::r2d2::Error::QueryError)?;
         Ok(conn)

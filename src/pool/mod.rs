@@ -22,6 +22,8 @@ mod schema_epoch;
 
 pub use health::has_lost_server;
 pub(crate) use health::{crate_call, renew_after_schema_change, settle};
+#[cfg(feature = "testing")]
+pub(crate) use manager::establish;
 pub use manager::{setup_connection, PgConnectionManager};
 use metrics::{Counters, PoolEvents};
 pub use metrics::{PoolMetrics, PoolStats};
@@ -97,7 +99,7 @@ pub fn build_pool_with_metrics(config: &DbConfig) -> Result<(PgPool, PoolMetrics
     let counters = Arc::new(Counters::default());
     let mut manager = PgConnectionManager::new(config);
     manager.rolled_back_on_return = Arc::clone(&counters.rolled_back_on_return);
-    let conninfo = manager.conninfo.clone();
+    let conninfo = manager.conninfo().cloned();
     pool_builder(config, Arc::clone(&counters))
         .build(manager)
         .map(|pool| {

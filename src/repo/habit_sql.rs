@@ -160,7 +160,8 @@ pub(crate) fn undo_check_in(
 /// branches, the one for the habit's kind (the others are cut by a one-time filter):
 /// per check-in the server does integer arithmetic only, in index order, no function
 /// of the JSON schedule per row. The work grows with the number of check-ins, never
-/// with the span of days they cover.
+/// with the span of days they cover. `n` is read as `habit_is_due` reads it, its value
+/// rounded: the CHECK lets it be written `3.0` or `3.0000000000000000001`.
 pub(crate) fn streak(
     user_id: Uuid,
     habit_id: Uuid,
@@ -204,7 +205,7 @@ pub(crate) fn streak(
                  WITH ORDINALITY AS w(name, i)) AS before, \
                  make_date(substr(schedule ->> 'start', 1, 4)::int, substr(schedule ->> 'start', 6, 2)::int, \
                  substr(schedule ->> 'start', 9, 2)::int) AS start, \
-                 (schedule ->> 'n')::int AS every FROM habit), \
+                 round((schedule ->> 'n')::numeric)::int AS every FROM habit), \
                  lengths AS (SELECT count(*) AS length, max(number) AS last FROM (\
                  ",
                 numbered!(

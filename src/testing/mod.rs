@@ -189,7 +189,8 @@ impl Server {
                 (local.url("postgres"), Some(local))
             }
         };
-        let mut admin = PgConnection::establish(&base_url).map_err(|e| {
+        let reading = crate::conninfo::Conninfo::parse(&base_url);
+        let mut admin = crate::pool::establish(&base_url, &reading).map_err(|e| {
             format!(
                 "TestDb: could not connect to {}: {e}",
                 redact_url(&base_url)
@@ -224,7 +225,7 @@ impl Server {
         let name = format!("{NAME_PREFIX}{:08x}_template", self.token);
         self.execute(&format!("CREATE DATABASE {name}"))?;
         let url = self.database_url(&name);
-        let mut conn = PgConnection::establish(&url)
+        let mut conn = crate::pool::establish(&url, &crate::conninfo::Conninfo::parse(&url))
             .map_err(|e| format!("TestDb: could not connect to {}: {e}", redact_url(&url)))?;
         crate::migrate::run_migrations(&mut conn)
             .map_err(|e| format!("TestDb: migrating the template database failed: {e}"))?;
@@ -329,7 +330,8 @@ fn parse_token(name: &str) -> Option<u32> {
 /// `url` pointed at `database`: libpq's reading of `url` with another `dbname`, in the
 /// form of `url` (so a password with `#` or a backslash-escaped space survives).
 fn with_database(url: &str, database: &str) -> String {
-    // A string libpq cannot parse: libpq refuses it later with its own message.
+    // A string libpq cannot parse: connecting refuses it later with a reason that
+    // quotes no part of it (pool::establish).
     crate::conninfo::with_dbname(url, database)
         .unwrap_or_else(|_| format!("{url} dbname={database}"))
 }

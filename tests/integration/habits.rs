@@ -414,7 +414,8 @@ fn the_check_rejects_schedules_of_any_other_shape_written_by_plain_sql() {
         r#"{"v":2,"kind":"daily"}"#,
         r#"{"v":0,"kind":"daily"}"#,
         r#"{"v":"1","kind":"daily"}"#,
-        r#"{"v":1.0,"kind":"daily"}"#,
+        r#"{"v":1.5,"kind":"daily"}"#,
+        r#"{"v":1e400,"kind":"daily"}"#,
         r#"{"v":null,"kind":"daily"}"#,
         // The kind.
         r#"{"v":1}"#,
@@ -439,7 +440,7 @@ fn the_check_rejects_schedules_of_any_other_shape_written_by_plain_sql() {
         r#"{"v":1,"kind":"every_n_days","n":3}"#,
         r#"{"v":1,"kind":"every_n_days","start":"2026-01-05"}"#,
         r#"{"v":1,"kind":"every_n_days","n":"3","start":"2026-01-05"}"#,
-        r#"{"v":1,"kind":"every_n_days","n":3.0,"start":"2026-01-05"}"#,
+        r#"{"v":1,"kind":"every_n_days","n":3.00000000000001,"start":"2026-01-05"}"#,
         r#"{"v":1,"kind":"every_n_days","n":3.5,"start":"2026-01-05"}"#,
         r#"{"v":1,"kind":"every_n_days","n":0,"start":"2026-01-05"}"#,
         r#"{"v":1,"kind":"every_n_days","n":-3,"start":"2026-01-05"}"#,
@@ -499,9 +500,16 @@ fn valid_schedules_written_by_plain_sql_read_back_as_the_right_schedule() {
                 start: date(2024, 2, 29),
             },
         ),
-        // PostgreSQL stores 7e0 as the number 7.
+        // PostgreSQL stores 7e0 as the number 7, and keeps 7.0 (the same number).
         (
             r#"{"start":"0001-01-01","n":7e0,"kind":"every_n_days","v":1}"#,
+            Schedule::EveryNDays {
+                n: 7,
+                start: date(1, 1, 1),
+            },
+        ),
+        (
+            r#"{"start":"0001-01-01","n":7.0,"kind":"every_n_days","v":1.0}"#,
             Schedule::EveryNDays {
                 n: 7,
                 start: date(1, 1, 1),

@@ -24,6 +24,7 @@ mod prepared;
 mod queries;
 mod query_plans;
 mod roles;
+mod schedule_json;
 mod seed;
 mod serde;
 mod server_clock;
