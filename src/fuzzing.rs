@@ -67,8 +67,8 @@ pub fn normalized_search(query: &TaskQuery) -> Result<Option<String>> {
     query.checked_search()
 }
 
-/// `title` as a title-sorted cursor of [`plan_page`]'s queries (whose user is the nil
-/// id) with `fingerprint` carries it: masked, never in clear.
-pub fn masked_title(title: &str, fingerprint: u64) -> Vec<u8> {
-    cursor::masked_title(title, Uuid::nil(), fingerprint)
+/// The sort key of a title-sorted cursor of [`plan_page`]'s queries (whose user is the
+/// nil id) with `fingerprint`: a fresh nonce, the title's length, the title masked.
+pub fn title_key(title: &str, fingerprint: u64) -> Vec<u8> {
+    cursor::title_key(title, cursor::TitleNonce::fresh(), Uuid::nil(), fingerprint)
 }

@@ -88,12 +88,11 @@ pub fn seal_cursor(sort: u8, direction: u8, body: &[u8]) -> String {
     fuzzing::seal_cursor(sort, direction, fingerprint, body)
 }
 
-/// The sort key of a title-sorted cursor for [`seal_cursor`]: the title's length, then
-/// the title as cursors carry it (masked).
+/// The sort key of a title-sorted cursor for [`seal_cursor`]: a nonce, the title's
+/// length, then the title as cursors carry it (masked).
 pub fn title_key(title: &str) -> Vec<u8> {
     let fingerprint = fuzzing::fingerprint(&query(TaskSort::CreatedAt, Direction::Desc));
-    let masked = fuzzing::masked_title(title, fingerprint);
-    [&(title.len() as u32).to_be_bytes()[..], &masked].concat()
+    fuzzing::title_key(title, fingerprint)
 }
 
 /// The search text as `TaskRepo::list` sends it to PostgreSQL (`None`: no search), as

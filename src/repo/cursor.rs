@@ -7,6 +7,12 @@
 //!
 //! The checksum detects corruption, not forgery: a forged cursor can only move the
 //! starting point within the caller's own tasks, since every query is scoped by user.
+//!
+//! The first byte is the layout's version: 1 for every sort but titles (unchanged since
+//! the first release, so those cursors stay valid), 2 for titles, whose key carries a
+//! random nonce (see [`mask_title`]). A title cursor of version 1 (masked without a
+//! nonce, by earlier releases) is refused as [`Error::Validation`]: its client starts
+//! again without a cursor, and never gets a page from a misread title.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -20,7 +26,12 @@ use crate::error::{Error, Result};
 use crate::models::validate::PG_MIN_TIMESTAMP_MICROS;
 use crate::models::Priority;
 
+/// The layout of every cursor but title-sorted ones.
 const FORMAT_VERSION: u8 = 1;
+/// The layout of title-sorted cursors: the title masked under a nonce of its own.
+const TITLE_FORMAT_VERSION: u8 = 2;
+/// Bytes of the random nonce of a title cursor.
+pub(crate) const TITLE_NONCE_LEN: usize = 16;
 /// Longest encoded cursor accepted (a title key is at most 255 characters).
 const MAX_ENCODED_LEN: usize = 2048;
 
@@ -30,8 +41,34 @@ pub(crate) enum SortKey {
     Timestamp(DateTime<Utc>),
     OptionalTimestamp(Option<DateTime<Utc>>),
     Priority(Priority),
-    Title(String),
+    /// A title, and the nonce its cursor masks it under ([`TitleNonce::fresh`] for a
+    /// new cursor; a decoded one keeps its own, so it encodes back to the same text).
+    Title(String, TitleNonce),
     Rank(f32),
+}
+
+/// The random nonce of a title cursor, which makes its keystream its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TitleNonce(pub [u8; TITLE_NONCE_LEN]);
+
+impl TitleNonce {
+    /// Random bytes from the operating system. Should it fail (it does not on any
+    /// supported system), the clock and a process-wide counter stand in: a nonce needs
+    /// to be unique, not secret.
+    pub(crate) fn fresh() -> TitleNonce {
+        let mut bytes = [0u8; TITLE_NONCE_LEN];
+        if getrandom::fill(&mut bytes).is_err() {
+            use std::sync::atomic::{AtomicU64, Ordering};
+            static COUNTER: AtomicU64 = AtomicU64::new(0);
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+            bytes[..8].copy_from_slice(&nanos.to_be_bytes());
+            let count = COUNTER.fetch_add(1, Ordering::Relaxed) ^ u64::from(std::process::id());
+            bytes[8..].copy_from_slice(&count.to_be_bytes());
+        }
+        TitleNonce(bytes)
+    }
 }
 
 /// A decoded cursor: continue after the row with this key and id.
@@ -56,11 +93,8 @@ impl Cursor {
                 body.extend_from_slice(&t.timestamp_micros().to_be_bytes());
             }
             SortKey::Priority(p) => body.push(*p as u8),
-            SortKey::Title(title) => {
-                body.extend_from_slice(&(title.len() as u32).to_be_bytes());
-                let mut masked = title.as_bytes().to_vec();
-                mask_title(&mut masked, user_id, self.fingerprint);
-                body.extend_from_slice(&masked);
+            SortKey::Title(title, nonce) => {
+                body.extend_from_slice(&title_key(title, *nonce, user_id, self.fingerprint));
             }
             SortKey::Rank(r) => body.extend_from_slice(&r.to_bits().to_be_bytes()),
         }
@@ -96,11 +130,18 @@ impl Cursor {
             return Err(invalid("is damaged or was altered (checksum mismatch)"));
         }
         let mut reader = Reader(payload);
-        if reader.u8()? != FORMAT_VERSION {
-            return Err(invalid("was made by an incompatible version"));
-        }
+        let version = reader.u8()?;
         let cursor_sort =
             TaskSort::from_u8(reader.u8()?).ok_or_else(|| invalid("names an unknown sort"))?;
+        if cursor_sort == TaskSort::Title && version == FORMAT_VERSION {
+            return Err(invalid(
+                "was made by an earlier version of this crate, whose title cursors are no \
+                 longer read: start again without a cursor",
+            ));
+        }
+        if version != version_of(cursor_sort as u8) {
+            return Err(invalid("was made by an incompatible version"));
+        }
         let cursor_direction = Direction::from_u8(reader.u8()?)
             .ok_or_else(|| invalid("names an unknown direction"))?;
         if cursor_sort != sort || cursor_direction != direction {
@@ -129,16 +170,47 @@ impl Cursor {
     }
 }
 
-/// XORs `title` with a keystream (SHA-256 in counter mode) keyed by the user and the
-/// query's fingerprint, both ways: a title-sorted cursor, which ends up in URLs and
-/// access logs, carries no task title in clear. This hides the text from whoever reads
-/// a log; it is no protection against someone who knows the user's id and this
-/// crate's code, and it needs none: a cursor only positions a page within its owner's
-/// own tasks.
-fn mask_title(title: &mut [u8], user_id: Uuid, fingerprint: u64) {
+/// The version byte of a cursor of the sort numbered `sort`.
+fn version_of(sort: u8) -> u8 {
+    if sort == TaskSort::Title as u8 {
+        TITLE_FORMAT_VERSION
+    } else {
+        FORMAT_VERSION
+    }
+}
+
+/// The sort key of a title cursor: the nonce, the title's length in bytes, then the
+/// title masked ([`mask_title`]).
+pub(crate) fn title_key(
+    title: &str,
+    nonce: TitleNonce,
+    user_id: Uuid,
+    fingerprint: u64,
+) -> Vec<u8> {
+    let mut key = Vec::with_capacity(TITLE_NONCE_LEN + 4 + title.len());
+    key.extend_from_slice(&nonce.0);
+    key.extend_from_slice(&(title.len() as u32).to_be_bytes());
+    let start = key.len();
+    key.extend_from_slice(title.as_bytes());
+    mask_title(&mut key[start..], nonce, user_id, fingerprint);
+    key
+}
+
+/// XORs `title` with a keystream (SHA-256 in counter mode) keyed by the cursor's own
+/// random nonce, the user and the query's fingerprint, both ways: a title-sorted
+/// cursor, which ends up in URLs and access logs, carries no task title in clear.
+///
+/// This hides the text from casual readers of a log; it is not encryption. There is
+/// no server secret: someone who knows the user's id and this crate's code unmasks
+/// it, and nothing needs more, since a cursor only positions a page within its
+/// owner's own tasks. The nonce makes every cursor's keystream its own: without it,
+/// two cursors of one user and query shared a keystream, and the XOR of the two
+/// cursors was the XOR of their titles, so one known title gave away the other.
+fn mask_title(title: &mut [u8], nonce: TitleNonce, user_id: Uuid, fingerprint: u64) {
     use sha2::{Digest, Sha256};
     let key: [u8; 32] = Sha256::new()
-        .chain_update(b"todo-store title cursor v1")
+        .chain_update(b"todo-store title cursor v2")
+        .chain_update(nonce.0)
         .chain_update(user_id.as_bytes())
         .chain_update(fingerprint.to_be_bytes())
         .finalize()
@@ -154,20 +226,12 @@ fn mask_title(title: &mut [u8], user_id: Uuid, fingerprint: u64) {
     }
 }
 
-/// `title` as a title-sorted cursor of `user_id`'s query with `fingerprint` carries it.
-#[cfg(feature = "fuzzing")]
-pub(crate) fn masked_title(title: &str, user_id: Uuid, fingerprint: u64) -> Vec<u8> {
-    let mut bytes = title.as_bytes().to_vec();
-    mask_title(&mut bytes, user_id, fingerprint);
-    bytes
-}
-
-/// The text of a cursor: the header (format version, `sort` and `direction` by number,
-/// `fingerprint`), then `body` (sort key and task id), then the checksum of all of it,
-/// as URL-safe base64.
+/// The text of a cursor: the header (the layout's version for `sort`, `sort` and
+/// `direction` by number, `fingerprint`), then `body` (sort key and task id), then the
+/// checksum of all of it, as URL-safe base64.
 pub(crate) fn seal(sort: u8, direction: u8, fingerprint: u64, body: &[u8]) -> String {
     let mut bytes = Vec::with_capacity(11 + body.len() + 8);
-    bytes.push(FORMAT_VERSION);
+    bytes.push(version_of(sort));
     bytes.push(sort);
     bytes.push(direction);
     bytes.extend_from_slice(&fingerprint.to_be_bytes());
@@ -222,15 +286,16 @@ impl<'a> Reader<'a> {
                     .ok_or_else(|| invalid("is malformed"))?,
             ),
             TaskSort::Title => {
+                let nonce = TitleNonce(self.take(TITLE_NONCE_LEN)?.try_into().expect("16 bytes"));
                 let len = self.u32()? as usize;
                 let mut raw = self.take(len)?.to_vec();
-                mask_title(&mut raw, user_id, fingerprint);
+                mask_title(&mut raw, nonce, user_id, fingerprint);
                 let title = String::from_utf8(raw).map_err(|_| invalid("is malformed"))?;
                 // No stored title holds NUL, and PostgreSQL would reject the parameter.
                 if title.contains('\0') {
                     return Err(invalid("is malformed"));
                 }
-                SortKey::Title(title)
+                SortKey::Title(title, nonce)
             }
             TaskSort::Relevance => {
                 let rank = f32::from_bits(self.u32()?);
@@ -277,7 +342,10 @@ mod tests {
             (SortKey::OptionalTimestamp(None), TaskSort::DueDate),
             (SortKey::OptionalTimestamp(Some(now)), TaskSort::DueDate),
             (SortKey::Priority(Priority::High), TaskSort::Priority),
-            (SortKey::Title("Zoë's \"list\"".into()), TaskSort::Title),
+            (
+                SortKey::Title("Zoë's \"list\"".into(), TitleNonce::fresh()),
+                TaskSort::Title,
+            ),
             (SortKey::Rank(0.25), TaskSort::Relevance),
         ] {
             let cursor = sample(key, sort);

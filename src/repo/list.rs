@@ -7,7 +7,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{Bool, Float};
 use uuid::Uuid;
 
-use super::cursor::{Cursor, SortKey};
+use super::cursor::{Cursor, SortKey, TitleNonce};
 use super::fragment::{self, Bind};
 use super::query::{Direction, TaskQuery, TaskSort};
 use super::sql_functions::statement_timestamp;
@@ -103,7 +103,7 @@ impl<'q> ListPlan<'q> {
             TaskSort::UpdatedAt => SortKey::Timestamp(last.updated_at),
             TaskSort::DueDate => SortKey::OptionalTimestamp(last.due_date),
             TaskSort::Priority => SortKey::Priority(last.priority),
-            TaskSort::Title => SortKey::Title(last.title.clone()),
+            TaskSort::Title => SortKey::Title(last.title.clone(), TitleNonce::fresh()),
             TaskSort::Relevance => SortKey::Rank(rank),
         };
         Cursor {
@@ -223,7 +223,7 @@ impl<'q> ListPlan<'q> {
         match &cursor.key {
             SortKey::Timestamp(t) => query.filter(row(Bind::Timestamp(*t))),
             SortKey::Priority(p) => query.filter(row(Bind::Priority(*p))),
-            SortKey::Title(title) => query.filter(row(Bind::Text(title))),
+            SortKey::Title(title, _) => query.filter(row(Bind::Text(title))),
             // NULLS LAST in both directions: after a dated row come later-in-order dated
             // rows, then every undated row; after an undated row, undated rows by id.
             // The OR is parenthesized: diesel joins filters with AND without grouping the

@@ -20,7 +20,7 @@ use todo_store::{
 };
 use uuid::Uuid;
 
-use crate::support::cursor_forge::{forge, KEY};
+use crate::support::cursor_forge::{forge, version_1_title_cursor, KEY, TITLE_NONCE};
 use crate::support::fixtures;
 
 /// Every sort that can be computed in Rust (all but relevance).
@@ -1462,9 +1462,10 @@ fn a_forged_cursor_with_a_valid_checksum_is_invalid_never_a_database_error() {
     let real = cursor_of(&mut db.conn(), user, &by_title);
     let with_title = |title: &[u8], declared: u32| {
         forge(&real, |p| {
-            let old_len = u32::from_be_bytes(p[KEY..KEY + 4].try_into().unwrap()) as usize;
-            let id = p[KEY + 4 + old_len..].to_vec();
-            p.truncate(KEY);
+            let at = KEY + TITLE_NONCE;
+            let old_len = u32::from_be_bytes(p[at..at + 4].try_into().unwrap()) as usize;
+            let id = p[at + 4 + old_len..].to_vec();
+            p.truncate(at);
             p.extend_from_slice(&declared.to_be_bytes());
             p.extend_from_slice(title);
             p.extend_from_slice(&id);
@@ -3030,4 +3031,100 @@ fn a_title_cursor_carries_no_title_in_clear() {
         TaskRepo::list(&mut conn, other.id, &query.after(&cursor)),
         "cursor",
     );
+}
+
+/// The bytes of `cursor` (base64 decoded).
+fn cursor_bytes(cursor: &str) -> Vec<u8> {
+    URL_SAFE_NO_PAD.decode(cursor).unwrap()
+}
+
+/// Two title cursors of one user and query never share a keystream: their XOR is not
+/// the XOR of their titles (which would give one title away to whoever knows the
+/// other), and two cursors of the very same page differ in their masked titles.
+#[test]
+fn title_cursors_of_one_query_share_no_keystream() {
+    let db = TestDb::new();
+    let mut conn = db.conn();
+    let user = fixtures::user(&mut conn);
+    // Titles of equal length, so that the two cursors line up byte for byte.
+    let titles = [
+        "Alpha budget memo",
+        "Bravo doctor call",
+        "Charlie dentist 9",
+    ];
+    for title in titles {
+        fixtures::task(&mut conn, &user, title);
+    }
+    let query = TaskQuery::new()
+        .sort(TaskSort::Title, Direction::Asc)
+        .limit(1);
+    let first = TaskRepo::list(&mut conn, user.id, &query).unwrap();
+    let after_alpha = first.next_cursor.unwrap();
+    let second = TaskRepo::list(&mut conn, user.id, &query.clone().after(&after_alpha)).unwrap();
+    assert_eq!(second.items[0].title, titles[1]);
+    let after_bravo = second.next_cursor.unwrap();
+    let (a, b) = (cursor_bytes(&after_alpha), cursor_bytes(&after_bravo));
+    assert_eq!(a.len(), b.len());
+    let xor: Vec<u8> = a.iter().zip(&b).map(|(x, y)| x ^ y).collect();
+    let titles_xor: Vec<u8> = titles[0]
+        .bytes()
+        .zip(titles[1].bytes())
+        .map(|(x, y)| x ^ y)
+        .collect();
+    assert!(
+        !xor.windows(titles_xor.len()).any(|w| w == titles_xor),
+        "the XOR of two cursors is the XOR of their titles: one keystream for both"
+    );
+    // The same page twice: two cursors, each masking the same title its own way.
+    let again = TaskRepo::list(&mut conn, user.id, &query).unwrap();
+    let also_after_alpha = again.next_cursor.unwrap();
+    let c = cursor_bytes(&also_after_alpha);
+    assert_ne!(a, c, "one page, one cursor text: a keystream used twice");
+    let masked = |bytes: &[u8]| bytes[KEY..bytes.len() - 8 - 16].to_vec();
+    let same = masked(&a)
+        .iter()
+        .zip(masked(&c))
+        .filter(|(x, y)| **x == *y)
+        .count();
+    assert!(same < 8, "{same} bytes of the masked titles are equal");
+    // Both still lead to the same next page.
+    for cursor in [&after_alpha, &also_after_alpha] {
+        let next = TaskRepo::list(&mut conn, user.id, &query.clone().after(cursor)).unwrap();
+        assert_eq!(next.items[0].title, titles[1]);
+    }
+}
+
+/// A title cursor of the format before the nonce (version 1), as a client may still
+/// hold one across an upgrade, is a Validation error that says to start again, never
+/// a page from a title read the wrong way.
+#[test]
+fn an_old_title_cursor_is_invalid_never_a_wrong_page() {
+    let db = TestDb::new();
+    let mut conn = db.conn();
+    let user = fixtures::user(&mut conn);
+    for title in ["Alpha", "Bravo", "Charlie"] {
+        fixtures::task(&mut conn, &user, title);
+    }
+    let query = TaskQuery::new()
+        .sort(TaskSort::Title, Direction::Asc)
+        .limit(1);
+    let cursor = TaskRepo::list(&mut conn, user.id, &query)
+        .unwrap()
+        .next_cursor
+        .unwrap();
+    let old = version_1_title_cursor(&cursor, user.id, "Alpha");
+    match TaskRepo::list(&mut conn, user.id, &query.clone().after(&old)) {
+        Err(Error::Validation { field, reason }) if field == "cursor" => {
+            assert!(reason.contains("start again"), "{reason}");
+        }
+        other => panic!("expected Validation of the cursor, got {other:?}"),
+    }
+    // Cursors of other sorts keep their format (version 1) and stay valid.
+    let by_created = TaskQuery::new().limit(1);
+    let created = TaskRepo::list(&mut conn, user.id, &by_created)
+        .unwrap()
+        .next_cursor
+        .unwrap();
+    assert_eq!(cursor_bytes(&created)[0], 1);
+    assert!(TaskRepo::list(&mut conn, user.id, &by_created.after(&created)).is_ok());
 }
