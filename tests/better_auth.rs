@@ -4,7 +4,8 @@
 //! on the Rust side exactly as long as Better Auth accepts it.
 //!
 //! Needs `node` and either the fixture's node_modules or `npm` (the first test to
-//! need them runs `npm ci`); without them the tests fail and say what to install.
+//! need them runs `npm ci`); without them the tests fail (never skip) and say what to
+//! install.
 #![cfg(feature = "better-auth")]
 
 mod support;
@@ -39,12 +40,21 @@ fn fixture() -> &'static Path {
 fn prepare_fixture() -> Result<PathBuf, String> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/better-auth");
     let node = Command::new("node").arg("--version").output();
-    if !node.is_ok_and(|o| o.status.success()) {
-        return Err(
-            "the Better Auth tests need Node.js 20 or later: install it \
-                    (apt-get install nodejs npm), or run .ci/run, which does"
-                .into(),
-        );
+    let version = match node {
+        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+        _ => {
+            return Err("the Better Auth tests need Node.js 20 or later with npm: \
+                        run scripts/setup, which installs them or says how"
+                .into())
+        }
+    };
+    // better-auth 1.7's query builder (kysely 0.29) needs Node 20.
+    let major = version.trim_start_matches('v').split('.').next();
+    if major.and_then(|m| m.parse::<u32>().ok()).unwrap_or(0) < 20 {
+        return Err(format!(
+            "the Better Auth tests need Node.js 20 or later, this is {version}: \
+             scripts/setup says how to get it"
+        ));
     }
     if installed_version(&dir).as_deref() != Some(pinned_version(&dir).as_str()) {
         let npm = Command::new("npm")
@@ -54,7 +64,7 @@ fn prepare_fixture() -> Result<PathBuf, String> {
             .map_err(|e| {
                 format!(
                     "{}/node_modules is missing or stale and npm could not run ({e}): \
-                     install npm (apt-get install npm), then run `npm ci` there",
+                     run scripts/setup, which installs it or says how",
                     dir.display()
                 )
             })?;
