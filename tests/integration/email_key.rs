@@ -254,6 +254,11 @@ fn existing_users_that_the_key_makes_one_address_stop_its_migration_and_are_all_
             "ok@x.example",
         ],
     );
+    let pending = pending_migrations(&mut conn).unwrap();
+    assert!(
+        pending.iter().any(|v| v.starts_with("20261206000001")),
+        "{pending:?}"
+    );
     let err = run_migrations(&mut conn).unwrap_err().to_string();
     for email in [
         "ﬅop@x.example",
@@ -270,12 +275,12 @@ fn existing_users_that_the_key_makes_one_address_stop_its_migration_and_are_all_
     );
     // Nothing of it was applied.
     assert_eq!(index_definitions(&mut conn), before);
-    assert_eq!(pending_migrations(&mut conn).unwrap().len(), 1);
+    assert_eq!(pending_migrations(&mut conn).unwrap(), pending);
     // Once they are renamed, it applies.
     diesel::sql_query("DELETE FROM users WHERE email IN ('stop@x.example', 'ṡx@x.example')")
         .execute(&mut conn)
         .unwrap();
-    assert_eq!(run_migrations(&mut conn).unwrap().len(), 1);
+    assert_eq!(run_migrations(&mut conn).unwrap(), pending);
 }
 
 /// The definitions of the indexes on `users`.
