@@ -7,7 +7,6 @@
 #![cfg(all(feature = "tokio", feature = "serde"))]
 
 use chrono::{Duration, Utc};
-use diesel::prelude::*;
 use serde_json::{json, Value};
 use todo_store::testing::TestDb;
 use todo_store::{NewSession, PgConnection, SessionRepo, User};
@@ -28,17 +27,6 @@ fn token_for(conn: &mut PgConnection, user: &User) -> String {
     )
     .unwrap();
     token
-}
-
-/// Moves a session's expiry (and creation, to keep them ordered) into the past.
-fn expire(conn: &mut PgConnection, session_id: Uuid) {
-    diesel::sql_query(
-        "UPDATE sessions SET created_at = now() - interval '2 hours', \
-         expires_at = now() - interval '1 hour' WHERE id = $1",
-    )
-    .bind::<diesel::sql_types::Uuid, _>(session_id)
-    .execute(conn)
-    .expect("expired");
 }
 
 /// Words no error body may contain (compared ignoring case): table and constraint
@@ -261,7 +249,7 @@ fn every_route_without_a_valid_caller_is_401_json_whatever_the_request() {
         &NewSession::new(Utc::now() + Duration::days(1)),
     )
     .unwrap();
-    expire(&mut conn, session.id);
+    fixtures::expire_session(&mut conn, session.id);
     let service = Service::start(&db);
 
     let expired = format!("Bearer {expired_token}");

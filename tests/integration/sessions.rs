@@ -25,18 +25,6 @@ fn new_session(conn: &mut PgConnection, user: &User) -> (Session, String) {
     SessionRepo::create(conn, user.id, &NewSession::new(in_days(30))).expect("a session")
 }
 
-/// Moves a session's expiry (and creation, to keep them ordered) into the past, as time
-/// would.
-fn expire(conn: &mut PgConnection, session_id: Uuid) {
-    diesel::sql_query(
-        "UPDATE sessions SET created_at = now() - interval '2 hours', \
-         expires_at = now() - interval '1 hour' WHERE id = $1",
-    )
-    .bind::<diesel::sql_types::Uuid, _>(session_id)
-    .execute(conn)
-    .expect("expired");
-}
-
 #[derive(QueryableByName)]
 struct Count {
     #[diesel(sql_type = BigInt)]
@@ -153,7 +141,7 @@ fn any_text_that_is_not_a_live_token_is_none() {
     let user = fixtures::user(&mut conn);
     let (live, token) = new_session(&mut conn, &user);
     let (expired, expired_token) = new_session(&mut conn, &user);
-    expire(&mut conn, expired.id);
+    fixtures::expire_session(&mut conn, expired.id);
     let (revoked, revoked_token) = new_session(&mut conn, &user);
     SessionRepo::revoke(&mut conn, user.id, revoked.id).unwrap();
 
@@ -237,7 +225,7 @@ fn touch_slides_the_expiry_later_and_never_earlier() {
 
     // Dead sessions are not revived.
     let (expired, _) = new_session(&mut conn, &user);
-    expire(&mut conn, expired.id);
+    fixtures::expire_session(&mut conn, expired.id);
     let (revoked, _) = new_session(&mut conn, &user);
     SessionRepo::revoke(&mut conn, user.id, revoked.id).unwrap();
     for dead in [expired.id, revoked.id, Uuid::now_v7()] {
@@ -280,7 +268,7 @@ fn revoke_all_counts_the_active_sessions_it_ended_and_only_the_users() {
     let (ada, bob) = (fixtures::user(&mut conn), fixtures::user(&mut conn));
     let tokens: Vec<String> = (0..3).map(|_| new_session(&mut conn, &ada).1).collect();
     let (expired, _) = new_session(&mut conn, &ada);
-    expire(&mut conn, expired.id);
+    fixtures::expire_session(&mut conn, expired.id);
     let (revoked, _) = new_session(&mut conn, &ada);
     SessionRepo::revoke(&mut conn, ada.id, revoked.id).unwrap();
     let (_, bobs) = new_session(&mut conn, &bob);
@@ -304,7 +292,7 @@ fn list_shows_the_users_active_sessions_newest_first() {
     let mut conn = db.conn();
     let (ada, bob) = (fixtures::user(&mut conn), fixtures::user(&mut conn));
     let created: Vec<Session> = (0..4).map(|_| new_session(&mut conn, &ada).0).collect();
-    expire(&mut conn, created[1].id);
+    fixtures::expire_session(&mut conn, created[1].id);
     SessionRepo::revoke(&mut conn, ada.id, created[2].id).unwrap();
     new_session(&mut conn, &bob);
     let listed: Vec<Uuid> = SessionRepo::list(&mut conn, ada.id)

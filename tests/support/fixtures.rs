@@ -17,3 +17,16 @@ pub fn user(conn: &mut PgConnection) -> User {
 pub fn task(conn: &mut PgConnection, user: &User, title: &str) -> Task {
     TaskRepo::create(conn, user.id, &NewTask::new(title)).expect("create task")
 }
+
+/// Moves a session's expiry (and creation, to keep them ordered) into the past, as time
+/// would.
+pub fn expire_session(conn: &mut PgConnection, session_id: uuid::Uuid) {
+    use diesel::RunQueryDsl;
+    diesel::sql_query(
+        "UPDATE sessions SET created_at = now() - interval '2 hours', \
+         expires_at = now() - interval '1 hour' WHERE id = $1",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(session_id)
+    .execute(conn)
+    .expect("expired");
+}
