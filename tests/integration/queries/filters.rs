@@ -244,45 +244,6 @@ fn time_bounds_below_a_microsecond_are_strict() {
     }
 }
 
-/// Two filter sets that a concatenation of their fields without tags or lengths would
-/// encode alike (a priority byte, then absent bounds; or four bounds chosen to spell
-/// the same bytes): the cursor of one is not accepted by the other.
-#[test]
-fn a_cursor_of_a_query_with_the_same_field_bytes_is_rejected() {
-    let db = TestDb::new();
-    let mut conn = db.conn();
-    let user = fixtures::user(&mut conn);
-    for _ in 0..2 {
-        TaskRepo::create(
-            &mut conn,
-            user.id,
-            &NewTask::new("apple pie").priority(Priority::Low),
-        )
-        .unwrap();
-    }
-    let far = |micros: i64| DateTime::from_timestamp_micros(micros).unwrap();
-    let first = TaskQuery::new()
-        .priority(Priority::Low)
-        .search("apple")
-        .limit(1);
-    let other = TaskQuery::new()
-        .due_before(far(0x0A80_0000_0000_0000))
-        .due_after(far(0x0080_0000_0000_0000))
-        .created_before(far(0x0080_0000_0000_0000))
-        .created_after(far(0x0080_0000_0000_0000))
-        .search("\0apple")
-        .limit(1);
-    let cursor = TaskRepo::list(&mut conn, user.id, &first)
-        .unwrap()
-        .next_cursor
-        .expect("a second page");
-    assert!(TaskRepo::list(&mut conn, user.id, &first.clone().after(&cursor)).is_ok());
-    assert_invalid(
-        TaskRepo::list(&mut conn, user.id, &other.after(&cursor)),
-        "cursor",
-    );
-}
-
 #[test]
 fn filters_combine_with_and() {
     let db = TestDb::new();

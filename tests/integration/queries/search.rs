@@ -1,8 +1,11 @@
 //! Full-text search: words, stems, phrases, `or`, negation, stop words, hostile
-//! strings, the length limit, and search with filters and sorts.
+//! strings (listed and random), the length limit, and search with filters and sorts.
 
+use std::cell::RefCell;
 use std::collections::HashSet;
 
+use proptest::prelude::*;
+use proptest::test_runner::TestRunner;
 use todo_store::testing::TestDb;
 
 use super::*;
@@ -344,6 +347,83 @@ fn hostile_search_strings_never_produce_a_database_error() {
         got.iter().map(|t| t.title.as_str()).collect::<Vec<_>>(),
         ["bravo"]
     );
+}
+
+#[test]
+fn random_search_strings_never_produce_a_database_error() {
+    let db = TestDb::new();
+    let conn = RefCell::new(db.conn());
+    let user = {
+        let mut conn = conn.borrow_mut();
+        let user = fixtures::user(&mut conn);
+        let news: Vec<NewTask> = ["alpha bravo", "the alpha", "charlie - delta", "echo"]
+            .iter()
+            .map(|t| NewTask::new(*t).description("foxtrot -- golf"))
+            .collect();
+        TaskRepo::create_many(&mut conn, user.id, &news).unwrap();
+        user
+    };
+    // Syntax characters, dashes above all, and a few words.
+    let pieces = prop::sample::select(vec![
+        "-",
+        "-",
+        "-",
+        "-",
+        "----------",
+        "- - - - - ",
+        "-(-(-(-(-(",
+        " ",
+        " ",
+        "\"",
+        "!",
+        "(",
+        ")",
+        "&",
+        "|",
+        "<",
+        ">",
+        ":",
+        "*",
+        "'",
+        "\\",
+        "alpha",
+        "the",
+        "or",
+        "OR",
+        "😀",
+        "\u{3000}",
+        "\u{a0}",
+        "\0",
+        "é",
+        ",",
+    ]);
+    let strategy = prop::collection::vec(pieces, 0..400)
+        .prop_map(|p| p.concat().chars().take(1000).collect::<String>());
+    let config = ProptestConfig {
+        cases: 256,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    };
+    let result = TestRunner::new(config).run(&strategy, |terms| {
+        let mut conn = conn.borrow_mut();
+        for sort in [TaskSort::CreatedAt, TaskSort::Relevance] {
+            let q = TaskQuery::new()
+                .search(&terms)
+                .sort(sort, Direction::Desc)
+                .limit(2);
+            match TaskRepo::list(&mut conn, user.id, &q) {
+                Ok(_) => {}
+                Err(Error::Validation { field, .. }) if field == "sort" => {}
+                Err(e) => prop_assert!(false, "{terms:?}: {e:?}"),
+            }
+        }
+        let count = TaskRepo::count_matching(&mut conn, user.id, &TaskQuery::new().search(&terms));
+        prop_assert!(count.is_ok(), "{terms:?}: {count:?}");
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
 }
 
 #[test]
