@@ -2,9 +2,9 @@
 //! crate's code through the hooks of its `fuzzing` feature (`todo_store::fuzzing`) and
 //! panics when that code breaks one of its promises.
 //!
-//! `tests/integration/hostile.rs` includes this file as a module (`#[path]`), so stable CI runs the
-//! same checks over generated inputs; it therefore names nothing but `todo_store` and
-//! `std`.
+//! `tests/integration/hostile/mod.rs` includes this file as a module (`#[path]`), so stable
+//! CI runs the same checks over generated inputs; it therefore names nothing but
+//! `todo_store` and `std`.
 
 use todo_store::fuzzing;
 use todo_store::repo::MAX_SEARCH_CHARS;

@@ -18,7 +18,7 @@ pub const TITLE_NONCE: usize = 16;
 
 /// FNV-1a 64, as the crate checksums cursors. The crate's own is private; that this one
 /// is the same is a test of its own (an unedited forgery is a valid cursor, in
-/// tests/queries.rs).
+/// tests/integration/queries/cursors.rs).
 pub fn fnv1a(bytes: &[u8]) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for &b in bytes {
