@@ -17,6 +17,7 @@ mod user;
 pub(crate) mod validate;
 
 #[cfg(feature = "better-auth")]
+#[cfg_attr(docsrs, doc(cfg(feature = "better-auth")))]
 pub use better_auth_session::BetterAuthSession;
 pub(crate) use habit::HabitChanges;
 pub use habit::{Habit, HabitPatch, NewHabit, Streak};
