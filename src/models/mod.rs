@@ -8,6 +8,7 @@
 #[cfg(feature = "better-auth")]
 mod better_auth_session;
 mod habit;
+pub(crate) mod patch;
 mod schedule;
 pub(crate) mod session;
 mod task;

@@ -1,99 +1,34 @@
 //! The habit statements that diesel's DSL cannot say, each of fixed SQL so that it is
-//! prepared once per connection: the UPDATE (diesel does not cache its own), and the
-//! check-in and streak statements (CTEs, one round trip each).
+//! prepared once per connection: the columns of the versioned UPDATE of
+//! [`super::owned`] (diesel does not cache its own UPDATE), and the check-in and streak
+//! statements (CTEs, one round trip each).
 
 use chrono::NaiveDate;
 use diesel::pg::Pg;
-use diesel::prelude::*;
-use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
-use diesel::sql_types::{BigInt, Bool, Int4, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::query_builder::AstPass;
+use diesel::sql_types::{BigInt, Bool, Jsonb, Text};
+use diesel::QueryResult;
 use uuid::Uuid;
 
 use super::fragment::{self, Bind, Statement};
-use crate::models::{HabitChanges, Schedule};
+use super::owned::{self, OwnedTable};
+use crate::models::{Habit, HabitChanges};
+use crate::schema::habits;
 
-/// `UPDATE habits ... WHERE id = $n AND user_id = $m [AND version = $k] RETURNING *`,
-/// the same SQL for every patch (unchanged fields keep their value through COALESCE or
-/// a flag), as `UpdateTask` for tasks.
-pub(crate) struct UpdateHabit<'a> {
-    habit_id: Uuid,
-    user_id: Uuid,
-    name: Option<&'a str>,
-    set_description: bool,
-    description: Option<&'a str>,
-    schedule: Option<Schedule>,
-    is_active: Option<bool>,
-    expected_version: Option<i32>,
-}
+impl OwnedTable for habits::table {
+    const NAME: &'static str = "habits";
+    const ENTITY: &'static str = "habit";
+    type Row = Habit;
+    type Changes<'a> = HabitChanges<'a>;
 
-impl<'a> UpdateHabit<'a> {
-    pub(crate) fn new(user_id: Uuid, habit_id: Uuid, changes: HabitChanges<'a>) -> Self {
-        UpdateHabit {
-            habit_id,
-            user_id,
-            name: changes.name,
-            set_description: changes.description.is_some(),
-            description: changes.description.flatten(),
-            schedule: changes.schedule,
-            is_active: changes.is_active,
-            expected_version: changes.expected_version,
-        }
-    }
-}
-
-/// The static query id that lets diesel cache the prepared statement.
-pub(crate) struct UpdateHabitQueryId;
-
-impl QueryId for UpdateHabit<'_> {
-    type QueryId = UpdateHabitQueryId;
-    const HAS_STATIC_QUERY_ID: bool = true;
-}
-
-impl Query for UpdateHabit<'_> {
-    type SqlType = (
-        SqlUuid,
-        SqlUuid,
-        Text,
-        Nullable<Text>,
-        Jsonb,
-        Bool,
-        Timestamptz,
-        Timestamptz,
-        Int4,
-    );
-}
-
-impl RunQueryDsl<PgConnection> for UpdateHabit<'_> {}
-
-impl QueryFragment<Pg> for UpdateHabit<'_> {
-    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        out.push_sql("UPDATE habits SET name = COALESCE(");
-        out.push_bind_param::<Nullable<Text>, _>(&self.name)?;
-        out.push_sql(", name), description = CASE WHEN ");
-        out.push_bind_param::<Bool, _>(&self.set_description)?;
-        out.push_sql(" THEN ");
-        out.push_bind_param::<Nullable<Text>, _>(&self.description)?;
-        out.push_sql(" ELSE description END, schedule = COALESCE(");
-        out.push_bind_param::<Nullable<Jsonb>, _>(&self.schedule)?;
-        out.push_sql(", schedule), is_active = COALESCE(");
-        out.push_bind_param::<Nullable<Bool>, _>(&self.is_active)?;
-        // clock_timestamp(), not now(): updated_at moves even for a second update in the
-        // same transaction.
-        out.push_sql(
-            ", is_active), version = version + 1, updated_at = clock_timestamp() WHERE id = ",
-        );
-        out.push_bind_param::<SqlUuid, _>(&self.habit_id)?;
-        out.push_sql(" AND user_id = ");
-        out.push_bind_param::<SqlUuid, _>(&self.user_id)?;
-        out.push_sql(" AND (");
-        out.push_bind_param::<Nullable<Int4>, _>(&self.expected_version)?;
-        out.push_sql("::int4 IS NULL OR version = ");
-        out.push_bind_param::<Nullable<Int4>, _>(&self.expected_version)?;
-        out.push_sql(
-            ") RETURNING id, user_id, name, description, schedule, is_active, created_at, \
-             updated_at, version",
-        );
-        Ok(())
+    fn push_assignments<'b>(
+        changes: &'b HabitChanges<'_>,
+        out: &mut AstPass<'_, 'b, Pg>,
+    ) -> QueryResult<()> {
+        owned::set::<Text, _>(out, "name", &changes.name)?;
+        owned::set_nullable::<Text, _>(out, "description", &changes.description)?;
+        owned::set::<Jsonb, _>(out, "schedule", &changes.schedule)?;
+        owned::set::<Bool, _>(out, "is_active", &changes.is_active)
     }
 }
 

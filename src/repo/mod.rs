@@ -12,6 +12,7 @@ pub(crate) mod fragment;
 pub(crate) mod habit;
 mod habit_sql;
 pub(crate) mod list;
+mod owned;
 mod query;
 pub(crate) mod session;
 pub(crate) mod sql_functions;
