@@ -80,20 +80,23 @@ impl<ST> QueryFragment<Pg> for Fragment<'_, ST> {
         for part in &self.parts {
             match part {
                 Part::Sql(sql) => out.push_sql(sql),
-                Part::Bind(Bind::Text(value)) => out.push_bind_param::<Text, _>(value)?,
-                Part::Bind(Bind::Timestamp(value)) => {
-                    out.push_bind_param::<Timestamptz, _>(value)?
-                }
-                Part::Bind(Bind::Uuid(value)) => out.push_bind_param::<SqlUuid, _>(value)?,
-                Part::Bind(Bind::Priority(value)) => {
-                    out.push_bind_param::<TaskPriority, _>(value)?
-                }
-                Part::Bind(Bind::Float(value)) => out.push_bind_param::<Float, _>(value)?,
-                Part::Bind(Bind::BigInt(value)) => out.push_bind_param::<BigInt, _>(value)?,
-                Part::Bind(Bind::Date(value)) => out.push_bind_param::<Date, _>(value)?,
+                Part::Bind(bind) => push_bind(&mut out, bind)?,
             }
         }
         Ok(())
+    }
+}
+
+/// `bind` as the next parameter, of its SQL type.
+fn push_bind<'b>(out: &mut AstPass<'_, 'b, Pg>, bind: &'b Bind<'_>) -> QueryResult<()> {
+    match bind {
+        Bind::Text(value) => out.push_bind_param::<Text, _>(value),
+        Bind::Timestamp(value) => out.push_bind_param::<Timestamptz, _>(value),
+        Bind::Uuid(value) => out.push_bind_param::<SqlUuid, _>(value),
+        Bind::Priority(value) => out.push_bind_param::<TaskPriority, _>(value),
+        Bind::Float(value) => out.push_bind_param::<Float, _>(value),
+        Bind::BigInt(value) => out.push_bind_param::<BigInt, _>(value),
+        Bind::Date(value) => out.push_bind_param::<Date, _>(value),
     }
 }
 
@@ -160,3 +163,117 @@ impl<ST: SqlType> Query for Statement<'_, ST> {
 }
 
 impl<ST> RunQueryDsl<PgConnection> for Statement<'_, ST> {}
+
+/// The fixed SQL of a `.sql` file next to its module (read with `include_str!`), with
+/// a static query id of its own (the type that implements this): prepared once per
+/// connection, and diesel neither builds nor hashes its text to find it again. Its
+/// parameters `$1`, `$2`, ... each stand once, numbered in the order they stand (the
+/// file's comments name none), bound by [`FileStatement`] in that order.
+pub(crate) trait SqlFile: 'static {
+    /// The statement, `include_str!("….sql")`.
+    const TEXT: &'static str;
+    /// The SQL type of its rows.
+    type SqlType: SqlType;
+}
+
+/// The statement of the [`SqlFile`] `F` with its bind values.
+#[derive(Debug, Clone)]
+pub(crate) struct FileStatement<'a, F> {
+    binds: Vec<Bind<'a>>,
+    file: PhantomData<F>,
+}
+
+impl<'a, F: SqlFile> FileStatement<'a, F> {
+    /// `F`'s statement with `binds` for its parameters, in order.
+    pub(crate) fn new(binds: Vec<Bind<'a>>) -> Self {
+        FileStatement {
+            binds,
+            file: PhantomData,
+        }
+    }
+}
+
+/// `text` cut at its parameters: the SQL before `$1`, between `$1` and `$2`, ..., after
+/// the last. `None` when the numbers do not run 1, 2, 3, ... in the order they stand.
+pub(crate) fn split_at_parameters(text: &str) -> Option<Vec<&str>> {
+    let mut pieces = Vec::new();
+    let mut rest = text;
+    let mut next = 1;
+    while let Some(at) = rest.find('$') {
+        let digits = rest[at + 1..]
+            .bytes()
+            .take_while(u8::is_ascii_digit)
+            .count();
+        if digits == 0 || rest[at + 1..at + 1 + digits].parse::<usize>().ok()? != next {
+            return None;
+        }
+        pieces.push(&rest[..at]);
+        rest = &rest[at + 1 + digits..];
+        next += 1;
+    }
+    pieces.push(rest);
+    Some(pieces)
+}
+
+impl<F: SqlFile> QueryFragment<Pg> for FileStatement<'_, F> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        // The unit test of every file checks its parameters; a file that breaks the rule
+        // sends its text as it is, and the server refuses the count of binds.
+        let Some(pieces) = split_at_parameters(F::TEXT) else {
+            out.push_sql(F::TEXT);
+            return Ok(());
+        };
+        let mut binds = self.binds.iter();
+        for (i, piece) in pieces.iter().enumerate() {
+            out.push_sql(piece);
+            if i + 1 < pieces.len() {
+                match binds.next() {
+                    Some(bind) => push_bind(&mut out, bind)?,
+                    None => {
+                        return Err(diesel::result::Error::QueryBuilderError(
+                            format!(
+                                "{} parameters, {} binds",
+                                pieces.len() - 1,
+                                self.binds.len()
+                            )
+                            .into(),
+                        ))
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<F: SqlFile> QueryId for FileStatement<'_, F> {
+    type QueryId = F;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl<F: SqlFile> Query for FileStatement<'_, F> {
+    type SqlType = F::SqlType;
+}
+
+impl<F> RunQueryDsl<PgConnection> for FileStatement<'_, F> {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameters_split_a_file_only_when_numbered_in_order() {
+        assert_eq!(
+            split_at_parameters("a = $1 AND b = $2::int"),
+            Some(vec!["a = ", " AND b = ", "::int"])
+        );
+        assert_eq!(
+            split_at_parameters("no parameters"),
+            Some(vec!["no parameters"])
+        );
+        assert_eq!(split_at_parameters("a = $2 AND b = $1"), None);
+        assert_eq!(split_at_parameters("a = $1 OR a = $1"), None);
+        assert_eq!(split_at_parameters("a = $1 AND b = $10"), None);
+        assert_eq!(split_at_parameters("costs $ 5"), None);
+    }
+}

@@ -10,7 +10,7 @@ use diesel::sql_types::{BigInt, Bool, Jsonb, Text};
 use diesel::QueryResult;
 use uuid::Uuid;
 
-use super::fragment::{self, Bind, Statement};
+use super::fragment::{self, Bind, FileStatement, SqlFile, Statement};
 use super::owned::{self, OwnedTable};
 use crate::models::{Habit, HabitChanges};
 use crate::schema::habits;
@@ -101,83 +101,47 @@ pub(crate) fn streak(
     user_id: Uuid,
     habit_id: Uuid,
     today: NaiveDate,
-) -> Statement<'static, (Bool, BigInt, BigInt)> {
-    /// `((day - monday) % 7 + 7) % 7`: the weekday of `day`, 0 for Monday, before 2000
-    /// too.
-    macro_rules! weekday {
-        ($day:literal) => {
-            concat!("((", $day, " - DATE '2000-01-03') % 7 + 7) % 7")
-        };
+) -> FileStatement<'static, StreakSql> {
+    FileStatement::new(vec![
+        Bind::Uuid(habit_id),
+        Bind::Uuid(user_id),
+        Bind::Date(today),
+    ])
+}
+
+/// `habit_streak.sql`: the statement of [`streak`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StreakSql;
+
+impl SqlFile for StreakSql {
+    const TEXT: &'static str = include_str!("habit_streak.sql");
+    type SqlType = (Bool, BigInt, BigInt);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_streak_file_has_its_three_parameters_in_order() {
+        let pieces = fragment::split_at_parameters(StreakSql::TEXT).unwrap();
+        assert_eq!(pieces.len(), 4, "habit id, user id, today");
+        let sql = diesel::debug_query::<Pg, _>(&streak(
+            Uuid::nil(),
+            Uuid::max(),
+            NaiveDate::from_ymd_opt(2026, 1, 8).unwrap(),
+        ))
+        .to_string();
+        assert!(
+            sql.contains("WHERE id = $1 AND user_id = $2") && sql.contains("$3::date AS today"),
+            "{sql}"
+        );
+        assert!(
+            sql.ends_with(
+                "binds: [ffffffff-ffff-ffff-ffff-ffffffffffff, \
+                 00000000-0000-0000-0000-000000000000, 2026-01-08]"
+            ),
+            "{sql}"
+        );
     }
-    /// The check-ins up to today of a habit of `$kind`, each with its `number` (of
-    /// scheduled days before it) and its run (`island`); empty for another kind.
-    macro_rules! numbered {
-        ($kind:literal, number: $number:expr, from: $from:expr, where: $where:expr) => {
-            concat!(
-                "SELECT number, number - row_number() OVER (ORDER BY day) AS island FROM (\
-                 SELECT c.day, ",
-                $number,
-                " AS number FROM habit_check_ins c",
-                $from,
-                " WHERE c.habit_id = (SELECT id FROM s) AND c.day <= (SELECT today FROM s) \
-                 AND (SELECT kind FROM s) = '",
-                $kind,
-                "'",
-                $where,
-                ") ",
-                $kind
-            )
-        };
-    }
-    fragment::statement_of(
-        habit_cte(user_id, habit_id)
-            .sql(", s AS (SELECT id, ")
-            .bind(Bind::Date(today))
-            .sql(concat!(
-                "::date AS today, schedule ->> 'kind' AS kind, \
-                 ARRAY[0::bigint] || ARRAY(SELECT count(*) FILTER (WHERE schedule -> 'days' ? w.name) \
-                 OVER (ORDER BY w.i) FROM unnest(ARRAY['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun']) \
-                 WITH ORDINALITY AS w(name, i)) AS before, \
-                 make_date(substr(schedule ->> 'start', 1, 4)::int, substr(schedule ->> 'start', 6, 2)::int, \
-                 substr(schedule ->> 'start', 9, 2)::int) AS start, \
-                 round((schedule ->> 'n')::numeric)::int AS every FROM habit), \
-                 lengths AS (SELECT count(*) AS length, max(number) AS last FROM (\
-                 ",
-                numbered!(
-                    "daily",
-                    number: "(c.day - DATE '2000-01-03')::bigint",
-                    from: "",
-                    where: ""
-                ),
-                " UNION ALL ",
-                numbered!(
-                    "weekly",
-                    number: "(c.day - DATE '2000-01-03' - w.weekday) / 7 * (SELECT before[8] FROM s) \
-                             + (SELECT before FROM s)[w.weekday + 1]",
-                    from: concat!(", LATERAL (SELECT ", weekday!("c.day"), " AS weekday) w"),
-                    where: " AND (SELECT before FROM s)[w.weekday + 2] > (SELECT before FROM s)[w.weekday + 1]"
-                ),
-                " UNION ALL ",
-                numbered!(
-                    "every_n_days",
-                    number: "((c.day - (SELECT start FROM s)) / (SELECT every FROM s))::bigint",
-                    from: "",
-                    where: " AND c.day >= (SELECT start FROM s) \
-                            AND (c.day - (SELECT start FROM s)) % (SELECT every FROM s) = 0"
-                ),
-                "\
-                 ) numbered GROUP BY island) \
-                 SELECT EXISTS (SELECT FROM habit), \
-                 coalesce(max(length) FILTER (WHERE (SELECT CASE kind \
-                 WHEN 'daily' THEN today - DATE '2000-01-03' \
-                 WHEN 'weekly' THEN (today - DATE '2000-01-03' - ",
-                weekday!("today"),
-                ") / 7 * before[8] + before[",
-                weekday!("today"),
-                " + 1] \
-                 ELSE CASE WHEN today <= start THEN 0 ELSE (today - start + every - 1) / every END \
-                 END FROM s) - last <= 1), 0), \
-                 coalesce(max(length), 0) FROM lengths",
-            )),
-    )
 }
