@@ -34,8 +34,8 @@ impl OwnedTable for habits::table {
 
 /// The habit `habit_id` of `user_id`, as the CTE `habit` (id, schedule) that the
 /// statements below start from: empty for another user's habit.
-fn habit_cte<ST>(user_id: Uuid, habit_id: Uuid) -> fragment::Fragment<'static, ST> {
-    fragment::sql("WITH habit AS (SELECT id, schedule FROM habits WHERE id = ")
+fn habit_cte<ST>(user_id: Uuid, habit_id: Uuid) -> Statement<'static, ST> {
+    fragment::statement("WITH habit AS (SELECT id, schedule FROM habits WHERE id = ")
         .bind(Bind::Uuid(habit_id))
         .sql(" AND user_id = ")
         .bind(Bind::Uuid(user_id))
@@ -49,15 +49,13 @@ pub(crate) fn check_in(
     habit_id: Uuid,
     day: NaiveDate,
 ) -> Statement<'static, (Bool, Bool)> {
-    fragment::statement_of(
-        habit_cte(user_id, habit_id)
-            .sql(", inserted AS (INSERT INTO habit_check_ins (habit_id, day) SELECT id, ")
-            .bind(Bind::Date(day))
-            .sql(
-                " FROM habit ON CONFLICT DO NOTHING RETURNING 1) \
+    habit_cte(user_id, habit_id)
+        .sql(", inserted AS (INSERT INTO habit_check_ins (habit_id, day) SELECT id, ")
+        .bind(Bind::Date(day))
+        .sql(
+            " FROM habit ON CONFLICT DO NOTHING RETURNING 1) \
                  SELECT EXISTS (SELECT FROM habit), EXISTS (SELECT FROM inserted)",
-            ),
-    )
+        )
 }
 
 /// `(habit found, check-in deleted)`.
@@ -66,18 +64,16 @@ pub(crate) fn undo_check_in(
     habit_id: Uuid,
     day: NaiveDate,
 ) -> Statement<'static, (Bool, Bool)> {
-    fragment::statement_of(
-        habit_cte(user_id, habit_id)
-            .sql(
-                ", deleted AS (DELETE FROM habit_check_ins \
+    habit_cte(user_id, habit_id)
+        .sql(
+            ", deleted AS (DELETE FROM habit_check_ins \
                  WHERE habit_id = (SELECT id FROM habit) AND day = ",
-            )
-            .bind(Bind::Date(day))
-            .sql(
-                " RETURNING 1) \
+        )
+        .bind(Bind::Date(day))
+        .sql(
+            " RETURNING 1) \
                  SELECT EXISTS (SELECT FROM habit), EXISTS (SELECT FROM deleted)",
-            ),
-    )
+        )
 }
 
 /// `(habit found, current streak, longest streak)` of `habit_id` on `today`, in one

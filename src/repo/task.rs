@@ -368,13 +368,13 @@ pub(crate) fn iana_time_zone(name: &str) -> Result<Tz> {
 }
 
 type StatsColumns = (
-    Fragment<'static, BigInt>,
-    Fragment<'static, BigInt>,
-    Fragment<'static, BigInt>,
-    Fragment<'static, BigInt>,
-    Fragment<'static, BigInt>,
-    Fragment<'static, BigInt>,
-    Fragment<'static, BigInt>,
+    Fragment<'static, tasks::table, BigInt>,
+    Fragment<'static, tasks::table, BigInt>,
+    Fragment<'static, tasks::table, BigInt>,
+    Fragment<'static, tasks::table, BigInt>,
+    Fragment<'static, tasks::table, BigInt>,
+    Fragment<'static, tasks::table, BigInt>,
+    Fragment<'static, tasks::table, BigInt>,
 );
 
 /// The one query behind [`TaskRepo::stats`] and [`TaskRepo::stats_in_time_zone`]. Its
