@@ -19,14 +19,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
+use dev_database::DevServer;
 use diesel::prelude::*;
 use indicatif::{ProgressBar, ProgressStyle};
-use todo_store::dev_database::DevServer;
 use todo_store::local_postgres::LocalPostgres;
 use todo_store::seed::{self, SeedOptions, SeedProgress, SeedReport};
 use todo_store::{
     connect, DbConfig, HabitRepo, Schedule, SessionRepo, TaskQuery, TaskRepo, UserRepo,
 };
+
+#[path = "support/dev_database.rs"]
+mod dev_database;
 
 /// Fill a todo-store database with realistic, deterministic demo data.
 #[derive(Debug, Parser)]

@@ -43,7 +43,6 @@
 //! - `better_auth` (feature `better-auth`): who is calling, from Better Auth's session cookie, when
 //!   Better Auth shares the database (docs/better-auth.md).
 //! - `local_postgres` (feature `local-postgres`): a PostgreSQL cluster started from the system's binaries.
-//! - `dev_database` (feature `local-postgres`): the examples' server: `DATABASE_URL`, else the local cluster under `target/`.
 //! - `testing` (feature `testing`): `TestDb`, a fresh migrated database per test.
 //! - `AsyncPool` (feature `tokio`): the pool for async code, calls on tokio's blocking pool.
 //! - `serde_support` (feature `serde`): serde for rows, inputs, queries and `DbConfig`.
@@ -68,23 +67,29 @@ mod schema;
 mod telemetry;
 
 #[cfg(feature = "better-auth")]
+#[cfg_attr(docsrs, doc(cfg(feature = "better-auth")))]
 pub mod better_auth;
-#[cfg(feature = "local-postgres")]
-pub mod dev_database;
+// Hidden: the fuzz targets in fuzz/ are its only users (a separate crate, so it must be
+// `pub`); thin pass-throughs to crate-private code, free to change, not an API.
 #[cfg(feature = "fuzzing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "fuzzing")))]
 #[doc(hidden)]
 pub mod fuzzing;
 #[cfg(feature = "local-postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "local-postgres")))]
 pub mod local_postgres;
 #[cfg(feature = "seed")]
+#[cfg_attr(docsrs, doc(cfg(feature = "seed")))]
 pub mod seed;
 #[cfg(feature = "serde")]
 #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 pub mod serde_support;
 #[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
 
 #[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use async_pool::AsyncPool;
 pub use config::DbConfig;
 pub use error::{ConflictKind, Error, Result};

@@ -1,6 +1,8 @@
 //! Embedded migrations, run in one transaction under a PostgreSQL advisory lock, so
 //! that several processes starting at once on an empty database all succeed and apply
-//! each migration once, directly or through a transaction-mode pooler.
+//! each migration once, directly or through a transaction-mode pooler. (The lock's
+//! key is `0x746f_646f_7374_6f72`, the bytes of "todostor": in `pg_locks`, a
+//! transaction-level advisory lock with `classid = 1953457263` and `objid = 1937010546`.)
 //!
 //! # Connections after a migration
 //!
@@ -40,7 +42,7 @@ pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 
 /// The advisory lock key that serialises migration runs on a database
 /// (the bytes of "todostor" as a big-endian i64).
-pub const MIGRATION_LOCK_KEY: i64 = 0x746f_646f_7374_6f72;
+pub(crate) const MIGRATION_LOCK_KEY: i64 = 0x746f_646f_7374_6f72;
 
 /// Applies every pending migration and returns the versions applied now (empty when the
 /// database was up to date). Waits for any other process migrating the same database.

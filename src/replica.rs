@@ -34,7 +34,7 @@ use diesel::sql_types::{Bool, Text};
 use crate::config::DbConfig;
 use crate::error::Result;
 use crate::pool::{self, PgPool, PooledConn};
-use crate::repo::fragment::{self, Bind};
+use crate::repo::fragment::{self, Bind, NoTable};
 
 /// How long a replica that failed is skipped before it is tried again.
 pub const REPLICA_RETRY_AFTER: Duration = Duration::from_secs(5);
@@ -130,9 +130,10 @@ impl ReplicaRouter {
     pub fn mark(&self, primary: &mut PgConnection) -> Result<WriteMark> {
         // The insert position, not pg_current_wal_lsn(): under asynchronous commit the
         // commit record may not be written out yet, and the mark must lie beyond it.
-        let lsn: String =
-            diesel::select(fragment::sql::<Text>("pg_current_wal_insert_lsn()::text"))
-                .get_result(primary)?;
+        let lsn: String = diesel::select(fragment::sql::<NoTable, Text>(
+            "pg_current_wal_insert_lsn()::text",
+        ))
+        .get_result(primary)?;
         Ok(WriteMark(lsn))
     }
 
@@ -145,7 +146,7 @@ impl ReplicaRouter {
     pub fn read_after(&self, mark: &WriteMark) -> Result<PooledConn> {
         self.read_where(|conn| {
             Ok(diesel::select(
-                fragment::sql::<Bool>("coalesce(pg_last_wal_replay_lsn() >= ")
+                fragment::sql::<NoTable, Bool>("coalesce(pg_last_wal_replay_lsn() >= ")
                     .bind(Bind::Text(&mark.0))
                     .sql("::pg_lsn, true)"),
             )

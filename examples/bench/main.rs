@@ -11,7 +11,7 @@
 //!
 //! Zero configuration: with DATABASE_URL (environment or .env) it uses that server, else
 //! the crate's own PostgreSQL under target/todo-store-pg (as the seed example does: both
-//! go through `todo_store::dev_database`). It creates its own databases there
+//! go through `examples/support/dev_database.rs`). It creates its own databases there
 //! (`todo_store_bench_s`, `_l`, `_xl`; with `--quick` `todo_store_bench_quick_s`, ...),
 //! marks them with a comment, never touches any other database, and drops them at the
 //! end (a leftover of an interrupted run, recognised by its comment, is dropped by the
@@ -62,6 +62,8 @@
 //! `report` (table, JSON, SVG).
 
 mod capture;
+#[path = "../support/dev_database.rs"]
+mod dev_database;
 mod facts;
 mod measure;
 mod ops;
@@ -168,7 +170,7 @@ fn run(args: &Args) -> BoxResult<()> {
     ));
     let targets = report::targets(&results);
     report::table::print(&results, &profile, &machine, &targets);
-    let dir = todo_store::dev_database::target_dir().join("bench");
+    let dir = dev_database::target_dir().join("bench");
     std::fs::create_dir_all(&dir)?;
     let (json, svg) = (dir.join("results.json"), dir.join("results.svg"));
     report::json::write(&json, &results, &profile, &machine, &targets, elapsed)?;

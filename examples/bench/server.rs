@@ -4,12 +4,12 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+use crate::dev_database::DevServer;
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::sql_query;
 use diesel::sql_types::{BigInt, Nullable, Text};
 use todo_store::config::redact_url;
-use todo_store::dev_database::DevServer;
 use todo_store::local_postgres::{LocalPostgres, ShutdownMode};
 
 use crate::{Args, BoxResult};

@@ -36,7 +36,7 @@ fn dotenv_file() -> Result<&'static std::collections::HashMap<String, String>> {
 
 /// `name` from the environment, else from the `.env` file (never written into the
 /// environment); `None` when neither has it or the file cannot be read.
-#[cfg(any(feature = "local-postgres", feature = "better-auth"))]
+#[cfg(any(feature = "testing", feature = "better-auth"))]
 pub(crate) fn env_var(name: &str) -> Option<String> {
     std::env::var(name)
         .ok()

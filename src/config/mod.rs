@@ -59,7 +59,7 @@
 mod env;
 mod libpq;
 
-#[cfg(any(feature = "local-postgres", feature = "better-auth"))]
+#[cfg(any(feature = "testing", feature = "better-auth"))]
 pub(crate) use env::env_var;
 pub use env::vars;
 

@@ -6,9 +6,10 @@ use diesel::pg::Pg;
 use diesel::prelude::*;
 use uuid::Uuid;
 
+use super::patch::{self, NullableChange, Versioned};
 use super::schedule::Schedule;
 use super::validate::{self, DESCRIPTION_MAX_CHARS, NAME_MAX_CHARS};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::schema::habits;
 
 /// A habit, as stored. Always belongs to one user.
@@ -152,42 +153,33 @@ impl HabitPatch {
         self.to_changes().map(|_| ())
     }
 
-    pub(crate) fn to_changes(&self) -> Result<HabitChanges<'_>> {
-        if self.expected_version.is_some_and(|v| v < 1) {
-            return Err(Error::validation("expected_version", "must be at least 1"));
-        }
-        Ok(HabitChanges {
-            name: self
-                .name
-                .as_deref()
-                .map(|n| validate::required_text("name", n, NAME_MAX_CHARS))
-                .transpose()?,
-            description: self
-                .description
-                .as_ref()
-                .map(|d| {
-                    validate::optional_text("description", d.as_deref(), DESCRIPTION_MAX_CHARS)
-                })
-                .transpose()?,
-            schedule: self
-                .schedule
-                .as_ref()
-                .map(Schedule::normalized)
-                .transpose()?,
-            is_active: self.is_active,
-            expected_version: self.expected_version,
+    pub(crate) fn to_changes(&self) -> Result<Versioned<HabitChanges<'_>>> {
+        patch::versioned(self.expected_version, || {
+            Ok(HabitChanges {
+                name: patch::required_text("name", self.name.as_deref(), NAME_MAX_CHARS)?,
+                description: patch::optional_text(
+                    "description",
+                    self.description.as_ref(),
+                    DESCRIPTION_MAX_CHARS,
+                )?,
+                schedule: self
+                    .schedule
+                    .as_ref()
+                    .map(Schedule::normalized)
+                    .transpose()?,
+                is_active: self.is_active,
+            })
         })
     }
 }
 
-/// A validated habit patch, as the update statement binds it.
+/// The validated changes of a habit's columns, as the update statement binds them.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct HabitChanges<'a> {
     pub name: Option<&'a str>,
-    pub description: Option<Option<&'a str>>,
+    pub description: NullableChange<&'a str>,
     pub schedule: Option<Schedule>,
     pub is_active: Option<bool>,
-    pub expected_version: Option<i32>,
 }
 
 /// A habit's streaks, in scheduled days (see [`crate::HabitRepo::streak`]).

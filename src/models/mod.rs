@@ -8,6 +8,7 @@
 #[cfg(feature = "better-auth")]
 mod better_auth_session;
 mod habit;
+pub(crate) mod patch;
 mod schedule;
 pub(crate) mod session;
 mod task;
@@ -17,6 +18,7 @@ mod user;
 pub(crate) mod validate;
 
 #[cfg(feature = "better-auth")]
+#[cfg_attr(docsrs, doc(cfg(feature = "better-auth")))]
 pub use better_auth_session::BetterAuthSession;
 pub(crate) use habit::HabitChanges;
 pub use habit::{Habit, HabitPatch, NewHabit, Streak};

@@ -13,6 +13,7 @@ use diesel::prelude::*;
 use diesel::serialize::{self, IsNull, Output, ToSql};
 use uuid::Uuid;
 
+use super::patch::{self, NullableChange, Versioned};
 use super::timestamp::{OptionalTimestamp, Timestamp};
 use super::validate::{self, DESCRIPTION_MAX_CHARS, TITLE_MAX_CHARS};
 use crate::error::{Error, Result};
@@ -282,41 +283,33 @@ impl TaskPatch {
         self.to_changes().map(|_| ())
     }
 
-    pub(crate) fn to_changes(&self) -> Result<TaskChanges<'_>> {
-        if self.expected_version.is_some_and(|v| v < 1) {
-            return Err(Error::validation("expected_version", "must be at least 1"));
-        }
-        Ok(TaskChanges {
-            title: self
-                .title
-                .as_deref()
-                .map(|t| validate::required_text("title", t, TITLE_MAX_CHARS))
-                .transpose()?,
-            description: self
-                .description
-                .as_ref()
-                .map(|d| {
-                    validate::optional_text("description", d.as_deref(), DESCRIPTION_MAX_CHARS)
-                })
-                .transpose()?,
-            completed: self.completed,
-            priority: self.priority,
-            due_date: match self.due_date {
-                Some(Some(d)) => Some(Some(validate::timestamp("due_date", d)?)),
-                other => other,
-            },
-            expected_version: self.expected_version,
+    pub(crate) fn to_changes(&self) -> Result<Versioned<TaskChanges<'_>>> {
+        patch::versioned(self.expected_version, || {
+            Ok(TaskChanges {
+                title: patch::required_text("title", self.title.as_deref(), TITLE_MAX_CHARS)?,
+                description: patch::optional_text(
+                    "description",
+                    self.description.as_ref(),
+                    DESCRIPTION_MAX_CHARS,
+                )?,
+                completed: self.completed,
+                priority: self.priority,
+                due_date: match self.due_date {
+                    Some(Some(d)) => Some(Some(validate::timestamp("due_date", d)?)),
+                    other => other,
+                }
+                .into(),
+            })
         })
     }
 }
 
-/// A validated task patch, as the update statement binds it.
+/// The validated changes of a task's columns, as the update statement binds them.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct TaskChanges<'a> {
     pub title: Option<&'a str>,
-    pub description: Option<Option<&'a str>>,
+    pub description: NullableChange<&'a str>,
     pub completed: Option<bool>,
     pub priority: Option<Priority>,
-    pub due_date: Option<Option<DateTime<Utc>>>,
-    pub expected_version: Option<i32>,
+    pub due_date: NullableChange<DateTime<Utc>>,
 }

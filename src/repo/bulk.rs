@@ -8,7 +8,7 @@ use diesel::sql_types::Timestamptz;
 
 use uuid::Uuid;
 
-use super::fragment;
+use super::fragment::{self, NoTable};
 use crate::error::Result;
 use crate::models::{Priority, Task, TaskRow, User, UserRow};
 use crate::schema::{tasks, users};
@@ -132,5 +132,5 @@ pub(crate) fn copy_users(conn: &mut PgConnection, rows: &[UserCopyRow<'_>]) -> Q
 /// The server's `now()`: the start of the current transaction, which is what the
 /// columns' defaults would have been.
 pub(crate) fn transaction_now(conn: &mut PgConnection) -> Result<DateTime<Utc>> {
-    Ok(diesel::select(fragment::sql::<Timestamptz>("now()")).get_result(conn)?)
+    Ok(diesel::select(fragment::sql::<NoTable, Timestamptz>("now()")).get_result(conn)?)
 }

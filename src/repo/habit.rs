@@ -7,7 +7,7 @@ use diesel::dsl;
 use diesel::prelude::*;
 use uuid::Uuid;
 
-use super::habit_sql::{self, UpdateHabit};
+use super::habit_sql;
 use super::sql_functions::habit_is_due;
 use crate::error::{Error, Result};
 use crate::models::validate;
@@ -111,28 +111,7 @@ impl HabitRepo {
         patch: &HabitPatch,
     ) -> Result<Habit> {
         super::call("habit.update", Some(user_id), conn, |conn| {
-            let changes = patch.to_changes()?;
-            let expected_version = changes.expected_version;
-            let updated = UpdateHabit::new(user_id, habit_id, changes)
-                .get_result::<Habit>(conn)
-                .optional()?;
-            match (updated, expected_version) {
-                (Some(habit), _) => Ok(habit),
-                (None, None) => Err(Error::not_found("habit", habit_id)),
-                // The row was not updated: tell a stale version from a missing habit.
-                (None, Some(expected)) => {
-                    let actual = habit_of(user_id, habit_id)
-                        .select(habits::version)
-                        .get_result::<i32>(conn)
-                        .optional()?;
-                    Err(match actual {
-                        Some(actual) => Error::Conflict {
-                            kind: crate::ConflictKind::StaleVersion { expected, actual },
-                        },
-                        None => Error::not_found("habit", habit_id),
-                    })
-                }
-            }
+            super::owned::update::<habits::table>(conn, user_id, habit_id, patch.to_changes()?)
         })
     }
 

@@ -1,106 +1,41 @@
 //! The habit statements that diesel's DSL cannot say, each of fixed SQL so that it is
-//! prepared once per connection: the UPDATE (diesel does not cache its own), and the
-//! check-in and streak statements (CTEs, one round trip each).
+//! prepared once per connection: the columns of the versioned UPDATE of
+//! [`super::owned`] (diesel does not cache its own UPDATE), and the check-in and streak
+//! statements (CTEs, one round trip each).
 
 use chrono::NaiveDate;
 use diesel::pg::Pg;
-use diesel::prelude::*;
-use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
-use diesel::sql_types::{BigInt, Bool, Int4, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::query_builder::AstPass;
+use diesel::sql_types::{BigInt, Bool, Jsonb, Text};
+use diesel::QueryResult;
 use uuid::Uuid;
 
-use super::fragment::{self, Bind, Statement};
-use crate::models::{HabitChanges, Schedule};
+use super::fragment::{self, Bind, FileStatement, SqlFile, Statement};
+use super::owned::{self, OwnedTable};
+use crate::models::{Habit, HabitChanges};
+use crate::schema::habits;
 
-/// `UPDATE habits ... WHERE id = $n AND user_id = $m [AND version = $k] RETURNING *`,
-/// the same SQL for every patch (unchanged fields keep their value through COALESCE or
-/// a flag), as `UpdateTask` for tasks.
-pub(crate) struct UpdateHabit<'a> {
-    habit_id: Uuid,
-    user_id: Uuid,
-    name: Option<&'a str>,
-    set_description: bool,
-    description: Option<&'a str>,
-    schedule: Option<Schedule>,
-    is_active: Option<bool>,
-    expected_version: Option<i32>,
-}
+impl OwnedTable for habits::table {
+    const NAME: &'static str = "habits";
+    const ENTITY: &'static str = "habit";
+    type Row = Habit;
+    type Changes<'a> = HabitChanges<'a>;
 
-impl<'a> UpdateHabit<'a> {
-    pub(crate) fn new(user_id: Uuid, habit_id: Uuid, changes: HabitChanges<'a>) -> Self {
-        UpdateHabit {
-            habit_id,
-            user_id,
-            name: changes.name,
-            set_description: changes.description.is_some(),
-            description: changes.description.flatten(),
-            schedule: changes.schedule,
-            is_active: changes.is_active,
-            expected_version: changes.expected_version,
-        }
-    }
-}
-
-/// The static query id that lets diesel cache the prepared statement.
-pub(crate) struct UpdateHabitQueryId;
-
-impl QueryId for UpdateHabit<'_> {
-    type QueryId = UpdateHabitQueryId;
-    const HAS_STATIC_QUERY_ID: bool = true;
-}
-
-impl Query for UpdateHabit<'_> {
-    type SqlType = (
-        SqlUuid,
-        SqlUuid,
-        Text,
-        Nullable<Text>,
-        Jsonb,
-        Bool,
-        Timestamptz,
-        Timestamptz,
-        Int4,
-    );
-}
-
-impl RunQueryDsl<PgConnection> for UpdateHabit<'_> {}
-
-impl QueryFragment<Pg> for UpdateHabit<'_> {
-    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        out.push_sql("UPDATE habits SET name = COALESCE(");
-        out.push_bind_param::<Nullable<Text>, _>(&self.name)?;
-        out.push_sql(", name), description = CASE WHEN ");
-        out.push_bind_param::<Bool, _>(&self.set_description)?;
-        out.push_sql(" THEN ");
-        out.push_bind_param::<Nullable<Text>, _>(&self.description)?;
-        out.push_sql(" ELSE description END, schedule = COALESCE(");
-        out.push_bind_param::<Nullable<Jsonb>, _>(&self.schedule)?;
-        out.push_sql(", schedule), is_active = COALESCE(");
-        out.push_bind_param::<Nullable<Bool>, _>(&self.is_active)?;
-        // clock_timestamp(), not now(): updated_at moves even for a second update in the
-        // same transaction.
-        out.push_sql(
-            ", is_active), version = version + 1, updated_at = clock_timestamp() WHERE id = ",
-        );
-        out.push_bind_param::<SqlUuid, _>(&self.habit_id)?;
-        out.push_sql(" AND user_id = ");
-        out.push_bind_param::<SqlUuid, _>(&self.user_id)?;
-        out.push_sql(" AND (");
-        out.push_bind_param::<Nullable<Int4>, _>(&self.expected_version)?;
-        out.push_sql("::int4 IS NULL OR version = ");
-        out.push_bind_param::<Nullable<Int4>, _>(&self.expected_version)?;
-        out.push_sql(
-            ") RETURNING id, user_id, name, description, schedule, is_active, created_at, \
-             updated_at, version",
-        );
-        Ok(())
+    fn push_assignments<'b>(
+        changes: &'b HabitChanges<'_>,
+        out: &mut AstPass<'_, 'b, Pg>,
+    ) -> QueryResult<()> {
+        owned::set::<Text, _>(out, "name", &changes.name)?;
+        owned::set_nullable::<Text, _>(out, "description", &changes.description)?;
+        owned::set::<Jsonb, _>(out, "schedule", &changes.schedule)?;
+        owned::set::<Bool, _>(out, "is_active", &changes.is_active)
     }
 }
 
 /// The habit `habit_id` of `user_id`, as the CTE `habit` (id, schedule) that the
 /// statements below start from: empty for another user's habit.
-fn habit_cte<ST>(user_id: Uuid, habit_id: Uuid) -> fragment::Fragment<'static, ST> {
-    fragment::sql("WITH habit AS (SELECT id, schedule FROM habits WHERE id = ")
+fn habit_cte<ST>(user_id: Uuid, habit_id: Uuid) -> Statement<'static, ST> {
+    fragment::statement("WITH habit AS (SELECT id, schedule FROM habits WHERE id = ")
         .bind(Bind::Uuid(habit_id))
         .sql(" AND user_id = ")
         .bind(Bind::Uuid(user_id))
@@ -114,15 +49,13 @@ pub(crate) fn check_in(
     habit_id: Uuid,
     day: NaiveDate,
 ) -> Statement<'static, (Bool, Bool)> {
-    fragment::statement_of(
-        habit_cte(user_id, habit_id)
-            .sql(", inserted AS (INSERT INTO habit_check_ins (habit_id, day) SELECT id, ")
-            .bind(Bind::Date(day))
-            .sql(
-                " FROM habit ON CONFLICT DO NOTHING RETURNING 1) \
+    habit_cte(user_id, habit_id)
+        .sql(", inserted AS (INSERT INTO habit_check_ins (habit_id, day) SELECT id, ")
+        .bind(Bind::Date(day))
+        .sql(
+            " FROM habit ON CONFLICT DO NOTHING RETURNING 1) \
                  SELECT EXISTS (SELECT FROM habit), EXISTS (SELECT FROM inserted)",
-            ),
-    )
+        )
 }
 
 /// `(habit found, check-in deleted)`.
@@ -131,18 +64,16 @@ pub(crate) fn undo_check_in(
     habit_id: Uuid,
     day: NaiveDate,
 ) -> Statement<'static, (Bool, Bool)> {
-    fragment::statement_of(
-        habit_cte(user_id, habit_id)
-            .sql(
-                ", deleted AS (DELETE FROM habit_check_ins \
+    habit_cte(user_id, habit_id)
+        .sql(
+            ", deleted AS (DELETE FROM habit_check_ins \
                  WHERE habit_id = (SELECT id FROM habit) AND day = ",
-            )
-            .bind(Bind::Date(day))
-            .sql(
-                " RETURNING 1) \
+        )
+        .bind(Bind::Date(day))
+        .sql(
+            " RETURNING 1) \
                  SELECT EXISTS (SELECT FROM habit), EXISTS (SELECT FROM deleted)",
-            ),
-    )
+        )
 }
 
 /// `(habit found, current streak, longest streak)` of `habit_id` on `today`, in one
@@ -166,83 +97,47 @@ pub(crate) fn streak(
     user_id: Uuid,
     habit_id: Uuid,
     today: NaiveDate,
-) -> Statement<'static, (Bool, BigInt, BigInt)> {
-    /// `((day - monday) % 7 + 7) % 7`: the weekday of `day`, 0 for Monday, before 2000
-    /// too.
-    macro_rules! weekday {
-        ($day:literal) => {
-            concat!("((", $day, " - DATE '2000-01-03') % 7 + 7) % 7")
-        };
+) -> FileStatement<'static, StreakSql> {
+    FileStatement::new(vec![
+        Bind::Uuid(habit_id),
+        Bind::Uuid(user_id),
+        Bind::Date(today),
+    ])
+}
+
+/// `habit_streak.sql`: the statement of [`streak`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StreakSql;
+
+impl SqlFile for StreakSql {
+    const TEXT: &'static str = include_str!("habit_streak.sql");
+    type SqlType = (Bool, BigInt, BigInt);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_streak_file_has_its_three_parameters_in_order() {
+        let pieces = fragment::split_at_parameters(StreakSql::TEXT).unwrap();
+        assert_eq!(pieces.len(), 4, "habit id, user id, today");
+        let sql = diesel::debug_query::<Pg, _>(&streak(
+            Uuid::nil(),
+            Uuid::max(),
+            NaiveDate::from_ymd_opt(2026, 1, 8).unwrap(),
+        ))
+        .to_string();
+        assert!(
+            sql.contains("WHERE id = $1 AND user_id = $2") && sql.contains("$3::date AS today"),
+            "{sql}"
+        );
+        assert!(
+            sql.ends_with(
+                "binds: [ffffffff-ffff-ffff-ffff-ffffffffffff, \
+                 00000000-0000-0000-0000-000000000000, 2026-01-08]"
+            ),
+            "{sql}"
+        );
     }
-    /// The check-ins up to today of a habit of `$kind`, each with its `number` (of
-    /// scheduled days before it) and its run (`island`); empty for another kind.
-    macro_rules! numbered {
-        ($kind:literal, number: $number:expr, from: $from:expr, where: $where:expr) => {
-            concat!(
-                "SELECT number, number - row_number() OVER (ORDER BY day) AS island FROM (\
-                 SELECT c.day, ",
-                $number,
-                " AS number FROM habit_check_ins c",
-                $from,
-                " WHERE c.habit_id = (SELECT id FROM s) AND c.day <= (SELECT today FROM s) \
-                 AND (SELECT kind FROM s) = '",
-                $kind,
-                "'",
-                $where,
-                ") ",
-                $kind
-            )
-        };
-    }
-    fragment::statement_of(
-        habit_cte(user_id, habit_id)
-            .sql(", s AS (SELECT id, ")
-            .bind(Bind::Date(today))
-            .sql(concat!(
-                "::date AS today, schedule ->> 'kind' AS kind, \
-                 ARRAY[0::bigint] || ARRAY(SELECT count(*) FILTER (WHERE schedule -> 'days' ? w.name) \
-                 OVER (ORDER BY w.i) FROM unnest(ARRAY['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun']) \
-                 WITH ORDINALITY AS w(name, i)) AS before, \
-                 make_date(substr(schedule ->> 'start', 1, 4)::int, substr(schedule ->> 'start', 6, 2)::int, \
-                 substr(schedule ->> 'start', 9, 2)::int) AS start, \
-                 round((schedule ->> 'n')::numeric)::int AS every FROM habit), \
-                 lengths AS (SELECT count(*) AS length, max(number) AS last FROM (\
-                 ",
-                numbered!(
-                    "daily",
-                    number: "(c.day - DATE '2000-01-03')::bigint",
-                    from: "",
-                    where: ""
-                ),
-                " UNION ALL ",
-                numbered!(
-                    "weekly",
-                    number: "(c.day - DATE '2000-01-03' - w.weekday) / 7 * (SELECT before[8] FROM s) \
-                             + (SELECT before FROM s)[w.weekday + 1]",
-                    from: concat!(", LATERAL (SELECT ", weekday!("c.day"), " AS weekday) w"),
-                    where: " AND (SELECT before FROM s)[w.weekday + 2] > (SELECT before FROM s)[w.weekday + 1]"
-                ),
-                " UNION ALL ",
-                numbered!(
-                    "every_n_days",
-                    number: "((c.day - (SELECT start FROM s)) / (SELECT every FROM s))::bigint",
-                    from: "",
-                    where: " AND c.day >= (SELECT start FROM s) \
-                            AND (c.day - (SELECT start FROM s)) % (SELECT every FROM s) = 0"
-                ),
-                "\
-                 ) numbered GROUP BY island) \
-                 SELECT EXISTS (SELECT FROM habit), \
-                 coalesce(max(length) FILTER (WHERE (SELECT CASE kind \
-                 WHEN 'daily' THEN today - DATE '2000-01-03' \
-                 WHEN 'weekly' THEN (today - DATE '2000-01-03' - ",
-                weekday!("today"),
-                ") / 7 * before[8] + before[",
-                weekday!("today"),
-                " + 1] \
-                 ELSE CASE WHEN today <= start THEN 0 ELSE (today - start + every - 1) / every END \
-                 END FROM s) - last <= 1), 0), \
-                 coalesce(max(length), 0) FROM lengths",
-            )),
-    )
 }

@@ -152,7 +152,7 @@ impl<'q> ListPlan<'q> {
             // generic plan of the prepared statement, a bare call of a parameter would
             // be evaluated again for every row the filter reads.
             query = query.filter(
-                fragment::sql::<Bool>(concat!("search_vector @@ ", TSQUERY_OPEN!()))
+                fragment::sql::<tasks::table, Bool>(concat!("search_vector @@ ", TSQUERY_OPEN!()))
                     .bind(Bind::Text(terms))
                     .sql(TSQUERY_CLOSE),
             );
@@ -165,11 +165,14 @@ impl<'q> ListPlan<'q> {
     fn rank(&self) -> RankExpr<'_> {
         match (&self.search, self.query.sort) {
             (Some(terms), TaskSort::Relevance) => Box::new(
-                fragment::sql::<Float>(concat!("ts_rank_cd(search_vector, ", TSQUERY_OPEN!()))
-                    .bind(Bind::Text(terms))
-                    .sql(concat!("))", ")")),
+                fragment::sql::<tasks::table, Float>(concat!(
+                    "ts_rank_cd(search_vector, ",
+                    TSQUERY_OPEN!()
+                ))
+                .bind(Bind::Text(terms))
+                .sql(concat!("))", ")")),
             ),
-            _ => Box::new(fragment::sql::<Float>("0::real")),
+            _ => Box::new(fragment::sql::<tasks::table, Float>("0::real")),
         }
     }
 
@@ -195,7 +198,7 @@ impl<'q> ListPlan<'q> {
         } else {
             ""
         };
-        query.order_by(fragment::sql::<Bool>(format!(
+        query.order_by(fragment::sql::<tasks::table, Bool>(format!(
             "{key} {dir}{nulls}, id {dir}"
         )))
     }
@@ -214,7 +217,7 @@ impl<'q> ListPlan<'q> {
         // (key, id) op ($1, $2): a row comparison, which PostgreSQL turns into an index
         // range when an index has the same columns.
         let row = |key_value: Bind<'a>| {
-            fragment::sql::<Bool>(format!("({key}, id) {op} ("))
+            fragment::sql::<tasks::table, Bool>(format!("({key}, id) {op} ("))
                 .bind(key_value)
                 .sql(", ")
                 .bind(id.clone())
@@ -229,22 +232,27 @@ impl<'q> ListPlan<'q> {
             // The OR is parenthesized: diesel joins filters with AND without grouping the
             // SQL of a fragment, so a bare OR would escape the user and the other filters.
             SortKey::OptionalTimestamp(Some(due)) => query.filter(
-                fragment::sql::<Bool>(format!("(({key}, id) {op} ("))
+                fragment::sql::<tasks::table, Bool>(format!("(({key}, id) {op} ("))
                     .bind(Bind::Timestamp(*due))
                     .sql(", ")
                     .bind(id)
                     .sql(") OR due_date IS NULL)"),
             ),
-            SortKey::OptionalTimestamp(None) => query
-                .filter(fragment::sql::<Bool>(format!("due_date IS NULL AND id {op} ")).bind(id)),
+            SortKey::OptionalTimestamp(None) => query.filter(
+                fragment::sql::<tasks::table, Bool>(format!("due_date IS NULL AND id {op} "))
+                    .bind(id),
+            ),
             SortKey::Rank(rank) => query.filter(
-                fragment::sql::<Bool>(concat!("(ts_rank_cd(search_vector, ", TSQUERY_OPEN!()))
-                    .bind(Bind::Text(self.search.as_deref().unwrap_or_default()))
-                    .sql(format!("))), id) {op} ("))
-                    .bind(Bind::Float(*rank))
-                    .sql(", ")
-                    .bind(id)
-                    .sql(")"),
+                fragment::sql::<tasks::table, Bool>(concat!(
+                    "(ts_rank_cd(search_vector, ",
+                    TSQUERY_OPEN!()
+                ))
+                .bind(Bind::Text(self.search.as_deref().unwrap_or_default()))
+                .sql(format!("))), id) {op} ("))
+                .bind(Bind::Float(*rank))
+                .sql(", ")
+                .bind(id)
+                .sql(")"),
             ),
         }
     }

@@ -3,6 +3,58 @@
 //! Functions take `conn: &mut PgConnection` first, so they compose inside a caller's
 //! transaction (`conn.transaction(|conn| ...)`). Every task and habit query is scoped
 //! by `user_id`: another user's task or habit is indistinguishable from a missing one.
+//!
+//! # Writing SQL in this crate: which form, when
+//!
+//! Every statement a repository runs on a request is prepared once per connection and
+//! reused from diesel's statement cache: parsing and planning it again costs about as
+//! much as a round trip. Diesel caches a statement that has a static query id, or whose
+//! SQL it may key the cache by; it refuses (`unsafe_to_cache_prepared`) for
+//! `diesel::sql_query`, `dsl::sql` literals, its own UPDATE, multi-row INSERTs and
+//! `ON CONFLICT`. So, in this order of preference:
+//!
+//! 1. **Diesel's DSL** (`tasks_of(user_id).filter(..)`, `insert_into(..).values(..)`,
+//!    `delete(..)`): for every SELECT, one-row INSERT and DELETE it can say. Checked
+//!    against `schema.rs` by the compiler, and cached.
+//! 2. **A `Fragment`** (`repo/fragment.rs`) inside a DSL query, for an expression the
+//!    DSL cannot say: a full-text match, a row comparison for a cursor, `count(*)
+//!    FILTER (..)`. It names its table, `Fragment<'_, tasks::table, Bool>`, and appears
+//!    only in a query on that table, as the table's columns do (a task fragment in a
+//!    users query does not compile); `NoTable` for one that reads no column (`now()`).
+//!    Cached under its SQL text.
+//! 3. **A fixed statement of our own**: a type with a static query id that writes the
+//!    same SQL on every call, for an UPDATE (diesel never caches its own) or a write
+//!    that returns rows. The versioned UPDATE of rows a user owns is written once
+//!    (`repo/owned.rs`): a new table implements `OwnedTable` with its name, its row and
+//!    its columns' assignments, nothing more. A short hand-written statement that needs
+//!    no type of its own is a `fragment::Statement`, cached under its SQL text (the
+//!    sessions' UPDATE and DELETE, the habits' check-in CTEs).
+//! 4. **A `.sql` file** next to its module, read with `include_str!` through
+//!    `fragment::SqlFile`, for a statement of more than about twenty lines (the streak,
+//!    `habit_streak.sql`): the SQL reads as SQL, and its type is its static query id.
+//!    Its parameters `$1`, `$2`, ... stand once each, in order.
+//!
+//! Not on a request path: `diesel::sql_query` and `dsl::sql` (parsed and planned on every
+//! call). They are fine where a statement runs once: migrations, a connection's setup,
+//! the seed, tests.
+//!
+//! ## What keeps the cached forms safe
+//!
+//! - **Values are always bound** (`Bind`, `push_bind_param`), never formatted into the
+//!   SQL text.
+//! - **The SQL text is fixed, or one of a small set the code chooses**: a list query's
+//!   sort column and direction pick one of a few texts (`list.rs`), a patch's unchanged
+//!   columns keep their value through `COALESCE` or a flag so every patch of a table
+//!   sends one text. Never text derived from input: that would be injection, and every
+//!   distinct text is one more prepared statement on every connection.
+//! - **A static query id names exactly one text**: it is a type per statement
+//!   (`owned::VersionedUpdateId<T>`, a `SqlFile` type), and the text is built from
+//!   constants of that type only; two texts under one id would run the wrong one.
+//! - **Checked by tests**: `tests/integration/prepared.rs` (the hot statements are
+//!   prepared once and reused), the unit tests of `owned` (one text per table for every
+//!   patch) and of `fragment` (a fragment appears on its own table only; a `.sql` file's
+//!   parameters are in order), `tests/integration/query_plans.rs` (each shape is served
+//!   by an index under the generic plan).
 
 #[cfg(feature = "better-auth")]
 pub(crate) mod better_auth_session;
@@ -12,6 +64,7 @@ pub(crate) mod fragment;
 pub(crate) mod habit;
 mod habit_sql;
 pub(crate) mod list;
+mod owned;
 mod query;
 pub(crate) mod session;
 pub(crate) mod sql_functions;

@@ -91,7 +91,7 @@ impl SessionRepo {
     ///
     /// # Errors
     /// [`Error::Validation`] for an expiry that is not in the future by the database
-    /// server's clock (see the [module docs](self)), a malformed IP address or an
+    /// server's clock (`statement_timestamp()`), a malformed IP address or an
     /// overlong user agent (nothing written); [`Error::NotFound`] when the user does
     /// not exist.
     pub fn create(

@@ -12,7 +12,6 @@ use super::fragment::{self, Bind, Fragment};
 use super::list::ListPlan;
 use super::query::{Page, TaskQuery};
 use super::sql_functions::clock_timestamp;
-use super::task_update::UpdateTask;
 use crate::error::{Error, Result};
 use crate::models::{NewTask, Priority, Task, TaskPatch, TaskStats};
 use crate::schema::tasks;
@@ -80,27 +79,7 @@ impl TaskRepo {
         patch: &TaskPatch,
     ) -> Result<Task> {
         super::call("task.update", Some(user_id), conn, |conn| {
-            let changes = patch.to_changes()?;
-            let updated = UpdateTask::new(user_id, task_id, &changes)
-                .get_result::<Task>(conn)
-                .optional()?;
-            match (updated, changes.expected_version) {
-                (Some(task), _) => Ok(task),
-                (None, None) => Err(Error::not_found("task", task_id)),
-                // The row was not updated: tell a stale version from a missing task.
-                (None, Some(expected)) => {
-                    let actual = task_of(user_id, task_id)
-                        .select(tasks::version)
-                        .get_result::<i32>(conn)
-                        .optional()?;
-                    Err(match actual {
-                        Some(actual) => Error::Conflict {
-                            kind: crate::ConflictKind::StaleVersion { expected, actual },
-                        },
-                        None => Error::not_found("task", task_id),
-                    })
-                }
-            }
+            super::owned::update::<tasks::table>(conn, user_id, task_id, patch.to_changes()?)
         })
     }
 
@@ -389,13 +368,13 @@ pub(crate) fn iana_time_zone(name: &str) -> Result<Tz> {
 }
 
 type StatsColumns = (
-    Fragment<'static, BigInt>,
-    Fragment<'static, BigInt>,
-    Fragment<'static, BigInt>,
-    Fragment<'static, BigInt>,
-    Fragment<'static, BigInt>,
-    Fragment<'static, BigInt>,
-    Fragment<'static, BigInt>,
+    Fragment<'static, tasks::table, BigInt>,
+    Fragment<'static, tasks::table, BigInt>,
+    Fragment<'static, tasks::table, BigInt>,
+    Fragment<'static, tasks::table, BigInt>,
+    Fragment<'static, tasks::table, BigInt>,
+    Fragment<'static, tasks::table, BigInt>,
+    Fragment<'static, tasks::table, BigInt>,
 );
 
 /// The one query behind [`TaskRepo::stats`] and [`TaskRepo::stats_in_time_zone`]. Its

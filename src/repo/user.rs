@@ -40,7 +40,7 @@ fn email_key_of(sql: &str) -> String {
 }
 
 /// `WHERE` the stored email is the same address as `email`, through the unique index.
-fn same_email<'a>(email: &'a str) -> Fragment<'a, Bool> {
+fn same_email<'a>(email: &'a str) -> Fragment<'a, users::table, Bool> {
     fragment::sql(STORED_EMAIL_KEY)
         .sql(" = ")
         .sql(KEY_OPEN)
@@ -51,7 +51,8 @@ fn same_email<'a>(email: &'a str) -> Fragment<'a, Bool> {
 /// The query behind [`UserRepo::find_by_email`].
 pub(crate) fn find_by_email_query(
     email: &str,
-) -> dsl::Select<dsl::Filter<users::table, Fragment<'_, Bool>>, dsl::AsSelect<User, Pg>> {
+) -> dsl::Select<dsl::Filter<users::table, Fragment<'_, users::table, Bool>>, dsl::AsSelect<User, Pg>>
+{
     users::table
         .filter(same_email(email))
         .select(User::as_select())

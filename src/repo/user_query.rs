@@ -160,14 +160,14 @@ impl<'q> UserPagePlan<'q> {
         let mut query = users::table.select(User::as_select()).into_boxed();
         if let Some(prefix) = self.prefix {
             query = query.filter(
-                fragment::sql::<Bool>("starts_with(lower(email), lower(")
+                fragment::sql::<users::table, Bool>("starts_with(lower(email), lower(")
                     .bind(Bind::Text(prefix))
                     .sql("))"),
             );
         }
         if let Some((created_at, id)) = self.cursor {
             query = query.filter(
-                fragment::sql::<Bool>("(created_at, id) > (")
+                fragment::sql::<users::table, Bool>("(created_at, id) > (")
                     .bind(Bind::Timestamp(created_at))
                     .sql(", ")
                     .bind(Bind::Uuid(id))

@@ -367,4 +367,9 @@ mod tests {
     }
 }
 
+// Hidden: the plan checks of this crate's own integration tests
+// (tests/integration/query_plans.rs, habits.rs) are its only users. It runs EXPLAIN on
+// the crate's private queries, so it must live in the crate, and `pub` for an
+// integration test to reach it; a downstream test has no use for it.
+#[doc(hidden)]
 pub mod plans;

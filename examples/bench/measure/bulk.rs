@@ -13,7 +13,7 @@ use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64;
 use uuid::Uuid;
 
-use todo_store::dev_database::target_dir;
+use crate::dev_database::target_dir;
 use todo_store::{NewTask, NewUser, PgPool, Priority, TaskRepo, UserRepo};
 
 use crate::pgbench::tail;

@@ -14,7 +14,7 @@ use diesel::prelude::*;
 use diesel::sql_query;
 use diesel::sql_types::Text;
 
-use todo_store::dev_database::target_dir;
+use crate::dev_database::target_dir;
 
 use crate::pgbench::tail;
 use crate::report::LoadResult;

@@ -9,7 +9,7 @@ use diesel::PgConnection;
 use rand::SeedableRng;
 use rand_pcg::Pcg64;
 
-use todo_store::dev_database::target_dir;
+use crate::dev_database::target_dir;
 use todo_store::{DbConfig, PgPool};
 
 use crate::capture::{capture, Capture};

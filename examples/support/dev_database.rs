@@ -1,21 +1,25 @@
-//! The development server of the examples (feature `local-postgres`): the server named
-//! by a URL (`--database-url`, else `DATABASE_URL` from the environment or `.env`), else
-//! the crate's persistent PostgreSQL cluster under `target/todo-store-pg`, started or
-//! reused.
+//! The development server of the examples: the server named by a URL
+//! (`--database-url`, else `DATABASE_URL` from the environment or `.env`), else the
+//! crate's persistent PostgreSQL cluster under `target/todo-store-pg`, started or
+//! reused (`todo_store::local_postgres`).
 //!
 //! The seed example and the benchmark both start here, so they find the same server
-//! and the same data.
+//! and the same data. It lives with them, not in the library: it is the examples' own
+//! convenience, not something a user of the crate builds on. Each example includes it
+//! with `#[path]`:
 //!
-//! ```no_run
-//! use todo_store::dev_database::DevServer;
+//! ```ignore
+//! #[path = "support/dev_database.rs"]
+//! mod dev_database;
 //!
-//! let server = DevServer::open(None, |root| {
+//! let server = dev_database::DevServer::open(None, |root| {
 //!     println!("No DATABASE_URL set: using a local PostgreSQL in {}", root.display());
 //! })?;
 //! let url = server.database_url("todo_dev")?;
-//! # let _ = url;
-//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+
+// Each example that includes this file uses a part of it.
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 
@@ -25,7 +29,7 @@ use diesel::prelude::*;
 use diesel::result::{ConnectionError, Error as DieselError};
 use diesel::sql_types::{Bool, Text};
 
-use crate::local_postgres::{LocalPostgres, LocalPostgresError};
+use todo_store::local_postgres::{LocalPostgres, LocalPostgresError};
 
 /// The directory under `target/` that holds the persistent local cluster.
 const LOCAL_CLUSTER_DIR: &str = "todo-store-pg";
@@ -111,8 +115,21 @@ pub enum DevDatabaseError {
 pub fn configured_url(explicit_url: Option<&str>) -> Option<String> {
     explicit_url
         .map(str::to_owned)
-        .or_else(|| crate::config::env_var(crate::config::vars::DATABASE_URL))
+        .or_else(|| env_var(todo_store::config::vars::DATABASE_URL))
         .filter(|url| !url.trim().is_empty())
+}
+
+/// `name` from the environment, else from the `.env` file of the current directory or
+/// the nearest one above it (read, never written into the environment); `None` when
+/// neither has it or the file cannot be read.
+fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok().or_else(|| {
+        dotenvy::dotenv_iter()
+            .ok()?
+            .flatten()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value)
+    })
 }
 
 /// The `target/` directory of this checkout: `CARGO_TARGET_DIR` when set, else
