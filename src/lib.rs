@@ -1,52 +1,4 @@
-//! # todo-store
-//!
-//! The persistence layer of a multi-user todo application: users and their tasks on
-//! PostgreSQL, built with Diesel 2 (synchronous), r2d2 and embedded migrations.
-//!
-//! Every repository function takes `conn: &mut PgConnection` first, so callers
-//! compose them freely inside their own transactions; a pooled connection from
-//! [`PgPool`] derefs to one.
-//!
-//! ```no_run
-//! use todo_store::{connect, DbConfig, NewTask, NewUser, Priority, TaskQuery, TaskRepo, UserRepo};
-//!
-//! # fn main() -> todo_store::Result<()> {
-//! // DATABASE_URL from the environment or .env; migrations run before `connect` returns.
-//! let pool = connect(&DbConfig::from_env()?)?;
-//! let mut conn = pool.get()?;
-//!
-//! let user = UserRepo::create(&mut conn, &NewUser::new("ada@example.com", "Ada"))?;
-//! let task = TaskRepo::create(
-//!     &mut conn,
-//!     user.id,
-//!     &NewTask::new("Write the report").priority(Priority::High),
-//! )?;
-//! TaskRepo::set_completed(&mut conn, user.id, task.id, true)?;
-//!
-//! let page = TaskRepo::list(&mut conn, user.id, &TaskQuery::new().limit(20))?;
-//! for task in &page.items {
-//!     println!("{} [{}] {}", task.id, task.priority, task.title);
-//! }
-//! # Ok(())
-//! # }
-//! ```
-//!
-//! ## Modules
-//! - [`config`]: [`DbConfig`], from the environment or built in code.
-//! - [`pool`]: [`connect`] and the r2d2 [`PgPool`].
-//! - [`migrate`]: embedded migrations under an advisory lock.
-//! - [`error`]: [`Error`] and [`Result`].
-//! - [`models`]: rows ([`User`], [`Task`]), inputs ([`NewUser`], [`NewTask`]), patches and validation.
-//! - [`repo`]: [`UserRepo`] and [`TaskRepo`].
-//! - Habits: [`HabitRepo`] (habits, check-ins and streaks), [`Habit`], [`NewHabit`],
-//!   [`HabitPatch`], [`Schedule`] (stored as versioned JSON) and [`Streak`].
-//! - `better_auth` (feature `better-auth`): who is calling, from Better Auth's session cookie, when
-//!   Better Auth shares the database (docs/better-auth.md).
-//! - `local_postgres` (feature `local-postgres`): a PostgreSQL cluster started from the system's binaries.
-//! - `testing` (feature `testing`): `TestDb`, a fresh migrated database per test.
-//! - `AsyncPool` (feature `tokio`): the pool for async code, calls on tokio's blocking pool.
-//! - `serde_support` (feature `serde`): serde for rows, inputs, queries and `DbConfig`.
-//! - `seed` (feature `seed`): deterministic, realistic demo data in bulk.
+#![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -102,11 +54,6 @@ pub use pool::{connect, PgPool, PooledConn};
 pub use repo::{
     Direction, HabitRepo, Page, SessionRepo, TaskQuery, TaskRepo, TaskSort, UserQuery, UserRepo,
 };
-
-// The README's code blocks compile as doctests.
-#[cfg(doctest)]
-#[doc = include_str!("../README.md")]
-struct ReadmeDoctests;
 
 /// Diesel's PostgreSQL connection, re-exported so callers need not depend on diesel to name it.
 pub use diesel::PgConnection;

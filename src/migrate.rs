@@ -27,6 +27,10 @@
 //! after another *process* changed a type, this process's pools (build them again, or
 //! restart). Applying migrations that only add (the usual deploy) leaves every
 //! connection usable.
+//!
+//! Through a transaction-mode pooler (PgBouncer, Neon's pooled endpoint), and running
+//! the migrations over a direct URL instead: the [`crate::config`] docs, *Behind a
+//! connection pooler*.
 
 use diesel::migration::MigrationSource;
 use diesel::pg::Pg;

@@ -23,6 +23,31 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! Replicas are hot standbys fed by streaming replication, Neon read replicas, and
+//! similar. Give them as a comma-separated list, or add them in code
+//! (`DbConfig::replica_url(..)`):
+//!
+//! ```sh
+//! DATABASE_URL=postgres://app:secret@primary.internal/todo
+//! DATABASE_REPLICA_URLS=postgres://app:secret@replica-1.internal/todo,postgres://app:secret@replica-2.internal/todo
+//! ```
+//!
+//! - `connect` connects to the primary and runs the migrations there. Replicas get the
+//!   schema by replication and are never migrated. Each replica gets its own pool with
+//!   the same settings, including `DATABASE_PGBOUNCER`. These pools connect lazily, so a
+//!   replica that is down at startup doesn't make `connect` fail.
+//! - `read()` falls back to the primary when no replica answers within 500 ms. A replica
+//!   that failed is skipped for `REPLICA_RETRY_AFTER` (5 s) and then tried again, so after
+//!   it comes back, reads return to it within about 5 s.
+//! - Replicas lag. A plain `read()` right after a write may not see the write, so use
+//!   `mark` + `read_after` when the caller must see it. `read_after` costs one extra
+//!   round trip on the replica, and it uses the primary when no replica has caught up.
+//! - A write sent to a replica connection fails with `Error::ReadOnly` ("send writes to
+//!   the primary"). Nothing is written.
+//!
+//! The tests run all of this against a real hot standby: a second local cluster made with
+//! `pg_basebackup -R -X stream`, which streams from the primary on loopback.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;

@@ -9,6 +9,17 @@
 //! Deserialized input is checked by the same validation as any other before a write.
 //! [`TaskQueryParams`] is the query-string form of [`TaskQuery`], and a
 //! [`DbConfig`] deserializes from a configuration file's table.
+//!
+//! In detail: `User`, `Task`, `Session`, `Page`, `TaskStats` serialize (ids as UUID
+//! strings, timestamps as RFC 3339, `Priority` as `"low"`/`"medium"`/`"high"`);
+//! `NewUser`, `NewTask`, `UserPatch`, `TaskPatch`, `Priority`, `TaskSort` (`"due_date"`,
+//! ...) and `Direction` (`"asc"`, `"desc"`) deserialize. Unknown fields are refused, so a
+//! typo is an error rather than a silent no-op. `TaskQueryParams` is the query string
+//! `?completed=false&priority=high,medium&sort=due_date&direction=asc&limit=20&after=...`
+//! (for axum's `Query`; `TaskQuery::try_from(params)`). `DbConfig` deserializes from a
+//! configuration file's table with the keys `url`, `pool_size`, `statement_timeout_ms`,
+//! ... (the environment variables of [`crate::config`] without `DATABASE_`, lower case),
+//! its password still out of `Debug`.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};

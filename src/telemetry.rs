@@ -10,6 +10,12 @@
 //!
 //! With no subscriber installed (or `DEBUG` disabled), a span costs a check of a
 //! static flag: the clock is read only for enabled spans.
+//!
+//! With tracing-subscriber's `EnvFilter`:
+//!
+//! ```sh
+//! RUST_LOG=todo_store=debug,todo_store::sql=debug your-app
+//! ```
 
 use std::time::Instant;
 

@@ -523,7 +523,7 @@ fn over_a_200ms_link_a_pool_under_a_load_it_can_carry_never_times_out() {
 /// `connect` with the default settings (a pool of 10, a connection timeout of 5 s)
 /// succeeds. A wake-up of 7 s is longer than the default timeout: `connect` fails in
 /// time with a typed connection error, and succeeds with the timeout raised to 15 s
-/// (what the README advises for slow wake-ups).
+/// (what the `todo_store::config` docs advise for slow wake-ups).
 #[test]
 fn a_cold_start_of_2s_connects_with_the_defaults_and_a_slower_one_with_a_longer_timeout() {
     let pg = tcp_cluster();

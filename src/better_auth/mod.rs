@@ -31,8 +31,42 @@
 //! ```
 //!
 //! The crate's own [`crate::SessionRepo`] is the other way to know who is calling, for
-//! stacks without Better Auth: the README's "Sharing the database with Better Auth" says
+//! stacks without Better Auth: *`SessionRepo` or `authenticate_cookie`?* below says
 //! when to use which.
+//!
+//! ## Sharing the database
+//!
+//! Better Auth can use this crate's database as its own: docs/better-auth.md has the
+//! configuration (Better Auth's models mapped onto `users` and the `auth_sessions`,
+//! `auth_accounts`, `auth_verifications` tables that the crate's migrations create in
+//! Better Auth's shape, ids left to the database's `uuid_v7()` default), which side owns
+//! what, and why one migration history owns the whole schema. Better Auth's users are the
+//! crate's `User`s; deleting one with `UserRepo::delete` deletes their Better Auth
+//! sessions and accounts too, so they can no longer sign in.
+//!
+//! [`authenticate_cookie`] checks the cookie's signature exactly as Better Auth makes it
+//! (HMAC-SHA256 under the shared `BETTER_AUTH_SECRET`, constant-time) before any query,
+//! then returns the unexpired session and its `User` in one round trip, or `None` for
+//! anything else. A user's sign-out or the session's expiry ends the cookie on the Rust
+//! side at once. Whether the session is alive is judged by the server's clock at the
+//! statement, as for `SessionRepo`.
+//!
+//! ## `SessionRepo` or `authenticate_cookie`?
+//!
+//! They answer the same question for two different stacks, and one application uses one
+//! of them:
+//!
+//! | | `SessionRepo` (table `sessions`) | `better_auth::authenticate_cookie` (table `auth_sessions`) |
+//! |---|---|---|
+//! | who signs users in | your Rust code (checks the password or OAuth flow itself) | Better Auth |
+//! | who creates and ends sessions | your Rust code: `create`, `revoke`, `revoke_all`, `purge_expired` | Better Auth: sign-in, sign-out, its expiry refresh and cleanup |
+//! | what the client holds | the crate's token (256 random bits) | Better Auth's signed cookie |
+//! | what is stored | only the token's SHA-256 | Better Auth's token, as Better Auth stores it |
+//! | the Rust side | creates, checks, slides and revokes | only checks (read-only) |
+//!
+//! Use `SessionRepo` for a Rust-only stack; use `authenticate_cookie` when Better Auth is
+//! the auth server, and leave `SessionRepo` unused then (a session it made would be
+//! unknown to Better Auth, and the reverse).
 
 mod signed_cookie;
 

@@ -8,15 +8,17 @@
 //! | `DATABASE_CONNECT_TIMEOUT_MS` | how long to wait for a connection (opening one, or a free one from the pool) | 5000 |
 //! | `DATABASE_STATEMENT_TIMEOUT_MS` | server-side `statement_timeout` for every statement; 0 turns it off | 30000 |
 //! | `DATABASE_APPLICATION_NAME` | `application_name` shown in `pg_stat_activity` | `todo-store` |
-//! | `DATABASE_PGBOUNCER` | `true` behind a transaction-mode pooler (PgBouncer, Neon's `-pooler` endpoint): no prepared statements, no session `SET`s | `false` |
+//! | `DATABASE_PGBOUNCER` | `true` behind a transaction-mode pooler (PgBouncer, Neon's `-pooler` endpoint): no prepared statements, no session `SET`s (see *Behind a connection pooler* below) | `false` |
 //! | `DATABASE_REPLICA_URLS` | comma-separated URLs of read replicas, for [`crate::replica::ReplicaRouter`] | none |
-//! | `DATABASE_TCP_USER_TIMEOUT_MS` | libpq `tcp_user_timeout`: how long sent data may go unacknowledged before the connection is dropped; 0 leaves it to the OS | 20000 |
-//! | `DATABASE_KEEPALIVES_IDLE_S` | libpq `keepalives_idle`: silence before the first TCP keepalive probe; 0 turns keepalives off | 10 |
-//! | `DATABASE_KEEPALIVES_INTERVAL_S` | libpq `keepalives_interval`: between unanswered probes | 5 |
+//! | `DATABASE_TCP_USER_TIMEOUT_MS` | libpq `tcp_user_timeout`: how long sent data may go unacknowledged before the connection is dropped; 0 leaves it to the OS (about 15 min on Linux) | 20000 |
+//! | `DATABASE_KEEPALIVES_IDLE_S` | libpq `keepalives_idle`: seconds of silence before the first TCP keepalive probe; 0 turns keepalives off | 10 |
+//! | `DATABASE_KEEPALIVES_INTERVAL_S` | libpq `keepalives_interval`: seconds between unanswered probes | 5 |
 //! | `DATABASE_KEEPALIVES_COUNT` | libpq `keepalives_count`: unanswered probes before the connection is dropped | 2 |
 //!
 //! `DbConfig::from_env` also reads a `.env` file (variables already set win), without
-//! writing it into the process environment.
+//! writing it into the process environment. This is the one table of the variables
+//! (a test checks it against the names [`vars`] holds). Tests' own server,
+//! `TEST_DATABASE_URL`, is read by `todo_store::testing::TestDb` (feature `testing`), not here.
 //!
 //! ## A silent server is an error within 20 seconds
 //!
@@ -52,6 +54,131 @@
 //! minutes. A dropped connection is an [`crate::Error::is_connection_lost`] error and
 //! the pool discards it. The settings are TCP's: they do nothing on unix sockets, and
 //! they apply to TLS connections unchanged.
+//!
+//! For a serverless endpoint that wakes from scale-to-zero (Neon: usually under a second
+//! or two), the default 5 s connection timeout covers the wake-up; for slower wake-ups
+//! raise `DATABASE_CONNECT_TIMEOUT_MS` (say 15000), which raises libpq's `connect_timeout`
+//! with it. The measured bounds (a silent server mid-call, an idle connection, a cold
+//! start) are in docs/guarantees.md.
+//!
+//! ## In code, and the password
+//!
+//! `DbConfig::new(url)` with `.pool_size(n)`, `.min_idle(..)`, `.connection_timeout(d)`,
+//! `.statement_timeout(..)`, `.application_name(..)`, `.pgbouncer(..)`,
+//! `.replica_url(..)`, `.tcp_user_timeout(..)`, `.keepalives_idle(..)`,
+//! `.keepalives_interval(d)` and `.keepalives_count(n)` builds the same as the variables
+//! above. Neither its `Debug` output nor any error of the crate contains the password.
+//! The printable form (`config.redacted_url()`) is rebuilt from libpq's own reading of the
+//! string (`PQconninfoParse`): libpq takes `#` and `?` unencoded in a URL's password and a
+//! backslash-escaped space in a key=value value, where other parsers would guess wrong;
+//! every option libpq marks as secret (`password`, `sslpassword`) prints as `***`, and a
+//! string libpq cannot parse prints as `***` with libpq's reason, every part libpq quotes
+//! masked; `DbConfig::validate` (and so `connect`) refuses it as `Error::Config`, and no
+//! such string is ever handed to libpq.
+//!
+//! ## Behind a connection pooler (PgBouncer, Neon's pooled endpoint)
+//!
+//! Set `DATABASE_PGBOUNCER=true` (or `DbConfig::pgbouncer(true)`) when `DATABASE_URL`
+//! points at a pooler in **transaction mode**. That includes Neon's pooled endpoint (the
+//! host with `-pooler` in its name), PgBouncer with `pool_mode = transaction`, and pgcat
+//! or Supavisor in transaction mode. These poolers give each *transaction* a server
+//! connection from a shared pool, so two statements of one client can run on two
+//! different server connections. Don't set the switch for a direct connection, or for a
+//! pooler in session mode: there it only costs you speed.
+//!
+//! ```sh
+//! DATABASE_URL=postgres://app:secret@ep-quiet-tree-123456-pooler.eu-central-1.aws.neon.tech/todo?sslmode=require
+//! DATABASE_PGBOUNCER=true
+//! ```
+//!
+//! ```rust,no_run
+//! let config = todo_store::DbConfig::new("postgres://app:secret@pooler.internal:6432/todo")
+//!     .pgbouncer(true);
+//! let pool = todo_store::connect(&config)?;
+//! # Ok::<(), todo_store::Error>(())
+//! ```
+//!
+//! **What the switch changes**
+//!
+//! - **Unnamed statements.** Diesel normally prepares each statement once per connection
+//!   under a name (`__diesel_stmt_0`, …) and then only executes it. Behind a transaction
+//!   pooler, that name exists on one server connection and not on the next. The result
+//!   is `prepared statement "__diesel_stmt_0" does not exist`, or `... already exists`
+//!   when another client's statement took the name. The tests show both through
+//!   PgBouncer. With the switch on, the statement cache is off: each statement goes out
+//!   unnamed, with its parameters, in one round trip (libpq's `PQsendQueryParams`). The
+//!   round-trip count stays the same. The server parses and plans the statement every
+//!   time (and always with its parameters' values: the generic-plan concerns of the
+//!   list queries, in [`crate::TaskQuery`]'s docs, do not arise). Every statement pays
+//!   this, the list and search queries included, which are otherwise prepared once per
+//!   connection like the rest. Short statements such as `TaskRepo::get` pay a few tens of
+//!   microseconds of server CPU each (on loopback here, about 30 µs became about 90 µs).
+//!   Over a real network, the round trip is the larger cost.
+//! - **No session `SET`s.** A `SET` sticks to the server connection it ran on, and other
+//!   clients use that connection afterwards. With the switch on, the crate sets only
+//!   `application_name`, and PgBouncer tracks and restores that per client, as it does
+//!   diesel's own `SET TIME ZONE 'UTC'` and client encoding. Timestamps and "due today"
+//!   therefore stay in UTC through the pooler. The tests check this against a client that
+//!   shares the same server connections but uses another time zone.
+//! - **`statement_timeout` is set on the role, not by the crate.** With the switch on,
+//!   `DATABASE_STATEMENT_TIMEOUT_MS` is not applied. Set the timeout where every new
+//!   server connection picks it up:
+//!
+//!   ```sql
+//!   ALTER ROLE app SET statement_timeout = '30s';          -- or:
+//!   ALTER ROLE app IN DATABASE todo SET statement_timeout = '30s';
+//!   ```
+//!
+//!   Server connections opened after the change get the new timeout. With PgBouncer you
+//!   may need `RECONNECT` on its admin console, or a restart, for the old ones. A
+//!   cancelled statement is still `Error::StatementTimeout`.
+//!
+//! **Migrations through a pooler.** `connect` (and `run_migrations`) apply the pending
+//! migrations in **one transaction** that first takes
+//! `pg_advisory_xact_lock`. The lock is transaction-scoped, so a transaction pooler cannot
+//! separate it from the migrations it protects. A session-level `pg_advisory_lock` could
+//! be taken on one server connection and "held" by every client that later lands there.
+//! Several instances starting at once through the pooler all succeed, and each migration
+//! is applied once (tested through PgBouncer). Two consequences follow:
+//!
+//! - The pending migrations apply together or not at all.
+//! - A migration that cannot run inside a transaction (`CREATE INDEX CONCURRENTLY`)
+//!   cannot be embedded. Run it by hand over a direct connection.
+//!
+//! On Neon you can instead run migrations over the **direct** URL (the host without
+//! `-pooler`), for example in a deploy step, and let the application connect through the
+//! pooler:
+//!
+//! ```rust,no_run
+//! use diesel::Connection;
+//! let mut direct = todo_store::PgConnection::establish(&std::env::var("DIRECT_DATABASE_URL").unwrap())
+//!     .expect("direct connection");
+//! todo_store::run_migrations(&mut direct)?;
+//! # Ok::<(), todo_store::Error>(())
+//! ```
+//!
+//! `connect` then finds nothing pending.
+//!
+//! **Poolers that support prepared statements.** PgBouncer 1.21 added tracking of
+//! *protocol-level* named prepared statements in transaction mode, enabled with
+//! `max_prepared_statements` (see PgBouncer's configuration reference,
+//! <https://www.pgbouncer.org/config.html#max_prepared_statements>). Neon's pooler runs
+//! with it enabled. PgBouncer then rewrites each client's statement names to its own and
+//! prepares them again on whichever server connection runs them. Diesel prepares with
+//! `PQprepare` and executes with `PQsendQueryPrepared`, which are exactly those protocol
+//! messages, so with the switch off, diesel's named statements **are expected to work**
+//! on such a pooler and keep their planning savings. We can't test this here: the
+//! PgBouncer our tests and CI run is Debian bookworm's 1.18, which predates the feature.
+//!
+//! The switch also controls the session `SET`s, and that part is still needed. With the
+//! switch off, each new connection runs `SET statement_timeout`, and that value sticks to
+//! whichever server connection ran it. This is harmless only if every client of that
+//! database and role uses the same timeout. So:
+//!
+//! - Keep `DATABASE_PGBOUNCER=true` unless the planning cost has been measured and
+//!   matters.
+//! - If you turn the switch off on such a pooler, give every client of the role the same
+//!   `DATABASE_STATEMENT_TIMEOUT_MS`.
 
 // This module holds `DbConfig`: its defaults, setters, getters and validation.
 // Reading it from the environment and `.env` lives in `env`; the libpq network

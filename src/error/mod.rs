@@ -3,6 +3,54 @@
 //! A caller never has to inspect a raw database error for something it could have
 //! avoided: unique violations become [`Error::Conflict`], a missing parent row becomes
 //! [`Error::NotFound`], a CHECK constraint becomes [`Error::Validation`].
+//!
+//! ## A failed write inside your own transaction aborts it
+//!
+//! That is PostgreSQL's rule: after any statement fails (a `Conflict`, say, from a unique
+//! violation), every later statement of that transaction fails with "current transaction
+//! is aborted" until `ROLLBACK`, or `ROLLBACK TO SAVEPOINT` to a savepoint taken before
+//! it. A repo call that fails on the server inside `conn.transaction(|conn| ..)` (a
+//! `Conflict`, the `NotFound` of `TaskRepo::create` for a missing user, which is a
+//! foreign-key violation, a `StatementTimeout`, any `Database` error) therefore ends that
+//! transaction's useful life. Errors the crate finds before sending anything leave it
+//! intact: bad input (`Validation`), and a `NotFound` from a read, update or delete that
+//! matched no row. To carry on after a write that may fail, run it in a nested
+//! `conn.transaction(..)`, which diesel makes a savepoint and rolls back to on error, as
+//! `create_many` does inside a caller's transaction:
+//!
+//! ```rust,no_run
+//! use diesel::Connection;
+//! use todo_store::{Error, NewUser, UserRepo};
+//!
+//! # fn main() -> todo_store::Result<()> {
+//! # let pool = todo_store::connect(&todo_store::DbConfig::from_env()?)?;
+//! # let mut pooled = pool.get()?;
+//! # let conn: &mut todo_store::PgConnection = &mut pooled;
+//! conn.transaction::<_, Error, _>(|conn| {
+//!     let new = NewUser::new("ada@example.com", "Ada");
+//!     // A savepoint: a conflict rolls back to it, and the outer transaction goes on.
+//!     let user = match conn.transaction(|conn| UserRepo::create(conn, &new)) {
+//!         Ok(user) => user,
+//!         Err(e) if e.is_conflict() => UserRepo::find_by_email(conn, &new.email)?.expect("taken"),
+//!         Err(e) => return Err(e),
+//!     };
+//!     println!("{}", user.id);
+//!     Ok(())
+//! })?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## A lost connection's write may apply after the error
+//!
+//! When the connection drops while a statement is on its way or running (a reset, a
+//! network fault), the server goes on with what it received until it notices the client
+//! is gone, which it does only when it next talks to it: the statement may commit after
+//! the caller got the error ([`Error::is_connection_lost`]), and even after another
+//! connection read the old row. A read settles the outcome only once the server is done
+//! with the old connection: within milliseconds usually, within the statement timeout
+//! (30 s by default) at worst. `retry::retry_transaction` is not affected (a transaction
+//! whose `COMMIT` was not sent never commits).
 
 // This module holds `Error`, `ConflictKind` and the questions a caller asks of an
 // error (`is_*`). The rest has a file each: `detail` is the message-and-source of a

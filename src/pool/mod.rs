@@ -10,6 +10,81 @@
 //! with a lost-connection error (the server restarted, the network dropped) is marked
 //! broken when the error happens and discarded when it is returned, so after a restart
 //! each pooled connection fails at most once and the pool heals by itself.
+//!
+//! ## What `connect` sets up
+//!
+//! `connect(&config)` builds the r2d2 pool, sets `statement_timeout` and
+//! `application_name` on each new connection (and the libpq network parameters of the
+//! [`crate::config`] docs), checks connections before use as above, and runs pending
+//! migrations under an advisory lock (several processes starting at once on an empty
+//! database all succeed; each migration is applied once; see [`crate::migrate`]).
+//!
+//! - **A pool fills in the time of one connection.** Opening a connection costs about
+//!   four round trips (startup, diesel's session `SET`s, the crate's); r2d2 opens them on
+//!   3 threads, so over a 400 ms link a pool of 8 or 10 took longer than the 5 s
+//!   connection timeout and `connect` failed. Each pool of the crate opens its
+//!   connections on one thread per connection (up to 32): 2.8 s for 8 over that link,
+//!   migrations check included.
+//! - **Timeouts name their cause.** `pool.get()?` into `todo_store::Result` (or
+//!   `pool::checkout(&pool)`) fails with `Error::PoolTimeout`, naming the pool size and the
+//!   timeout: the crate's pools note both on the thread whose checkout timed out, and the
+//!   conversion takes them there. A statement cancelled by `statement_timeout` is
+//!   `Error::StatementTimeout`.
+//! - **A lost connection is reported as one.** Whether a call failed because the
+//!   connection is gone is decided from the connection's state, not from the error that
+//!   happened to surface: diesel's own type lookup (the first bind of a `task_priority` on
+//!   a connection) hides the lost connection behind a failed lookup, and the crate's
+//!   pooled connections note every failing statement, lookups included; any other
+//!   connection is asked once with an empty statement, which libpq refuses at once when it
+//!   has marked the connection bad. `pool::has_lost_server(conn)` is the same check for
+//!   callers' own statements.
+//! - **No connection goes back inside a transaction.** diesel tracks the transactions it
+//!   opens (`conn.transaction(..)`), and a connection returned inside one is discarded. A
+//!   transaction opened with plain SQL (`sql_query("BEGIN")`, `batch_execute("START
+//!   TRANSACTION")`) diesel does not see, and it keeps libpq's own transaction status to
+//!   itself; so the crate's connections note every statement of the caller's own, outside
+//!   the crate's calls and diesel's transaction statements, whose SQL says `begin` or
+//!   `start`, and such a connection is rolled back (`ROLLBACK`, one round trip; a no-op
+//!   if nothing was open) when it comes back, or discarded if that fails. The crate's own
+//!   calls never trigger it. `PoolStats::rolled_back_on_return` counts them.
+//! - **A migration leaves no stale connection behind.** diesel keeps on each connection
+//!   the OIDs of the types it looked up and its prepared statements; a migration that
+//!   drops and creates `task_priority` again (reverting and re-applying) gives it a new
+//!   OID. When `run_migrations` or `revert_all_migrations` changed anything, the pooled
+//!   connection that ran it is replaced with a fresh one (outside a caller's transaction),
+//!   and the crate's other pooled connections to that database that ran a statement are
+//!   retired when next returned or checked out. A connection you opened yourself that
+//!   migrated, and every pool of another process, must be opened again after a migration
+//!   that recreated a type (see [`crate::migrate`]); migrations that only add need
+//!   nothing.
+//! - **Metrics.** `pool::connect_with_metrics(&config)` also returns a `PoolMetrics`
+//!   handle: `metrics.snapshot()` gives connections, idle connections, checkouts, waits
+//!   (and wait time), timeouts, connections opened and closed, connections rolled back on
+//!   return.
+//!
+//! ## Pools you bring
+//!
+//! - `PgConnectionManager::new(&config)` and `pool::builder(&config)` (an `r2d2::Builder`
+//!   preset with the configuration's size, timeouts and the crate's checkout check) build
+//!   an r2d2 pool with your own event handler or customizer:
+//!   `pool::builder(&config).max_lifetime(..).build(PgConnectionManager::new(&config))?`.
+//! - `pool::setup_connection(conn, &config)` applies the crate's per-connection setup
+//!   (`statement_timeout`, `application_name`, the statement cache behind PgBouncer, the
+//!   instrumentation) to a connection of any pool: diesel's `CustomizeConnection`,
+//!   deadpool-diesel's `post_create` (see `todo_store::AsyncPool` for what deadpool-diesel
+//!   loses).
+//! - **Diesel's one instrumentation slot.** The crate's instrumentation (lost-connection
+//!   notes, the `todo_store::sql` debug events) takes the slot and passes every event on
+//!   to diesel's default instrumentation (`diesel::connection::set_default_instrumentation`)
+//!   when the application set one, so an application-wide instrumentation keeps working.
+//!   An instrumentation set on a pooled connection itself replaces the crate's: the SQL
+//!   events stop, and lost connections are then found by asking the connection after an
+//!   error (one round trip) instead of from the notes.
+//! - `retry::retry_transaction` takes any r2d2 pool of `PgConnection`s (the crate's, or
+//!   `diesel::r2d2::Pool<ConnectionManager<PgConnection>>`), a pooled connection of one, or
+//!   a plain `&mut PgConnection`.
+//! - `pool::has_lost_server(conn)` tells from the connection's state whether its server is
+//!   gone, for code that runs its own statements.
 
 // This module builds pools and checks connections out. The rest has a file each:
 // `manager` opens connections and sets each one up (`PgConnectionManager`,

@@ -40,6 +40,67 @@ use crate::schema::{habit_check_ins, habits};
 /// # Ok(())
 /// # }
 /// ```
+///
+/// # Habits, check-ins and days
+///
+/// A habit has a name (the rules of a user's name: at most 100 characters with a visible
+/// one), an optional description (at most 10,000 characters), a `Schedule`, `is_active`
+/// (`due_on` lists active habits only) and a `version` (`HabitPatch::expected_version`
+/// for optimistic concurrency, as for tasks). A check-in is one row per habit and
+/// calendar day; `check_in(day)` and `undo_check_in(day)` return `true` when they changed
+/// something, `check_ins(from, to)` lists them. Days are `chrono::NaiveDate`s in the
+/// user's own time zone, as the caller decides them. Days before 4714-11-24 BC
+/// (PostgreSQL's first) are `Validation`.
+///
+/// # The stored schedule
+///
+/// `habits.schedule` is JSONB of a versioned shape; version 1 is exactly:
+///
+/// | `Schedule` | JSON |
+/// |---|---|
+/// | `Daily` | `{"v":1,"kind":"daily"}` |
+/// | `Weekly { days }` | `{"v":1,"kind":"weekly","days":["mon","thu"]}`: 1 to 7 distinct names out of `mon tue wed thu fri sat sun`, in any order; the crate writes them deduplicated, Monday first |
+/// | `EveryNDays { n, start }` | `{"v":1,"kind":"every_n_days","n":3,"start":"2026-01-05"}`: `n` a number whose value, read as a double (as serde_json and JavaScript read JSON), is a whole number from 1 to 365 (`3`, `3.0` and `3e0` are all 3; `3.5` and `"3"` are not; `v` likewise must be 1; the crate writes plain integers), `start` a date `YYYY-MM-DD` from 0001-01-01 to 9999-12-31; due on `start`, `start + n`, `start + 2n`, ... and never before `start` |
+///
+/// No other version, kind or key is accepted. The CHECK `habits_schedule_valid` calls the
+/// migration's `habit_schedule_is_valid(jsonb)` (IMMUTABLE, never raises: false for a
+/// date that does not exist, a number where a string belongs, anything else), so rows
+/// other clients write obey the same shape, and `Schedule::from_json` / `to_json` read
+/// and write it in Rust. Which habits are due is decided in SQL by `habit_is_due(schedule,
+/// day)`, a single inlinable expression whose weekdays come from `extract(isodow ...)`,
+/// never from a locale's day names; `Schedule::is_due_on` is the same rule in Rust.
+///
+/// # Streaks
+///
+/// `HabitRepo::streak(conn, user_id, habit_id, today)` gives `Streak { current, longest }`,
+/// counted in scheduled days:
+///
+/// - only check-ins on scheduled days count; one on another day neither extends nor
+///   breaks a streak, and the days between scheduled ones (Tuesday and Wednesday of a
+///   Monday-and-Thursday habit) do not break it;
+/// - `current` is the run of checked-in scheduled days that ends on the last scheduled
+///   day up to today; today, while scheduled and not yet checked in, does not break it
+///   (the run ending on the scheduled day before it counts); a missed scheduled day
+///   before today makes it 0;
+/// - `longest` is the longest such run up to today; check-ins after `today` are ignored;
+/// - the habit's current schedule applies to its whole history, and pausing it changes
+///   nothing.
+///
+/// It is one query in the database. The schedule is read once; each counted check-in is
+/// numbered by how many scheduled days come before it (for a daily habit, the days since a
+/// fixed Monday; for a weekly one, whole weeks times the scheduled days per week plus
+/// those earlier in its week; for every n days, the days since `start` divided by n), so
+/// that check-ins on consecutive scheduled days have consecutive numbers and a run shares
+/// `number - row_number()` (gaps and islands). Per check-in the server does integer
+/// arithmetic in index order, in the one branch of the query for the habit's kind; no
+/// function of the JSON schedule runs per row. Its cost grows with the number of
+/// check-ins, never with the span of days they cover. For a habit checked in daily for
+/// five years (about 1,800 check-ins) the statement executes in about 0.7 ms on the
+/// server here, against 0.5 ms for a hand-written query that only handles daily habits
+/// (it was 3.1 ms with the first version, which tested every gap between check-ins
+/// against the schedule); `tests/integration/habits/streaks.rs`
+/// `a_five_year_daily_streak_is_counted_in_one_fast_query` prints the figures, and the
+/// benchmark (docs/performance.md) has the row.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct HabitRepo;
 

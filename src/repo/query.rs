@@ -133,6 +133,86 @@ impl Direction {
 /// Pages continue with [`TaskQuery::after`] and the previous page's
 /// [`Page::next_cursor`] (keyset pagination: stable while other rows are inserted,
 /// changed or deleted; a row whose sort key changes mid-walk shows at its new place).
+///
+/// # List views: filters, sorting, pages, search
+///
+/// `TaskRepo::list(conn, user_id, &TaskQuery)` returns a `Page { items, next_cursor }`.
+/// The builder methods:
+///
+/// | | |
+/// |---|---|
+/// | filters | `.completed(bool)`, `.priority(p)` (again for several), `.due_before(t)`, `.due_after(t)`, `.overdue()` (past due and open), `.created_before(t)`, `.created_after(t)`, `.search(text)` |
+/// | sort | `.sort(TaskSort::{CreatedAt, UpdatedAt, DueDate, Priority, Title, Relevance}, Direction::{Asc, Desc})`; default newest first; ties broken by id; undated tasks last in both directions; `Relevance` needs a search |
+/// | paging | `.limit(n)` (1 to 500, default 50), `.after(&cursor)` with the previous page's `next_cursor` |
+///
+/// ```rust,no_run
+/// use chrono::{Duration, Utc};
+/// use todo_store::{Direction, PgConnection, Priority, TaskQuery, TaskRepo, TaskSort};
+///
+/// fn due_this_week(conn: &mut PgConnection, user_id: uuid::Uuid) -> todo_store::Result<()> {
+///     // Open, important tasks due within a week, soonest first, 20 per page.
+///     let query = TaskQuery::new()
+///         .completed(false)
+///         .priority(Priority::High)
+///         .priority(Priority::Medium)
+///         .due_before(Utc::now() + Duration::days(7))
+///         .sort(TaskSort::DueDate, Direction::Asc)
+///         .limit(20);
+///     let mut page = TaskRepo::list(conn, user_id, &query)?;
+///     loop {
+///         for task in &page.items {
+///             println!("{} {:?} {}", task.priority, task.due_date, task.title);
+///         }
+///         let Some(cursor) = page.next_cursor.take() else { break };
+///         page = TaskRepo::list(conn, user_id, &query.clone().after(&cursor))?;
+///     }
+///
+///     // Web-search syntax over title and description: words, "phrases", or, -exclusion.
+///     let hits = TaskQuery::new().search("\"tax return\" or invoice -paid").sort(TaskSort::Relevance, Direction::Desc);
+///     println!("{} matches", TaskRepo::count_matching(conn, user_id, &hits)?);
+///
+///     let stats = TaskRepo::stats(conn, user_id)?; // total, completed, open, overdue, due_today, by_priority
+///     println!("{} open, {} overdue", stats.open, stats.overdue);
+///     // "Due today" as the user means it: the calendar day of their own time zone.
+///     let local = TaskRepo::stats_in_time_zone(conn, user_id, "America/New_York")?;
+///     println!("{} due today in New York", local.due_today);
+///     Ok(())
+/// }
+/// ```
+///
+/// - **Keyset pagination**, never OFFSET: a page costs the same deep in the list as at its
+///   start, and paging is stable while other rows are inserted, changed or deleted (a row
+///   whose sort key changes mid-walk shows at its new place). Cursors are opaque; a cursor of
+///   another query, a damaged one or garbage is an `Error::Validation`. A cursor carries a
+///   fingerprint of its query's filters and user, every field tagged and the search
+///   length-prefixed, so no two filter sets share one. It is checksummed against damage,
+///   not signed: a forged cursor can only move the starting point of a page within the
+///   caller's own tasks of the same query (every query is scoped by `user_id` in SQL, not
+///   by the cursor), so a keyed MAC would protect nothing more. A title-sorted cursor
+///   carries its title masked under a random nonce of its own (no two cursors share a
+///   keystream); this hides titles from casual log readers and is not encryption. Title
+///   cursors made before the nonce are `Error::Validation`: start again without a cursor.
+/// - **Time filters are exact at any precision.** PostgreSQL keeps whole microseconds;
+///   `due_before(t)`/`created_before(t)` are rounded up and `due_after(t)`/`created_after(t)`
+///   down to one, so a bound between two microseconds (`Utc::now()` has nanoseconds) stays
+///   strict on both sides of PostgreSQL's 2000-01-01 epoch.
+/// - **Search** uses a generated `tsvector` column (English stemming; title words weigh
+///   more) and a GIN index that leads with `user_id`. Any text is safe: PostgreSQL's
+///   `websearch_to_tsquery` takes what is not syntax as words.
+/// - **Counts and bulk**: `count_matching(&query)`, `stats()` (one query; "due today" is
+///   the UTC calendar day, whatever the session's `TimeZone`), `stats_in_time_zone(zone)`
+///   (the same query, prepared once; the day runs from local midnight to local midnight,
+///   23 or 25 hours across a daylight-saving change),
+///   `create_many(&[NewTask])` (validated first, then one `COPY`, all or nothing),
+///   `set_completed_many(&ids, bool)` and `delete_many(&ids)` (other users' ids are skipped
+///   and not counted).
+/// - **Indexes**: every query shape reads `tasks` through an index led by `user_id`;
+///   `tests/integration/query_plans.rs` checks the plans with `EXPLAIN` on 200 users x 1,000 tasks,
+///   each shape twice: its custom plan, and the generic plan PostgreSQL may keep for the
+///   prepared statement after five executions (the plan a long-lived pooled connection
+///   runs). The search's `websearch_to_tsquery` is written as a sub-`SELECT`, an InitPlan
+///   computed once per execution; as a bare call of a parameter, the generic plan would
+///   evaluate it again for every row it rechecks.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskQuery {
     pub(crate) completed: Option<bool>,

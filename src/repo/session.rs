@@ -35,6 +35,70 @@ use crate::schema::{sessions, users};
 pub const PURGE_BATCH: usize = 1000;
 
 /// Queries on login sessions.
+///
+/// Signing in (a password, an OAuth flow) is the caller's; the crate starts a session once
+/// the caller knows who the user is, and tells on every later request whose token it is.
+/// (With Better Auth as the auth server, its own sessions and cookie take this place: see
+/// the `todo_store::better_auth` module docs, feature `better-auth`.)
+///
+/// ```rust,no_run
+/// use chrono::{Duration, Utc};
+/// use todo_store::{NewSession, SessionRepo, TaskQuery, TaskRepo};
+///
+/// # fn main() -> todo_store::Result<()> {
+/// # let pool = todo_store::connect(&todo_store::DbConfig::from_env()?)?;
+/// # let mut conn = pool.get()?;
+/// # let user_id = uuid::Uuid::nil();
+/// // At sign-in: the token goes to the client (a Secure, HttpOnly cookie), once.
+/// let new = NewSession::new(Utc::now() + Duration::days(30))
+///     .ip_address("203.0.113.7")
+///     .user_agent("Mozilla/5.0");
+/// let (session, token) = SessionRepo::create(&mut conn, user_id, &new)?;
+///
+/// // On every request: one indexed lookup joined to users; None means 401.
+/// let Some((session, user)) = SessionRepo::authenticate(&mut conn, &token)? else {
+///     return Ok(()); // 401 Unauthorized
+/// };
+/// let page = TaskRepo::list(&mut conn, user.id, &TaskQuery::new())?;
+///
+/// // Now and then (not on every request: it is a write): slide the expiry.
+/// SessionRepo::touch(&mut conn, user.id, session.id, Utc::now() + Duration::days(30))?;
+///
+/// // Sign out, here or everywhere.
+/// SessionRepo::revoke(&mut conn, user.id, session.id)?;
+/// SessionRepo::revoke_all(&mut conn, user.id)?;
+/// # Ok(())
+/// # }
+/// ```
+///
+/// - **Only hashes are stored.** A token is 256 bits from the operating system's CSPRNG,
+///   43 characters of URL-safe base64, returned by `create` and never kept: the table
+///   holds its SHA-256. A copy of the database (a backup, a replica, a dump) lets no one
+///   sign in, and a token with 256 bits of entropy needs no salt or slow hash. Neither
+///   `Session` nor its `Debug`, any error or any log line holds a token or its hash.
+/// - **`authenticate` never fails for what a client sends.** Text that cannot be a token
+///   (wrong length, not canonical base64, NUL, a megabyte of anything) is `None` before any
+///   query; an unknown, expired or revoked token is `None` after one. Errors are the
+///   database's only.
+/// - **Expiry slides, never shrinks.** `touch` moves `expires_at` to the later of the two
+///   and records `last_seen_at`; an expired or revoked session is `NotFound`, not revived.
+///   `authenticate` itself writes nothing, so a request costs one read.
+/// - **One clock: the server's, at each statement.** Every check of time (a session or a
+///   Better Auth cookie alive or expired, `create`'s and `touch`'s "expiry in the future",
+///   `revoke_all`, `purge_expired`, a task `overdue` or due today) compares with the
+///   server's `statement_timestamp()`: never `now()`, the start of the transaction, which
+///   stands still while a caller's transaction is open (a session that expired during a
+///   request's transaction would still authenticate, and `touch` could revive it), and
+///   never this machine's clock, which may be minutes off the server's.
+///   `statement_timestamp()` rather than `clock_timestamp()`: it is one instant for the
+///   whole statement and `STABLE`, so the planner can use it in an index condition and
+///   evaluates it once, where `clock_timestamp()` is evaluated per row.
+/// - **Purging.** Expired and revoked sessions stay until `purge_expired(limit)` deletes
+///   them, in statements of at most 1,000 rows that skip rows other transactions hold
+///   (`FOR UPDATE SKIP LOCKED`): run it from a periodic job, outside a transaction, until
+///   it returns less than `limit`. Requests keep authenticating while it runs.
+/// - Another user's session is `NotFound` for `touch` and `revoke`; deleting a user
+///   deletes their sessions.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SessionRepo;
 
@@ -91,7 +155,8 @@ impl SessionRepo {
     ///
     /// # Errors
     /// [`Error::Validation`] for an expiry that is not in the future by the database
-    /// server's clock (`statement_timestamp()`), a malformed IP address or an
+    /// server's clock (`statement_timestamp()`, see [`SessionRepo`]'s docs), a malformed
+    /// IP address or an
     /// overlong user agent (nothing written); [`Error::NotFound`] when the user does
     /// not exist.
     pub fn create(

@@ -83,6 +83,57 @@ pub(crate) fn taken_emails(conn: &mut PgConnection, emails: &[String]) -> Result
 
 /// Queries on users. Deleting a user deletes everything of theirs: tasks, sessions,
 /// and Better Auth's sessions and accounts.
+///
+/// Keyset pages of users: `list_page(&UserQuery)` (oldest first, `.email_prefix(..)`,
+/// `.limit(n)`, `.after(&cursor)`); `list(limit, offset)` and `count` too.
+///
+/// # What "the same email" means
+///
+/// Emails are stored as given (trimmed). Two emails are one address, so one account
+/// (`Conflict(EmailTaken)` on create or update, and `find_by_email` finds the account
+/// under either spelling), when they differ only in case or in compatibility form by
+/// Unicode's rules (its *compatibility caseless matching*, definition D146, the matching
+/// NFKC_Casefold gives):
+///
+/// | one account | why |
+/// |---|---|
+/// | `Ada@Example.COM`, `ada@example.com` | case |
+/// | `Élodie@…`, `élodie@…`; `émile@…` precomposed, `e` + U+0301 | case; canonical equivalence |
+/// | `ΟΔΟΣ@…`, `οδος@…`, `οδοσ@…` | Greek case, final sigma |
+/// | `straße@…`, `STRASSE@…`, `strasse@…`; `ẞ`, `ß`, `ss` | full case folding of ß |
+/// | `ſam@…`, `SAM@…` | long s folds to s |
+/// | `ﬀ@…`, `FF@…`; `ﬁle@…`, `file@…` | ligatures |
+/// | `ＡＤＡ@…`, `ada@…` | fullwidth forms |
+/// | `ǅ`, `dž`; `İzmir@…`, `izmir@…` | titlecase digraph; capital dotted I lowercases to i (see below) |
+/// | `ﬅop@…`, `stop@…`; `ẛx@…`, `ṡx@…`; `ᾳ@…`, `αι@…`; `𝐚𝐝𝐚@…`, `ada@…`; `K` (Kelvin sign), `k` | compatibility forms and case folding |
+///
+/// Different accounts: accents and other letters count (`é`/`e`, `ü`/`u`, `å`/`a`), the
+/// Turkish dotless `ı` is not `i`, `ß` is not `s`, and look-alikes of other scripts stay
+/// other letters (Latin `o`, Greek `ο`, Cyrillic `о`): no confusable-character mapping.
+/// The rule is the unique index `users_email_ci_key`, so it holds for every client's
+/// writes, raw SQL included. Its key is the SQL function `email_key(email)` (migration
+/// `2026-12-06-000001_email_nfkc_key`, the one definition; the crate's lookups call it
+/// too), compared under the ICU collation `email_ci` (root locale, secondary strength:
+/// `und-u-ks-level2`, nondeterministic). `email_key` decomposes the address (NFKD: `ﬅ`
+/// becomes `ſt`, `𝐚` becomes `a`), lower-cases it with `lower()`, and folds what ICU at
+/// that strength would weigh like an accent: `ß` and `ſ` to `ss` and `s`, the iota
+/// subscript U+0345 to `ι`, and `i` + U+0307 to `i`. A test checks every code point of
+/// Unicode 14 against Unicode's definition (ICU4X as the reference). Code points assigned
+/// later are folded as far as the server's tables know them (PostgreSQL 15's
+/// `normalize()` has Unicode 14.0).
+///
+/// Beyond Unicode's rule, the index also makes one address of `İ`, `i` + U+0307 and
+/// `i` (the first rule, `lower(email)`, made `İ` an `i`), and of what ICU weighs alike
+/// without a compatibility mapping: decimal digits of one value in every script (`1`,
+/// `١`, `१`), hiragana and katakana (`の`, `ノ`) and small kana, Hebrew final forms
+/// (`ץ`, `צ`), combining letters and their letters (`ⷲ`, `ш`), and many combining marks
+/// ICU ignores (Hebrew cantillation, Vedic signs). For uniqueness this only ever refuses
+/// a look-alike. The server needs ICU (Debian's, Ubuntu's and the official images' builds
+/// have it; the migration stops with an explanation where it is missing) and a UTF8
+/// database. A migration that finds existing users who are one address under the rule
+/// stops, names them all, and applies nothing; merge or rename them and migrate again.
+/// After an ICU upgrade, PostgreSQL warns of a collation version mismatch: `REINDEX
+/// INDEX users_email_ci_key`, then `ALTER COLLATION email_ci REFRESH VERSION`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct UserRepo;
 
@@ -100,7 +151,8 @@ impl UserRepo {
     /// count: `é` and `e` are different addresses, as are look-alike letters of other
     /// scripts. The database enforces it, for any client's writes, with the unique index
     /// `users_email_ci_key` on the SQL function `email_key(email)` under the ICU
-    /// collation `email_ci`; the README's "What the same email means" has the whole rule.
+    /// collation `email_ci`; [`UserRepo`]'s docs ("What the same email means") have the
+    /// whole rule.
     ///
     /// That index also makes one address of a few things Unicode's rule keeps apart:
     /// `İ`, `i` + U+0307 and `i`; and what ICU's collation weighs alike at secondary

@@ -65,6 +65,10 @@
 //! [`Error::is_deadlock`]: crate::Error::is_deadlock
 //! [`Error::is_connection_lost`]: crate::Error::is_connection_lost
 //! [`Error::is_connection_lost_before_send`]: crate::Error::is_connection_lost_before_send
+//!
+//! A statement whose connection dropped outside this helper may still apply after the
+//! error: the [`crate::error`] docs, *A lost connection's write may apply after the
+//! error*.
 
 // This module holds the API and `RetryPolicy`; where the connection of each
 // attempt comes from is `sources` (`ConnectionSource`), and the loop that runs the

@@ -22,6 +22,29 @@
 //! gone) are swept on the next run, while those of other running test binaries are left
 //! alone. On an external server, the database of a test that panicked is kept for
 //! inspection (its URL is printed) and swept on a later run.
+//!
+//! ## In your crate's tests
+//!
+//! ```toml
+//! [dev-dependencies]
+//! todo-store = { path = "...", features = ["testing"] }
+//! ```
+//!
+//! ```rust,no_run
+//! use todo_store::{testing::TestDb, NewUser, UserRepo};
+//!
+//! #[test]
+//! fn creates_a_user() {
+//!     let db = TestDb::new();
+//!     let mut conn = db.conn();
+//!     let user = UserRepo::create(&mut conn, &NewUser::new("ada@example.com", "Ada")).unwrap();
+//!     assert_eq!(UserRepo::get(&mut conn, user.id).unwrap(), user);
+//! }
+//! ```
+//!
+//! When run as root, the throwaway cluster runs as the `postgres` OS user. Its server
+//! runs with `fsync` and `synchronous_commit` off for speed: it is not for data you want
+//! to keep.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
