@@ -33,7 +33,7 @@
 //!
 //! ## Modules
 //! - [`config`]: [`DbConfig`], from the environment or built in code.
-//! - [`pool`]: [`connect`] and the r2d2 [`PgPool`].
+//! - [`pool`]: [`connect`], [`PoolOptions`] for every other pool, and the r2d2 [`PgPool`].
 //! - [`migrate`]: embedded migrations under an advisory lock.
 //! - [`error`]: [`Error`] and [`Result`].
 //! - [`models`]: rows ([`User`], [`Task`]), inputs ([`NewUser`], [`NewTask`]), patches and validation.
@@ -93,7 +93,7 @@ pub use models::{
     Habit, HabitPatch, NewHabit, NewSession, NewTask, NewUser, Priority, Schedule, Session, Streak,
     Task, TaskPatch, TaskStats, User, UserPatch,
 };
-pub use pool::{connect, PgPool, PooledConn};
+pub use pool::{connect, PgPool, PoolOptions, PooledConn};
 pub use repo::{
     Direction, HabitRepo, Page, SessionRepo, TaskQuery, TaskRepo, TaskSort, UserQuery, UserRepo,
 };

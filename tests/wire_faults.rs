@@ -25,7 +25,7 @@ use support::netns::{in_private_network, set_loopback};
 use support::proxy::FaultProxy;
 use support::workload::{check_rows, violations, Worker};
 use todo_store::local_postgres::LocalPostgres;
-use todo_store::pool::{build_pool_lazy, checkout, connect_with_metrics};
+use todo_store::pool::{checkout, PoolOptions};
 use todo_store::{
     DbConfig, Error, NewTask, NewUser, PgPool, TaskPatch, TaskQuery, TaskRepo, User, UserRepo,
 };
@@ -232,7 +232,10 @@ fn connecting_to_a_silent_server_fails_in_time_and_the_pool_heals_in_a_network_n
             let pg = tcp_cluster();
             let config = DbConfig::new(tcp_url(&pg)).pool_size(2);
             drop(todo_store::connect(&config).unwrap());
-            let lazy = build_pool_lazy(&config.clone().min_idle(Some(0))).unwrap();
+            let lazy = PoolOptions::new(&config.clone().min_idle(Some(0)))
+                .lazy(true)
+                .connect()
+                .unwrap();
             let timeout = config.connection_timeout_duration();
 
             set_loopback(false);
@@ -272,7 +275,10 @@ fn a_server_that_accepts_but_never_answers_is_given_up_on_and_the_pool_heals() {
     let proxy = FaultProxy::start(server_addr(&pg));
     let config = DbConfig::new(proxy.url("postgres")).pool_size(2);
     drop(todo_store::connect(&config).unwrap());
-    let lazy = build_pool_lazy(&config.clone().min_idle(Some(0))).unwrap();
+    let lazy = PoolOptions::new(&config.clone().min_idle(Some(0)))
+        .lazy(true)
+        .connect()
+        .unwrap();
     let timeout = config.connection_timeout_duration();
 
     proxy.delay_new(Duration::from_secs(60));
@@ -468,7 +474,9 @@ fn over_a_200ms_link_a_pool_under_a_load_it_can_carry_never_times_out() {
     proxy.set_latency(Duration::from_millis(200));
 
     let started = Instant::now();
-    let (pool, metrics) = connect_with_metrics(&config).expect("connect over the slow link");
+    let (pool, metrics) = PoolOptions::new(&config)
+        .connect_with_metrics()
+        .expect("connect over the slow link");
     eprintln!(
         "connect (8 connections) over the slow link: {:?}",
         started.elapsed()

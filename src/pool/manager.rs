@@ -20,6 +20,10 @@ use crate::error::Result;
 
 /// Opens PostgreSQL connections for the pool, sets each one up, and decides cheaply
 /// whether a connection may be handed out again (see the [module docs](crate::pool)).
+///
+/// It is the connection manager of [`PgPool`](super::PgPool), named in the type of
+/// [`PoolOptions::r2d2`](super::PoolOptions::r2d2)'s builder; pools on it are built by
+/// [`PoolOptions`](super::PoolOptions) only, which gives it its counters.
 pub struct PgConnectionManager {
     url: String,
     /// libpq's reading of `url` (to remove its secrets from connection errors exactly),
@@ -33,9 +37,8 @@ pub struct PgConnectionManager {
 }
 
 impl PgConnectionManager {
-    /// A manager for `config`'s database: for an r2d2 pool of your own
-    /// ([`builder`](super::builder) presets one from the same configuration).
-    pub fn new(config: &DbConfig) -> Self {
+    /// A manager for `config`'s database.
+    pub(super) fn new(config: &DbConfig) -> Self {
         let url = connection_string(config);
         PgConnectionManager {
             reading: Conninfo::parse(&url),
@@ -283,5 +286,18 @@ mod tests {
         let manager = PgConnectionManager::new(&config);
         assert_eq!(manager.url, url);
         assert!(!format!("{manager:?}").contains("pw"));
+    }
+
+    #[test]
+    fn a_string_libpq_cannot_parse_never_reaches_it_nor_the_error() {
+        // PoolOptions refuses it in validate(); the manager refuses it too.
+        let manager = PgConnectionManager::new(&DbConfig::new("postgres://app:s3cr%zzet@db/todo"));
+        let text = format!("{manager:?}");
+        assert!(!text.contains("s3cr"), "{text}");
+        let err = manager.connect().map(drop).unwrap_err().to_string();
+        assert!(
+            !err.contains("s3cr") && err.contains("libpq cannot parse"),
+            "{err}"
+        );
     }
 }
