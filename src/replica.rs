@@ -77,7 +77,7 @@ impl ReplicaRouter {
     pub fn connect(config: &DbConfig) -> Result<Self> {
         let primary = pool::connect(config)?;
         let replicas = config
-            .replica_url_list()
+            .get_replica_urls()
             .iter()
             .map(|url| {
                 let replica = config.with_url(url.clone()).min_idle(Some(0));

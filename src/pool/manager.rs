@@ -185,20 +185,20 @@ struct SessionSettings {
 
 impl SessionSettings {
     fn from_config(config: &DbConfig) -> Self {
-        let name = config.application_name_str().replace('\'', "''");
+        let name = config.get_application_name().replace('\'', "''");
         // PgBouncer tracks application_name per client; statement_timeout it does not,
         // so behind it a SET would stick to a server connection others then use.
-        let sql = if config.behind_pgbouncer() {
+        let sql = if config.get_pgbouncer() {
             format!("SET application_name = '{name}'")
         } else {
             let timeout_ms = config
-                .statement_timeout_duration()
+                .get_statement_timeout()
                 .map_or(0, |d| d.as_millis().max(1));
             format!("SET statement_timeout = {timeout_ms}; SET application_name = '{name}'")
         };
         SessionSettings {
             sql,
-            unnamed_statements: config.behind_pgbouncer(),
+            unnamed_statements: config.get_pgbouncer(),
         }
     }
 
@@ -267,7 +267,8 @@ fn connection_string(config: &DbConfig) -> String {
         .filter(|(keyword, _)| !(from_env && *keyword == "connect_timeout"))
         .map(|(keyword, value)| (*keyword, value.as_str()))
         .collect();
-    conninfo::with_defaults(config.url(), &defaults).unwrap_or_else(|_| config.url().to_owned())
+    conninfo::with_defaults(config.get_url(), &defaults)
+        .unwrap_or_else(|_| config.get_url().to_owned())
 }
 
 #[cfg(test)]

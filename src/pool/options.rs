@@ -208,7 +208,7 @@ impl PoolOptions {
     fn build(self) -> Result<(PgPool, PoolMetrics)> {
         let config = &self.config;
         config.validate()?;
-        let counters = Arc::new(Counters::new(config.max_pool_size()));
+        let counters = Arc::new(Counters::new(config.get_pool_size()));
         let mut manager = PgConnectionManager::new(config);
         manager.rolled_back_on_return = Arc::clone(&counters.rolled_back_on_return);
         let conninfo = manager.conninfo().cloned();
@@ -245,9 +245,9 @@ impl PoolOptions {
 /// name the pool in a checkout timeout.
 fn preset(config: &DbConfig, counters: Arc<Counters>) -> r2d2::Builder<PgConnectionManager> {
     r2d2::Pool::builder()
-        .max_size(config.max_pool_size())
-        .min_idle(config.min_idle_connections())
-        .connection_timeout(config.connection_timeout_duration())
+        .max_size(config.get_pool_size())
+        .min_idle(config.get_min_idle())
+        .connection_timeout(config.get_connection_timeout())
         .test_on_check_out(true)
         .thread_pool(connection_threads(config))
         .error_handler(Box::new(r2d2::NopErrorHandler))
@@ -268,7 +268,7 @@ fn connection_message(r2d2_message: &str, info: Option<&Conninfo>) -> String {
 /// crate's session settings): over a 400 ms link about 1.6 s, and with r2d2's 3 threads
 /// a pool of 10 took four of those, past the default 5 s connection timeout.
 fn connection_threads(config: &DbConfig) -> Arc<scheduled_thread_pool::ScheduledThreadPool> {
-    let threads = config.max_pool_size().clamp(3, 32) as usize;
+    let threads = config.get_pool_size().clamp(3, 32) as usize;
     Arc::new(
         scheduled_thread_pool::ScheduledThreadPool::builder()
             .num_threads(threads)
