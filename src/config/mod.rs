@@ -24,7 +24,9 @@
 //! [`DbConfig::get_pool_size`] reads it, [`DbConfig::DEFAULT_POOL_SIZE`] is its
 //! default; likewise `statement_timeout`, `keepalives_count`, `url` and the rest. The
 //! same holds for the pool's builder ([`crate::PoolOptions::lazy`] and
-//! [`crate::PoolOptions::get_lazy`]).
+//! [`crate::PoolOptions::get_lazy`]) and the query builders
+//! ([`crate::TaskQuery::limit`], [`crate::TaskQuery::DEFAULT_LIMIT`],
+//! [`crate::TaskQuery::MAX_LIMIT`], and the same three on [`crate::UserQuery`]).
 //!
 //! This is the convention of sqlx's `PoolOptions` (`max_connections(n)`,
 //! `get_max_connections()`) and of the standard library's `std::process::Command`

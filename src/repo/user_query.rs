@@ -14,9 +14,6 @@ use crate::models::validate::EMAIL_MAX_CHARS;
 use crate::models::User;
 use crate::schema::users;
 
-/// Default page size of [`UserQuery`].
-pub const DEFAULT_USERS_PER_PAGE: i64 = 50;
-
 /// Which users [`crate::UserRepo::list_page`] returns: oldest first (by `created_at`,
 /// ties by id), optionally only those whose email starts with a prefix, a page at a
 /// time. Unlike [`crate::UserRepo::list`]'s offset, a page costs the same however deep
@@ -46,13 +43,18 @@ impl Default for UserQuery {
     fn default() -> Self {
         UserQuery {
             email_prefix: None,
-            limit: Some(DEFAULT_USERS_PER_PAGE),
+            limit: Some(Self::DEFAULT_LIMIT),
             after: None,
         }
     }
 }
 
 impl UserQuery {
+    /// Page size when [`UserQuery::limit`] is not called.
+    pub const DEFAULT_LIMIT: i64 = 50;
+    /// Largest page size [`UserQuery::limit`] (and [`crate::UserRepo::list`]) accepts.
+    pub const MAX_LIMIT: i64 = 1000;
+
     /// Every user, oldest first, 50 per page.
     pub fn new() -> Self {
         Self::default()
@@ -66,7 +68,8 @@ impl UserQuery {
         self
     }
 
-    /// At most `n` users per page: 1 to 1000 (default 50). Other values make
+    /// At most `n` users per page: 1 to [`UserQuery::MAX_LIMIT`] (1000; default
+    /// [`UserQuery::DEFAULT_LIMIT`], 50). Other values make
     /// [`crate::UserRepo::list_page`] fail with [`Error::Validation`].
     pub fn limit<N: TryInto<i64>>(mut self, n: N) -> Self {
         self.limit = n.try_into().ok();
@@ -108,11 +111,11 @@ impl<'q> UserPagePlan<'q> {
     /// Checks `query`: limit, prefix and cursor.
     pub(crate) fn new(query: &'q UserQuery) -> Result<Self> {
         let limit = match query.limit {
-            Some(n) if (1..=super::user::MAX_USERS_PER_PAGE).contains(&n) => n,
+            Some(n) if (1..=UserQuery::MAX_LIMIT).contains(&n) => n,
             _ => {
                 return Err(Error::validation(
                     "limit",
-                    format!("must be between 1 and {}", super::user::MAX_USERS_PER_PAGE),
+                    format!("must be between 1 and {}", UserQuery::MAX_LIMIT),
                 ))
             }
         };
