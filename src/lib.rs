@@ -96,6 +96,7 @@ pub use models::{
 pub use pool::{connect, PgPool, PoolOptions, PooledConn};
 pub use repo::{
     Direction, HabitRepo, Page, SessionRepo, TaskQuery, TaskRepo, TaskSort, UserQuery, UserRepo,
+    UserSort,
 };
 
 // The README's code blocks compile as doctests.

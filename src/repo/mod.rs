@@ -25,7 +25,7 @@ pub use query::{Direction, Page, TaskQuery, TaskSort};
 pub use session::{SessionRepo, PURGE_BATCH};
 pub use task::TaskRepo;
 pub use user::UserRepo;
-pub use user_query::UserQuery;
+pub use user_query::{UserQuery, UserSort};
 
 /// A fresh UUIDv7: time-ordered, so new rows land at the right edge of the primary key
 /// index instead of at random pages.
