@@ -35,7 +35,7 @@ use diesel::sql_types::Uuid as SqlUuid;
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64;
 use todo_store::local_postgres::LocalPostgres;
-use todo_store::pool::{connect_with_metrics, PoolStats};
+use todo_store::pool::{PoolOptions, PoolStats};
 use todo_store::seed::{seed_with_pool, SeedOptions};
 use todo_store::{DbConfig, NewTask, PgPool, TaskPatch, TaskQuery, TaskRepo, UserRepo};
 use uuid::Uuid;
@@ -89,7 +89,7 @@ fn run(args: &Args) -> BoxResult<()> {
         .pool_size(args.pool_size)
         .connection_timeout(Duration::from_secs(5));
     println!("soak: {}", config.redacted_url());
-    let (pool, metrics) = connect_with_metrics(&config)?;
+    let (pool, metrics) = PoolOptions::new(&config).connect_with_metrics()?;
     seed(&pool, args)?;
     let sample = Sample::load(&pool)?;
     let rss_start = rss_kib();

@@ -94,7 +94,8 @@ pub struct AsyncPool {
 }
 
 impl AsyncPool {
-    /// Wraps `pool` (from [`crate::connect`], or a test's [`crate::testing::TestDb`]).
+    /// Wraps `pool` (from [`crate::connect`], [`crate::PoolOptions`], or a test's
+    /// [`crate::testing::TestDb`]).
     pub fn new(pool: PgPool) -> Self {
         AsyncPool { pool }
     }

@@ -50,9 +50,10 @@ pub use models::{
     Habit, HabitPatch, NewHabit, NewSession, NewTask, NewUser, Priority, Schedule, Session, Streak,
     Task, TaskPatch, TaskStats, User, UserPatch,
 };
-pub use pool::{connect, PgPool, PooledConn};
+pub use pool::{connect, PgPool, PoolOptions, PooledConn};
 pub use repo::{
     Direction, HabitRepo, Page, SessionRepo, TaskQuery, TaskRepo, TaskSort, UserQuery, UserRepo,
+    UserSort,
 };
 
 /// Diesel's PostgreSQL connection, re-exported so callers need not depend on diesel to name it.

@@ -58,7 +58,7 @@ use diesel::sql_types::{Bool, Text};
 
 use crate::config::DbConfig;
 use crate::error::Result;
-use crate::pool::{self, PgPool, PooledConn};
+use crate::pool::{self, PgPool, PoolOptions, PooledConn};
 use crate::repo::fragment::{self, Bind, NoTable};
 
 /// How long a replica that failed is skipped before it is tried again.
@@ -102,14 +102,17 @@ impl ReplicaRouter {
     pub fn connect(config: &DbConfig) -> Result<Self> {
         let primary = pool::connect(config)?;
         let replicas = config
-            .replica_url_list()
+            .get_replica_urls()
             .iter()
             .map(|url| {
                 let replica = config.with_url(url.clone()).min_idle(Some(0));
-                pool::build_pool_lazy(&replica).map(|pool| Replica {
-                    pool,
-                    down_until: Mutex::new(None),
-                })
+                PoolOptions::new(&replica)
+                    .lazy(true)
+                    .connect()
+                    .map(|pool| Replica {
+                        pool,
+                        down_until: Mutex::new(None),
+                    })
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(ReplicaRouter {

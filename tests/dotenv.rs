@@ -20,8 +20,11 @@ fn from_env_reads_dotenv_without_changing_the_environment() {
     );
     std::env::set_current_dir(&dir).unwrap();
     let config = DbConfig::from_env().expect("DATABASE_URL from .env");
-    assert_eq!(config.url(), "postgres://app:FromDotenv@db.example/todo");
-    assert_eq!(config.max_pool_size(), 3, "the first declaration wins");
+    assert_eq!(
+        config.get_url(),
+        "postgres://app:FromDotenv@db.example/todo"
+    );
+    assert_eq!(config.get_pool_size(), 3, "the first declaration wins");
     for name in ["DATABASE_URL", "DATABASE_POOL_SIZE"] {
         assert!(
             std::env::var(name).is_err(),

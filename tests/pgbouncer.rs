@@ -18,7 +18,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{Integer, Text};
 use todo_store::local_postgres::LocalPostgres;
 use todo_store::migrate::{pending_migrations, run_migrations};
-use todo_store::pool::{build_pool, checkout, PgPool};
+use todo_store::pool::{checkout, PgPool, PoolOptions};
 use todo_store::{
     ConflictKind, DbConfig, Error, NewTask, NewUser, Priority, TaskPatch, TaskQuery, TaskRepo,
     UserPatch, UserRepo,
@@ -367,11 +367,13 @@ fn without_the_switch_named_prepared_statements_break_through_pgbouncer() {
     let db = fresh_database(true);
     let bouncer = start_bouncer();
     // The same workload as above, with diesel's default: named prepared statements.
-    let pool = build_pool(
+    let pool = PoolOptions::new(
         &bouncer_config(&bouncer, &db)
             .pgbouncer(false)
             .pool_size(CLIENTS as u32),
     )
+    .run_migrations(false)
+    .connect()
     .unwrap();
 
     let failures: Vec<String> = run_clients(&pool)
@@ -417,7 +419,10 @@ fn concurrent_migrations_through_pgbouncer_all_succeed_and_apply_each_migration_
             .map(|_| {
                 let (config, start) = (&config, &start);
                 s.spawn(move || {
-                    let pool = build_pool(config).unwrap();
+                    let pool = PoolOptions::new(config)
+                        .run_migrations(false)
+                        .connect()
+                        .unwrap();
                     let mut conn = checkout(&pool).unwrap();
                     start.wait();
                     run_migrations(&mut conn)
@@ -519,12 +524,14 @@ fn statement_timeout_fires_through_pgbouncer_from_the_role_and_session_settings_
             .unwrap();
     }
     // The crate's own statement_timeout (30 s here) is not SET behind the pooler.
-    let timeout_pool = build_pool(
+    let timeout_pool = PoolOptions::new(
         &DbConfig::new(bouncer.url(TIMEOUT_ROLE, &db))
             .pgbouncer(true)
             .statement_timeout(Some(Duration::from_secs(30)))
             .pool_size(2),
     )
+    .run_migrations(false)
+    .connect()
     .unwrap();
     let mut conn = checkout(&timeout_pool).unwrap();
     let (_, _, timeout) = session_probe(&mut conn).unwrap();
@@ -558,12 +565,14 @@ fn statement_timeout_fires_through_pgbouncer_from_the_role_and_session_settings_
         .enumerate()
         .map(|(i, timeout)| {
             let name = format!("client-{i}");
-            let pool = build_pool(
+            let pool = PoolOptions::new(
                 &bouncer_config(&bouncer, &db)
                     .application_name(&name)
                     .statement_timeout(*timeout)
                     .pool_size(1),
             )
+            .run_migrations(false)
+            .connect()
             .unwrap();
             (name, pool)
         })
@@ -582,7 +591,7 @@ fn statement_timeout_fires_through_pgbouncer_from_the_role_and_session_settings_
 
     // The failure the switch prevents: a client without it SETs its statement_timeout
     // on whatever server connection it got, and other clients then run with it.
-    let _unswitched = build_pool(
+    let _unswitched = PoolOptions::new(
         &bouncer_config(&bouncer, &db)
             .pgbouncer(false)
             .application_name("unswitched")
@@ -590,6 +599,8 @@ fn statement_timeout_fires_through_pgbouncer_from_the_role_and_session_settings_
             .pool_size(1)
             .min_idle(Some(1)),
     )
+    .run_migrations(false)
+    .connect()
     .unwrap();
     let seen = probe_clients(&clients);
     let leaked: Vec<&String> = seen

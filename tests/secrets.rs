@@ -18,7 +18,7 @@ use diesel::connection::SimpleConnection;
 use diesel::{Connection, RunQueryDsl};
 use todo_store::config::redact_url;
 use todo_store::local_postgres::LocalPostgres;
-use todo_store::pool::{build_pool, checkout};
+use todo_store::pool::{checkout, PoolOptions};
 use todo_store::testing::{TestDb, TEST_DATABASE_URL};
 use todo_store::{connect, DbConfig, Error, NewTask, NewUser, TaskRepo, UserRepo};
 use uuid::Uuid;
@@ -167,7 +167,7 @@ fn assert_connect_fails_hidden(what: &str, url: &str) -> Error {
     // The pool path that opens nothing up front, then times out on checkout with the
     // last connection error.
     let config = config.min_idle(Some(0));
-    match build_pool(&config) {
+    match PoolOptions::new(&config).run_migrations(false).connect() {
         Ok(pool) => {
             assert_hidden(&format!("the pool of {what}"), &format!("{pool:?}"));
             let err = failure(checkout(&pool), what);
@@ -385,7 +385,10 @@ fn pool_and_statement_timeouts_and_database_errors_never_show_the_password() {
     // Migrated without the short statement timeout, which is for pg_sleep below.
     connect(&config.clone().statement_timeout(None))
         .expect("the cluster accepts the password-bearing URL");
-    let pool = build_pool(&config).expect("a pool");
+    let pool = PoolOptions::new(&config)
+        .run_migrations(false)
+        .connect()
+        .expect("a pool");
     assert_hidden("the pool's Debug", &format!("{pool:?}"));
     assert_hidden("the pool's alternate Debug", &format!("{pool:#?}"));
     let mut conn = checkout(&pool).expect("a connection");
@@ -547,7 +550,10 @@ fn passwords_libpq_reads_unencoded_never_show_in_any_part() {
             &format!("the connection error of {what}"),
             &error_text(&err),
         );
-        let lazy = build_pool(&config.clone().min_idle(Some(0))).expect("a lazy pool");
+        let lazy = PoolOptions::new(&config.clone().min_idle(Some(0)))
+            .run_migrations(false)
+            .connect()
+            .expect("a lazy pool");
         let err = failure(checkout(&lazy), what);
         check(&format!("the checkout error of {what}"), &error_text(&err));
         let err = Error::from(failure(lazy.get(), what));
@@ -563,8 +569,8 @@ fn passwords_libpq_reads_unencoded_never_show_in_any_part() {
 /// the offending part of the string (a bad percent escape, a value, at times the whole
 /// URI), and with the string unparsed nothing can tell which part is the password. No
 /// part of it (no four characters in a row) shows in the configuration, its printable
-/// URL, any error of `connect`, `build_pool`, a pool built on the crate's connection
-/// manager, or a replica router, in their `Display`, `Debug` or source chain, nor in
+/// URL, any error of `connect`, `PoolOptions` (a lazy pool included), or a replica
+/// router, in their `Display`, `Debug` or source chain, nor in
 /// the log.
 #[test]
 fn strings_libpq_cannot_parse_never_show_any_part_of_the_password() {
@@ -719,27 +725,30 @@ fn strings_libpq_cannot_parse_never_show_any_part_of_the_password() {
         let err = failure(connect(&config), what);
         check(&mut failures, "the error of connect", &error_text(&err));
         let lazy = config.clone().min_idle(Some(0));
-        match build_pool(&lazy) {
+        match PoolOptions::new(&lazy).run_migrations(false).connect() {
             Ok(pool) => {
                 let err = failure(checkout(&pool), what);
                 check(&mut failures, "the checkout error", &error_text(&err));
             }
-            Err(err) => check(&mut failures, "the error of build_pool", &error_text(&err)),
+            Err(err) => check(
+                &mut failures,
+                "the error of PoolOptions::connect",
+                &error_text(&err),
+            ),
         }
-        // A pool of one's own on the crate's manager, which skips validate().
-        let manager = todo_store::pool::PgConnectionManager::new(&config);
-        check(&mut failures, "the manager", &format!("{manager:?}"));
-        let err = failure(todo_store::pool::builder(&config).build(manager), what);
-        check(
-            &mut failures,
-            "the error of a pool of one's own",
-            &error_text(&err),
-        );
-        check(
-            &mut failures,
-            "that error as Error",
-            &error_text(&Error::from(err)),
-        );
+        // A lazy pool, which opens nothing before it returns.
+        match PoolOptions::new(&lazy).lazy(true).connect() {
+            Ok(pool) => {
+                let err = failure(pool.get(), what);
+                check(&mut failures, "the bare checkout error", &error_text(&err));
+                check(
+                    &mut failures,
+                    "that error as Error",
+                    &error_text(&Error::from(err)),
+                );
+            }
+            Err(err) => check(&mut failures, "the error of a lazy pool", &error_text(&err)),
+        }
         let replicas = DbConfig::new(&primary)
             .replica_url(url.as_str())
             .connection_timeout(Duration::from_millis(300));

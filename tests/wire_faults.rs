@@ -25,7 +25,7 @@ use support::netns::{in_private_network, set_loopback};
 use support::proxy::FaultProxy;
 use support::workload::{check_rows, violations, Worker};
 use todo_store::local_postgres::LocalPostgres;
-use todo_store::pool::{build_pool_lazy, checkout, connect_with_metrics};
+use todo_store::pool::{checkout, PoolOptions};
 use todo_store::{
     DbConfig, Error, NewTask, NewUser, PgPool, TaskPatch, TaskQuery, TaskRepo, User, UserRepo,
 };
@@ -208,7 +208,7 @@ fn an_idle_connection_whose_server_went_silent_is_dropped_within_20s_in_a_networ
             eprintln!("a checkout during the silence failed after {took:?}: {err}");
             assert!(matches!(err, Error::PoolTimeout { .. }), "{err:?}");
             assert!(
-                took <= config.connection_timeout_duration() + MARGIN,
+                took <= config.get_connection_timeout() + MARGIN,
                 "took {took:?}"
             );
 
@@ -232,8 +232,11 @@ fn connecting_to_a_silent_server_fails_in_time_and_the_pool_heals_in_a_network_n
             let pg = tcp_cluster();
             let config = DbConfig::new(tcp_url(&pg)).pool_size(2);
             drop(todo_store::connect(&config).unwrap());
-            let lazy = build_pool_lazy(&config.clone().min_idle(Some(0))).unwrap();
-            let timeout = config.connection_timeout_duration();
+            let lazy = PoolOptions::new(&config.clone().min_idle(Some(0)))
+                .lazy(true)
+                .connect()
+                .unwrap();
+            let timeout = config.get_connection_timeout();
 
             set_loopback(false);
             let down = Instant::now();
@@ -272,8 +275,11 @@ fn a_server_that_accepts_but_never_answers_is_given_up_on_and_the_pool_heals() {
     let proxy = FaultProxy::start(server_addr(&pg));
     let config = DbConfig::new(proxy.url("postgres")).pool_size(2);
     drop(todo_store::connect(&config).unwrap());
-    let lazy = build_pool_lazy(&config.clone().min_idle(Some(0))).unwrap();
-    let timeout = config.connection_timeout_duration();
+    let lazy = PoolOptions::new(&config.clone().min_idle(Some(0)))
+        .lazy(true)
+        .connect()
+        .unwrap();
+    let timeout = config.get_connection_timeout();
 
     proxy.delay_new(Duration::from_secs(60));
     let stalled = Instant::now();
@@ -468,7 +474,9 @@ fn over_a_200ms_link_a_pool_under_a_load_it_can_carry_never_times_out() {
     proxy.set_latency(Duration::from_millis(200));
 
     let started = Instant::now();
-    let (pool, metrics) = connect_with_metrics(&config).expect("connect over the slow link");
+    let (pool, metrics) = PoolOptions::new(&config)
+        .connect_with_metrics()
+        .expect("connect over the slow link");
     eprintln!(
         "connect (8 connections) over the slow link: {:?}",
         started.elapsed()
@@ -529,7 +537,7 @@ fn a_cold_start_of_2s_connects_with_the_defaults_and_a_slower_one_with_a_longer_
     let pg = tcp_cluster();
     let proxy = FaultProxy::start(server_addr(&pg));
     let config = DbConfig::new(proxy.url("postgres"));
-    assert_eq!(config.connection_timeout_duration(), Duration::from_secs(5));
+    assert_eq!(config.get_connection_timeout(), Duration::from_secs(5));
 
     proxy.delay_new(Duration::from_secs(2));
     let started = Instant::now();
@@ -540,7 +548,7 @@ fn a_cold_start_of_2s_connects_with_the_defaults_and_a_slower_one_with_a_longer_
         took >= Duration::from_secs(2),
         "the cold start was not felt: {took:?}"
     );
-    assert!(took < config.connection_timeout_duration(), "took {took:?}");
+    assert!(took < config.get_connection_timeout(), "took {took:?}");
     UserRepo::count(&mut checkout(&pool).unwrap()).unwrap();
     drop(pool);
     proxy.reset_all();
@@ -552,7 +560,7 @@ fn a_cold_start_of_2s_connects_with_the_defaults_and_a_slower_one_with_a_longer_
     eprintln!("connect through a 7 s cold start, default timeout: failed after {took:?}: {err}");
     assert!(matches!(err, Error::Connection { .. }), "{err:?}");
     assert!(
-        took <= config.connection_timeout_duration() + MARGIN,
+        took <= config.get_connection_timeout() + MARGIN,
         "took {took:?}"
     );
     proxy.reset_all();
@@ -593,7 +601,7 @@ fn a_pooler_that_drops_and_refuses_connections_gives_prompt_typed_errors_and_the
             "{err:?}"
         );
         assert!(
-            took <= config.connection_timeout_duration() + MARGIN,
+            took <= config.get_connection_timeout() + MARGIN,
             "took {took:?}"
         );
         if let Error::PoolTimeout { last_error, .. } = &err {
@@ -605,7 +613,7 @@ fn a_pooler_that_drops_and_refuses_connections_gives_prompt_typed_errors_and_the
     let served = served_again(&pool, Instant::now());
     eprintln!("served again {served:?} after the pooler accepted connections again");
     assert!(
-        served <= config.connection_timeout_duration(),
+        served <= config.get_connection_timeout(),
         "after {served:?}"
     );
 }
@@ -628,7 +636,7 @@ fn connections_reset_every_3s_under_load_lose_nothing_and_retried_transactions_c
     let pg = tcp_cluster();
     let proxy = FaultProxy::start(server_addr(&pg));
     let config = DbConfig::new(proxy.url("postgres")).pool_size(LOAD_POOL_SIZE);
-    let timeout = config.connection_timeout_duration();
+    let timeout = config.get_connection_timeout();
     let pool = todo_store::connect(&config).unwrap();
     let users: Vec<User> = (0..LOAD_THREADS).map(|_| new_user(&pool)).collect();
 

@@ -69,7 +69,7 @@ pub struct Capture {
 /// connection's instrumentation slot, which the pool's connections use for their own
 /// bookkeeping.
 pub fn capture(op: Op, ctx: &mut Ctx, config: &DbConfig, rng: &mut Pcg64) -> BoxResult<Capture> {
-    let mut conn = PgConnection::establish(config.url())?;
+    let mut conn = PgConnection::establish(config.get_url())?;
     let recorder = record_events(&mut conn);
     call(op, ctx, Conn::Held(&mut conn), rng, false)?;
     let first = take_events(&recorder);

@@ -7,7 +7,6 @@
 //! `todo_store` and `std`.
 
 use todo_store::fuzzing;
-use todo_store::repo::MAX_SEARCH_CHARS;
 use todo_store::{Direction, Error, Result, TaskQuery, TaskSort};
 
 /// The search of the checks' query (a relevance sort needs one).
@@ -99,7 +98,7 @@ pub fn title_key(title: &str) -> Vec<u8> {
 /// [`TaskQuery::search`] with `terms` makes it.
 ///
 /// # Errors
-/// [`Error::Validation`] of `search` for more than [`MAX_SEARCH_CHARS`] characters.
+/// [`Error::Validation`] of `search` for more than [`TaskQuery::MAX_SEARCH_CHARS`] characters.
 ///
 /// # Panics
 /// When the normalisation breaks a promise: another error; a blank text (NUL counts
@@ -110,7 +109,7 @@ pub fn title_key(title: &str) -> Vec<u8> {
 pub fn normalize_search(terms: &str) -> Result<Option<String>> {
     let result = fuzzing::normalized_search(&TaskQuery::new().search(terms));
     let chars = terms.chars().count();
-    if chars > MAX_SEARCH_CHARS {
+    if chars > TaskQuery::MAX_SEARCH_CHARS {
         match &result {
             Err(Error::Validation { field, .. }) if field == "search" => return result,
             other => panic!("a search of {chars} characters gave {other:?}"),

@@ -198,29 +198,17 @@ mod tests {
                 .map(|(_, v)| v.to_string())
         })
         .unwrap();
-        assert_eq!(config.max_pool_size(), 7);
-        assert_eq!(config.min_idle_connections(), Some(2));
-        assert_eq!(
-            config.connection_timeout_duration(),
-            Duration::from_millis(1500)
-        );
-        assert_eq!(config.statement_timeout_duration(), None);
-        assert_eq!(config.application_name_str(), "worker");
-        assert!(config.behind_pgbouncer());
-        assert_eq!(config.replica_url_list().len(), 2);
-        assert_eq!(
-            config.tcp_user_timeout_duration(),
-            Some(Duration::from_secs(7))
-        );
-        assert_eq!(
-            config.keepalives_idle_duration(),
-            Some(Duration::from_secs(3))
-        );
-        assert_eq!(
-            config.keepalives_interval_duration(),
-            Duration::from_secs(1)
-        );
-        assert_eq!(config.keepalives_probe_count(), 4);
+        assert_eq!(config.get_pool_size(), 7);
+        assert_eq!(config.get_min_idle(), Some(2));
+        assert_eq!(config.get_connection_timeout(), Duration::from_millis(1500));
+        assert_eq!(config.get_statement_timeout(), None);
+        assert_eq!(config.get_application_name(), "worker");
+        assert!(config.get_pgbouncer());
+        assert_eq!(config.get_replica_urls().len(), 2);
+        assert_eq!(config.get_tcp_user_timeout(), Some(Duration::from_secs(7)));
+        assert_eq!(config.get_keepalives_idle(), Some(Duration::from_secs(3)));
+        assert_eq!(config.get_keepalives_interval(), Duration::from_secs(1));
+        assert_eq!(config.get_keepalives_count(), 4);
         let debug = format!("{config:?}");
         assert!(!debug.contains("pw1") && !debug.contains("pw2"), "{debug}");
     }

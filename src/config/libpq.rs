@@ -16,12 +16,22 @@ impl DbConfig {
         self
     }
 
+    /// libpq's `tcp_user_timeout`, if set ([`DbConfig::tcp_user_timeout`]).
+    pub fn get_tcp_user_timeout(&self) -> Option<Duration> {
+        self.tcp_user_timeout
+    }
+
     /// Sets libpq's `keepalives_idle`: how long a connection may hear nothing before it
     /// sends a TCP keepalive probe (`None` turns keepalives off). Whole seconds, rounded
     /// up.
     pub fn keepalives_idle(mut self, idle: Option<Duration>) -> Self {
         self.keepalives_idle = idle;
         self
+    }
+
+    /// libpq's `keepalives_idle` (`None`: keepalives off) ([`DbConfig::keepalives_idle`]).
+    pub fn get_keepalives_idle(&self) -> Option<Duration> {
+        self.keepalives_idle
     }
 
     /// Sets libpq's `keepalives_interval`: the time between unanswered probes. Whole
@@ -31,29 +41,19 @@ impl DbConfig {
         self
     }
 
+    /// libpq's `keepalives_interval` ([`DbConfig::keepalives_interval`]).
+    pub fn get_keepalives_interval(&self) -> Duration {
+        self.keepalives_interval
+    }
+
     /// Sets libpq's `keepalives_count`: how many unanswered probes drop the connection.
     pub fn keepalives_count(mut self, count: u32) -> Self {
         self.keepalives_count = count;
         self
     }
 
-    /// libpq's `tcp_user_timeout`, if set.
-    pub fn tcp_user_timeout_duration(&self) -> Option<Duration> {
-        self.tcp_user_timeout
-    }
-
-    /// libpq's `keepalives_idle` (`None`: keepalives off).
-    pub fn keepalives_idle_duration(&self) -> Option<Duration> {
-        self.keepalives_idle
-    }
-
-    /// libpq's `keepalives_interval`.
-    pub fn keepalives_interval_duration(&self) -> Duration {
-        self.keepalives_interval
-    }
-
-    /// libpq's `keepalives_count`.
-    pub fn keepalives_probe_count(&self) -> u32 {
+    /// libpq's `keepalives_count` ([`DbConfig::keepalives_count`]).
+    pub fn get_keepalives_count(&self) -> u32 {
         self.keepalives_count
     }
 

@@ -20,6 +20,31 @@
 //! (a test checks it against the names [`vars`] holds). Tests' own server,
 //! `TEST_DATABASE_URL`, is read by `todo_store::testing::TestDb` (feature `testing`), not here.
 //!
+//! ## One name per setting: `x(value)` sets it, `get_x()` reads it
+//!
+//! Every setting of [`DbConfig`] has one name stem: [`DbConfig::pool_size`] sets it,
+//! [`DbConfig::get_pool_size`] reads it, [`DbConfig::DEFAULT_POOL_SIZE`] is its
+//! default; likewise `statement_timeout`, `keepalives_count`, `url` and the rest. The
+//! same holds for the pool's builder ([`crate::PoolOptions::lazy`] and
+//! [`crate::PoolOptions::get_lazy`]) and the query builders
+//! ([`crate::TaskQuery::limit`], [`crate::TaskQuery::DEFAULT_LIMIT`],
+//! [`crate::TaskQuery::MAX_LIMIT`], and the same three on [`crate::UserQuery`]).
+//!
+//! This is the convention of sqlx's `PoolOptions` (`max_connections(n)`,
+//! `get_max_connections()`) and of the standard library's `std::process::Command`
+//! (`current_dir(dir)`, `get_current_dir()`), for the same reason: a `DbConfig` is
+//! both the builder and the built value (setters chain on the value itself, which is
+//! then read, cloned and compared), so a getter cannot take its setter's name, and
+//! `get_` says which of the two a call is. r2d2's convention (setters on a `Builder`,
+//! getters of the same name on the built `Pool`) would need a second type, a
+//! `DbConfigBuilder`, that adds nothing to a plain value. Values derived from the
+//! settings keep plain names ([`DbConfig::redacted_url`],
+//! [`DbConfig::libpq_parameters`]).
+//!
+//! The environment variables and the serde fields (feature `serde`) keep their names:
+//! the serde fields are the variables' names without `DATABASE_`, in lower case
+//! (`pool_size`, `connect_timeout_ms`, `keepalives_count`, ...).
+//!
 //! ## A silent server is an error within 20 seconds
 //!
 //! A server that stops answering without closing the connection (a NAT or load
@@ -207,7 +232,7 @@ use crate::error::{Error, Result};
 ///     .pool_size(20)
 ///     .connection_timeout(Duration::from_secs(2))
 ///     .statement_timeout(Some(Duration::from_secs(10)));
-/// assert_eq!(config.max_pool_size(), 20);
+/// assert_eq!(config.get_pool_size(), 20);
 /// assert!(!format!("{config:?}").contains("s3cret"));
 /// ```
 #[derive(Clone, PartialEq, Eq)]
@@ -273,10 +298,20 @@ impl DbConfig {
         self
     }
 
+    /// The maximum number of pooled connections ([`DbConfig::pool_size`]).
+    pub fn get_pool_size(&self) -> u32 {
+        self.pool_size
+    }
+
     /// Sets how many connections the pool keeps open while idle (`None`: the pool size).
     pub fn min_idle(mut self, min_idle: Option<u32>) -> Self {
         self.min_idle = min_idle;
         self
+    }
+
+    /// Connections kept open while idle (`None`: the pool size) ([`DbConfig::min_idle`]).
+    pub fn get_min_idle(&self) -> Option<u32> {
+        self.min_idle
     }
 
     /// Sets how long to wait for a connection: opening one, or a free one from the pool.
@@ -285,16 +320,31 @@ impl DbConfig {
         self
     }
 
+    /// How long to wait for a connection ([`DbConfig::connection_timeout`]).
+    pub fn get_connection_timeout(&self) -> Duration {
+        self.connection_timeout
+    }
+
     /// Sets the server-side `statement_timeout` (`None` turns it off).
     pub fn statement_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.statement_timeout = timeout;
         self
     }
 
+    /// The server-side statement timeout, if any ([`DbConfig::statement_timeout`]).
+    pub fn get_statement_timeout(&self) -> Option<Duration> {
+        self.statement_timeout
+    }
+
     /// Sets the `application_name` each connection reports to the server.
     pub fn application_name(mut self, name: impl Into<String>) -> Self {
         self.application_name = name.into();
         self
+    }
+
+    /// The `application_name` of each connection ([`DbConfig::application_name`]).
+    pub fn get_application_name(&self) -> &str {
+        &self.application_name
     }
 
     /// Connect through a transaction-mode pooler (PgBouncer with `pool_mode =
@@ -308,6 +358,12 @@ impl DbConfig {
     pub fn pgbouncer(mut self, on: bool) -> Self {
         self.pgbouncer = on;
         self
+    }
+
+    /// Whether the configuration is for a transaction-mode pooler
+    /// ([`DbConfig::pgbouncer`]).
+    pub fn get_pgbouncer(&self) -> bool {
+        self.pgbouncer
     }
 
     /// Adds the URL of a read replica (see [`crate::replica::ReplicaRouter`]).
@@ -326,17 +382,14 @@ impl DbConfig {
         self
     }
 
-    /// Whether the configuration is for a transaction-mode pooler.
-    pub fn behind_pgbouncer(&self) -> bool {
-        self.pgbouncer
-    }
-
-    /// The read-replica URLs, passwords included: never log them.
-    pub fn replica_url_list(&self) -> &[String] {
+    /// The read-replica URLs ([`DbConfig::replica_urls`], [`DbConfig::replica_url`]),
+    /// passwords included: never log them.
+    pub fn get_replica_urls(&self) -> &[String] {
         &self.replica_urls
     }
 
-    /// The same configuration for `url` (e.g. a replica's), other settings kept.
+    /// The same configuration for `url` (e.g. a replica's), other settings kept and no
+    /// replica URLs.
     pub fn with_url(&self, url: impl Into<String>) -> Self {
         DbConfig {
             url: url.into(),
@@ -345,40 +398,16 @@ impl DbConfig {
         }
     }
 
-    /// The connection URL, password included: hand it to a driver, never to a log.
-    /// [`DbConfig::redacted_url`] is the printable form.
-    pub fn url(&self) -> &str {
+    /// The connection URL ([`DbConfig::new`], [`DbConfig::with_url`]), password
+    /// included: hand it to a driver, never to a log. [`DbConfig::redacted_url`] is
+    /// the printable form.
+    pub fn get_url(&self) -> &str {
         &self.url
     }
 
     /// The URL with its password replaced by `***`.
     pub fn redacted_url(&self) -> String {
         redact_url(&self.url)
-    }
-
-    /// The maximum number of pooled connections.
-    pub fn max_pool_size(&self) -> u32 {
-        self.pool_size
-    }
-
-    /// Connections kept open while idle (`None`: the pool size).
-    pub fn min_idle_connections(&self) -> Option<u32> {
-        self.min_idle
-    }
-
-    /// How long to wait for a connection.
-    pub fn connection_timeout_duration(&self) -> Duration {
-        self.connection_timeout
-    }
-
-    /// The server-side statement timeout, if any.
-    pub fn statement_timeout_duration(&self) -> Option<Duration> {
-        self.statement_timeout
-    }
-
-    /// The `application_name` of each connection.
-    pub fn application_name_str(&self) -> &str {
-        &self.application_name
     }
 
     /// Checks the values against each other.

@@ -20,6 +20,10 @@ use crate::error::Result;
 
 /// Opens PostgreSQL connections for the pool, sets each one up, and decides cheaply
 /// whether a connection may be handed out again (see the [module docs](crate::pool)).
+///
+/// It is the connection manager of [`PgPool`](super::PgPool), named in the type of
+/// [`PoolOptions::r2d2`](super::PoolOptions::r2d2)'s builder; pools on it are built by
+/// [`PoolOptions`](super::PoolOptions) only, which gives it its counters.
 pub struct PgConnectionManager {
     url: String,
     /// libpq's reading of `url` (to remove its secrets from connection errors exactly),
@@ -33,9 +37,8 @@ pub struct PgConnectionManager {
 }
 
 impl PgConnectionManager {
-    /// A manager for `config`'s database: for an r2d2 pool of your own
-    /// ([`builder`](super::builder) presets one from the same configuration).
-    pub fn new(config: &DbConfig) -> Self {
+    /// A manager for `config`'s database.
+    pub(super) fn new(config: &DbConfig) -> Self {
         let url = connection_string(config);
         PgConnectionManager {
             reading: Conninfo::parse(&url),
@@ -182,20 +185,20 @@ struct SessionSettings {
 
 impl SessionSettings {
     fn from_config(config: &DbConfig) -> Self {
-        let name = config.application_name_str().replace('\'', "''");
+        let name = config.get_application_name().replace('\'', "''");
         // PgBouncer tracks application_name per client; statement_timeout it does not,
         // so behind it a SET would stick to a server connection others then use.
-        let sql = if config.behind_pgbouncer() {
+        let sql = if config.get_pgbouncer() {
             format!("SET application_name = '{name}'")
         } else {
             let timeout_ms = config
-                .statement_timeout_duration()
+                .get_statement_timeout()
                 .map_or(0, |d| d.as_millis().max(1));
             format!("SET statement_timeout = {timeout_ms}; SET application_name = '{name}'")
         };
         SessionSettings {
             sql,
-            unnamed_statements: config.behind_pgbouncer(),
+            unnamed_statements: config.get_pgbouncer(),
         }
     }
 
@@ -264,7 +267,8 @@ fn connection_string(config: &DbConfig) -> String {
         .filter(|(keyword, _)| !(from_env && *keyword == "connect_timeout"))
         .map(|(keyword, value)| (*keyword, value.as_str()))
         .collect();
-    conninfo::with_defaults(config.url(), &defaults).unwrap_or_else(|_| config.url().to_owned())
+    conninfo::with_defaults(config.get_url(), &defaults)
+        .unwrap_or_else(|_| config.get_url().to_owned())
 }
 
 #[cfg(test)]
@@ -283,5 +287,18 @@ mod tests {
         let manager = PgConnectionManager::new(&config);
         assert_eq!(manager.url, url);
         assert!(!format!("{manager:?}").contains("pw"));
+    }
+
+    #[test]
+    fn a_string_libpq_cannot_parse_never_reaches_it_nor_the_error() {
+        // PoolOptions refuses it in validate(); the manager refuses it too.
+        let manager = PgConnectionManager::new(&DbConfig::new("postgres://app:s3cr%zzet@db/todo"));
+        let text = format!("{manager:?}");
+        assert!(!text.contains("s3cr"), "{text}");
+        let err = manager.connect().map(drop).unwrap_err().to_string();
+        assert!(
+            !err.contains("s3cr") && err.contains("libpq cannot parse"),
+            "{err}"
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! What a pool does, counted: [`PoolMetrics`] reads r2d2's state and the counters that
 //! r2d2's events feed ([`PoolStats`]).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -73,8 +73,10 @@ impl PoolMetrics {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Counters {
+    /// The pool's size, named by a checkout timeout.
+    max_size: AtomicU32,
     checkouts: AtomicU64,
     waits: AtomicU64,
     wait_nanos: AtomicU64,
@@ -87,12 +89,34 @@ pub(super) struct Counters {
     pub(super) rolled_back_on_return: Arc<AtomicU64>,
 }
 
+impl Counters {
+    /// Counters at zero, for a pool of `max_size` connections.
+    pub(super) fn new(max_size: u32) -> Self {
+        Counters {
+            max_size: AtomicU32::new(max_size),
+            checkouts: AtomicU64::default(),
+            waits: AtomicU64::default(),
+            wait_nanos: AtomicU64::default(),
+            max_wait_nanos: AtomicU64::default(),
+            timeouts: AtomicU64::default(),
+            opened: AtomicU64::default(),
+            closed: AtomicU64::default(),
+            rolled_back_on_return: Arc::default(),
+        }
+    }
+
+    /// The pool's size as built (the r2d2 adjustments of [`super::PoolOptions`] may
+    /// have changed the configured one).
+    pub(super) fn set_max_size(&self, max_size: u32) {
+        self.max_size.store(max_size, Ordering::Relaxed);
+    }
+}
+
 /// Feeds r2d2's events into [`Counters`], and tells a checkout timeout which pool it
 /// was.
 #[derive(Debug)]
 pub(super) struct PoolEvents {
     pub(super) counters: Arc<Counters>,
-    pub(super) max_size: u32,
 }
 
 impl r2d2::HandleEvent for PoolEvents {
@@ -122,6 +146,9 @@ impl r2d2::HandleEvent for PoolEvents {
     /// this pool's size and timeout.
     fn handle_timeout(&self, event: r2d2::event::TimeoutEvent) {
         self.counters.timeouts.fetch_add(1, Ordering::Relaxed);
-        crate::error::note_pool_timeout(self.max_size, event.timeout());
+        crate::error::note_pool_timeout(
+            self.counters.max_size.load(Ordering::Relaxed),
+            event.timeout(),
+        );
     }
 }

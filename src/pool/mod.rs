@@ -1,5 +1,23 @@
 //! The r2d2 connection pool: [`connect`] builds it, sets each new connection up, and
-//! runs pending migrations before handing it out.
+//! runs pending migrations before handing it out; [`PoolOptions`] builds any other
+//! (with [`PoolMetrics`], lazily, with r2d2 settings or a connection customizer of
+//! one's own); [`checkout`] takes a connection out with an error that names the pool.
+//!
+//! ```no_run
+//! # fn main() -> todo_store::Result<()> {
+//! use todo_store::{DbConfig, PoolOptions};
+//!
+//! let config = DbConfig::from_env()?;
+//! let pool = todo_store::connect(&config)?; // the same as:
+//! let pool = PoolOptions::new(&config).connect()?;
+//! // No migrations (a role that may not change the schema), and the pool's counters.
+//! let (pool, metrics) = PoolOptions::new(&config).run_migrations(false).connect_with_metrics()?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! A pool that is not the crate's (deadpool-diesel, an r2d2 pool on diesel's own
+//! manager) gets the crate's per-connection setup from [`setup_connection`].
 //!
 //! ## Checkouts cost no round trip, and broken connections are thrown away
 //!
@@ -57,17 +75,17 @@
 //!   migrated, and every pool of another process, must be opened again after a migration
 //!   that recreated a type (see [`crate::migrate`]); migrations that only add need
 //!   nothing.
-//! - **Metrics.** `pool::connect_with_metrics(&config)` also returns a `PoolMetrics`
+//! - **Metrics.** `PoolOptions::new(&config).connect_with_metrics()` also returns a `PoolMetrics`
 //!   handle: `metrics.snapshot()` gives connections, idle connections, checkouts, waits
 //!   (and wait time), timeouts, connections opened and closed, connections rolled back on
 //!   return.
 //!
 //! ## Pools you bring
 //!
-//! - `PgConnectionManager::new(&config)` and `pool::builder(&config)` (an `r2d2::Builder`
-//!   preset with the configuration's size, timeouts and the crate's checkout check) build
-//!   an r2d2 pool with your own event handler or customizer:
-//!   `pool::builder(&config).max_lifetime(..).build(PgConnectionManager::new(&config))?`.
+//! - `PoolOptions::new(&config)` builds every other pool of the crate's kind: without
+//!   migrations (`.run_migrations(false)`), opening its connections in the background
+//!   (`.lazy(true)`), with r2d2 settings of your own (`.r2d2(|b| b.max_lifetime(..))`)
+//!   or your own connection customizer after the crate's setup (`.customizer(..)`).
 //! - `pool::setup_connection(conn, &config)` applies the crate's per-connection setup
 //!   (`statement_timeout`, `application_name`, the statement cache behind PgBouncer, the
 //!   instrumentation) to a connection of any pool: diesel's `CustomizeConnection`,
@@ -86,13 +104,14 @@
 //! - `pool::has_lost_server(conn)` tells from the connection's state whether its server is
 //!   gone, for code that runs its own statements.
 
-// This module builds pools and checks connections out. The rest has a file each:
-// `manager` opens connections and sets each one up (`PgConnectionManager`,
+// This module checks connections out. The rest has a file each: `options` builds
+// pools (`PoolOptions`); `manager` opens connections and sets each one up (`PgConnectionManager`,
 // `setup_connection`); `health` notes, on each connection, whether its server is
 // gone (`has_lost_server`); `metrics` counts what the pool does (`PoolMetrics`).
 mod health;
 mod manager;
 mod metrics;
+mod options;
 mod schema_epoch;
 
 pub use health::has_lost_server;
@@ -100,14 +119,12 @@ pub(crate) use health::{crate_call, renew_after_schema_change, settle};
 #[cfg(feature = "testing")]
 pub(crate) use manager::establish;
 pub use manager::{setup_connection, PgConnectionManager};
-use metrics::{Counters, PoolEvents};
 pub use metrics::{PoolMetrics, PoolStats};
+pub use options::PoolOptions;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::DbConfig;
-use crate::conninfo::Conninfo;
 use crate::error::{Error, Result};
 
 /// The pool of PostgreSQL connections. `pool.get()` gives a [`PooledConn`], which derefs
@@ -122,7 +139,9 @@ pub type PooledConn = r2d2::PooledConnection<PgConnectionManager>;
 pub const RECENTLY_USED: Duration = Duration::from_millis(500);
 
 /// Builds the pool for `config`, waits until its first connections are open, and runs
-/// the pending migrations (under an advisory lock, see [`crate::migrate`]).
+/// the pending migrations (under an advisory lock, see [`crate::migrate`]): the common
+/// case of [`PoolOptions`], which builds every other pool (`PoolOptions::new(config)
+/// .connect()`).
 ///
 /// Each new connection gets `statement_timeout` and `application_name` from the
 /// configuration; a checkout pings (`SELECT 1`) only a connection that sat idle for
@@ -133,92 +152,7 @@ pub const RECENTLY_USED: Duration = Duration::from_millis(500);
 /// cannot be reached within the connection timeout (the message names the host, never
 /// the password), [`Error::Migration`] when a migration fails.
 pub fn connect(config: &DbConfig) -> Result<PgPool> {
-    connect_with_metrics(config).map(|(pool, _)| pool)
-}
-
-/// [`connect`], and a [`PoolMetrics`] handle on the pool's counters.
-///
-/// ```no_run
-/// # fn main() -> todo_store::Result<()> {
-/// let (pool, metrics) = todo_store::pool::connect_with_metrics(&todo_store::DbConfig::from_env()?)?;
-/// let stats = metrics.snapshot();
-/// println!("{} connections, {} idle, {} waits", stats.connections, stats.idle_connections, stats.waits);
-/// # Ok(())
-/// # }
-/// ```
-///
-/// # Errors
-/// As [`connect`].
-pub fn connect_with_metrics(config: &DbConfig) -> Result<(PgPool, PoolMetrics)> {
-    let (pool, metrics) = build_pool_with_metrics(config)?;
-    let mut conn = checkout(&pool)?;
-    crate::migrate::run_migrations(&mut conn)?;
-    drop(conn);
-    Ok((pool, metrics))
-}
-
-/// Builds the pool for `config` without running migrations.
-///
-/// # Errors
-/// As [`connect`], without the migration errors.
-pub fn build_pool(config: &DbConfig) -> Result<PgPool> {
-    build_pool_with_metrics(config).map(|(pool, _)| pool)
-}
-
-/// [`build_pool`], and a [`PoolMetrics`] handle on the pool's counters.
-///
-/// # Errors
-/// As [`build_pool`].
-pub fn build_pool_with_metrics(config: &DbConfig) -> Result<(PgPool, PoolMetrics)> {
-    config.validate()?;
-    let counters = Arc::new(Counters::default());
-    let mut manager = PgConnectionManager::new(config);
-    manager.rolled_back_on_return = Arc::clone(&counters.rolled_back_on_return);
-    let conninfo = manager.conninfo().cloned();
-    pool_builder(config, Arc::clone(&counters))
-        .build(manager)
-        .map(|pool| {
-            let metrics = PoolMetrics {
-                pool: pool.clone(),
-                counters,
-            };
-            (pool, metrics)
-        })
-        .map_err(|e| {
-            let _ = crate::error::take_pool_timeout();
-            Error::Connection {
-                target: config.redacted_url(),
-                message: connection_message(&e.to_string(), conninfo.as_ref()),
-            }
-        })
-}
-
-/// The builder of every pool of the crate: sizes and timeouts from `config`, the health
-/// check of [`PgConnectionManager`], and the events that feed the counters and name the
-/// pool in a checkout timeout.
-fn pool_builder(config: &DbConfig, counters: Arc<Counters>) -> r2d2::Builder<PgConnectionManager> {
-    r2d2::Pool::builder()
-        .max_size(config.max_pool_size())
-        .min_idle(config.min_idle_connections())
-        .connection_timeout(config.connection_timeout_duration())
-        .test_on_check_out(true)
-        .thread_pool(connection_threads(config))
-        .error_handler(Box::new(r2d2::NopErrorHandler))
-        .event_handler(Box::new(PoolEvents {
-            counters,
-            max_size: config.max_pool_size(),
-        }))
-}
-
-/// A pool that opens its connections in the background instead of waiting for them:
-/// building it never fails for an unreachable server (for replicas that may be down).
-///
-/// # Errors
-/// [`Error::Config`] for an invalid configuration.
-pub fn build_pool_lazy(config: &DbConfig) -> Result<PgPool> {
-    config.validate()?;
-    let manager = PgConnectionManager::new(config);
-    Ok(pool_builder(config, Arc::default()).build_unchecked(manager))
+    PoolOptions::new(config).connect()
 }
 
 /// Checks a connection out of `pool` (the crate's [`PgPool`], or any r2d2 pool of
@@ -239,47 +173,4 @@ where
             last_error: crate::error::last_connection_error(&e.to_string(), None),
         }
     })
-}
-
-fn connection_message(r2d2_message: &str, info: Option<&Conninfo>) -> String {
-    match crate::error::last_connection_error(r2d2_message, info) {
-        Some(last) => format!("{last} (timed out waiting for the first connection)"),
-        None => "timed out waiting for the first connection: is the server running and reachable?"
-            .to_owned(),
-    }
-}
-
-/// An r2d2 pool builder preset from `config`, for a pool you build yourself (adding an
-/// event handler, a connection customizer, ...): its size, minimum idle connections and
-/// connection timeout, and the checkout health check of [`PgConnectionManager`]. Build
-/// it with `PgConnectionManager::new(&config)`:
-///
-/// ```no_run
-/// use todo_store::pool::{builder, PgConnectionManager};
-/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let config = todo_store::DbConfig::from_env()?;
-/// let pool = builder(&config)
-///     .max_lifetime(Some(std::time::Duration::from_secs(1800)))
-///     .build(PgConnectionManager::new(&config))?;
-/// todo_store::run_migrations(&mut *pool.get()?)?;
-/// # Ok(())
-/// # }
-/// ```
-pub fn builder(config: &DbConfig) -> r2d2::Builder<PgConnectionManager> {
-    pool_builder(config, Arc::default())
-}
-
-/// The threads that open a pool's connections: one per connection (at least r2d2's
-/// default of 3, at most 32), so that a pool fills in the time of one connection. A
-/// connection costs about four round trips to open (startup, diesel's two `SET`s, the
-/// crate's session settings): over a 400 ms link about 1.6 s, and with r2d2's 3 threads
-/// a pool of 10 took four of those, past the default 5 s connection timeout.
-fn connection_threads(config: &DbConfig) -> Arc<scheduled_thread_pool::ScheduledThreadPool> {
-    let threads = config.max_pool_size().clamp(3, 32) as usize;
-    Arc::new(
-        scheduled_thread_pool::ScheduledThreadPool::builder()
-            .num_threads(threads)
-            .thread_name_pattern("todo-store-connect-{}")
-            .build(),
-    )
 }

@@ -71,17 +71,58 @@ impl TitleNonce {
     }
 }
 
+/// A sort a cursor can be made for ([`TaskSort`], [`crate::UserSort`]): its number in
+/// the cursor's header, and the kind of sort key that follows.
+pub(crate) trait CursorSort: Copy + PartialEq + std::fmt::Debug {
+    /// Its number in the cursor's header.
+    fn number(self) -> u8;
+    /// The sort numbered `n`, if any.
+    fn from_number(n: u8) -> Option<Self>;
+    /// The kind of its sort key.
+    fn key_kind(self) -> KeyKind;
+}
+
+/// The kinds of [`SortKey`], as a cursor's sort names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum KeyKind {
+    Timestamp,
+    OptionalTimestamp,
+    Priority,
+    Title,
+    Rank,
+}
+
+impl CursorSort for TaskSort {
+    fn number(self) -> u8 {
+        self as u8
+    }
+
+    fn from_number(n: u8) -> Option<Self> {
+        TaskSort::from_u8(n)
+    }
+
+    fn key_kind(self) -> KeyKind {
+        match self {
+            TaskSort::CreatedAt | TaskSort::UpdatedAt => KeyKind::Timestamp,
+            TaskSort::DueDate => KeyKind::OptionalTimestamp,
+            TaskSort::Priority => KeyKind::Priority,
+            TaskSort::Title => KeyKind::Title,
+            TaskSort::Relevance => KeyKind::Rank,
+        }
+    }
+}
+
 /// A decoded cursor: continue after the row with this key and id.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Cursor {
-    pub sort: TaskSort,
+pub(crate) struct Cursor<S = TaskSort> {
+    pub sort: S,
     pub direction: Direction,
     pub fingerprint: u64,
     pub key: SortKey,
     pub id: Uuid,
 }
 
-impl Cursor {
+impl<S: CursorSort> Cursor<S> {
     /// The cursor's text, for the query of `user_id` (which keys the title mask).
     pub(crate) fn encode(&self, user_id: Uuid) -> String {
         let mut body = Vec::with_capacity(32);
@@ -99,8 +140,9 @@ impl Cursor {
             SortKey::Rank(r) => body.extend_from_slice(&r.to_bits().to_be_bytes()),
         }
         body.extend_from_slice(self.id.as_bytes());
-        seal(
-            self.sort as u8,
+        seal_as(
+            version_of(self.sort.key_kind()),
+            self.sort.number(),
             self.direction as u8,
             self.fingerprint,
             &body,
@@ -111,11 +153,11 @@ impl Cursor {
     /// with `fingerprint`, of `user_id`.
     pub(crate) fn decode(
         text: &str,
-        sort: TaskSort,
+        sort: S,
         direction: Direction,
         fingerprint: u64,
         user_id: Uuid,
-    ) -> Result<Cursor> {
+    ) -> Result<Cursor<S>> {
         let invalid = |why: &str| Error::validation("cursor", why.to_owned());
         if text.len() > MAX_ENCODED_LEN {
             return Err(invalid("is too long to be a cursor of this crate"));
@@ -132,14 +174,14 @@ impl Cursor {
         let mut reader = Reader(payload);
         let version = reader.u8()?;
         let cursor_sort =
-            TaskSort::from_u8(reader.u8()?).ok_or_else(|| invalid("names an unknown sort"))?;
-        if cursor_sort == TaskSort::Title && version == FORMAT_VERSION {
+            S::from_number(reader.u8()?).ok_or_else(|| invalid("names an unknown sort"))?;
+        if cursor_sort.key_kind() == KeyKind::Title && version == FORMAT_VERSION {
             return Err(invalid(
                 "was made by an earlier version of this crate, whose title cursors are no \
                  longer read: start again without a cursor",
             ));
         }
-        if version != version_of(cursor_sort as u8) {
+        if version != version_of(cursor_sort.key_kind()) {
             return Err(invalid("was made by an incompatible version"));
         }
         let cursor_direction = Direction::from_u8(reader.u8()?)
@@ -155,7 +197,7 @@ impl Cursor {
                 "was made for a query with other filters or another user: start again without a cursor",
             ));
         }
-        let key = reader.key(sort, user_id, fingerprint)?;
+        let key = reader.key(sort.key_kind(), user_id, fingerprint)?;
         let id = Uuid::from_slice(reader.take(16)?).map_err(|_| invalid("is malformed"))?;
         if !reader.0.is_empty() {
             return Err(invalid("is malformed"));
@@ -170,9 +212,9 @@ impl Cursor {
     }
 }
 
-/// The version byte of a cursor of the sort numbered `sort`.
-fn version_of(sort: u8) -> u8 {
-    if sort == TaskSort::Title as u8 {
+/// The version byte of a cursor whose sort key is of `kind`.
+fn version_of(kind: KeyKind) -> u8 {
+    if kind == KeyKind::Title {
         TITLE_FORMAT_VERSION
     } else {
         FORMAT_VERSION
@@ -226,12 +268,20 @@ fn mask_title(title: &mut [u8], nonce: TitleNonce, user_id: Uuid, fingerprint: u
     }
 }
 
-/// The text of a cursor: the header (the layout's version for `sort`, `sort` and
-/// `direction` by number, `fingerprint`), then `body` (sort key and task id), then the
-/// checksum of all of it, as URL-safe base64.
+/// The text of a task cursor: [`seal_as`] with the layout's version for the task sort
+/// numbered `sort` (for the fuzzing hooks, which seal any bytes).
+#[cfg(feature = "fuzzing")]
 pub(crate) fn seal(sort: u8, direction: u8, fingerprint: u64, body: &[u8]) -> String {
+    let version = TaskSort::from_u8(sort).map_or(FORMAT_VERSION, |s| version_of(s.key_kind()));
+    seal_as(version, sort, direction, fingerprint, body)
+}
+
+/// The text of a cursor: the header (the layout's `version`, `sort` and `direction` by
+/// number, `fingerprint`), then `body` (sort key and row id), then the checksum of all
+/// of it, as URL-safe base64.
+fn seal_as(version: u8, sort: u8, direction: u8, fingerprint: u64, body: &[u8]) -> String {
     let mut bytes = Vec::with_capacity(11 + body.len() + 8);
-    bytes.push(version_of(sort));
+    bytes.push(version);
     bytes.push(sort);
     bytes.push(direction);
     bytes.extend_from_slice(&fingerprint.to_be_bytes());
@@ -269,23 +319,23 @@ impl<'a> Reader<'a> {
         ))
     }
 
-    /// The sort key of a cursor made for `sort`.
-    fn key(&mut self, sort: TaskSort, user_id: Uuid, fingerprint: u64) -> Result<SortKey> {
+    /// A sort key of `kind`.
+    fn key(&mut self, kind: KeyKind, user_id: Uuid, fingerprint: u64) -> Result<SortKey> {
         let invalid = |why: &str| Error::validation("cursor", why.to_owned());
-        Ok(match sort {
-            TaskSort::CreatedAt | TaskSort::UpdatedAt => SortKey::Timestamp(self.timestamp()?),
-            TaskSort::DueDate => SortKey::OptionalTimestamp(match self.u8()? {
+        Ok(match kind {
+            KeyKind::Timestamp => SortKey::Timestamp(self.timestamp()?),
+            KeyKind::OptionalTimestamp => SortKey::OptionalTimestamp(match self.u8()? {
                 0 => None,
                 1 => Some(self.timestamp()?),
                 _ => return Err(invalid("is malformed")),
             }),
-            TaskSort::Priority => SortKey::Priority(
+            KeyKind::Priority => SortKey::Priority(
                 Priority::ALL
                     .get(self.u8()? as usize)
                     .copied()
                     .ok_or_else(|| invalid("is malformed"))?,
             ),
-            TaskSort::Title => {
+            KeyKind::Title => {
                 let nonce = TitleNonce(self.take(TITLE_NONCE_LEN)?.try_into().expect("16 bytes"));
                 let len = self.u32()? as usize;
                 let mut raw = self.take(len)?.to_vec();
@@ -297,7 +347,7 @@ impl<'a> Reader<'a> {
                 }
                 SortKey::Title(title, nonce)
             }
-            TaskSort::Relevance => {
+            KeyKind::Rank => {
                 let rank = f32::from_bits(self.u32()?);
                 if !rank.is_finite() {
                     return Err(invalid("is malformed"));

@@ -74,11 +74,11 @@ pub(crate) mod user;
 pub(crate) mod user_query;
 
 pub use habit::HabitRepo;
-pub use query::{Direction, Page, TaskQuery, TaskSort, DEFAULT_LIMIT, MAX_LIMIT, MAX_SEARCH_CHARS};
+pub use query::{Direction, Page, TaskQuery, TaskSort};
 pub use session::{SessionRepo, PURGE_BATCH};
 pub use task::TaskRepo;
 pub use user::UserRepo;
-pub use user_query::{UserQuery, DEFAULT_USERS_PER_PAGE};
+pub use user_query::{UserQuery, UserSort};
 
 /// A fresh UUIDv7: time-ordered, so new rows land at the right edge of the primary key
 /// index instead of at random pages.

@@ -7,13 +7,6 @@ use super::cursor::fnv1a;
 use crate::error::{Error, Result};
 use crate::models::Priority;
 
-/// Default page size of [`TaskQuery`].
-pub const DEFAULT_LIMIT: i64 = 50;
-/// Largest page size of [`TaskQuery`].
-pub const MAX_LIMIT: i64 = 500;
-/// Longest search string, in characters.
-pub const MAX_SEARCH_CHARS: usize = 1000;
-
 /// One page of results, and the cursor for the next one.
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -242,13 +235,20 @@ impl Default for TaskQuery {
             search: None,
             sort: TaskSort::CreatedAt,
             direction: Direction::Desc,
-            limit: Some(DEFAULT_LIMIT),
+            limit: Some(Self::DEFAULT_LIMIT),
             after: None,
         }
     }
 }
 
 impl TaskQuery {
+    /// Page size when [`TaskQuery::limit`] is not called.
+    pub const DEFAULT_LIMIT: i64 = 50;
+    /// Largest page size [`TaskQuery::limit`] accepts.
+    pub const MAX_LIMIT: i64 = 500;
+    /// Longest text [`TaskQuery::search`] accepts, in characters.
+    pub const MAX_SEARCH_CHARS: usize = 1000;
+
     /// Every task, newest first, 50 per page.
     pub fn new() -> Self {
         Self::default()
@@ -305,6 +305,8 @@ impl TaskQuery {
     /// words (all must match, stemmed, in English), `"quoted phrases"`, `or`, and
     /// `-word` to exclude. Any text is safe: what is not syntax is taken as words.
     /// Blank text means no search; text of stop words only (`the`) matches nothing.
+    /// Longer than [`TaskQuery::MAX_SEARCH_CHARS`] characters, it makes
+    /// [`crate::TaskRepo::list`] fail with [`Error::Validation`].
     pub fn search(mut self, terms: &str) -> Self {
         self.search = Some(terms.to_owned());
         self
@@ -317,8 +319,9 @@ impl TaskQuery {
         self
     }
 
-    /// At most `n` tasks per page: 1 to 500 (default 50). Other values make
-    /// [`crate::TaskRepo::list`] fail with [`Error::Validation`].
+    /// At most `n` tasks per page: 1 to [`TaskQuery::MAX_LIMIT`] (500; default
+    /// [`TaskQuery::DEFAULT_LIMIT`], 50). Other values make [`crate::TaskRepo::list`]
+    /// fail with [`Error::Validation`].
     pub fn limit<N: TryInto<i64>>(mut self, n: N) -> Self {
         self.limit = n.try_into().ok();
         self
@@ -344,10 +347,10 @@ impl TaskQuery {
     /// The page size, checked.
     pub(crate) fn checked_limit(&self) -> Result<i64> {
         match self.limit {
-            Some(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+            Some(n) if (1..=Self::MAX_LIMIT).contains(&n) => Ok(n),
             _ => Err(Error::validation(
                 "limit",
-                format!("must be between 1 and {MAX_LIMIT}"),
+                format!("must be between 1 and {}", Self::MAX_LIMIT),
             )),
         }
     }
@@ -359,10 +362,10 @@ impl TaskQuery {
         let Some(terms) = self.search.as_deref() else {
             return Ok(None);
         };
-        if terms.chars().nth(MAX_SEARCH_CHARS).is_some() {
+        if terms.chars().nth(Self::MAX_SEARCH_CHARS).is_some() {
             return Err(Error::validation(
                 "search",
-                format!("must be at most {MAX_SEARCH_CHARS} characters"),
+                format!("must be at most {} characters", Self::MAX_SEARCH_CHARS),
             ));
         }
         let cleaned = terms.replace('\0', " ");

@@ -15,9 +15,6 @@ use crate::error::{Error, Result};
 use crate::models::{NewUser, User, UserPatch};
 use crate::schema::users;
 
-/// Largest page [`UserRepo::list`] returns.
-pub const MAX_USERS_PER_PAGE: i64 = 1000;
-
 /// The comparison key of an email, around the SQL of the email: the SQL function
 /// `email_key` (migration `2026-12-06-000001_email_nfkc_key`, the one definition of the
 /// key): NFKD, `lower()`, then `ß`, `ſ` and the iota subscript U+0345 folded to `ss`, `s`
@@ -282,18 +279,19 @@ impl UserRepo {
         })
     }
 
-    /// Up to `limit` users (1 to 1000), oldest first, skipping `offset`. The server
-    /// reads and throws away the `offset` rows before the page: for paging through
-    /// many users, [`UserRepo::list_page`] costs the same on every page.
+    /// Up to `limit` users (1 to [`UserQuery::MAX_LIMIT`], 1000), oldest first,
+    /// skipping `offset`. The server reads and throws away the `offset` rows before the
+    /// page: for paging through many users, [`UserRepo::list_page`] costs the same on
+    /// every page.
     ///
     /// # Errors
     /// [`Error::Validation`] for a limit outside 1..=1000 or a negative offset.
     pub fn list(conn: &mut PgConnection, limit: i64, offset: i64) -> Result<Vec<User>> {
         super::call("user.list", None, conn, |conn| {
-            if !(1..=MAX_USERS_PER_PAGE).contains(&limit) {
+            if !(1..=UserQuery::MAX_LIMIT).contains(&limit) {
                 return Err(Error::validation(
                     "limit",
-                    format!("must be between 1 and {MAX_USERS_PER_PAGE}"),
+                    format!("must be between 1 and {}", UserQuery::MAX_LIMIT),
                 ));
             }
             if offset < 0 {

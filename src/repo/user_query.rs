@@ -1,21 +1,57 @@
 //! [`UserQuery`]: which users [`crate::UserRepo::list_page`] returns, a page at a time,
-//! by keyset pagination over `(created_at, id)`.
+//! by keyset pagination over the [`UserSort`] key and the id.
 
 use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::sql_types::Bool;
 use uuid::Uuid;
 
-use super::cursor::{fnv1a, Cursor, SortKey};
+use super::cursor::{fnv1a, Cursor, CursorSort, KeyKind, SortKey};
 use super::fragment::{self, Bind};
-use super::query::{Direction, TaskSort};
+use super::query::Direction;
 use crate::error::{Error, Result};
 use crate::models::validate::EMAIL_MAX_CHARS;
 use crate::models::User;
 use crate::schema::users;
 
-/// Default page size of [`UserQuery`].
-pub const DEFAULT_USERS_PER_PAGE: i64 = 50;
+/// What to sort users by, ascending. Every sort breaks ties on the user id, so the
+/// order is total.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "snake_case")
+)]
+#[non_exhaustive]
+pub enum UserSort {
+    /// When the user was created, oldest first (the default).
+    #[default]
+    CreatedAt = 0,
+}
+
+impl UserSort {
+    /// Every sort, in the order of their numbers (as [`crate::TaskSort::ALL`]).
+    pub const ALL: [UserSort; 1] = [UserSort::CreatedAt];
+}
+
+/// A user cursor's header names its sort by this number (the same byte as
+/// `TaskSort::CreatedAt`, so cursors made before `UserSort` existed stay valid; the
+/// fingerprint keeps them apart from task cursors).
+impl CursorSort for UserSort {
+    fn number(self) -> u8 {
+        self as u8
+    }
+
+    fn from_number(n: u8) -> Option<Self> {
+        Self::ALL.get(n as usize).copied()
+    }
+
+    fn key_kind(self) -> KeyKind {
+        match self {
+            UserSort::CreatedAt => KeyKind::Timestamp,
+        }
+    }
+}
 
 /// Which users [`crate::UserRepo::list_page`] returns: oldest first (by `created_at`,
 /// ties by id), optionally only those whose email starts with a prefix, a page at a
@@ -38,6 +74,7 @@ pub const DEFAULT_USERS_PER_PAGE: i64 = 50;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserQuery {
     pub(crate) email_prefix: Option<String>,
+    pub(crate) sort: UserSort,
     pub(crate) limit: Option<i64>,
     pub(crate) after: Option<String>,
 }
@@ -46,13 +83,19 @@ impl Default for UserQuery {
     fn default() -> Self {
         UserQuery {
             email_prefix: None,
-            limit: Some(DEFAULT_USERS_PER_PAGE),
+            sort: UserSort::CreatedAt,
+            limit: Some(Self::DEFAULT_LIMIT),
             after: None,
         }
     }
 }
 
 impl UserQuery {
+    /// Page size when [`UserQuery::limit`] is not called.
+    pub const DEFAULT_LIMIT: i64 = 50;
+    /// Largest page size [`UserQuery::limit`] (and [`crate::UserRepo::list`]) accepts.
+    pub const MAX_LIMIT: i64 = 1000;
+
     /// Every user, oldest first, 50 per page.
     pub fn new() -> Self {
         Self::default()
@@ -66,7 +109,14 @@ impl UserQuery {
         self
     }
 
-    /// At most `n` users per page: 1 to 1000 (default 50). Other values make
+    /// Sort by `sort`, ascending (default: [`UserSort::CreatedAt`]).
+    pub fn sort(mut self, sort: UserSort) -> Self {
+        self.sort = sort;
+        self
+    }
+
+    /// At most `n` users per page: 1 to [`UserQuery::MAX_LIMIT`] (1000; default
+    /// [`UserQuery::DEFAULT_LIMIT`], 50). Other values make
     /// [`crate::UserRepo::list_page`] fail with [`Error::Validation`].
     pub fn limit<N: TryInto<i64>>(mut self, n: N) -> Self {
         self.limit = n.try_into().ok();
@@ -74,7 +124,7 @@ impl UserQuery {
     }
 
     /// Continue after the page whose [`crate::Page::next_cursor`] this is; the cursor
-    /// must come from the same prefix (the limit may change).
+    /// must come from the same prefix and sort (the limit may change).
     pub fn after(mut self, cursor: &str) -> Self {
         self.after = Some(cursor.to_owned());
         self
@@ -99,6 +149,7 @@ impl UserQuery {
 /// A [`UserQuery`], checked and ready to become SQL.
 pub(crate) struct UserPagePlan<'q> {
     prefix: Option<&'q str>,
+    sort: UserSort,
     pub limit: i64,
     cursor: Option<(chrono::DateTime<chrono::Utc>, Uuid)>,
     fingerprint: u64,
@@ -108,11 +159,11 @@ impl<'q> UserPagePlan<'q> {
     /// Checks `query`: limit, prefix and cursor.
     pub(crate) fn new(query: &'q UserQuery) -> Result<Self> {
         let limit = match query.limit {
-            Some(n) if (1..=super::user::MAX_USERS_PER_PAGE).contains(&n) => n,
+            Some(n) if (1..=UserQuery::MAX_LIMIT).contains(&n) => n,
             _ => {
                 return Err(Error::validation(
                     "limit",
-                    format!("must be between 1 and {}", super::user::MAX_USERS_PER_PAGE),
+                    format!("must be between 1 and {}", UserQuery::MAX_LIMIT),
                 ))
             }
         };
@@ -130,15 +181,7 @@ impl<'q> UserPagePlan<'q> {
         let cursor = query
             .after
             .as_deref()
-            .map(|c| {
-                Cursor::decode(
-                    c,
-                    TaskSort::CreatedAt,
-                    Direction::Asc,
-                    fingerprint,
-                    Uuid::nil(),
-                )
-            })
+            .map(|c| Cursor::decode(c, query.sort, Direction::Asc, fingerprint, Uuid::nil()))
             .transpose()?
             .map(|c| match c.key {
                 SortKey::Timestamp(t) => Ok((t, c.id)),
@@ -147,6 +190,7 @@ impl<'q> UserPagePlan<'q> {
             .transpose()?;
         Ok(UserPagePlan {
             prefix,
+            sort: query.sort,
             limit,
             cursor,
             fingerprint,
@@ -174,18 +218,22 @@ impl<'q> UserPagePlan<'q> {
                     .sql(")"),
             );
         }
-        query
-            .order((users::created_at.asc(), users::id.asc()))
-            .limit(self.limit + 1)
+        let query = match self.sort {
+            UserSort::CreatedAt => query.order((users::created_at.asc(), users::id.asc())),
+        };
+        query.limit(self.limit + 1)
     }
 
     /// The cursor that continues after `last`.
     pub(crate) fn cursor_after(&self, last: &User) -> String {
+        let key = match self.sort {
+            UserSort::CreatedAt => SortKey::Timestamp(last.created_at),
+        };
         Cursor {
-            sort: TaskSort::CreatedAt,
+            sort: self.sort,
             direction: Direction::Asc,
             fingerprint: self.fingerprint,
-            key: SortKey::Timestamp(last.created_at),
+            key,
             id: last.id,
         }
         .encode(Uuid::nil())

@@ -56,7 +56,7 @@ use diesel::sql_types::{Bool, Integer};
 
 use crate::config::{redact_url, DbConfig};
 use crate::local_postgres::LocalPostgres;
-use crate::pool::{build_pool, checkout, PgPool, PooledConn};
+use crate::pool::{checkout, PgPool, PoolOptions, PooledConn};
 
 /// Environment variable naming the server for test databases (before `DATABASE_URL`).
 pub const TEST_DATABASE_URL: &str = "TEST_DATABASE_URL";
@@ -139,7 +139,10 @@ impl TestDb {
             .pool_size(10)
             .min_idle(Some(1))
             .connection_timeout(Duration::from_secs(30));
-        let pool = build_pool(&config).map_err(|e| format!("TestDb: {e}"))?;
+        let pool = PoolOptions::new(&config)
+            .run_migrations(false)
+            .connect()
+            .map_err(|e| format!("TestDb: {e}"))?;
         Ok(TestDb {
             name,
             url,

@@ -11,20 +11,22 @@ use std::time::{Duration, Instant};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::sql_types::BigInt;
-use todo_store::pool::build_pool;
 use todo_store::testing::TestDb;
+use todo_store::PoolOptions;
 use todo_store::{AsyncPool, DbConfig, Error, NewTask, PgPool, TaskQuery, TaskRepo};
 use uuid::Uuid;
 
 use crate::support::fixtures;
 
 fn small_pool(db: &TestDb, size: u32, timeout: Duration) -> PgPool {
-    build_pool(
+    PoolOptions::new(
         &DbConfig::new(db.url())
             .pool_size(size)
             .connection_timeout(timeout)
             .application_name("async-pool-test"),
     )
+    .run_migrations(false)
+    .connect()
     .unwrap()
 }
 

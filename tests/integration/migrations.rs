@@ -4,7 +4,7 @@ use diesel::prelude::*;
 use diesel::sql_types::Text;
 use todo_store::migrate::{pending_migrations, MIGRATIONS};
 use todo_store::testing::TestDb;
-use todo_store::{connect, revert_all_migrations, run_migrations, DbConfig};
+use todo_store::{connect, revert_all_migrations, run_migrations, DbConfig, PoolOptions};
 
 #[derive(QueryableByName, Debug, PartialEq)]
 struct Name {
@@ -478,11 +478,13 @@ fn the_pooled_connection_that_recreated_a_type_by_migrating_goes_on_working() {
 #[test]
 fn the_pools_other_connections_are_retired_after_a_migration_recreated_a_type() {
     let db = TestDb::new();
-    let (pool, metrics) = todo_store::pool::build_pool_with_metrics(
+    let (pool, metrics) = PoolOptions::new(
         &DbConfig::new(db.url())
             .pool_size(2)
             .connection_timeout(std::time::Duration::from_secs(5)),
     )
+    .run_migrations(false)
+    .connect_with_metrics()
     .unwrap();
     let user = crate::support::fixtures::user(&mut db.conn());
     // Both connections cache the enum's OID.

@@ -4,18 +4,20 @@ use std::time::{Duration, Instant};
 
 use diesel::prelude::*;
 use diesel::sql_types::Text;
-use todo_store::pool::{build_pool, checkout, RECENTLY_USED};
+use todo_store::pool::{checkout, PoolOptions, RECENTLY_USED};
 use todo_store::testing::TestDb;
 use todo_store::{DbConfig, Error, UserRepo};
 
 use crate::support::backend::{backend_pid, terminate};
 
 fn one_connection_pool(db: &TestDb) -> todo_store::PgPool {
-    build_pool(
+    PoolOptions::new(
         &DbConfig::new(db.url())
             .pool_size(1)
             .connection_timeout(Duration::from_secs(2)),
     )
+    .run_migrations(false)
+    .connect()
     .unwrap()
 }
 
@@ -56,11 +58,13 @@ fn a_recently_used_connection_costs_no_ping_and_fails_at_most_once() {
 #[test]
 fn an_exhausted_pool_times_out_naming_its_size_and_timeout() {
     let db = TestDb::new();
-    let pool = build_pool(
+    let pool = PoolOptions::new(
         &DbConfig::new(db.url())
             .pool_size(2)
             .connection_timeout(Duration::from_millis(300)),
     )
+    .run_migrations(false)
+    .connect()
     .unwrap();
     let _held = (checkout(&pool).unwrap(), checkout(&pool).unwrap());
     let started = Instant::now();
@@ -94,11 +98,13 @@ fn pool_get_with_question_mark_names_the_pool_size_and_timeout() {
         Ok(pool.get()?)
     }
     let db = TestDb::new();
-    let pool = build_pool(
+    let pool = PoolOptions::new(
         &DbConfig::new(db.url())
             .pool_size(1)
             .connection_timeout(Duration::from_millis(250)),
     )
+    .run_migrations(false)
+    .connect()
     .unwrap();
     let _held = get_conn(&pool).unwrap();
     for attempt in 0..2 {
@@ -130,11 +136,13 @@ fn pool_get_with_question_mark_names_the_pool_size_and_timeout() {
 #[test]
 fn new_connections_get_the_configured_session_settings() {
     let db = TestDb::new();
-    let pool = build_pool(
+    let pool = PoolOptions::new(
         &DbConfig::new(db.url())
             .statement_timeout(Some(Duration::from_millis(1234)))
             .application_name("settings-test"),
     )
+    .run_migrations(false)
+    .connect()
     .unwrap();
     #[derive(QueryableByName)]
     struct Setting {
@@ -152,12 +160,61 @@ fn new_connections_get_the_configured_session_settings() {
     assert_eq!(show(&mut conn, "application_name"), "settings-test");
 }
 
+/// The caller's customizer runs after the crate's setup, which stays; an r2d2
+/// adjustment applies, and a checkout timeout names the size it left.
+#[test]
+fn options_run_the_callers_customizer_and_r2d2_adjustments() {
+    use diesel::connection::SimpleConnection;
+    use diesel::r2d2::CustomizeConnection;
+    #[derive(Debug)]
+    struct WorkMem;
+    impl CustomizeConnection<PgConnection, diesel::r2d2::Error> for WorkMem {
+        fn on_acquire(&self, conn: &mut PgConnection) -> Result<(), diesel::r2d2::Error> {
+            conn.batch_execute("SET work_mem = '7MB'")
+                .map_err(diesel::r2d2::Error::QueryError)
+        }
+    }
+    #[derive(QueryableByName)]
+    struct Setting {
+        #[diesel(sql_type = Text)]
+        value: String,
+    }
+    let db = TestDb::new();
+    let options = PoolOptions::new(
+        &DbConfig::new(db.url())
+            .pool_size(3)
+            .application_name("options-test")
+            .connection_timeout(Duration::from_millis(300)),
+    )
+    .run_migrations(false)
+    .customizer(WorkMem)
+    .r2d2(|b| b.max_size(1));
+    let (pool, metrics) = options.connect_with_metrics().unwrap();
+    assert_eq!(pool.max_size(), 1);
+    assert_eq!(metrics.snapshot().max_size, 1);
+    let mut conn = checkout(&pool).unwrap();
+    for (name, value) in [("work_mem", "7MB"), ("application_name", "options-test")] {
+        let shown = diesel::sql_query(format!("SELECT current_setting('{name}') AS value"))
+            .get_result::<Setting>(&mut conn)
+            .unwrap()
+            .value;
+        assert_eq!(shown, value, "{name}");
+    }
+    match pool.get().map(drop).map_err(Error::from) {
+        Err(Error::PoolTimeout { max_size: 1, .. }) => {}
+        other => panic!("expected a PoolTimeout naming size 1, got {other:?}"),
+    }
+}
+
 #[test]
 fn a_slow_statement_is_a_statement_timeout_error() {
     let db = TestDb::new();
-    let pool =
-        build_pool(&DbConfig::new(db.url()).statement_timeout(Some(Duration::from_millis(100))))
-            .unwrap();
+    let pool = PoolOptions::new(
+        &DbConfig::new(db.url()).statement_timeout(Some(Duration::from_millis(100))),
+    )
+    .run_migrations(false)
+    .connect()
+    .unwrap();
     let mut conn = checkout(&pool).unwrap();
     let err: Error = diesel::sql_query("SELECT pg_sleep(2)")
         .execute(&mut conn)
@@ -188,11 +245,13 @@ fn connecting_to_no_server_fails_fast_naming_the_host_not_the_password() {
 #[test]
 fn pool_metrics_count_connections_checkouts_waits_and_timeouts() {
     let db = TestDb::new();
-    let (pool, metrics) = todo_store::pool::build_pool_with_metrics(
+    let (pool, metrics) = PoolOptions::new(
         &DbConfig::new(db.url())
             .pool_size(1)
             .connection_timeout(Duration::from_millis(200)),
     )
+    .run_migrations(false)
+    .connect_with_metrics()
     .unwrap();
     let start = metrics.snapshot();
     assert_eq!((start.max_size, start.connections), (1, 1));
@@ -237,7 +296,10 @@ fn an_applications_default_instrumentation_still_sees_pooled_statements() {
     }
     set_default_instrumentation(counting).unwrap();
     let db = TestDb::new();
-    let pool = build_pool(&DbConfig::new(db.url()).pool_size(1)).unwrap();
+    let pool = PoolOptions::new(&DbConfig::new(db.url()).pool_size(1))
+        .run_migrations(false)
+        .connect()
+        .unwrap();
     let mut conn = checkout(&pool).unwrap();
     let before = SEEN.load(Ordering::SeqCst);
     assert_eq!(UserRepo::count(&mut conn).unwrap(), 0);
@@ -264,11 +326,13 @@ fn a_connection_returned_inside_a_transaction_opened_with_plain_sql_is_rolled_ba
     use todo_store::{NewTask, TaskRepo};
     let db = TestDb::new();
     let user = crate::support::fixtures::user(&mut db.conn());
-    let (pool, metrics) = todo_store::pool::build_pool_with_metrics(
+    let (pool, metrics) = PoolOptions::new(
         &DbConfig::new(db.url())
             .pool_size(1)
             .connection_timeout(Duration::from_secs(2)),
     )
+    .run_migrations(false)
+    .connect_with_metrics()
     .unwrap();
     let opens: [&dyn Fn(&mut PgConnection); 4] = [
         &|c| {

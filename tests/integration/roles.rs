@@ -10,8 +10,8 @@ use diesel::dsl::sql;
 use diesel::sql_types::Text;
 use diesel::{Connection, PgConnection, RunQueryDsl};
 use todo_store::migrate::{pending_migrations, revert_all_migrations, run_migrations};
-use todo_store::pool::build_pool;
 use todo_store::testing::TestDb;
+use todo_store::PoolOptions;
 use todo_store::{
     connect, DbConfig, Error, HabitPatch, HabitRepo, NewHabit, NewTask, NewUser, PgPool, Priority,
     Schedule, TaskPatch, TaskQuery, TaskRepo, UserPatch, UserRepo,
@@ -90,7 +90,10 @@ impl<'a> Runtime<'a> {
     }
 
     fn pool(&self) -> PgPool {
-        build_pool(&DbConfig::new(self.url()).pool_size(2)).expect("a pool for the runtime role")
+        PoolOptions::new(&DbConfig::new(self.url()).pool_size(2))
+            .run_migrations(false)
+            .connect()
+            .expect("a pool for the runtime role")
     }
 }
 
@@ -441,7 +444,7 @@ fn the_runtime_role_cannot_run_the_migrations_on_an_empty_database() {
 
 /// The deployment of docs/roles.md: the owner migrates an empty database at deploy
 /// time (`run_migrations` on an owner connection), docs/roles.sql runs, and the
-/// application's pool for the runtime role (`build_pool`: no migrations) serves.
+/// application's pool for the runtime role (`PoolOptions::run_migrations(false)`) serves.
 #[test]
 fn the_owner_migrates_and_the_runtime_role_serves() {
     let db = TestDb::empty();

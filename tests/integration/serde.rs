@@ -133,9 +133,9 @@ fn db_config_deserializes_and_keeps_its_password_secret() {
         "pgbouncer": true,
     }))
     .unwrap();
-    assert_eq!(config.max_pool_size(), 7);
-    assert_eq!(config.statement_timeout_duration(), None);
-    assert!(config.behind_pgbouncer());
+    assert_eq!(config.get_pool_size(), 7);
+    assert_eq!(config.get_statement_timeout(), None);
+    assert!(config.get_pgbouncer());
     assert!(!format!("{config:?}").contains("Sup3rSecret"));
     for bad in [
         json!({"url": "postgres://app:Sup3rSecret@db/todo", "pool_size": 0}),

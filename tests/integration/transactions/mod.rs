@@ -12,9 +12,9 @@ use std::time::Duration;
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
-use todo_store::pool::build_pool;
 use todo_store::retry::RetryPolicy;
 use todo_store::testing::TestDb;
+use todo_store::PoolOptions;
 use todo_store::{DbConfig, PgPool, TaskQuery, TaskRepo};
 use uuid::Uuid;
 
@@ -59,11 +59,13 @@ fn titles(conn: &mut PgConnection, user_id: Uuid) -> Vec<String> {
 
 /// A pool of one connection over `db`, so a test knows which connection an attempt gets.
 fn one_connection_pool(db: &TestDb) -> PgPool {
-    build_pool(
+    PoolOptions::new(
         &DbConfig::new(db.url())
             .pool_size(1)
             .connection_timeout(Duration::from_secs(10)),
     )
+    .run_migrations(false)
+    .connect()
     .expect("pool")
 }
 
