@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use uuid::Uuid;
 
+use super::ids::UserId;
 use crate::schema::auth_sessions;
 
 /// A signed-in session of Better Auth, without its token.
@@ -17,7 +18,7 @@ pub struct BetterAuthSession {
     /// UUIDv7, made by the database (`uuid_v7()`): Better Auth leaves ids to it.
     pub id: Uuid,
     /// The user who signed in: the id of a [`crate::User`].
-    pub user_id: Uuid,
+    pub user_id: UserId,
     /// When Better Auth stops accepting the session (it moves it later as the session
     /// is used, by its `session.updateAge`).
     pub expires_at: DateTime<Utc>,

@@ -321,15 +321,15 @@ impl TaskQuery {
     /// valid for the query and user it was made for. Each field is tagged with its
     /// presence and variable-length ones with their length, so two different filter
     /// sets never encode to the same bytes.
-    pub(crate) fn fingerprint(&self, user_id: uuid::Uuid) -> u64 {
+    pub(crate) fn fingerprint(&self, user_id: crate::models::UserId) -> u64 {
         fnv1a(&self.fingerprint_bytes(user_id))
     }
 
     /// The unambiguous encoding [`TaskQuery::fingerprint`] hashes.
-    pub(crate) fn fingerprint_bytes(&self, user_id: uuid::Uuid) -> Vec<u8> {
+    pub(crate) fn fingerprint_bytes(&self, user_id: crate::models::UserId) -> Vec<u8> {
         let mut bytes = Vec::with_capacity(96);
         bytes.push(FINGERPRINT_VERSION);
-        bytes.extend_from_slice(user_id.as_bytes());
+        bytes.extend_from_slice(user_id.as_uuid().as_bytes());
         bytes.push(self.completed.map_or(2, u8::from));
         bytes.push(self.priorities.len() as u8);
         bytes.extend(self.priorities.iter().map(|p| *p as u8));
@@ -473,7 +473,7 @@ mod tests {
 
     #[test]
     fn different_filters_never_share_fingerprint_bytes() {
-        let user = uuid::Uuid::nil();
+        let user = crate::models::UserId::from(uuid::Uuid::nil());
         let far = |micros: i64| DateTime::from_timestamp_micros(micros).unwrap();
         // Under a concatenation without tags, a priority byte followed by absent
         // bounds spelled the same bytes as four bounds chosen to match.

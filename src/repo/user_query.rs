@@ -136,7 +136,7 @@ impl<'q> UserPagePlan<'q> {
                     TaskSort::CreatedAt,
                     Direction::Asc,
                     fingerprint,
-                    Uuid::nil(),
+                    Uuid::nil().into(),
                 )
             })
             .transpose()?
@@ -186,8 +186,8 @@ impl<'q> UserPagePlan<'q> {
             direction: Direction::Asc,
             fingerprint: self.fingerprint,
             key: SortKey::Timestamp(last.created_at),
-            id: last.id,
+            id: last.id.into(),
         }
-        .encode(Uuid::nil())
+        .encode(Uuid::nil().into())
     }
 }
