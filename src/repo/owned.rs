@@ -24,7 +24,7 @@ use crate::models::UserId;
 /// and `updated_at` (timestamptz) columns, and the columns of its own.
 pub(crate) trait OwnedTable: 'static {
     /// The type of the table's `id` ([`crate::TaskId`], ...).
-    type Id: Copy + std::fmt::Display + ToSql<SqlUuid, Pg>;
+    type Id: Copy + std::fmt::Display + From<uuid::Uuid> + ToSql<SqlUuid, Pg>;
     /// The table's name in SQL.
     const NAME: &'static str;
     /// What a missing row is called in [`Error::NotFound`].
