@@ -168,6 +168,16 @@ mod tests {
         assert!("".parse::<UserId>().is_err());
     }
 
+    #[cfg(feature = "serde")]
+    #[test]
+    fn serde_form_is_the_uuids_string() {
+        let uuid = Uuid::now_v7();
+        let json = serde_json::to_string(&UserId::from(uuid)).unwrap();
+        assert_eq!(json, format!("\"{uuid}\""));
+        assert_eq!(serde_json::from_str::<UserId>(&json).unwrap(), uuid.into());
+        assert!(serde_json::from_str::<UserId>("\"nope\"").is_err());
+    }
+
     #[test]
     fn ids_order_as_their_uuids() {
         let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
