@@ -69,9 +69,9 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 use todo_store::serde_support::TaskQueryParams;
 use todo_store::{
-    AsyncPool, ConflictKind, DbConfig, Error, NewTask, SessionRepo, TaskPatch, TaskQuery, TaskRepo,
+    AsyncPool, ConflictKind, DbConfig, Error, NewTask, SessionRepo, TaskId, TaskPatch, TaskQuery,
+    TaskRepo, UserId,
 };
-use uuid::Uuid;
 
 /// The largest body a route reads (axum's default, stated here as the docs say it).
 const BODY_LIMIT: usize = 2 * 1024 * 1024;
@@ -182,7 +182,7 @@ fn unauthorized() -> ApiError {
 
 /// The signed-in user, put on the request by [`authenticate`].
 #[derive(Clone, Copy)]
-struct Caller(Uuid);
+struct Caller(UserId);
 
 /// The layer in front of every route: the caller from the session token, or 401 before
 /// any of the request past its headers is read.
@@ -298,15 +298,15 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Params<T> {
     }
 }
 
-/// The `{id}` of a task route.
-struct TaskId(Uuid);
+/// The `{id}` of a task route: a [`TaskId`], parsed from the path by its serde form.
+struct TaskPath(TaskId);
 
-impl<S: Send + Sync> FromRequestParts<S> for TaskId {
+impl<S: Send + Sync> FromRequestParts<S> for TaskPath {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        match Path::<Uuid>::from_request_parts(parts, state).await {
-            Ok(Path(id)) => Ok(TaskId(id)),
+        match Path::<TaskId>::from_request_parts(parts, state).await {
+            Ok(Path(id)) => Ok(TaskPath(id)),
             Err(PathRejection::FailedToDeserializePathParams(err))
                 if err.status().is_client_error() =>
             {
@@ -375,7 +375,7 @@ async fn create_task(
 async fn get_task(
     State(pool): State<AsyncPool>,
     Caller(user): Caller,
-    TaskId(id): TaskId,
+    TaskPath(id): TaskPath,
 ) -> Result<Response, ApiError> {
     let task = pool.run(move |conn| TaskRepo::get(conn, user, id)).await?;
     Ok(Json(task).into_response())
@@ -384,7 +384,7 @@ async fn get_task(
 async fn update_task(
     State(pool): State<AsyncPool>,
     Caller(user): Caller,
-    TaskId(id): TaskId,
+    TaskPath(id): TaskPath,
     Body(patch): Body<TaskPatch>,
 ) -> Result<Response, ApiError> {
     let task = pool
@@ -396,7 +396,7 @@ async fn update_task(
 async fn complete_task(
     State(pool): State<AsyncPool>,
     Caller(user): Caller,
-    TaskId(id): TaskId,
+    TaskPath(id): TaskPath,
 ) -> Result<Response, ApiError> {
     let task = pool
         .run(move |conn| TaskRepo::set_completed(conn, user, id, true))
@@ -407,7 +407,7 @@ async fn complete_task(
 async fn delete_task(
     State(pool): State<AsyncPool>,
     Caller(user): Caller,
-    TaskId(id): TaskId,
+    TaskPath(id): TaskPath,
 ) -> Result<Response, ApiError> {
     pool.run(move |conn| TaskRepo::delete(conn, user, id))
         .await?;

@@ -287,7 +287,7 @@ fn summarize(report: &SeedReport) {
     }
 }
 
-fn show_sample(conn: &mut PgConnection, user_id: uuid::Uuid) -> Result<(), Box<dyn Error>> {
+fn show_sample(conn: &mut PgConnection, user_id: todo_store::UserId) -> Result<(), Box<dyn Error>> {
     let user = UserRepo::get(conn, user_id)?;
     let page = TaskRepo::list(conn, user.id, &TaskQuery::new().completed(false).limit(5))?;
     let stats = TaskRepo::stats(conn, user.id)?;

@@ -37,8 +37,9 @@ use rand_pcg::Pcg64;
 use todo_store::local_postgres::LocalPostgres;
 use todo_store::pool::{PoolOptions, PoolStats};
 use todo_store::seed::{seed_with_pool, SeedOptions};
-use todo_store::{DbConfig, NewTask, PgPool, TaskPatch, TaskQuery, TaskRepo, UserRepo};
-use uuid::Uuid;
+use todo_store::{
+    DbConfig, NewTask, PgPool, TaskId, TaskPatch, TaskQuery, TaskRepo, UserId, UserRepo,
+};
 
 type BoxResult<T> = Result<T, Box<dyn Error>>;
 
@@ -216,15 +217,15 @@ fn seed(pool: &PgPool, args: &Args) -> BoxResult<()> {
 
 /// Tasks (with their users) the workload picks from.
 struct Sample {
-    tasks: Vec<(Uuid, Uuid)>,
+    tasks: Vec<(UserId, TaskId)>,
 }
 
 #[derive(QueryableByName)]
 struct SampleRow {
     #[diesel(sql_type = SqlUuid)]
-    user_id: Uuid,
+    user_id: UserId,
     #[diesel(sql_type = SqlUuid)]
-    id: Uuid,
+    id: TaskId,
 }
 
 impl Sample {

@@ -13,7 +13,7 @@
 //!
 //! # async fn handler() -> todo_store::Result<()> {
 //! let pool = AsyncPool::connect(&DbConfig::from_env()?).await?;
-//! # let user_id = uuid::Uuid::nil();
+//! # let user_id: todo_store::UserId = uuid::Uuid::nil().into();
 //! let query = TaskQuery::new().completed(false);
 //! let page = pool.run(move |conn| TaskRepo::list(conn, user_id, &query)).await?;
 //! # Ok(())
@@ -37,7 +37,7 @@
 //!
 //! # async fn example() -> todo_store::Result<()> {
 //! let pool = AsyncPool::connect(&DbConfig::from_env()?).await?; // migrations included
-//! # let user_id = uuid::Uuid::nil();
+//! # let user_id: todo_store::UserId = uuid::Uuid::nil().into();
 //! let query = TaskQuery::new().completed(false);
 //! let page = pool.run(move |conn| TaskRepo::list(conn, user_id, &query)).await?;
 //! let task = pool

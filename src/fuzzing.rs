@@ -10,6 +10,7 @@ use diesel::pg::Pg;
 use uuid::Uuid;
 
 use crate::error::Result;
+use crate::models::UserId;
 use crate::repo::list::ListPlan;
 use crate::repo::{cursor, Direction, TaskQuery, TaskSort};
 
@@ -28,17 +29,17 @@ pub struct PlannedPage {
 /// # Errors
 /// Those of `TaskRepo::list` before it reaches the database.
 pub fn plan_page(query: &TaskQuery) -> Result<PlannedPage> {
-    let plan = ListPlan::new(Uuid::nil(), query)?;
+    let plan = ListPlan::new(nobody(), query)?;
     let sql = diesel::debug_query::<Pg, _>(&plan.page_query()).to_string();
     Ok(PlannedPage {
-        cursor: plan.cursor.as_ref().map(|c| c.encode(Uuid::nil())),
+        cursor: plan.cursor.as_ref().map(|c| c.encode(nobody())),
         sql,
     })
 }
 
 /// The fingerprint of `query` that its cursors carry.
 pub fn fingerprint(query: &TaskQuery) -> u64 {
-    query.fingerprint(Uuid::nil())
+    query.fingerprint(nobody())
 }
 
 /// The text of a cursor with this header (sort and direction by their numbers in the
@@ -70,5 +71,10 @@ pub fn normalized_search(query: &TaskQuery) -> Result<Option<String>> {
 /// The sort key of a title-sorted cursor of [`plan_page`]'s queries (whose user is the
 /// nil id) with `fingerprint`: a fresh nonce, the title's length, the title masked.
 pub fn title_key(title: &str, fingerprint: u64) -> Vec<u8> {
-    cursor::title_key(title, cursor::TitleNonce::fresh(), Uuid::nil(), fingerprint)
+    cursor::title_key(title, cursor::TitleNonce::fresh(), nobody(), fingerprint)
+}
+
+/// The nil user, whom the hooks plan every query for.
+fn nobody() -> UserId {
+    UserId::from(Uuid::nil())
 }

@@ -7,7 +7,7 @@
 //! use todo_store::{DbConfig, NewTask, TaskQuery, TaskRepo};
 //!
 //! # fn main() -> todo_store::Result<()> {
-//! # let user_id = uuid::Uuid::nil();
+//! # let user_id: todo_store::UserId = uuid::Uuid::nil().into();
 //! // DATABASE_URL is the primary, DATABASE_REPLICA_URLS the replicas.
 //! let router = ReplicaRouter::connect(&DbConfig::from_env()?)?;
 //!

@@ -22,6 +22,7 @@ use todo_store::better_auth::{
     authenticate_cookie, BetterAuthSecret, SECURE_SESSION_COOKIE, SESSION_COOKIE,
 };
 use todo_store::testing::TestDb;
+use todo_store::UserId;
 use todo_store::{NewTask, PgConnection, TaskQuery, TaskRepo, UserRepo};
 use uuid::Uuid;
 
@@ -117,7 +118,7 @@ struct Cookie {
 /// The outcome of a sign-up or sign-in.
 struct SignedIn {
     cookie: Cookie,
-    user_id: Uuid,
+    user_id: UserId,
 }
 
 impl BetterAuth {
@@ -226,7 +227,7 @@ fn rust_side(
     conn: &mut PgConnection,
     value: &str,
     secret: &BetterAuthSecret,
-) -> Option<(Uuid, Uuid)> {
+) -> Option<(Uuid, UserId)> {
     authenticate_cookie(conn, value, secret)
         .expect("never an error for what the client sent")
         .map(|(session, user)| (session.id, user.id))
@@ -256,7 +257,7 @@ fn a_user_signed_up_through_better_auth_is_the_crates_user_and_its_cookie_authen
     let signed_up = auth.sign_up("Ada@Example.com", PASSWORD);
     assert_eq!(signed_up.cookie.name, SESSION_COOKIE);
     // The id came from the database's uuid_v7() default.
-    assert_eq!(signed_up.user_id.get_version_num(), 7);
+    assert_eq!(signed_up.user_id.as_uuid().get_version_num(), 7);
 
     let user = UserRepo::get(&mut conn, signed_up.user_id).unwrap();
     assert_eq!(

@@ -70,7 +70,7 @@ fn probe(pool: &PgPool) -> Call {
 fn outages_under_load(pg: &LocalPostgres, outages: &[Outage]) {
     let _shared = MACHINE.read().unwrap_or_else(|e| e.into_inner());
     let pool = todo_store::connect(&config(pg)).expect("connect");
-    let user_ids: Vec<Uuid> = (0..THREADS)
+    let user_ids: Vec<todo_store::UserId> = (0..THREADS)
         .map(|t| {
             let new = NewUser::new(format!("faults-{t}-{}@example.com", Uuid::now_v7()), "F");
             UserRepo::create(&mut checkout(&pool).unwrap(), &new)

@@ -274,7 +274,11 @@ fn repo_workload(conn: &mut PgConnection, tag: &str) -> Result<Vec<i32>, Failure
         "completed after set_completed_many"
     );
     check!(
-        TaskRepo::delete_many(conn, user.id, &[bulk_ids[0], bulk_ids[1], Uuid::now_v7()])? == 2,
+        TaskRepo::delete_many(
+            conn,
+            user.id,
+            &[bulk_ids[0], bulk_ids[1], Uuid::now_v7().into()]
+        )? == 2,
         "delete_many"
     );
     TaskRepo::delete(conn, user.id, c.id)?;
@@ -298,7 +302,7 @@ fn repo_workload(conn: &mut PgConnection, tag: &str) -> Result<Vec<i32>, Failure
     Ok(pids)
 }
 
-fn ids(tasks: &[todo_store::Task]) -> Vec<Uuid> {
+fn ids(tasks: &[todo_store::Task]) -> Vec<todo_store::TaskId> {
     tasks.iter().map(|t| t.id).collect()
 }
 

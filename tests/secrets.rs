@@ -424,7 +424,7 @@ fn pool_and_statement_timeouts_and_database_errors_never_show_the_password() {
     let err = TaskRepo::create(&mut conn, user.id, &NewTask::new(" ")).unwrap_err();
     assert!(err.is_validation(), "{err:?}");
     assert_error_hidden("a validation error", &err);
-    let err = TaskRepo::get(&mut conn, user.id, Uuid::now_v7()).unwrap_err();
+    let err = TaskRepo::get(&mut conn, user.id, Uuid::now_v7().into()).unwrap_err();
     assert!(err.is_not_found(), "{err:?}");
     assert_error_hidden("a not-found error", &err);
     UserRepo::delete(&mut conn, user.id).expect("cleaned up");

@@ -12,8 +12,8 @@ use rand_pcg::Pcg64;
 use uuid::Uuid;
 
 use todo_store::{
-    HabitRepo, NewTask, NewUser, PgPool, Priority, SessionRepo, TaskPatch, TaskQuery, TaskRepo,
-    UserQuery, UserRepo,
+    HabitRepo, NewTask, NewUser, PgPool, Priority, SessionRepo, TaskId, TaskPatch, TaskQuery,
+    TaskRepo, UserId, UserQuery, UserRepo,
 };
 
 use crate::sample::Ctx;
@@ -259,7 +259,7 @@ impl Call<'_> {
     }
 
     /// The sample task picked: (user_id, task_id).
-    fn task(&self) -> (Uuid, Uuid) {
+    fn task(&self) -> (UserId, TaskId) {
         self.ctx.tasks[self.task]
     }
 

@@ -14,7 +14,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
-use todo_store::{NewSession, SessionRepo, TaskQuery, TaskRepo, UserQuery, UserRepo};
+use todo_store::{
+    HabitId, NewSession, SessionRepo, TaskId, TaskQuery, TaskRepo, UserId, UserQuery, UserRepo,
+};
 
 use crate::ops::PAGE;
 use crate::profile::Profile;
@@ -25,17 +27,17 @@ use crate::BoxResult;
 /// word of one of its titles to search for.
 #[derive(Debug, Clone)]
 pub struct SampleUser {
-    pub id: Uuid,
+    pub id: UserId,
     pub email: String,
     pub cursor: String,
     pub cursor_at: DateTime<Utc>,
-    pub cursor_id: Uuid,
+    pub cursor_id: TaskId,
     pub term: String,
     /// A session token of the user's (made by `SessionRepo::create`) and its SHA-256.
     pub token: String,
     pub token_hash: Vec<u8>,
     /// The user's daily habit, checked in (almost) every day of the last five years.
-    pub habit_id: Uuid,
+    pub habit_id: HabitId,
 }
 
 /// A cursor of `UserRepo::list_page`, deep in the users, and the user it points after.
@@ -43,7 +45,7 @@ pub struct SampleUser {
 pub struct UserCursor {
     pub cursor: String,
     pub created_at: DateTime<Utc>,
-    pub id: Uuid,
+    pub id: UserId,
 }
 
 /// Sessions seeded per user (besides the sample users' own, made by the crate).
@@ -53,11 +55,11 @@ pub const SESSIONS_PER_USER: u32 = 3;
 pub struct Ctx {
     pub users: Vec<SampleUser>,
     /// (user_id, task_id) of bench_pick's rows 1..=sample_tasks.
-    pub tasks: Vec<(Uuid, Uuid)>,
+    pub tasks: Vec<(UserId, TaskId)>,
     /// The version of each sample task, as the crate last saw it.
     pub versions: Vec<i32>,
     /// Tasks the crate deletes (bench_pick rows after the sample).
-    pub deletable: Vec<(Uuid, Uuid)>,
+    pub deletable: Vec<(UserId, TaskId)>,
     pub next_delete: usize,
     /// bench_pick's k before the floor's first deletable task.
     pub floor_delete_base: usize,
@@ -97,7 +99,7 @@ fn sample_users(setup: &mut PgConnection, count: usize) -> BoxResult<Vec<SampleU
     #[derive(QueryableByName)]
     struct UserPick {
         #[diesel(sql_type = SqlUuid)]
-        id: Uuid,
+        id: UserId,
         #[diesel(sql_type = Text)]
         email: String,
     }
@@ -125,7 +127,7 @@ fn sample_users(setup: &mut PgConnection, count: usize) -> BoxResult<Vec<SampleU
             term: search_term(&first.title),
             token: String::new(),
             token_hash: Vec::new(),
-            habit_id: Uuid::nil(),
+            habit_id: Uuid::nil().into(),
         });
     }
     if users.is_empty() {
@@ -168,9 +170,9 @@ fn seed_habits(setup: &mut PgConnection, users: &mut [SampleUser]) -> BoxResult<
     #[derive(QueryableByName)]
     struct Daily {
         #[diesel(sql_type = SqlUuid)]
-        user_id: Uuid,
+        user_id: UserId,
         #[diesel(sql_type = SqlUuid)]
-        id: Uuid,
+        id: HabitId,
     }
     setup.batch_execute(
         "INSERT INTO habits (id, user_id, name, schedule, created_at, updated_at) \
@@ -182,20 +184,20 @@ fn seed_habits(setup: &mut PgConnection, users: &mut [SampleUser]) -> BoxResult<
          '{\"v\":1,\"kind\":\"every_n_days\",\"n\":3,\"start\":\"2020-01-06\"}')) \
          AS s (name, schedule)",
     )?;
-    let ids: Vec<Uuid> = users.iter().map(|u| u.id).collect();
+    let ids: Vec<UserId> = users.iter().map(|u| u.id).collect();
     let daily: Vec<Daily> = sql_query(
         "SELECT user_id, id FROM habits WHERE user_id = ANY($1) AND schedule ->> 'kind' = 'daily'",
     )
     .bind::<Array<SqlUuid>, _>(&ids)
     .load(setup)?;
-    let by_user: std::collections::HashMap<Uuid, Uuid> =
+    let by_user: std::collections::HashMap<UserId, HabitId> =
         daily.into_iter().map(|d| (d.user_id, d.id)).collect();
     for user in users.iter_mut() {
         user.habit_id = *by_user
             .get(&user.id)
             .ok_or("a sample user without a habit")?;
     }
-    let habits: Vec<Uuid> = users.iter().map(|u| u.habit_id).collect();
+    let habits: Vec<HabitId> = users.iter().map(|u| u.habit_id).collect();
     sql_query(
         "INSERT INTO habit_check_ins (habit_id, day) \
          SELECT h, d::date FROM unnest($1) AS h, generate_series( \
@@ -309,13 +311,13 @@ fn write_bench_users(setup: &mut PgConnection, users: &[SampleUser]) -> BoxResul
 }
 
 /// bench_pick: `wanted` tasks in a fixed random order, numbered from 1; also returned.
-fn sample_tasks(setup: &mut PgConnection, wanted: usize) -> BoxResult<Vec<(Uuid, Uuid)>> {
+fn sample_tasks(setup: &mut PgConnection, wanted: usize) -> BoxResult<Vec<(UserId, TaskId)>> {
     #[derive(QueryableByName)]
     struct TaskPick {
         #[diesel(sql_type = SqlUuid)]
-        user_id: Uuid,
+        user_id: UserId,
         #[diesel(sql_type = SqlUuid)]
-        task_id: Uuid,
+        task_id: TaskId,
     }
     setup.batch_execute(&format!(
         "CREATE TABLE bench_pick (k integer PRIMARY KEY, user_id uuid NOT NULL, task_id uuid NOT NULL); \
@@ -336,15 +338,15 @@ pub fn refresh_versions(conn: &mut PgConnection, ctx: &mut Ctx) -> BoxResult<()>
     #[derive(QueryableByName)]
     struct IdVersion {
         #[diesel(sql_type = SqlUuid)]
-        id: Uuid,
+        id: TaskId,
         #[diesel(sql_type = Integer)]
         version: i32,
     }
-    let ids: Vec<Uuid> = ctx.tasks.iter().map(|(_, id)| *id).collect();
+    let ids: Vec<TaskId> = ctx.tasks.iter().map(|(_, id)| *id).collect();
     let rows: Vec<IdVersion> = sql_query("SELECT id, version FROM tasks WHERE id = ANY($1)")
         .bind::<Array<SqlUuid>, _>(&ids)
         .load(conn)?;
-    let versions: std::collections::HashMap<Uuid, i32> =
+    let versions: std::collections::HashMap<TaskId, i32> =
         rows.into_iter().map(|r| (r.id, r.version)).collect();
     for (i, (_, id)) in ctx.tasks.iter().enumerate() {
         ctx.versions[i] = *versions.get(id).ok_or("a sample task vanished")?;

@@ -8,16 +8,18 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use uuid::Uuid;
 
+use super::ids::UserId;
 use crate::schema::auth_sessions;
 
 /// A signed-in session of Better Auth, without its token.
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Identifiable)]
 #[diesel(table_name = auth_sessions, check_for_backend(diesel::pg::Pg))]
 pub struct BetterAuthSession {
-    /// UUIDv7, made by the database (`uuid_v7()`): Better Auth leaves ids to it.
+    /// UUIDv7, made by the database (`uuid_v7()`): Better Auth leaves ids to it. A
+    /// bare [`Uuid`]: Better Auth's to manage, and no function of this crate takes it.
     pub id: Uuid,
     /// The user who signed in: the id of a [`crate::User`].
-    pub user_id: Uuid,
+    pub user_id: UserId,
     /// When Better Auth stops accepting the session (it moves it later as the session
     /// is used, by its `session.updateAge`).
     pub expires_at: DateTime<Utc>,

@@ -4,6 +4,8 @@
 //! Inputs ([`NewUser`], [`NewTask`], [`NewHabit`], [`UserPatch`], [`TaskPatch`],
 //! [`HabitPatch`]) are plain structs with public fields; each checks itself before
 //! anything is written. [`Schedule`] says when a habit is due, and is stored as JSON.
+//! Ids have a type per table ([`UserId`], [`TaskId`], [`HabitId`], [`SessionId`]), so
+//! a user's id cannot stand where a task's is expected.
 //!
 //! ## Validation rules
 //!
@@ -39,6 +41,7 @@
 #[cfg(feature = "better-auth")]
 mod better_auth_session;
 mod habit;
+mod ids;
 pub(crate) mod patch;
 mod schedule;
 pub(crate) mod session;
@@ -53,6 +56,7 @@ pub(crate) mod validate;
 pub use better_auth_session::BetterAuthSession;
 pub(crate) use habit::HabitChanges;
 pub use habit::{Habit, HabitPatch, NewHabit, Streak};
+pub use ids::{HabitId, SessionId, TaskId, UserId};
 pub use schedule::Schedule;
 pub use session::{NewSession, Session, TOKEN_BYTES, TOKEN_CHARS, USER_AGENT_MAX_CHARS};
 pub use task::{NewTask, Priority, Task, TaskPatch};

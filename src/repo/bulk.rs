@@ -6,11 +6,9 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::Timestamptz;
 
-use uuid::Uuid;
-
 use super::fragment::{self, NoTable};
 use crate::error::Result;
-use crate::models::{Priority, Task, TaskRow, User, UserRow};
+use crate::models::{Priority, Task, TaskId, TaskRow, User, UserId, UserRow};
 use crate::schema::{tasks, users};
 
 /// A validated task with explicit timestamps, as COPY writes it. (COPY takes flat
@@ -18,8 +16,8 @@ use crate::schema::{tasks, users};
 #[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = tasks, treat_none_as_default_value = false)]
 pub(crate) struct TaskCopyRow<'a> {
-    pub id: Uuid,
-    pub user_id: Uuid,
+    pub id: TaskId,
+    pub user_id: UserId,
     pub title: &'a str,
     pub description: Option<&'a str>,
     pub completed: bool,
@@ -69,7 +67,7 @@ impl<'a> TaskCopyRow<'a> {
 #[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = users, treat_none_as_default_value = false)]
 pub(crate) struct UserCopyRow<'a> {
-    pub id: Uuid,
+    pub id: UserId,
     pub email: String,
     pub name: &'a str,
     pub email_verified: bool,

@@ -24,7 +24,7 @@ use super::query::{Direction, TaskSort};
 pub(crate) use crate::checksum::fnv1a;
 use crate::error::{Error, Result};
 use crate::models::validate::PG_MIN_TIMESTAMP_MICROS;
-use crate::models::Priority;
+use crate::models::{Priority, UserId};
 
 /// The layout of every cursor but title-sorted ones.
 const FORMAT_VERSION: u8 = 1;
@@ -124,7 +124,7 @@ pub(crate) struct Cursor<S = TaskSort> {
 
 impl<S: CursorSort> Cursor<S> {
     /// The cursor's text, for the query of `user_id` (which keys the title mask).
-    pub(crate) fn encode(&self, user_id: Uuid) -> String {
+    pub(crate) fn encode(&self, user_id: UserId) -> String {
         let mut body = Vec::with_capacity(32);
         match &self.key {
             SortKey::Timestamp(t) => body.extend_from_slice(&t.timestamp_micros().to_be_bytes()),
@@ -156,7 +156,7 @@ impl<S: CursorSort> Cursor<S> {
         sort: S,
         direction: Direction,
         fingerprint: u64,
-        user_id: Uuid,
+        user_id: UserId,
     ) -> Result<Cursor<S>> {
         let invalid = |why: &str| Error::validation("cursor", why.to_owned());
         if text.len() > MAX_ENCODED_LEN {
@@ -226,7 +226,7 @@ fn version_of(kind: KeyKind) -> u8 {
 pub(crate) fn title_key(
     title: &str,
     nonce: TitleNonce,
-    user_id: Uuid,
+    user_id: UserId,
     fingerprint: u64,
 ) -> Vec<u8> {
     let mut key = Vec::with_capacity(TITLE_NONCE_LEN + 4 + title.len());
@@ -248,12 +248,12 @@ pub(crate) fn title_key(
 /// owner's own tasks. The nonce makes every cursor's keystream its own: without it,
 /// two cursors of one user and query shared a keystream, and the XOR of the two
 /// cursors was the XOR of their titles, so one known title gave away the other.
-fn mask_title(title: &mut [u8], nonce: TitleNonce, user_id: Uuid, fingerprint: u64) {
+fn mask_title(title: &mut [u8], nonce: TitleNonce, user_id: UserId, fingerprint: u64) {
     use sha2::{Digest, Sha256};
     let key: [u8; 32] = Sha256::new()
         .chain_update(b"todo-store title cursor v2")
         .chain_update(nonce.0)
-        .chain_update(user_id.as_bytes())
+        .chain_update(user_id.as_uuid().as_bytes())
         .chain_update(fingerprint.to_be_bytes())
         .finalize()
         .into();
@@ -320,7 +320,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A sort key of `kind`.
-    fn key(&mut self, kind: KeyKind, user_id: Uuid, fingerprint: u64) -> Result<SortKey> {
+    fn key(&mut self, kind: KeyKind, user_id: UserId, fingerprint: u64) -> Result<SortKey> {
         let invalid = |why: &str| Error::validation("cursor", why.to_owned());
         Ok(match kind {
             KeyKind::Timestamp => SortKey::Timestamp(self.timestamp()?),
@@ -400,11 +400,11 @@ mod tests {
         ] {
             let cursor = sample(key, sort);
             let decoded = Cursor::decode(
-                &cursor.encode(Uuid::nil()),
+                &cursor.encode(Uuid::nil().into()),
                 sort,
                 Direction::Desc,
                 42,
-                Uuid::nil(),
+                Uuid::nil().into(),
             )
             .unwrap();
             assert_eq!(decoded, cursor);
@@ -414,16 +414,23 @@ mod tests {
     #[test]
     fn rejects_other_sorts_tampering_truncation_and_garbage() {
         let cursor =
-            sample(SortKey::Timestamp(Utc::now()), TaskSort::CreatedAt).encode(Uuid::nil());
-        let decode =
-            |s: &str| Cursor::decode(s, TaskSort::CreatedAt, Direction::Desc, 42, Uuid::nil());
+            sample(SortKey::Timestamp(Utc::now()), TaskSort::CreatedAt).encode(Uuid::nil().into());
+        let decode = |s: &str| {
+            Cursor::decode(
+                s,
+                TaskSort::CreatedAt,
+                Direction::Desc,
+                42,
+                Uuid::nil().into(),
+            )
+        };
         assert!(decode(&cursor).is_ok());
         assert!(Cursor::decode(
             &cursor,
             TaskSort::UpdatedAt,
             Direction::Desc,
             42,
-            Uuid::nil()
+            Uuid::nil().into()
         )
         .is_err());
         assert!(Cursor::decode(
@@ -431,7 +438,7 @@ mod tests {
             TaskSort::CreatedAt,
             Direction::Asc,
             42,
-            Uuid::nil()
+            Uuid::nil().into()
         )
         .is_err());
         assert!(Cursor::decode(
@@ -439,7 +446,7 @@ mod tests {
             TaskSort::CreatedAt,
             Direction::Desc,
             43,
-            Uuid::nil()
+            Uuid::nil().into()
         )
         .is_err());
         for cut in 0..cursor.len() {

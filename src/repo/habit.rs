@@ -5,13 +5,12 @@
 use chrono::NaiveDate;
 use diesel::dsl;
 use diesel::prelude::*;
-use uuid::Uuid;
 
 use super::habit_sql;
 use super::sql_functions::habit_is_due;
 use crate::error::{Error, Result};
 use crate::models::validate;
-use crate::models::{Habit, HabitPatch, NewHabit, Streak};
+use crate::models::{Habit, HabitId, HabitPatch, NewHabit, Streak, UserId};
 use crate::schema::{habit_check_ins, habits};
 
 /// Queries on the habits of one user: habits, their check-ins (one per calendar day)
@@ -24,7 +23,7 @@ use crate::schema::{habit_check_ins, habits};
 /// # fn main() -> todo_store::Result<()> {
 /// # let pool = todo_store::connect(&todo_store::DbConfig::from_env()?)?;
 /// # let mut conn = pool.get()?;
-/// # let user_id = uuid::Uuid::nil();
+/// # let user_id = todo_store::UserId::from(uuid::Uuid::nil());
 /// use chrono::{NaiveDate, Weekday};
 /// use todo_store::{HabitRepo, NewHabit, Schedule};
 ///
@@ -106,19 +105,19 @@ pub struct HabitRepo;
 
 /// The habits of `user_id`: the one scope every habit query starts from.
 #[dsl::auto_type]
-fn habits_of(user_id: Uuid) -> _ {
+fn habits_of(user_id: UserId) -> _ {
     habits::table.filter(habits::user_id.eq(user_id))
 }
 
 /// The habit `habit_id` of `user_id`.
 #[dsl::auto_type]
-fn habit_of(user_id: Uuid, habit_id: Uuid) -> _ {
+fn habit_of(user_id: UserId, habit_id: HabitId) -> _ {
     let scope: habits_of = habits_of(user_id);
     scope.filter(habits::id.eq(habit_id))
 }
 
 /// `found` or a [`Error::NotFound`] for the habit.
-fn found<T>(found: bool, habit_id: Uuid, value: T) -> Result<T> {
+fn found<T>(found: bool, habit_id: HabitId, value: T) -> Result<T> {
     if found {
         Ok(value)
     } else {
@@ -132,7 +131,7 @@ impl HabitRepo {
     /// # Errors
     /// [`Error::Validation`] for a bad name, description or schedule (nothing written);
     /// [`Error::NotFound`] when the user does not exist.
-    pub fn create(conn: &mut PgConnection, user_id: Uuid, new: &NewHabit) -> Result<Habit> {
+    pub fn create(conn: &mut PgConnection, user_id: UserId, new: &NewHabit) -> Result<Habit> {
         super::call("habit.create", Some(user_id), conn, |conn| {
             let row = new.to_row(super::new_id(), user_id)?;
             diesel::insert_into(habits::table)
@@ -147,7 +146,7 @@ impl HabitRepo {
     ///
     /// # Errors
     /// [`Error::NotFound`] when it does not exist or belongs to another user.
-    pub fn get(conn: &mut PgConnection, user_id: Uuid, habit_id: Uuid) -> Result<Habit> {
+    pub fn get(conn: &mut PgConnection, user_id: UserId, habit_id: HabitId) -> Result<Habit> {
         super::call("habit.get", Some(user_id), conn, |conn| {
             habit_of(user_id, habit_id)
                 .select(Habit::as_select())
@@ -167,8 +166,8 @@ impl HabitRepo {
     /// habit's version. Nothing changes on error.
     pub fn update(
         conn: &mut PgConnection,
-        user_id: Uuid,
-        habit_id: Uuid,
+        user_id: UserId,
+        habit_id: HabitId,
         patch: &HabitPatch,
     ) -> Result<Habit> {
         super::call("habit.update", Some(user_id), conn, |conn| {
@@ -180,7 +179,7 @@ impl HabitRepo {
     ///
     /// # Errors
     /// [`Error::NotFound`] when it does not exist or belongs to another user.
-    pub fn delete(conn: &mut PgConnection, user_id: Uuid, habit_id: Uuid) -> Result<()> {
+    pub fn delete(conn: &mut PgConnection, user_id: UserId, habit_id: HabitId) -> Result<()> {
         super::call(
             "habit.delete",
             Some(user_id),
@@ -197,7 +196,7 @@ impl HabitRepo {
     ///
     /// # Errors
     /// Only database errors.
-    pub fn list(conn: &mut PgConnection, user_id: Uuid) -> Result<Vec<Habit>> {
+    pub fn list(conn: &mut PgConnection, user_id: UserId) -> Result<Vec<Habit>> {
         super::call("habit.list", Some(user_id), conn, |conn| {
             Ok(habits_of(user_id)
                 .order((habits::created_at.asc(), habits::id.asc()))
@@ -212,7 +211,7 @@ impl HabitRepo {
     ///
     /// # Errors
     /// [`Error::Validation`] for a day before 4714-11-24 BC (PostgreSQL's first).
-    pub fn due_on(conn: &mut PgConnection, user_id: Uuid, day: NaiveDate) -> Result<Vec<Habit>> {
+    pub fn due_on(conn: &mut PgConnection, user_id: UserId, day: NaiveDate) -> Result<Vec<Habit>> {
         super::call("habit.due_on", Some(user_id), conn, |conn| {
             let day = validate::date("day", day)?;
             Ok(habits_of(user_id)
@@ -235,8 +234,8 @@ impl HabitRepo {
     /// habit does not exist or belongs to another user.
     pub fn check_in(
         conn: &mut PgConnection,
-        user_id: Uuid,
-        habit_id: Uuid,
+        user_id: UserId,
+        habit_id: HabitId,
         day: NaiveDate,
     ) -> Result<bool> {
         super::call("habit.check_in", Some(user_id), conn, |conn| {
@@ -256,8 +255,8 @@ impl HabitRepo {
     /// habit does not exist or belongs to another user.
     pub fn undo_check_in(
         conn: &mut PgConnection,
-        user_id: Uuid,
-        habit_id: Uuid,
+        user_id: UserId,
+        habit_id: HabitId,
         day: NaiveDate,
     ) -> Result<bool> {
         super::call("habit.undo_check_in", Some(user_id), conn, |conn| {
@@ -276,8 +275,8 @@ impl HabitRepo {
     /// [`Error::NotFound`] when the habit does not exist or belongs to another user.
     pub fn check_ins(
         conn: &mut PgConnection,
-        user_id: Uuid,
-        habit_id: Uuid,
+        user_id: UserId,
+        habit_id: HabitId,
         from: NaiveDate,
         to: NaiveDate,
     ) -> Result<Vec<NaiveDate>> {
@@ -331,8 +330,8 @@ impl HabitRepo {
     /// habit does not exist or belongs to another user.
     pub fn streak(
         conn: &mut PgConnection,
-        user_id: Uuid,
-        habit_id: Uuid,
+        user_id: UserId,
+        habit_id: HabitId,
         today: NaiveDate,
     ) -> Result<Streak> {
         super::call("habit.streak", Some(user_id), conn, |conn| {
@@ -355,8 +354,8 @@ impl HabitRepo {
 /// The statement [`HabitRepo::streak`] runs, for EXPLAIN in tests.
 #[cfg(feature = "testing")]
 pub(crate) fn streak_query(
-    user_id: Uuid,
-    habit_id: Uuid,
+    user_id: UserId,
+    habit_id: HabitId,
     today: NaiveDate,
 ) -> impl diesel::query_builder::QueryFragment<diesel::pg::Pg> {
     habit_sql::streak(user_id, habit_id, today)

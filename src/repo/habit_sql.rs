@@ -8,16 +8,16 @@ use diesel::pg::Pg;
 use diesel::query_builder::AstPass;
 use diesel::sql_types::{BigInt, Bool, Jsonb, Text};
 use diesel::QueryResult;
-use uuid::Uuid;
 
 use super::fragment::{self, Bind, FileStatement, SqlFile, Statement};
 use super::owned::{self, OwnedTable};
-use crate::models::{Habit, HabitChanges};
+use crate::models::{Habit, HabitChanges, HabitId, UserId};
 use crate::schema::habits;
 
 impl OwnedTable for habits::table {
     const NAME: &'static str = "habits";
     const ENTITY: &'static str = "habit";
+    type Id = HabitId;
     type Row = Habit;
     type Changes<'a> = HabitChanges<'a>;
 
@@ -34,19 +34,19 @@ impl OwnedTable for habits::table {
 
 /// The habit `habit_id` of `user_id`, as the CTE `habit` (id, schedule) that the
 /// statements below start from: empty for another user's habit.
-fn habit_cte<ST>(user_id: Uuid, habit_id: Uuid) -> Statement<'static, ST> {
+fn habit_cte<ST>(user_id: UserId, habit_id: HabitId) -> Statement<'static, ST> {
     fragment::statement("WITH habit AS (SELECT id, schedule FROM habits WHERE id = ")
-        .bind(Bind::Uuid(habit_id))
+        .bind(Bind::Uuid(habit_id.into()))
         .sql(" AND user_id = ")
-        .bind(Bind::Uuid(user_id))
+        .bind(Bind::Uuid(user_id.into()))
         .sql(")")
 }
 
 /// `(habit found, check-in inserted)`: the insert is `ON CONFLICT DO NOTHING`, so
 /// concurrent check-ins of one day insert one row and the others report `false`.
 pub(crate) fn check_in(
-    user_id: Uuid,
-    habit_id: Uuid,
+    user_id: UserId,
+    habit_id: HabitId,
     day: NaiveDate,
 ) -> Statement<'static, (Bool, Bool)> {
     habit_cte(user_id, habit_id)
@@ -60,8 +60,8 @@ pub(crate) fn check_in(
 
 /// `(habit found, check-in deleted)`.
 pub(crate) fn undo_check_in(
-    user_id: Uuid,
-    habit_id: Uuid,
+    user_id: UserId,
+    habit_id: HabitId,
     day: NaiveDate,
 ) -> Statement<'static, (Bool, Bool)> {
     habit_cte(user_id, habit_id)
@@ -94,13 +94,13 @@ pub(crate) fn undo_check_in(
 /// with the span of days they cover. `n` is read as `habit_is_due` reads it, its value
 /// rounded: the CHECK lets it be written `3.0` or `3.0000000000000000001`.
 pub(crate) fn streak(
-    user_id: Uuid,
-    habit_id: Uuid,
+    user_id: UserId,
+    habit_id: HabitId,
     today: NaiveDate,
 ) -> FileStatement<'static, StreakSql> {
     FileStatement::new(vec![
-        Bind::Uuid(habit_id),
-        Bind::Uuid(user_id),
+        Bind::Uuid(habit_id.into()),
+        Bind::Uuid(user_id.into()),
         Bind::Date(today),
     ])
 }
@@ -117,14 +117,15 @@ impl SqlFile for StreakSql {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use uuid::Uuid;
 
     #[test]
     fn the_streak_file_has_its_three_parameters_in_order() {
         let pieces = fragment::split_at_parameters(StreakSql::TEXT).unwrap();
         assert_eq!(pieces.len(), 4, "habit id, user id, today");
         let sql = diesel::debug_query::<Pg, _>(&streak(
-            Uuid::nil(),
-            Uuid::max(),
+            Uuid::nil().into(),
+            Uuid::max().into(),
             NaiveDate::from_ymd_opt(2026, 1, 8).unwrap(),
         ))
         .to_string();

@@ -5,14 +5,13 @@ use diesel::dsl::{self, count_star};
 use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::sql_types::{Bool, Float};
-use uuid::Uuid;
 
 use super::cursor::{Cursor, SortKey, TitleNonce};
 use super::fragment::{self, Bind};
 use super::query::{Direction, TaskQuery, TaskSort};
 use super::sql_functions::statement_timestamp;
 use crate::error::Result;
-use crate::models::Task;
+use crate::models::{Task, UserId};
 use crate::schema::tasks;
 
 /// The search's tsquery, computed once per execution (an InitPlan): opened by this,
@@ -31,7 +30,7 @@ pub(crate) type TasksQuery<'a, ST> = tasks::BoxedQuery<'a, Pg, ST>;
 
 /// A [`TaskQuery`], checked and ready to become SQL.
 pub(crate) struct ListPlan<'q> {
-    pub user_id: Uuid,
+    pub user_id: UserId,
     pub query: &'q TaskQuery,
     pub limit: i64,
     pub search: Option<String>,
@@ -40,7 +39,7 @@ pub(crate) struct ListPlan<'q> {
 
 impl<'q> ListPlan<'q> {
     /// Checks `query` for `user_id`: limit, search, sort and cursor.
-    pub(crate) fn new(user_id: Uuid, query: &'q TaskQuery) -> Result<Self> {
+    pub(crate) fn new(user_id: UserId, query: &'q TaskQuery) -> Result<Self> {
         let limit = query.checked_limit()?;
         query.check()?;
         for (field, at) in [
@@ -111,7 +110,7 @@ impl<'q> ListPlan<'q> {
             direction: self.query.direction,
             fingerprint: self.query.fingerprint(self.user_id),
             key,
-            id: last.id,
+            id: last.id.into(),
         }
         .encode(self.user_id)
     }

@@ -82,8 +82,8 @@ pub use user_query::{UserQuery, UserSort};
 
 /// A fresh UUIDv7: time-ordered, so new rows land at the right edge of the primary key
 /// index instead of at random pages.
-pub(crate) fn new_id() -> uuid::Uuid {
-    uuid::Uuid::now_v7()
+pub(crate) fn new_id<Id: From<uuid::Uuid>>() -> Id {
+    uuid::Uuid::now_v7().into()
 }
 
 /// Runs the repository call `op` of `user_id` on `conn`: in its tracing span, and with
@@ -93,11 +93,11 @@ pub(crate) fn new_id() -> uuid::Uuid {
 #[inline]
 pub(crate) fn call<T: crate::telemetry::RowCount>(
     op: &'static str,
-    user_id: Option<uuid::Uuid>,
+    user_id: Option<crate::models::UserId>,
     conn: &mut diesel::PgConnection,
     f: impl FnOnce(&mut diesel::PgConnection) -> crate::Result<T>,
 ) -> crate::Result<T> {
-    crate::telemetry::traced(op, user_id, || {
+    crate::telemetry::traced(op, user_id.map(uuid::Uuid::from), || {
         let result = crate::pool::crate_call(conn, f);
         crate::pool::settle(conn, result)
     })
@@ -108,7 +108,7 @@ pub(crate) fn call<T: crate::telemetry::RowCount>(
 pub(crate) fn missing_as_not_found(
     err: diesel::result::Error,
     entity: &'static str,
-    key: uuid::Uuid,
+    key: impl std::fmt::Display,
 ) -> crate::Error {
     match crate::Error::from(err) {
         crate::Error::NotFound { entity: e, .. } if e == entity => {

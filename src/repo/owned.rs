@@ -13,15 +13,18 @@ use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::query_dsl::LoadQuery;
+use diesel::serialize::ToSql;
 use diesel::sql_types::{Bool, HasSqlType, Int4, Nullable, SqlType, Uuid as SqlUuid};
-use uuid::Uuid;
 
 use crate::error::{ConflictKind, Error, Result};
 use crate::models::patch::{NullableChange, Versioned};
+use crate::models::UserId;
 
 /// A table of rows a user owns: `id` and `user_id` (uuid), `version` (int4, from 1)
 /// and `updated_at` (timestamptz) columns, and the columns of its own.
 pub(crate) trait OwnedTable: 'static {
+    /// The type of the table's `id` ([`crate::TaskId`], ...).
+    type Id: Copy + std::fmt::Display + From<uuid::Uuid> + ToSql<SqlUuid, Pg>;
     /// The table's name in SQL.
     const NAME: &'static str;
     /// What a missing row is called in [`Error::NotFound`].
@@ -48,7 +51,7 @@ pub(crate) fn set<'b, ST, T>(
 where
     ST: SqlType,
     Pg: HasSqlType<ST>,
-    Option<T>: diesel::serialize::ToSql<Nullable<ST>, Pg>,
+    Option<T>: ToSql<Nullable<ST>, Pg>,
 {
     out.push_sql(", ");
     out.push_sql(column);
@@ -70,7 +73,7 @@ pub(crate) fn set_nullable<'b, ST, T>(
 where
     ST: SqlType,
     Pg: HasSqlType<ST>,
-    Option<T>: diesel::serialize::ToSql<Nullable<ST>, Pg>,
+    Option<T>: ToSql<Nullable<ST>, Pg>,
 {
     out.push_sql(", ");
     out.push_sql(column);
@@ -94,8 +97,8 @@ where
 /// is not `patch.expected_version`; database errors.
 pub(crate) fn update<'a, T>(
     conn: &mut PgConnection,
-    user_id: Uuid,
-    id: Uuid,
+    user_id: UserId,
+    id: T::Id,
     patch: Versioned<T::Changes<'a>>,
 ) -> Result<T::Row>
 where
@@ -137,8 +140,8 @@ where
 /// `UPDATE <T> SET version = version + 1, updated_at = clock_timestamp(), <columns>
 /// WHERE id = $ AND user_id = $ AND ($::int4 IS NULL OR version = $) RETURNING <row>`.
 pub(crate) struct VersionedUpdate<'a, T: OwnedTable> {
-    id: Uuid,
-    user_id: Uuid,
+    id: T::Id,
+    user_id: UserId,
     expected_version: Option<i32>,
     changes: T::Changes<'a>,
     returning: <T::Row as Selectable<Pg>>::SelectExpression,
@@ -180,9 +183,9 @@ impl<T: OwnedTable> QueryFragment<Pg> for VersionedUpdate<'_, T> {
 }
 
 /// `SELECT version FROM <T> WHERE id = $1 AND user_id = $2`.
-struct CurrentVersion<T> {
-    id: Uuid,
-    user_id: Uuid,
+struct CurrentVersion<T: OwnedTable> {
+    id: T::Id,
+    user_id: UserId,
     table: PhantomData<T>,
 }
 
@@ -220,8 +223,8 @@ mod tests {
         VersionedUpdate<'a, T>: QueryFragment<Pg>,
     {
         let statement = VersionedUpdate::<T> {
-            id: Uuid::nil(),
-            user_id: Uuid::nil(),
+            id: uuid::Uuid::nil().into(),
+            user_id: uuid::Uuid::nil().into(),
             expected_version: patch.expected_version,
             changes: patch.columns,
             returning: T::Row::construct_selection(),

@@ -142,7 +142,7 @@ impl Direction {
 /// use chrono::{Duration, Utc};
 /// use todo_store::{Direction, PgConnection, Priority, TaskQuery, TaskRepo, TaskSort};
 ///
-/// fn due_this_week(conn: &mut PgConnection, user_id: uuid::Uuid) -> todo_store::Result<()> {
+/// fn due_this_week(conn: &mut PgConnection, user_id: todo_store::UserId) -> todo_store::Result<()> {
 ///     // Open, important tasks due within a week, soonest first, 20 per page.
 ///     let query = TaskQuery::new()
 ///         .completed(false)
@@ -404,15 +404,15 @@ impl TaskQuery {
     /// valid for the query and user it was made for. Each field is tagged with its
     /// presence and variable-length ones with their length, so two different filter
     /// sets never encode to the same bytes.
-    pub(crate) fn fingerprint(&self, user_id: uuid::Uuid) -> u64 {
+    pub(crate) fn fingerprint(&self, user_id: crate::models::UserId) -> u64 {
         fnv1a(&self.fingerprint_bytes(user_id))
     }
 
     /// The unambiguous encoding [`TaskQuery::fingerprint`] hashes.
-    pub(crate) fn fingerprint_bytes(&self, user_id: uuid::Uuid) -> Vec<u8> {
+    pub(crate) fn fingerprint_bytes(&self, user_id: crate::models::UserId) -> Vec<u8> {
         let mut bytes = Vec::with_capacity(96);
         bytes.push(FINGERPRINT_VERSION);
-        bytes.extend_from_slice(user_id.as_bytes());
+        bytes.extend_from_slice(user_id.as_uuid().as_bytes());
         bytes.push(self.completed.map_or(2, u8::from));
         bytes.push(self.priorities.len() as u8);
         bytes.extend(self.priorities.iter().map(|p| *p as u8));
@@ -556,7 +556,7 @@ mod tests {
 
     #[test]
     fn different_filters_never_share_fingerprint_bytes() {
-        let user = uuid::Uuid::nil();
+        let user = crate::models::UserId::from(uuid::Uuid::nil());
         let far = |micros: i64| DateTime::from_timestamp_micros(micros).unwrap();
         // Under a concatenation without tags, a priority byte followed by absent
         // bounds spelled the same bytes as four bounds chosen to match.

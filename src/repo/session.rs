@@ -21,13 +21,12 @@
 use diesel::dsl;
 use diesel::prelude::*;
 use diesel::sql_types::{Bytea, Nullable, Text, Timestamptz, Uuid as SqlUuid};
-use uuid::Uuid;
 
 use super::fragment::{self, Bind, Statement};
 use super::sql_functions::statement_timestamp;
 use crate::error::{Error, Result};
 use crate::models::session::{new_token, token_hash};
-use crate::models::{NewSession, Session, User};
+use crate::models::{NewSession, Session, SessionId, User, UserId};
 use crate::schema::{sessions, users};
 
 /// Rows deleted by one statement of [`SessionRepo::purge_expired`]: small enough that
@@ -48,7 +47,7 @@ pub const PURGE_BATCH: usize = 1000;
 /// # fn main() -> todo_store::Result<()> {
 /// # let pool = todo_store::connect(&todo_store::DbConfig::from_env()?)?;
 /// # let mut conn = pool.get()?;
-/// # let user_id = uuid::Uuid::nil();
+/// # let user_id: todo_store::UserId = uuid::Uuid::nil().into();
 /// // At sign-in: the token goes to the client (a Secure, HttpOnly cookie), once.
 /// let new = NewSession::new(Utc::now() + Duration::days(30))
 ///     .ip_address("203.0.113.7")
@@ -121,7 +120,7 @@ type SessionSql = (
 
 /// The sessions of `user_id` that are accepted at the statement's time.
 #[dsl::auto_type]
-fn active_sessions_of(user_id: Uuid) -> _ {
+fn active_sessions_of(user_id: UserId) -> _ {
     sessions::table
         .filter(sessions::user_id.eq(user_id))
         .filter(sessions::revoked_at.is_null())
@@ -145,7 +144,7 @@ impl SessionRepo {
     /// # fn main() -> todo_store::Result<()> {
     /// # let pool = todo_store::connect(&todo_store::DbConfig::from_env()?)?;
     /// # let mut conn = pool.get()?;
-    /// # let user_id = uuid::Uuid::nil();
+    /// # let user_id = todo_store::UserId::from(uuid::Uuid::nil());
     /// let new = NewSession::new(Utc::now() + Duration::days(30)).user_agent("Mozilla/5.0");
     /// let (session, token) = SessionRepo::create(&mut conn, user_id, &new)?;
     /// // Hand `token` to the client (e.g. Set-Cookie); keep `session.id` to revoke it.
@@ -161,7 +160,7 @@ impl SessionRepo {
     /// not exist.
     pub fn create(
         conn: &mut PgConnection,
-        user_id: Uuid,
+        user_id: UserId,
         new: &NewSession,
     ) -> Result<(Session, String)> {
         super::call("session.create", Some(user_id), conn, |conn| {
@@ -248,8 +247,8 @@ impl SessionRepo {
     /// another user, or is no longer active (expired or revoked: it cannot be revived).
     pub fn touch(
         conn: &mut PgConnection,
-        user_id: Uuid,
-        session_id: Uuid,
+        user_id: UserId,
+        session_id: SessionId,
         new_expires_at: chrono::DateTime<chrono::Utc>,
     ) -> Result<Session> {
         super::call("session.touch", Some(user_id), conn, |conn| {
@@ -258,9 +257,9 @@ impl SessionRepo {
                 fragment::statement("UPDATE sessions SET expires_at = greatest(expires_at, ")
                     .bind(Bind::Timestamp(expires_at))
                     .sql("), last_seen_at = clock_timestamp() WHERE id = ")
-                    .bind(Bind::Uuid(session_id))
+                    .bind(Bind::Uuid(session_id.into()))
                     .sql(" AND user_id = ")
-                    .bind(Bind::Uuid(user_id))
+                    .bind(Bind::Uuid(user_id.into()))
                     .sql(" AND revoked_at IS NULL AND expires_at > statement_timestamp() AND ")
                     .bind(Bind::Timestamp(expires_at))
                     .sql(" > statement_timestamp() RETURNING ")
@@ -290,14 +289,14 @@ impl SessionRepo {
     ///
     /// # Errors
     /// [`Error::NotFound`] when the session does not exist or belongs to another user.
-    pub fn revoke(conn: &mut PgConnection, user_id: Uuid, session_id: Uuid) -> Result<()> {
+    pub fn revoke(conn: &mut PgConnection, user_id: UserId, session_id: SessionId) -> Result<()> {
         super::call("session.revoke", Some(user_id), conn, |conn| {
             let revoked: Statement<Text> = fragment::statement(
                 "UPDATE sessions SET revoked_at = coalesce(revoked_at, statement_timestamp()) WHERE id = ",
             )
-            .bind(Bind::Uuid(session_id))
+            .bind(Bind::Uuid(session_id.into()))
             .sql(" AND user_id = ")
-            .bind(Bind::Uuid(user_id));
+            .bind(Bind::Uuid(user_id.into()));
             match revoked.execute(conn)? {
                 0 => Err(Error::not_found("session", session_id)),
                 _ => Ok(()),
@@ -311,12 +310,12 @@ impl SessionRepo {
     ///
     /// # Errors
     /// Only database errors.
-    pub fn revoke_all(conn: &mut PgConnection, user_id: Uuid) -> Result<usize> {
+    pub fn revoke_all(conn: &mut PgConnection, user_id: UserId) -> Result<usize> {
         super::call("session.revoke_all", Some(user_id), conn, |conn| {
             let revoked: Statement<Text> = fragment::statement(
                 "UPDATE sessions SET revoked_at = statement_timestamp() WHERE user_id = ",
             )
-            .bind(Bind::Uuid(user_id))
+            .bind(Bind::Uuid(user_id.into()))
             .sql(" AND revoked_at IS NULL AND expires_at > statement_timestamp()");
             Ok(revoked.execute(conn)?)
         })
@@ -327,7 +326,7 @@ impl SessionRepo {
     ///
     /// # Errors
     /// Only database errors.
-    pub fn list(conn: &mut PgConnection, user_id: Uuid) -> Result<Vec<Session>> {
+    pub fn list(conn: &mut PgConnection, user_id: UserId) -> Result<Vec<Session>> {
         super::call("session.list", Some(user_id), conn, |conn| {
             Ok(active_sessions_of(user_id)
                 .order((sessions::created_at.desc(), sessions::id.desc()))

@@ -5,7 +5,6 @@ use chrono_tz::Tz;
 use diesel::dsl;
 use diesel::prelude::*;
 use diesel::sql_types::BigInt;
-use uuid::Uuid;
 
 use super::bulk::{self, TaskCopyRow};
 use super::fragment::{self, Bind, Fragment};
@@ -13,7 +12,7 @@ use super::list::ListPlan;
 use super::query::{Page, TaskQuery};
 use super::sql_functions::clock_timestamp;
 use crate::error::{Error, Result};
-use crate::models::{NewTask, Priority, Task, TaskPatch, TaskStats};
+use crate::models::{NewTask, Priority, Task, TaskId, TaskPatch, TaskStats, UserId};
 use crate::schema::tasks;
 
 /// Queries on the tasks of one user.
@@ -22,13 +21,13 @@ pub struct TaskRepo;
 
 /// The tasks of `user_id`: the one scope every task query starts from.
 #[dsl::auto_type]
-fn tasks_of(user_id: Uuid) -> _ {
+fn tasks_of(user_id: UserId) -> _ {
     tasks::table.filter(tasks::user_id.eq(user_id))
 }
 
 /// The task `task_id` of `user_id`.
 #[dsl::auto_type]
-fn task_of(user_id: Uuid, task_id: Uuid) -> _ {
+fn task_of(user_id: UserId, task_id: TaskId) -> _ {
     let scope: tasks_of = tasks_of(user_id);
     scope.filter(tasks::id.eq(task_id))
 }
@@ -39,7 +38,7 @@ impl TaskRepo {
     /// # Errors
     /// [`Error::Validation`] for a bad title or description (nothing written);
     /// [`Error::NotFound`] when the user does not exist.
-    pub fn create(conn: &mut PgConnection, user_id: Uuid, new: &NewTask) -> Result<Task> {
+    pub fn create(conn: &mut PgConnection, user_id: UserId, new: &NewTask) -> Result<Task> {
         super::call("task.create", Some(user_id), conn, |conn| {
             let row = new.to_row(super::new_id(), user_id)?;
             diesel::insert_into(tasks::table)
@@ -54,7 +53,7 @@ impl TaskRepo {
     ///
     /// # Errors
     /// [`Error::NotFound`] when it does not exist or belongs to another user.
-    pub fn get(conn: &mut PgConnection, user_id: Uuid, task_id: Uuid) -> Result<Task> {
+    pub fn get(conn: &mut PgConnection, user_id: UserId, task_id: TaskId) -> Result<Task> {
         super::call("task.get", Some(user_id), conn, |conn| {
             task_of(user_id, task_id)
                 .select(Task::as_select())
@@ -74,8 +73,8 @@ impl TaskRepo {
     /// task's version. Nothing changes on error.
     pub fn update(
         conn: &mut PgConnection,
-        user_id: Uuid,
-        task_id: Uuid,
+        user_id: UserId,
+        task_id: TaskId,
         patch: &TaskPatch,
     ) -> Result<Task> {
         super::call("task.update", Some(user_id), conn, |conn| {
@@ -89,8 +88,8 @@ impl TaskRepo {
     /// [`Error::NotFound`] when it does not exist or belongs to another user.
     pub fn set_completed(
         conn: &mut PgConnection,
-        user_id: Uuid,
-        task_id: Uuid,
+        user_id: UserId,
+        task_id: TaskId,
         completed: bool,
     ) -> Result<Task> {
         super::call("task.set_completed", Some(user_id), conn, |conn| {
@@ -106,7 +105,7 @@ impl TaskRepo {
     ///
     /// # Errors
     /// [`Error::NotFound`] when it does not exist or belongs to another user.
-    pub fn delete(conn: &mut PgConnection, user_id: Uuid, task_id: Uuid) -> Result<()> {
+    pub fn delete(conn: &mut PgConnection, user_id: UserId, task_id: TaskId) -> Result<()> {
         super::call(
             "task.delete",
             Some(user_id),
@@ -122,7 +121,7 @@ impl TaskRepo {
     ///
     /// # Errors
     /// Only database errors.
-    pub fn count(conn: &mut PgConnection, user_id: Uuid) -> Result<i64> {
+    pub fn count(conn: &mut PgConnection, user_id: UserId) -> Result<i64> {
         super::call("task.count", Some(user_id), conn, |conn| {
             Ok(tasks_of(user_id).count().get_result(conn)?)
         })
@@ -136,7 +135,7 @@ impl TaskRepo {
     /// # fn main() -> todo_store::Result<()> {
     /// # let pool = todo_store::connect(&todo_store::DbConfig::from_env()?)?;
     /// # let mut conn = pool.get()?;
-    /// # let user_id = uuid::Uuid::nil();
+    /// # let user_id = todo_store::UserId::from(uuid::Uuid::nil());
     /// use todo_store::{TaskQuery, TaskRepo};
     ///
     /// let query = TaskQuery::new().completed(false).limit(50);
@@ -152,7 +151,7 @@ impl TaskRepo {
     /// [`Error::Validation`] for a limit outside 1..=500, a search longer than 1000
     /// characters, a relevance sort without a search, or a cursor that is damaged or was
     /// made for another query.
-    pub fn list(conn: &mut PgConnection, user_id: Uuid, query: &TaskQuery) -> Result<Page<Task>> {
+    pub fn list(conn: &mut PgConnection, user_id: UserId, query: &TaskQuery) -> Result<Page<Task>> {
         super::call("task.list", Some(user_id), conn, |conn| {
             let plan = ListPlan::new(user_id, query)?;
             let mut rows: Vec<(Task, f32)> = plan.page_query().load(conn)?;
@@ -177,7 +176,7 @@ impl TaskRepo {
     /// [`Error::Validation`] as for [`TaskRepo::list`], cursor excepted.
     pub fn count_matching(
         conn: &mut PgConnection,
-        user_id: Uuid,
+        user_id: UserId,
         query: &TaskQuery,
     ) -> Result<i64> {
         super::call("task.count_matching", Some(user_id), conn, |conn| {
@@ -196,7 +195,7 @@ impl TaskRepo {
     ///
     /// # Errors
     /// Only database errors.
-    pub fn stats(conn: &mut PgConnection, user_id: Uuid) -> Result<TaskStats> {
+    pub fn stats(conn: &mut PgConnection, user_id: UserId) -> Result<TaskStats> {
         super::call("task.stats", Some(user_id), conn, |conn| {
             stats_in(conn, user_id, Tz::UTC)
         })
@@ -213,7 +212,7 @@ impl TaskRepo {
     /// # fn main() -> todo_store::Result<()> {
     /// # let pool = todo_store::connect(&todo_store::DbConfig::from_env()?)?;
     /// # let mut conn = pool.get()?;
-    /// # let user_id = uuid::Uuid::nil();
+    /// # let user_id = todo_store::UserId::from(uuid::Uuid::nil());
     /// let stats = todo_store::TaskRepo::stats_in_time_zone(&mut conn, user_id, "Asia/Tokyo")?;
     /// println!("{} due today in Tokyo", stats.due_today);
     /// # Ok(())
@@ -230,7 +229,7 @@ impl TaskRepo {
     /// failed statement does).
     pub fn stats_in_time_zone(
         conn: &mut PgConnection,
-        user_id: Uuid,
+        user_id: UserId,
         time_zone: &str,
     ) -> Result<TaskStats> {
         super::call("task.stats_in_time_zone", Some(user_id), conn, |conn| {
@@ -250,7 +249,7 @@ impl TaskRepo {
     /// [`Error::Validation`]; [`Error::NotFound`] when the user does not exist.
     pub fn create_many(
         conn: &mut PgConnection,
-        user_id: Uuid,
+        user_id: UserId,
         new: &[NewTask],
     ) -> Result<Vec<Task>> {
         super::call("task.create_many", Some(user_id), conn, |conn| {
@@ -286,8 +285,8 @@ impl TaskRepo {
     /// Only database errors.
     pub fn set_completed_many(
         conn: &mut PgConnection,
-        user_id: Uuid,
-        task_ids: &[Uuid],
+        user_id: UserId,
+        task_ids: &[TaskId],
         completed: bool,
     ) -> Result<usize> {
         super::call("task.set_completed_many", Some(user_id), conn, |conn| {
@@ -311,7 +310,11 @@ impl TaskRepo {
     ///
     /// # Errors
     /// Only database errors.
-    pub fn delete_many(conn: &mut PgConnection, user_id: Uuid, task_ids: &[Uuid]) -> Result<usize> {
+    pub fn delete_many(
+        conn: &mut PgConnection,
+        user_id: UserId,
+        task_ids: &[TaskId],
+    ) -> Result<usize> {
         super::call("task.delete_many", Some(user_id), conn, |conn| {
             if task_ids.is_empty() {
                 return Ok(0);
@@ -325,7 +328,7 @@ impl TaskRepo {
 }
 
 /// The tasks of `user_id` counted, with "due today" in `zone`.
-fn stats_in(conn: &mut PgConnection, user_id: Uuid, zone: Tz) -> Result<TaskStats> {
+fn stats_in(conn: &mut PgConnection, user_id: UserId, zone: Tz) -> Result<TaskStats> {
     let (total, completed, overdue, due_today, low, medium, high) =
         stats_query(user_id, zone).get_result::<(i64, i64, i64, i64, i64, i64, i64)>(conn)?;
     Ok(TaskStats {
@@ -380,7 +383,7 @@ type StatsColumns = (
 /// The one query behind [`TaskRepo::stats`] and [`TaskRepo::stats_in_time_zone`]. Its
 /// SQL is the same for every zone (the zone is a bind parameter), so one prepared
 /// statement serves them all.
-pub(crate) fn stats_query(user_id: Uuid, zone: Tz) -> dsl::Select<tasks_of, StatsColumns> {
+pub(crate) fn stats_query(user_id: UserId, zone: Tz) -> dsl::Select<tasks_of, StatsColumns> {
     tasks_of(user_id).select(stats_columns(zone))
 }
 

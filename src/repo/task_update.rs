@@ -8,12 +8,13 @@ use diesel::sql_types::{Bool, Text, Timestamptz, Varchar};
 use diesel::QueryResult;
 
 use super::owned::{self, OwnedTable};
-use crate::models::{Task, TaskChanges};
+use crate::models::{Task, TaskChanges, TaskId};
 use crate::schema::{sql_types::TaskPriority, tasks};
 
 impl OwnedTable for tasks::table {
     const NAME: &'static str = "tasks";
     const ENTITY: &'static str = "task";
+    type Id = TaskId;
     type Row = Task;
     type Changes<'a> = TaskChanges<'a>;
 

@@ -4,7 +4,6 @@ use diesel::dsl;
 use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::sql_types::Bool;
-use uuid::Uuid;
 
 use super::bulk::{self, UserCopyRow};
 use super::fragment::{self, Bind, Fragment};
@@ -12,7 +11,7 @@ use super::query::Page;
 use super::sql_functions::clock_timestamp;
 use super::user_query::{UserPagePlan, UserQuery};
 use crate::error::{Error, Result};
-use crate::models::{NewUser, User, UserPatch};
+use crate::models::{NewUser, User, UserId, UserPatch};
 use crate::schema::users;
 
 /// The comparison key of an email, around the SQL of the email: the SQL function
@@ -213,7 +212,7 @@ impl UserRepo {
     ///
     /// # Errors
     /// [`Error::NotFound`] when there is none.
-    pub fn get(conn: &mut PgConnection, id: Uuid) -> Result<User> {
+    pub fn get(conn: &mut PgConnection, id: UserId) -> Result<User> {
         super::call("user.get", Some(id), conn, |conn| {
             users::table
                 .find(id)
@@ -249,7 +248,7 @@ impl UserRepo {
     /// # Errors
     /// [`Error::Validation`] for bad values (nothing written), [`Error::NotFound`],
     /// [`Error::Conflict`] when the new email is taken.
-    pub fn update(conn: &mut PgConnection, id: Uuid, patch: &UserPatch) -> Result<User> {
+    pub fn update(conn: &mut PgConnection, id: UserId, patch: &UserPatch) -> Result<User> {
         super::call("user.update", Some(id), conn, |conn| {
             let changes = patch.to_changeset()?;
             diesel::update(users::table.find(id))
@@ -268,7 +267,7 @@ impl UserRepo {
     ///
     /// # Errors
     /// [`Error::NotFound`] when there is no such user.
-    pub fn delete(conn: &mut PgConnection, id: Uuid) -> Result<()> {
+    pub fn delete(conn: &mut PgConnection, id: UserId) -> Result<()> {
         super::call("user.delete", Some(id), conn, |conn| match diesel::delete(
             users::table.find(id),
         )

@@ -181,7 +181,15 @@ impl<'q> UserPagePlan<'q> {
         let cursor = query
             .after
             .as_deref()
-            .map(|c| Cursor::decode(c, query.sort, Direction::Asc, fingerprint, Uuid::nil()))
+            .map(|c| {
+                Cursor::decode(
+                    c,
+                    query.sort,
+                    Direction::Asc,
+                    fingerprint,
+                    Uuid::nil().into(),
+                )
+            })
             .transpose()?
             .map(|c| match c.key {
                 SortKey::Timestamp(t) => Ok((t, c.id)),
@@ -234,8 +242,8 @@ impl<'q> UserPagePlan<'q> {
             direction: Direction::Asc,
             fingerprint: self.fingerprint,
             key,
-            id: last.id,
+            id: last.id.into(),
         }
-        .encode(Uuid::nil())
+        .encode(Uuid::nil().into())
     }
 }

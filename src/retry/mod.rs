@@ -12,7 +12,8 @@
 //! use todo_store::{TaskPatch, TaskRepo};
 //! # fn main() -> todo_store::Result<()> {
 //! # let pool = todo_store::connect(&todo_store::DbConfig::from_env()?)?;
-//! # let (user_id, a, b) = (uuid::Uuid::nil(), uuid::Uuid::nil(), uuid::Uuid::nil());
+//! # let nil = uuid::Uuid::nil();
+//! # let (user_id, a, b): (todo_store::UserId, todo_store::TaskId, todo_store::TaskId) = (nil.into(), nil.into(), nil.into());
 //! // Move "urgent" from task a to task b, atomically; retried if it deadlocks with a
 //! // transaction that locks the two tasks in the other order.
 //! retry_transaction(&pool, &RetryPolicy::default(), |conn| {

@@ -8,11 +8,10 @@ use diesel::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64;
 use sha2::{Digest, Sha256};
-use uuid::Uuid;
 
 use super::{SeedExtras, SeedOptions};
 use crate::error::Result;
-use crate::models::Schedule;
+use crate::models::{HabitId, Schedule, SessionId, UserId};
 use crate::schema::{habit_check_ins, habits, sessions};
 
 const USER_AGENTS: [&str; 4] = [
@@ -39,8 +38,8 @@ const HABITS: [(&str, Option<&str>); 10] = [
 #[derive(Debug, Insertable)]
 #[diesel(table_name = sessions, treat_none_as_default_value = false)]
 pub(super) struct SeedSessionRow {
-    id: Uuid,
-    user_id: Uuid,
+    id: SessionId,
+    user_id: UserId,
     token_hash: Vec<u8>,
     expires_at: DateTime<Utc>,
     created_at: DateTime<Utc>,
@@ -54,8 +53,8 @@ pub(super) struct SeedSessionRow {
 #[derive(Debug, Insertable)]
 #[diesel(table_name = habits, treat_none_as_default_value = false)]
 pub(super) struct SeedHabitRow {
-    id: Uuid,
-    user_id: Uuid,
+    id: HabitId,
+    user_id: UserId,
     name: &'static str,
     description: Option<&'static str>,
     schedule: Schedule,
@@ -68,7 +67,7 @@ pub(super) struct SeedHabitRow {
 #[derive(Debug, Insertable)]
 #[diesel(table_name = habit_check_ins)]
 pub(super) struct SeedCheckInRow {
-    habit_id: Uuid,
+    habit_id: HabitId,
     day: NaiveDate,
     created_at: DateTime<Utc>,
 }
@@ -87,7 +86,7 @@ impl Extras {
         options: &SeedOptions,
         wanted: &SeedExtras,
         index: u32,
-        user_id: Uuid,
+        user_id: UserId,
     ) -> Extras {
         let mut rng = Pcg64::seed_from_u64(
             options.seed ^ u64::from(index).wrapping_mul(0xd1b5_4a32_d192_ed03) ^ 0x5eed_e87a,
@@ -111,7 +110,7 @@ impl Extras {
     }
 }
 
-fn session(rng: &mut Pcg64, anchor: DateTime<Utc>, user_id: Uuid) -> SeedSessionRow {
+fn session(rng: &mut Pcg64, anchor: DateTime<Utc>, user_id: UserId) -> SeedSessionRow {
     let created_at = anchor - TimeDelta::minutes(rng.random_range(5..60 * 24 * 60));
     // Thirty-day sessions: those older than a month have expired.
     let expires_at = created_at + TimeDelta::days(30);
@@ -143,7 +142,7 @@ fn session(rng: &mut Pcg64, anchor: DateTime<Utc>, user_id: Uuid) -> SeedSession
 fn habit(
     rng: &mut Pcg64,
     anchor: DateTime<Utc>,
-    user_id: Uuid,
+    user_id: UserId,
     name: &'static str,
     description: Option<&'static str>,
 ) -> SeedHabitRow {

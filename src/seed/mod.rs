@@ -45,7 +45,7 @@ use rand_pcg::Pcg64;
 use uuid::Uuid;
 
 use crate::error::Result;
-use crate::models::{NewTask, NewUser, Priority};
+use crate::models::{NewTask, NewUser, Priority, TaskId, UserId};
 use crate::pool::PgPool;
 use crate::repo::bulk::{self, TaskCopyRow, UserCopyRow};
 use crate::repo::user;
@@ -144,7 +144,7 @@ pub struct SeedReport {
     /// True when the callback stopped the run early (after a whole batch).
     pub interrupted: bool,
     /// The id of the first user of the run (created or existing), for showing a sample.
-    pub first_user: Option<Uuid>,
+    pub first_user: Option<UserId>,
 }
 
 impl SeedReport {
@@ -330,7 +330,7 @@ struct BatchDone {
     habits_created: u64,
     check_ins_created: u64,
     starts_at_zero: bool,
-    first_user: Option<Uuid>,
+    first_user: Option<UserId>,
 }
 
 impl SeedProgress {
@@ -424,14 +424,14 @@ fn write_batch(
 /// A generated user with their tasks.
 struct SeedUser {
     index: u32,
-    id: Uuid,
+    id: UserId,
     user: NewUser,
     created_at: DateTime<Utc>,
     tasks: Vec<SeedTask>,
 }
 
 struct SeedTask {
-    id: Uuid,
+    id: TaskId,
     new: NewTask,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
@@ -520,9 +520,11 @@ impl SeedTask {
 }
 
 /// A UUIDv7 for `at` with random bits from `rng`: deterministic for a seed.
-fn v7_at(at: DateTime<Utc>, rng: &mut Pcg64) -> Uuid {
+fn v7_at<Id: From<Uuid>>(at: DateTime<Utc>, rng: &mut Pcg64) -> Id {
     let random: [u8; 10] = rng.random();
-    uuid::Builder::from_unix_timestamp_millis(at.timestamp_millis() as u64, &random).into_uuid()
+    uuid::Builder::from_unix_timestamp_millis(at.timestamp_millis() as u64, &random)
+        .into_uuid()
+        .into()
 }
 
 /// A name no other index below 64 * 64 * 26 gets for the same seed.

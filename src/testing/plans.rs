@@ -5,17 +5,16 @@ use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::sql_types::Text;
-use uuid::Uuid;
 
 use crate::error::Result;
 use crate::repo::list::ListPlan;
-use crate::TaskQuery;
+use crate::{HabitId, TaskQuery, UserId};
 
 /// The plan of [`crate::TaskRepo::list`] for `query`.
 ///
 /// # Errors
 /// As [`crate::TaskRepo::list`].
-pub fn list(conn: &mut PgConnection, user_id: Uuid, query: &TaskQuery) -> Result<String> {
+pub fn list(conn: &mut PgConnection, user_id: UserId, query: &TaskQuery) -> Result<String> {
     let plan = ListPlan::new(user_id, query)?;
     Ok(Explain(plan.page_query()).get_result(conn)?)
 }
@@ -24,7 +23,11 @@ pub fn list(conn: &mut PgConnection, user_id: Uuid, query: &TaskQuery) -> Result
 ///
 /// # Errors
 /// As [`crate::TaskRepo::count_matching`].
-pub fn count_matching(conn: &mut PgConnection, user_id: Uuid, query: &TaskQuery) -> Result<String> {
+pub fn count_matching(
+    conn: &mut PgConnection,
+    user_id: UserId,
+    query: &TaskQuery,
+) -> Result<String> {
     let unpaged = query.unpaged();
     let plan = ListPlan::new(user_id, &unpaged)?;
     Ok(Explain(plan.count_query()).get_result(conn)?)
@@ -42,7 +45,7 @@ pub fn find_by_email(conn: &mut PgConnection, email: &str) -> Result<String> {
 ///
 /// # Errors
 /// Only database errors.
-pub fn stats(conn: &mut PgConnection, user_id: Uuid) -> Result<String> {
+pub fn stats(conn: &mut PgConnection, user_id: UserId) -> Result<String> {
     Ok(Explain(crate::repo::task::stats_query(user_id, chrono_tz::Tz::UTC)).get_result(conn)?)
 }
 
@@ -54,8 +57,8 @@ pub fn stats(conn: &mut PgConnection, user_id: Uuid) -> Result<String> {
 /// Only database errors.
 pub fn streak_analyzed(
     conn: &mut PgConnection,
-    user_id: Uuid,
-    habit_id: Uuid,
+    user_id: UserId,
+    habit_id: HabitId,
     today: chrono::NaiveDate,
 ) -> Result<String> {
     let query = crate::repo::habit::streak_query(user_id, habit_id, today);
@@ -87,7 +90,7 @@ pub fn user_list_page_generic(conn: &mut PgConnection, query: &crate::UserQuery)
 ///
 /// # Errors
 /// As [`crate::TaskRepo::list`].
-pub fn list_generic(conn: &mut PgConnection, user_id: Uuid, query: &TaskQuery) -> Result<String> {
+pub fn list_generic(conn: &mut PgConnection, user_id: UserId, query: &TaskQuery) -> Result<String> {
     let plan = ListPlan::new(user_id, query)?;
     let sql = plan.page_query();
     generic_plan(conn, &sql)
@@ -99,7 +102,7 @@ pub fn list_generic(conn: &mut PgConnection, user_id: Uuid, query: &TaskQuery) -
 /// As [`crate::TaskRepo::count_matching`].
 pub fn count_matching_generic(
     conn: &mut PgConnection,
-    user_id: Uuid,
+    user_id: UserId,
     query: &TaskQuery,
 ) -> Result<String> {
     let unpaged = query.unpaged();
@@ -112,7 +115,7 @@ pub fn count_matching_generic(
 ///
 /// # Errors
 /// Only database errors.
-pub fn stats_generic(conn: &mut PgConnection, user_id: Uuid) -> Result<String> {
+pub fn stats_generic(conn: &mut PgConnection, user_id: UserId) -> Result<String> {
     generic_plan(
         conn,
         &crate::repo::task::stats_query(user_id, chrono_tz::Tz::UTC),

@@ -343,7 +343,7 @@ impl Malformed {
 
 /// Every kind of request the service cannot read: JSON syntax and data, content type,
 /// size, path, query, route and method.
-fn malformed_requests(task_id: Uuid) -> Vec<Malformed> {
+fn malformed_requests(task_id: todo_store::TaskId) -> Vec<Malformed> {
     let case = |method, path: &str, headers, body: &[u8], status, field, mentions| Malformed {
         method,
         path: path.to_owned(),

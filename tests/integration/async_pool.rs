@@ -79,7 +79,7 @@ async fn calls_return_what_the_sync_api_returns_errors_included() {
         .unwrap();
     assert_eq!(page.items, std::slice::from_ref(&task));
     let err = pool
-        .run(move |conn| TaskRepo::get(conn, user.id, Uuid::now_v7()))
+        .run(move |conn| TaskRepo::get(conn, user.id, Uuid::now_v7().into()))
         .await
         .unwrap_err();
     assert!(err.is_not_found(), "{err:?}");

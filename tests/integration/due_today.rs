@@ -10,8 +10,8 @@ use diesel::connection::SimpleConnection;
 use diesel::sql_types::Timestamptz;
 use diesel::{Connection, RunQueryDsl};
 use todo_store::testing::TestDb;
+use todo_store::UserId;
 use todo_store::{Error, NewTask, PgConnection, TaskRepo, TaskStats};
-use uuid::Uuid;
 
 use crate::support::fixtures;
 
@@ -25,7 +25,7 @@ fn server_now(conn: &mut PgConnection) -> DateTime<Utc> {
 /// Open tasks for `user_id` due at each of `instants`, and one done task due `now`.
 fn tasks_due_at(
     conn: &mut PgConnection,
-    user_id: Uuid,
+    user_id: UserId,
     instants: &[DateTime<Utc>],
     now: DateTime<Utc>,
 ) {
@@ -51,7 +51,7 @@ fn local_day(zone: Tz, now: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
 
 /// The stats of `user_id` with the session's time zone set to `zone` for the rest of the
 /// transaction (as a caller's own code might).
-fn stats_with_session_zone(conn: &mut PgConnection, user_id: Uuid, zone: &str) -> TaskStats {
+fn stats_with_session_zone(conn: &mut PgConnection, user_id: UserId, zone: &str) -> TaskStats {
     conn.batch_execute(&format!("SET LOCAL TIME ZONE '{zone}'"))
         .unwrap();
     TaskRepo::stats(conn, user_id).unwrap()

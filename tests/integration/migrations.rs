@@ -450,7 +450,7 @@ fn ids_the_database_makes_are_time_ordered_uuid_v7s_like_the_crates() {
 
 /// A task created on `conn`: its insert binds a `task_priority`, whose OID diesel looks
 /// up once per connection and keeps.
-fn create_a_task(conn: &mut PgConnection, user_id: uuid::Uuid) -> todo_store::Result<()> {
+fn create_a_task(conn: &mut PgConnection, user_id: todo_store::UserId) -> todo_store::Result<()> {
     use todo_store::{NewTask, Priority, TaskRepo};
     TaskRepo::create(conn, user_id, &NewTask::new("t").priority(Priority::High)).map(drop)
 }

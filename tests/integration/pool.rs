@@ -315,7 +315,7 @@ fn an_applications_default_instrumentation_still_sees_pooled_statements() {
 }
 
 /// Tasks of `user_id` that another connection sees (committed ones).
-fn committed_tasks(db: &TestDb, user_id: uuid::Uuid) -> i64 {
+fn committed_tasks(db: &TestDb, user_id: todo_store::UserId) -> i64 {
     todo_store::TaskRepo::count_matching(&mut db.conn(), user_id, &todo_store::TaskQuery::new())
         .unwrap()
 }

@@ -15,11 +15,11 @@ use diesel::dsl::sql;
 use diesel::sql_types::BigInt;
 use diesel::{Connection, RunQueryDsl};
 use todo_store::testing::{plans, TestDb};
+use todo_store::UserId;
 use todo_store::{
     Direction, Error, NewTask, NewUser, PgConnection, Priority, TaskQuery, TaskRepo, TaskSort,
     UserRepo,
 };
-use uuid::Uuid;
 
 use crate::support::rng::Rng;
 
@@ -75,14 +75,14 @@ fn new_task(rng: &mut Rng, now: DateTime<Utc>) -> NewTask {
 }
 
 /// Users and their tasks, through the crate's bulk path, in one transaction.
-fn seed(conn: &mut PgConnection) -> Vec<Uuid> {
+fn seed(conn: &mut PgConnection) -> Vec<UserId> {
     let now = Utc::now().trunc_subsecs(6);
     let mut rng = Rng::new(0x5eed_1234_abcd_ef01);
     conn.transaction::<_, Error, _>(|conn| {
         let news: Vec<NewUser> = (0..USERS)
             .map(|i| NewUser::new(format!("plan-user-{i}@example.com"), format!("User {i}")))
             .collect();
-        let users: Vec<Uuid> = UserRepo::create_many(conn, &news)?
+        let users: Vec<UserId> = UserRepo::create_many(conn, &news)?
             .iter()
             .map(|u| u.id)
             .collect();

@@ -227,7 +227,7 @@ fn the_runtime_role_can_use_every_repository() {
         1
     );
     assert_eq!(TaskRepo::stats(&mut conn, user.id).unwrap().completed, 1);
-    let ids: Vec<Uuid> = batch.iter().map(|t| t.id).collect();
+    let ids: Vec<todo_store::TaskId> = batch.iter().map(|t| t.id).collect();
     assert_eq!(
         TaskRepo::set_completed_many(&mut conn, user.id, &ids, true).unwrap(),
         2

@@ -298,8 +298,8 @@ fn the_check_and_from_json_agree_on_every_spelling_of_numbers_and_repeated_keys(
     );
 }
 
-fn insert(conn: &mut PgConnection, user: &todo_store::User, text: &str) -> uuid::Uuid {
-    let id = uuid::Uuid::now_v7();
+fn insert(conn: &mut PgConnection, user: &todo_store::User, text: &str) -> todo_store::HabitId {
+    let id = todo_store::HabitId::from(uuid::Uuid::now_v7());
     diesel::sql_query(
         "INSERT INTO habits (id, user_id, name, schedule) VALUES ($1, $2, 'Raw', $3::jsonb)",
     )

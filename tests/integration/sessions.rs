@@ -118,8 +118,12 @@ fn creating_a_session_checks_its_input_and_writes_nothing_on_error() {
             other => panic!("{new:?}: expected Validation on {field}, got {other:?}"),
         }
     }
-    let err =
-        SessionRepo::create(&mut conn, Uuid::now_v7(), &NewSession::new(in_days(1))).unwrap_err();
+    let err = SessionRepo::create(
+        &mut conn,
+        Uuid::now_v7().into(),
+        &NewSession::new(in_days(1)),
+    )
+    .unwrap_err();
     assert!(err.is_not_found(), "{err:?}");
     assert_eq!(count_sessions(&mut conn), 0);
     // At the edge: 512 characters of user agent are kept.
@@ -228,7 +232,7 @@ fn touch_slides_the_expiry_later_and_never_earlier() {
     fixtures::expire_session(&mut conn, expired.id);
     let (revoked, _) = new_session(&mut conn, &user);
     SessionRepo::revoke(&mut conn, user.id, revoked.id).unwrap();
-    for dead in [expired.id, revoked.id, Uuid::now_v7()] {
+    for dead in [expired.id, revoked.id, Uuid::now_v7().into()] {
         let err = SessionRepo::touch(&mut conn, user.id, dead, in_days(90)).unwrap_err();
         assert!(err.is_not_found(), "{err:?}");
     }
@@ -253,9 +257,11 @@ fn revoking_ends_a_session_and_another_users_session_is_not_found() {
         .unwrap()
         .is_none());
     SessionRepo::revoke(&mut conn, ada.id, s.id).expect("revoking twice is fine");
-    assert!(SessionRepo::revoke(&mut conn, ada.id, Uuid::now_v7())
-        .unwrap_err()
-        .is_not_found());
+    assert!(
+        SessionRepo::revoke(&mut conn, ada.id, Uuid::now_v7().into())
+            .unwrap_err()
+            .is_not_found()
+    );
     assert!(SessionRepo::authenticate(&mut conn, &bobs_token)
         .unwrap()
         .is_some());
@@ -295,13 +301,13 @@ fn list_shows_the_users_active_sessions_newest_first() {
     fixtures::expire_session(&mut conn, created[1].id);
     SessionRepo::revoke(&mut conn, ada.id, created[2].id).unwrap();
     new_session(&mut conn, &bob);
-    let listed: Vec<Uuid> = SessionRepo::list(&mut conn, ada.id)
+    let listed: Vec<todo_store::SessionId> = SessionRepo::list(&mut conn, ada.id)
         .unwrap()
         .iter()
         .map(|s| s.id)
         .collect();
     assert_eq!(listed, [created[3].id, created[0].id]);
-    assert!(SessionRepo::list(&mut conn, Uuid::now_v7())
+    assert!(SessionRepo::list(&mut conn, Uuid::now_v7().into())
         .unwrap()
         .is_empty());
 }

@@ -20,7 +20,7 @@ fn create_returns_the_stored_task_with_defaults() {
     assert_eq!(task.due_date, None);
     assert!(!task.completed);
     assert_eq!(task.version, 1);
-    assert_eq!(task.id.get_version_num(), 7);
+    assert_eq!(task.id.as_uuid().get_version_num(), 7);
     assert_eq!(TaskRepo::get(&mut conn, user.id, task.id).unwrap(), task);
 }
 
@@ -46,7 +46,8 @@ fn create_keeps_every_field() {
 fn creating_a_task_for_a_missing_user_is_not_found() {
     let db = TestDb::new();
     let mut conn = db.conn();
-    let err = TaskRepo::create(&mut conn, Uuid::now_v7(), &NewTask::new("orphan")).unwrap_err();
+    let err =
+        TaskRepo::create(&mut conn, Uuid::now_v7().into(), &NewTask::new("orphan")).unwrap_err();
     assert!(
         matches!(err, Error::NotFound { entity: "user", .. }),
         "{err:?}"

@@ -26,7 +26,7 @@ fn every_repo_call_has_a_span_with_op_user_rows_and_outcome() {
     let (_, out) = capture(|| {
         let task = TaskRepo::create(&mut conn, user.id, &NewTask::new("secret plans")).unwrap();
         TaskRepo::list(&mut conn, user.id, &TaskQuery::new()).unwrap();
-        TaskRepo::get(&mut conn, user.id, uuid::Uuid::now_v7()).unwrap_err();
+        TaskRepo::get(&mut conn, user.id, uuid::Uuid::now_v7().into()).unwrap_err();
         task
     });
     let spans: Vec<&str> = out.lines().filter(|l| l.contains("close")).collect();

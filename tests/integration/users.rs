@@ -18,7 +18,7 @@ fn create_returns_the_stored_user() {
     assert_eq!(user.name, "Ada Lovelace");
     assert!(user.email_verified);
     assert_eq!(user.image.as_deref(), Some("https://example.com/ada.png"));
-    assert_eq!(user.id.get_version_num(), 7);
+    assert_eq!(user.id.as_uuid().get_version_num(), 7);
     assert_eq!(user.created_at, user.updated_at);
     assert_eq!(UserRepo::get(&mut conn, user.id).unwrap(), user);
 }
@@ -61,7 +61,7 @@ fn find_by_email_ignores_case_and_misses_cleanly() {
 #[test]
 fn get_of_a_missing_user_is_not_found() {
     let db = TestDb::new();
-    let err = UserRepo::get(&mut db.conn(), Uuid::now_v7()).unwrap_err();
+    let err = UserRepo::get(&mut db.conn(), Uuid::now_v7().into()).unwrap_err();
     assert!(
         matches!(err, Error::NotFound { entity: "user", .. }),
         "{err:?}"
@@ -132,7 +132,7 @@ fn update_to_a_taken_email_is_a_conflict_and_changes_nothing() {
 fn update_and_delete_of_a_missing_user_are_not_found() {
     let db = TestDb::new();
     let mut conn = db.conn();
-    let id = Uuid::now_v7();
+    let id: todo_store::UserId = Uuid::now_v7().into();
     assert!(UserRepo::update(&mut conn, id, &UserPatch::default())
         .unwrap_err()
         .is_not_found());
@@ -182,7 +182,7 @@ fn delete_removes_the_users_sessions_and_better_auth_rows() {
         .unwrap();
     }
     UserRepo::delete(&mut conn, user.id).unwrap();
-    let rows_of = |conn: &mut todo_store::PgConnection, id: Uuid| -> String {
+    let rows_of = |conn: &mut todo_store::PgConnection, id: todo_store::UserId| -> String {
         diesel::select(sql::<Text>(&format!(
             "concat_ws(' ', \
                (SELECT count(*) FROM auth_sessions WHERE user_id = '{id}'), \
@@ -490,8 +490,8 @@ fn user_pages_walk_every_user_once_in_creation_order() {
             };
             page = UserRepo::list_page(&mut conn, &query.clone().after(&cursor)).unwrap();
         }
-        let ids: Vec<Uuid> = seen.iter().map(|u| u.id).collect();
-        let mut want: Vec<Uuid> = expected.iter().map(|u| u.id).collect();
+        let ids: Vec<todo_store::UserId> = seen.iter().map(|u| u.id).collect();
+        let mut want: Vec<todo_store::UserId> = expected.iter().map(|u| u.id).collect();
         // Created after the first page: seen at the end when more pages followed it.
         if expected.len() as i64 > limit {
             want.push(added.as_ref().unwrap().id);

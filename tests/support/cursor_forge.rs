@@ -47,7 +47,7 @@ pub fn forge_bytes(bytes: &[u8], edit: impl FnOnce(&mut Vec<u8>)) -> String {
 /// A title cursor as releases before the nonce wrote it (version 1): `cursor`'s header
 /// and task id around `title` masked with the keystream of the user and the query's
 /// fingerprint alone, written here from that format, not with the crate's code.
-pub fn version_1_title_cursor(cursor: &str, user_id: uuid::Uuid, title: &str) -> String {
+pub fn version_1_title_cursor(cursor: &str, user_id: todo_store::UserId, title: &str) -> String {
     use sha2::{Digest, Sha256};
     let bytes = URL_SAFE_NO_PAD.decode(cursor).expect("a cursor is base64");
     let payload = &bytes[..bytes.len() - 8];
@@ -55,7 +55,7 @@ pub fn version_1_title_cursor(cursor: &str, user_id: uuid::Uuid, title: &str) ->
     let id = &payload[payload.len() - 16..];
     let key: [u8; 32] = Sha256::new()
         .chain_update(b"todo-store title cursor v1")
-        .chain_update(user_id.as_bytes())
+        .chain_update(user_id.as_uuid().as_bytes())
         .chain_update(fingerprint)
         .finalize()
         .into();

@@ -20,7 +20,7 @@ pub fn task(conn: &mut PgConnection, user: &User, title: &str) -> Task {
 
 /// Moves a session's expiry (and creation, to keep them ordered) into the past, as time
 /// would.
-pub fn expire_session(conn: &mut PgConnection, session_id: uuid::Uuid) {
+pub fn expire_session(conn: &mut PgConnection, session_id: todo_store::SessionId) {
     use diesel::RunQueryDsl;
     diesel::sql_query(
         "UPDATE sessions SET created_at = now() - interval '2 hours', \

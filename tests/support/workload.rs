@@ -17,8 +17,7 @@ use diesel::sql_types::{Bool, Integer, Text, Uuid as SqlUuid};
 use r2d2::PooledConnection;
 use todo_store::pool::{checkout, PooledConn};
 use todo_store::retry::{retry_transaction, RetryPolicy};
-use todo_store::{Error, NewTask, PgPool, TaskPatch, TaskQuery, TaskRepo};
-use uuid::Uuid;
+use todo_store::{Error, NewTask, PgPool, TaskId, TaskPatch, TaskQuery, TaskRepo, UserId};
 
 use super::rng::Rng;
 
@@ -49,12 +48,12 @@ pub struct Worker<'a> {
     pub thread: usize,
     pool: &'a PgPool,
     /// The worker's user: every task it writes is this user's.
-    pub user_id: Uuid,
+    pub user_id: UserId,
     rng: Rng,
     counter: u64,
     /// For each task: the states it may be in. One state: known (every write on it was
     /// answered). Several: a write failed and it is not known whether it applied.
-    pub tasks: BTreeMap<Uuid, Vec<Option<State>>>,
+    pub tasks: BTreeMap<TaskId, Vec<Option<State>>>,
     /// Titles of creates that failed, by batch: each batch is wholly there or absent.
     pub uncertain_creates: Vec<Vec<String>>,
     /// Every call, as the caller saw it.
@@ -77,7 +76,7 @@ pub struct Worker<'a> {
 
 impl<'a> Worker<'a> {
     /// A worker for `user_id`'s tasks, through `pool`.
-    pub fn new(thread: usize, pool: &'a PgPool, user_id: Uuid) -> Self {
+    pub fn new(thread: usize, pool: &'a PgPool, user_id: UserId) -> Self {
         Worker {
             thread,
             pool,
@@ -163,7 +162,7 @@ impl<'a> Worker<'a> {
         {
             return self.resync(id);
         }
-        let live: Vec<(Uuid, State)> = self
+        let live: Vec<(TaskId, State)> = self
             .tasks
             .iter()
             .filter_map(|(id, states)| states[0].clone().map(|s| (*id, s)))
@@ -228,7 +227,7 @@ impl<'a> Worker<'a> {
 
     /// Title and completed change together, guarded by the version read: a write
     /// applied in half would show.
-    fn update(&mut self, id: Uuid, (title, version, completed): State) {
+    fn update(&mut self, id: TaskId, (title, version, completed): State) {
         let new_title = self.title("u");
         let after = (new_title.clone(), version + 1, !completed);
         let patch = TaskPatch {
@@ -242,7 +241,7 @@ impl<'a> Worker<'a> {
         self.written(id, "update", result, (title, version, completed), after);
     }
 
-    fn set_completed(&mut self, id: Uuid, before: State) {
+    fn set_completed(&mut self, id: TaskId, before: State) {
         let done = self.rng.below(2) == 0;
         let after = (before.0.clone(), before.1 + 1, done);
         let uid = self.user_id;
@@ -254,7 +253,7 @@ impl<'a> Worker<'a> {
 
     fn written(
         &mut self,
-        id: Uuid,
+        id: TaskId,
         op: &str,
         result: todo_store::Result<todo_store::Task>,
         before: State,
@@ -275,7 +274,7 @@ impl<'a> Worker<'a> {
         }
     }
 
-    fn delete(&mut self, id: Uuid, before: State) {
+    fn delete(&mut self, id: TaskId, before: State) {
         let uid = self.user_id;
         match self.call("delete", |c| TaskRepo::delete(c, uid, id)) {
             Ok(()) => {
@@ -288,7 +287,7 @@ impl<'a> Worker<'a> {
         }
     }
 
-    fn get(&mut self, id: Uuid, expected: State) {
+    fn get(&mut self, id: TaskId, expected: State) {
         let uid = self.user_id;
         match self.call("get", |c| TaskRepo::get(c, uid, id)) {
             Ok(task) => {
@@ -331,7 +330,7 @@ impl<'a> Worker<'a> {
     /// second new task or a version two ahead; applied in half, as one without the
     /// other. Every failure it retries must end in a commit; the only error allowed
     /// is a connection lost while `COMMIT` was on its way (outcome unknown).
-    fn transaction(&mut self, id: Uuid, (title, version, completed): State) {
+    fn transaction(&mut self, id: TaskId, (title, version, completed): State) {
         let created = self.title("x");
         let renamed = self.title("r");
         let after = (renamed.clone(), version + 1, completed);
@@ -390,7 +389,7 @@ impl<'a> Worker<'a> {
 
     /// Reads back a task after a failed write: it must be in one of the states the
     /// write could have left (before, or wholly after).
-    fn resync(&mut self, id: Uuid) {
+    fn resync(&mut self, id: TaskId) {
         if !self.orphans.is_empty() {
             match checkout(self.pool) {
                 Ok(mut conn) => match Backend::wait_until_gone(&mut conn, &self.orphans) {
@@ -486,7 +485,7 @@ enum Settled {
 #[derive(QueryableByName, Debug)]
 struct TaskRow {
     #[diesel(sql_type = SqlUuid)]
-    id: Uuid,
+    id: TaskId,
     #[diesel(sql_type = Text)]
     title: String,
     #[diesel(sql_type = Integer)]
@@ -514,7 +513,7 @@ pub fn check_rows(pool: &PgPool, workers: &[Worker<'_>]) -> Vec<String> {
                 .bind::<SqlUuid, _>(w.user_id)
                 .load(&mut conn)
                 .expect("rows");
-        let mut by_id: HashMap<Uuid, State> = rows
+        let mut by_id: HashMap<TaskId, State> = rows
             .iter()
             .map(|r| (r.id, (r.title.clone(), r.version, r.completed)))
             .collect();

@@ -50,7 +50,7 @@ pub fn run(
 /// The synchronous side: `POOL` threads, a checkout per call.
 fn threads(
     pool: &PgPool,
-    tasks: &Arc<Vec<(uuid::Uuid, uuid::Uuid)>>,
+    tasks: &Arc<Vec<(todo_store::UserId, todo_store::TaskId)>>,
     p: &Profile,
 ) -> BoxResult<f64> {
     let counted = AtomicU64::new(0);
@@ -85,7 +85,7 @@ fn threads(
 /// `AsyncPool::run` in a loop.
 fn tokio_tasks(
     pool: &PgPool,
-    tasks: &Arc<Vec<(uuid::Uuid, uuid::Uuid)>>,
+    tasks: &Arc<Vec<(todo_store::UserId, todo_store::TaskId)>>,
     p: &Profile,
 ) -> BoxResult<f64> {
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -136,7 +136,7 @@ fn copy(server: &Server, db: &str, setup: &mut PgConnection, tasks: &[NewTask]) 
 }
 
 /// `tasks` of `owner` as the CSV that `\copy` reads, with fresh UUIDv7 ids.
-fn csv(owner: Uuid, tasks: &[NewTask]) -> String {
+fn csv(owner: todo_store::UserId, tasks: &[NewTask]) -> String {
     let now = Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true);
     let mut csv = String::with_capacity(tasks.len() * 200);
     let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));

@@ -3,6 +3,7 @@
 use diesel::sql_types::Text;
 use todo_store::testing::TestDb;
 use todo_store::{ConflictKind, HabitPatch};
+use todo_store::{HabitId, UserId};
 use uuid::Uuid;
 
 use crate::support::fixtures;
@@ -31,7 +32,7 @@ fn create_returns_the_stored_habit_with_defaults() {
     assert!(habit.is_active);
     assert_eq!(habit.version, 1);
     assert_eq!(habit.user_id, user.id);
-    assert_eq!(habit.id.get_version_num(), 7);
+    assert_eq!(habit.id.as_uuid().get_version_num(), 7);
     assert_eq!(HabitRepo::get(&mut conn, user.id, habit.id).unwrap(), habit);
     let stored: String = diesel::select(diesel::dsl::sql::<Text>(&format!(
         "(SELECT schedule::text FROM habits WHERE id = '{}')",
@@ -49,7 +50,7 @@ fn create_returns_the_stored_habit_with_defaults() {
 fn a_habit_of_a_missing_user_is_not_found() {
     let db = TestDb::new();
     let mut conn = db.conn();
-    let missing = Uuid::now_v7();
+    let missing: UserId = Uuid::now_v7().into();
     match HabitRepo::create(&mut conn, missing, &NewHabit::new("Run", Schedule::Daily)) {
         Err(Error::NotFound {
             entity: "user",
@@ -121,7 +122,7 @@ fn update_changes_what_the_patch_says_and_checks_the_version() {
     assert_not_found(HabitRepo::update(
         &mut conn,
         user.id,
-        Uuid::now_v7(),
+        Uuid::now_v7().into(),
         &stale,
     ));
 }
@@ -188,7 +189,7 @@ fn another_users_habit_is_not_found_by_any_call_and_nothing_changes() {
     assert!(HabitRepo::list(c, other.id).unwrap().is_empty());
     assert!(HabitRepo::due_on(c, other.id, monday()).unwrap().is_empty());
     // A missing habit is the same.
-    let missing = Uuid::now_v7();
+    let missing: HabitId = Uuid::now_v7().into();
     assert_not_found(HabitRepo::check_in(c, owner.id, missing, monday()));
     assert_not_found(HabitRepo::streak(c, owner.id, missing, monday()));
     assert_not_found(HabitRepo::check_ins(

@@ -2,6 +2,7 @@
 
 use diesel::sql_types::{Text, Uuid as SqlUuid};
 use todo_store::testing::TestDb;
+use todo_store::HabitId;
 use todo_store::{HabitPatch, Streak};
 use uuid::Uuid;
 
@@ -121,8 +122,12 @@ fn bad_names_descriptions_schedules_and_days_are_invalid_and_write_nothing() {
 }
 
 /// `schedule` (JSON text) inserted by plain SQL, as another client would.
-fn insert_raw(conn: &mut PgConnection, user: &User, schedule: &str) -> diesel::QueryResult<Uuid> {
-    let id = Uuid::now_v7();
+fn insert_raw(
+    conn: &mut PgConnection,
+    user: &User,
+    schedule: &str,
+) -> diesel::QueryResult<HabitId> {
+    let id = HabitId::from(Uuid::now_v7());
     diesel::sql_query(
         "INSERT INTO habits (id, user_id, name, schedule) VALUES ($1, $2, 'Raw', $3::jsonb)",
     )

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use diesel::sql_types::{Date, Uuid as SqlUuid};
 use proptest::test_runner::TestRunner;
 use todo_store::testing::{plans, TestDb};
+use todo_store::HabitId;
 use todo_store::{HabitPatch, Streak};
-use uuid::Uuid;
 
 use crate::support::backend::assert_prepared_once;
 use crate::support::fixtures;
@@ -105,12 +105,12 @@ fn due_on_agrees_with_the_model_for_every_kind_of_schedule() {
     // Across a leap day, a year end and more than a year.
     let start = date(2023, 12, 20);
     for day in start.iter_days().take(800) {
-        let due: Vec<Uuid> = HabitRepo::due_on(&mut conn, user.id, day)
+        let due: Vec<HabitId> = HabitRepo::due_on(&mut conn, user.id, day)
             .unwrap()
             .into_iter()
             .map(|h| h.id)
             .collect();
-        let expected: Vec<Uuid> = habits
+        let expected: Vec<HabitId> = habits
             .iter()
             .filter(|h| model_is_due(&h.schedule, day))
             .map(|h| h.id)

@@ -148,7 +148,7 @@ impl Mutation {
 }
 
 /// The first page's cursor of `query` (limit 1) for `user`.
-fn first_cursor(conn: &mut PgConnection, user: Uuid, query: &TaskQuery) -> String {
+fn first_cursor(conn: &mut PgConnection, user: UserId, query: &TaskQuery) -> String {
     TaskRepo::list(conn, user, &query.clone().limit(1))
         .expect("the first page")
         .next_cursor

@@ -36,6 +36,7 @@ use diesel::sql_types::Text;
 use diesel::RunQueryDsl;
 use proptest::prelude::*;
 use proptest::test_runner::{TestCaseError, TestRunner};
+use todo_store::UserId;
 use todo_store::{
     Direction, Error, NewTask, NewUser, PgConnection, Priority, Task, TaskQuery, TaskRepo,
     TaskSort, User, UserRepo,
@@ -115,7 +116,7 @@ fn run<S: Strategy>(
 /// `Validation`, every row is `user`'s, and the database does not change.
 fn list_pages(
     conn: &mut PgConnection,
-    user: Uuid,
+    user: UserId,
     query: &TaskQuery,
     what: &str,
 ) -> Result<(), TestCaseError> {

@@ -70,7 +70,7 @@ fn hostile_new_tasks_are_stored_exactly_or_rejected_without_a_trace() {
         let user = match owner {
             Owner::User => fx.user.id,
             Owner::Other => fx.other.id,
-            Owner::Nobody => Uuid::now_v7(),
+            Owner::Nobody => Uuid::now_v7().into(),
         };
         let before = digest(conn);
         let created = TaskRepo::create(conn, user, &g.new_task());
@@ -183,7 +183,7 @@ fn hostile_task_patches_apply_exactly_or_change_nothing() {
         let target = match g.owner {
             Owner::User => g.index.get(&fx.tasks).id,
             Owner::Other => g.index.get(&fx.other_tasks).id,
-            Owner::Nobody => Uuid::now_v7(),
+            Owner::Nobody => Uuid::now_v7().into(),
         };
         let old = TaskRepo::get(conn, user, target).ok();
         let current = old.as_ref().map_or(1, |t| t.version);

@@ -145,8 +145,8 @@ fn hostile_user_patches_apply_exactly_or_change_nothing() {
         let conn: &mut PgConnection = &mut guard;
         let target = match g.target {
             0 | 1 => user,
-            2 => Uuid::now_v7(),
-            _ => Uuid::nil(),
+            2 => Uuid::now_v7().into(),
+            _ => Uuid::nil().into(),
         };
         let patch = UserPatch {
             email: g.email.clone(),

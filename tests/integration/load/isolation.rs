@@ -20,8 +20,8 @@ const WORDS: [&str; 6] = ["report", "invoice", "garden", "milk", "taxes", "meeti
 
 /// The tasks of one user, as its owning thread knows them (only that thread writes them).
 struct Owned {
-    user: Uuid,
-    tasks: BTreeMap<Uuid, Task>,
+    user: UserId,
+    tasks: BTreeMap<TaskId, Task>,
 }
 
 fn new_task(rng: &mut Rng, label: &str) -> NewTask {
@@ -79,13 +79,13 @@ fn isolation_worker(
     thread: usize,
     pool: &PgPool,
     owned: &mut [Owned],
-    everyone: &HashMap<Uuid, Uuid>,
+    everyone: &HashMap<TaskId, UserId>,
     rounds: usize,
 ) -> Vec<String> {
     let mut rng = Rng::new(7000 + thread as u64);
     let mut problems = Vec::new();
-    let mine: HashSet<Uuid> = owned.iter().map(|o| o.user).collect();
-    let foreign: Vec<Uuid> = everyone
+    let mine: HashSet<UserId> = owned.iter().map(|o| o.user).collect();
+    let foreign: Vec<TaskId> = everyone
         .iter()
         .filter(|(_, owner)| !mine.contains(owner))
         .map(|(id, _)| *id)
@@ -123,11 +123,11 @@ fn isolation_worker(
             }
             // Bulk calls with own and foreign ids: only own ones count.
             2 => {
-                let own: Vec<Uuid> = owned[o].tasks.keys().take(2).copied().collect();
-                let ids: Vec<Uuid> = own
+                let own: Vec<TaskId> = owned[o].tasks.keys().take(2).copied().collect();
+                let ids: Vec<TaskId> = own
                     .iter()
                     .copied()
-                    .chain([theirs, Uuid::now_v7()])
+                    .chain([theirs, Uuid::now_v7().into()])
                     .collect();
                 let done = rng.chance(50);
                 match TaskRepo::set_completed_many(conn, uid, &ids, done) {
@@ -219,7 +219,7 @@ fn isolation_worker(
             _ => {
                 let (query, completed, priorities, searched) = random_query(&mut rng);
                 let model = &owned[o].tasks;
-                let expected: HashSet<Uuid> = model
+                let expected: HashSet<TaskId> = model
                     .values()
                     .filter(|t| completed.is_none_or(|c| t.completed == c))
                     .filter(|t| priorities.is_empty() || priorities.contains(&t.priority))
@@ -325,7 +325,7 @@ fn many_users_at_once_never_see_another_users_row() {
                 .collect()
         })
         .collect();
-    let everyone: HashMap<Uuid, Uuid> = owned
+    let everyone: HashMap<TaskId, UserId> = owned
         .iter()
         .flatten()
         .flat_map(|o| o.tasks.values().map(|t| (t.id, t.user_id)))
@@ -364,7 +364,7 @@ fn many_users_at_once_never_see_another_users_row() {
 
     // No write reached a foreign row: the table is exactly the owners' models.
     let rows = all_task_rows(&mut db.conn());
-    let model: HashMap<Uuid, &Task> = owned
+    let model: HashMap<TaskId, &Task> = owned
         .iter()
         .flatten()
         .flat_map(|o| o.tasks.values().map(|t| (t.id, t)))

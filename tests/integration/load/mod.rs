@@ -21,6 +21,7 @@ use std::collections::HashMap;
 use chrono::SubsecRound;
 use diesel::prelude::*;
 use diesel::sql_types::{Bool, Integer, Text, Uuid as SqlUuid};
+use todo_store::{TaskId, UserId};
 use uuid::Uuid;
 
 const THREADS: usize = 8;
@@ -35,9 +36,9 @@ fn env_or(name: &str, default: usize) -> usize {
 #[derive(QueryableByName, Debug)]
 struct TaskRow {
     #[diesel(sql_type = SqlUuid)]
-    id: Uuid,
+    id: TaskId,
     #[diesel(sql_type = SqlUuid)]
-    user_id: Uuid,
+    user_id: UserId,
     #[diesel(sql_type = Text)]
     title: String,
     #[diesel(sql_type = Integer)]
@@ -47,7 +48,7 @@ struct TaskRow {
 }
 
 /// Every task row, read with plain SQL (not through the repos under test).
-fn all_task_rows(conn: &mut PgConnection) -> HashMap<Uuid, TaskRow> {
+fn all_task_rows(conn: &mut PgConnection) -> HashMap<TaskId, TaskRow> {
     diesel::sql_query("SELECT id, user_id, title, version, completed FROM tasks")
         .load::<TaskRow>(conn)
         .expect("rows")

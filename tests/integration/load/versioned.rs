@@ -18,7 +18,7 @@ use super::*;
 enum Event {
     /// A write was acknowledged: the task is now at `version` with this title and flag.
     Wrote {
-        task: Uuid,
+        task: TaskId,
         version: i32,
         title: String,
         completed: bool,
@@ -26,21 +26,21 @@ enum Event {
     },
     /// A read saw the task at `version`.
     Read {
-        task: Uuid,
+        task: TaskId,
         version: i32,
         title: String,
         completed: bool,
     },
     /// An update with `expected` was rejected: the task was at `actual`.
     Stale {
-        task: Uuid,
+        task: TaskId,
         expected: i32,
         actual: i32,
     },
     /// The task was not found (by a read or a write).
-    NotFound { task: Uuid },
+    NotFound { task: TaskId },
     /// The delete was acknowledged.
-    Deleted { task: Uuid },
+    Deleted { task: TaskId },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,15 +53,15 @@ enum Write {
 }
 
 struct SharedTasks {
-    users: Vec<Uuid>,
+    users: Vec<UserId>,
     /// (owner, task) of every task created so far; the first `hot` are never deleted.
-    tasks: Mutex<Vec<(Uuid, Uuid)>>,
+    tasks: Mutex<Vec<(UserId, TaskId)>>,
     hot: usize,
 }
 
 impl SharedTasks {
     /// Mostly one of the few hot tasks, so that threads contend.
-    fn pick(&self, rng: &mut Rng) -> (Uuid, Uuid) {
+    fn pick(&self, rng: &mut Rng) -> (UserId, TaskId) {
         let tasks = self.tasks.lock().unwrap();
         if rng.chance(75) {
             *rng.pick(&tasks[..self.hot])
@@ -71,7 +71,7 @@ impl SharedTasks {
     }
 
     /// One of the tasks created during the run, if any.
-    fn pick_cold(&self, rng: &mut Rng) -> Option<(Uuid, Uuid)> {
+    fn pick_cold(&self, rng: &mut Rng) -> Option<(UserId, TaskId)> {
         let tasks = self.tasks.lock().unwrap();
         (tasks.len() > self.hot).then(|| *rng.pick(&tasks[self.hot..]))
     }
@@ -223,13 +223,13 @@ fn versioned_worker(
 /// Replays the events of all threads against the rows: see the module docs.
 fn check_versioned(
     events: &[Event],
-    rows: &HashMap<Uuid, TaskRow>,
-    tasks: &[(Uuid, Uuid)],
+    rows: &HashMap<TaskId, TaskRow>,
+    tasks: &[(UserId, TaskId)],
 ) -> Vec<String> {
     let mut problems = Vec::new();
     // task -> version -> (title, completed, how), with duplicates reported.
-    let mut writes: HashMap<Uuid, BTreeMap<i32, (String, bool, Write)>> = HashMap::new();
-    let mut deletes: HashMap<Uuid, usize> = HashMap::new();
+    let mut writes: HashMap<TaskId, BTreeMap<i32, (String, bool, Write)>> = HashMap::new();
+    let mut deletes: HashMap<TaskId, usize> = HashMap::new();
     for e in events {
         match e {
             Event::Wrote {
@@ -435,6 +435,6 @@ fn concurrent_versioned_updates_lose_nothing_and_conflicts_are_reported() {
         problems[..problems.len().min(50)].join("\n")
     );
     // And nothing else is in the table.
-    let known: HashSet<Uuid> = tasks.iter().map(|(_, id)| *id).collect();
+    let known: HashSet<TaskId> = tasks.iter().map(|(_, id)| *id).collect();
     assert!(rows.keys().all(|id| known.contains(id)));
 }

@@ -51,7 +51,7 @@ fn create_many_returns_the_stored_tasks_in_input_order() {
         );
         assert_eq!(TaskRepo::get(&mut conn, user.id, task.id).unwrap(), *task);
     }
-    let unique: HashSet<Uuid> = created.iter().map(|t| t.id).collect();
+    let unique: HashSet<TaskId> = created.iter().map(|t| t.id).collect();
     assert_eq!(unique.len(), created.len());
     assert_eq!(TaskRepo::count(&mut conn, user.id).unwrap(), 12);
 }
@@ -96,7 +96,7 @@ fn create_many_for_a_missing_user_is_not_found() {
     let db = TestDb::new();
     let mut conn = db.conn();
     let user = fixtures::user(&mut conn);
-    let missing = Uuid::now_v7();
+    let missing: UserId = Uuid::now_v7().into();
     let news = [NewTask::new("a"), NewTask::new("b")];
     match TaskRepo::create_many(&mut conn, missing, &news) {
         Err(Error::NotFound {
@@ -125,7 +125,7 @@ fn create_many_of_nothing_is_ok_and_empty() {
         Vec::<Task>::new()
     );
     // Even for a user that does not exist: nothing to write, nothing to check.
-    assert!(TaskRepo::create_many(&mut conn, Uuid::now_v7(), &[])
+    assert!(TaskRepo::create_many(&mut conn, Uuid::now_v7().into(), &[])
         .unwrap()
         .is_empty());
     assert_eq!(TaskRepo::count(&mut conn, user.id).unwrap(), 0);
@@ -192,7 +192,7 @@ fn create_many_inside_a_failing_transaction_leaves_nothing() {
     // A failing create_many inside a transaction that goes on: only it is undone.
     conn.transaction::<_, Error, _>(|conn| {
         TaskRepo::create_many(conn, user.id, &news[..3])?;
-        assert!(TaskRepo::create_many(conn, Uuid::now_v7(), &news)
+        assert!(TaskRepo::create_many(conn, Uuid::now_v7().into(), &news)
             .unwrap_err()
             .is_not_found());
         TaskRepo::create_many(conn, user.id, &news[3..5])?;
@@ -262,7 +262,7 @@ fn set_completed_many_counts_and_changes_only_the_users_tasks() {
             .unwrap()
             .completed
     );
-    let all: Vec<Uuid> = ada_tasks.iter().map(|t| t.id).collect();
+    let all: Vec<TaskId> = ada_tasks.iter().map(|t| t.id).collect();
     assert_eq!(
         TaskRepo::set_completed_many(&mut conn, ada.id, &all, true).unwrap(),
         5
@@ -282,7 +282,11 @@ fn set_completed_many_ignores_unknown_ids_and_counts_duplicates_once() {
     let db = TestDb::new();
     let mut conn = db.conn();
     let (ada, ada_tasks, _, _) = two_users_with_tasks(&mut conn);
-    let unknown = [Uuid::now_v7(), Uuid::nil(), Uuid::max()];
+    let unknown: [TaskId; 3] = [
+        Uuid::now_v7().into(),
+        Uuid::nil().into(),
+        Uuid::max().into(),
+    ];
     assert_eq!(
         TaskRepo::set_completed_many(&mut conn, ada.id, &unknown, true).unwrap(),
         0
@@ -302,7 +306,7 @@ fn set_completed_many_ignores_unknown_ids_and_counts_duplicates_once() {
     assert_eq!(once.version, 2, "a duplicated id is updated once");
     // Another user's id (a user that does not exist): nothing.
     assert_eq!(
-        TaskRepo::set_completed_many(&mut conn, Uuid::now_v7(), &ids, true).unwrap(),
+        TaskRepo::set_completed_many(&mut conn, Uuid::now_v7().into(), &ids, true).unwrap(),
         0
     );
 }
@@ -365,7 +369,7 @@ fn delete_many_ignores_unknown_ids_and_counts_duplicates_once() {
     let db = TestDb::new();
     let mut conn = db.conn();
     let (ada, ada_tasks, bob, _) = two_users_with_tasks(&mut conn);
-    let unknown = [Uuid::now_v7(), Uuid::nil()];
+    let unknown: [TaskId; 2] = [Uuid::now_v7().into(), Uuid::nil().into()];
     assert_eq!(
         TaskRepo::delete_many(&mut conn, ada.id, &unknown).unwrap(),
         0

@@ -48,7 +48,7 @@ fn count_matching_equals_the_rows_of_a_full_walk() {
         TaskRepo::count(&mut conn, fx.user.id).unwrap()
     );
     assert_eq!(
-        TaskRepo::count_matching(&mut conn, Uuid::now_v7(), &TaskQuery::new()).unwrap(),
+        TaskRepo::count_matching(&mut conn, Uuid::now_v7().into(), &TaskQuery::new()).unwrap(),
         0
     );
 }

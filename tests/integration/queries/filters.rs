@@ -288,8 +288,8 @@ fn filters_never_see_other_users_tasks() {
     let db = TestDb::new();
     let mut conn = db.conn();
     let fx = fixture(&mut conn);
-    let mine: HashSet<Uuid> = fx.tasks.iter().map(|t| t.id).collect();
-    let theirs: HashSet<Uuid> = fx.others.iter().map(|t| t.id).collect();
+    let mine: HashSet<TaskId> = fx.tasks.iter().map(|t| t.id).collect();
+    let theirs: HashSet<TaskId> = fx.others.iter().map(|t| t.id).collect();
     let queries = [
         TaskQuery::new(),
         TaskQuery::new().search("alpha"),

@@ -21,6 +21,7 @@ use todo_store::{
     Direction, Error, NewTask, PgConnection, Priority, Task, TaskPatch, TaskQuery, TaskRepo,
     TaskSort, User,
 };
+use todo_store::{TaskId, UserId};
 use uuid::Uuid;
 
 use crate::support::fixtures;
@@ -76,7 +77,7 @@ fn sorted(
     tasks
 }
 
-fn ids(tasks: &[Task]) -> Vec<Uuid> {
+fn ids(tasks: &[Task]) -> Vec<TaskId> {
     tasks.iter().map(|t| t.id).collect()
 }
 
@@ -93,7 +94,7 @@ fn show(tasks: &[Task]) -> String {
                 t.due_date.map(|d| d.to_rfc3339()),
                 t.created_at.to_rfc3339(),
                 t.updated_at.to_rfc3339(),
-                &t.id.simple().to_string()[24..],
+                &t.id.as_uuid().simple().to_string()[24..],
             )
         })
         .collect()
@@ -124,14 +125,14 @@ fn assert_invalid<T: std::fmt::Debug>(result: todo_store::Result<T>, field: &str
 /// Every page of `query` at `limit` rows a page, concatenated. Checks that each page
 /// but the last is full, the last one is not empty unless it is the only one, and the
 /// last one has no cursor.
-fn walk(conn: &mut PgConnection, user_id: Uuid, query: &TaskQuery, limit: usize) -> Vec<Task> {
+fn walk(conn: &mut PgConnection, user_id: UserId, query: &TaskQuery, limit: usize) -> Vec<Task> {
     walk_with(conn, user_id, query, limit, true, |_, _| {})
 }
 
 /// [`walk`], calling `between(conn, pages_so_far)` before each page after the first.
 fn walk_with(
     conn: &mut PgConnection,
-    user_id: Uuid,
+    user_id: UserId,
     query: &TaskQuery,
     limit: usize,
     strict: bool,
@@ -168,7 +169,7 @@ fn walk_with(
 }
 
 /// A real cursor: the first page of `query` at limit 2.
-fn cursor_of(conn: &mut PgConnection, user_id: Uuid, query: &TaskQuery) -> String {
+fn cursor_of(conn: &mut PgConnection, user_id: UserId, query: &TaskQuery) -> String {
     TaskRepo::list(conn, user_id, &query.clone().limit(2))
         .unwrap()
         .next_cursor

@@ -183,7 +183,7 @@ fn paging_is_stable_while_rows_are_inserted_updated_and_deleted() {
     for (sort, dir) in shapes {
         let q = TaskQuery::new().sort(sort, dir);
         let before = walk(&mut conn, user.id, &q, 500);
-        let mut deleted: HashSet<Uuid> = HashSet::new();
+        let mut deleted: HashSet<TaskId> = HashSet::new();
         let got = walk_with(&mut conn, user.id, &q, 4, false, |conn, page| {
             // Insert rows whose keys land everywhere in the order.
             let news: Vec<_> = (0..2)
@@ -222,17 +222,17 @@ fn paging_is_stable_while_rows_are_inserted_updated_and_deleted() {
             }
         });
         let got_ids = ids(&got);
-        let unique: HashSet<Uuid> = got_ids.iter().copied().collect();
+        let unique: HashSet<TaskId> = got_ids.iter().copied().collect();
         assert_eq!(
             unique.len(),
             got_ids.len(),
             "{sort:?} {dir:?}: a row appeared twice"
         );
-        let survivors: Vec<Uuid> = ids(&before)
+        let survivors: Vec<TaskId> = ids(&before)
             .into_iter()
             .filter(|id| !deleted.contains(id))
             .collect();
-        let seen_survivors: Vec<Uuid> = got_ids
+        let seen_survivors: Vec<TaskId> = got_ids
             .iter()
             .copied()
             .filter(|id| survivors.contains(id))

@@ -498,7 +498,7 @@ fn search_combines_with_filters_and_every_sort() {
         }
         // Relevance: the same set, every row once.
         for dir in DIRECTIONS {
-            let expected: HashSet<Uuid> =
+            let expected: HashSet<TaskId> =
                 fx.tasks.iter().filter(|t| keep(t)).map(|t| t.id).collect();
             let q = q.clone().sort(TaskSort::Relevance, dir);
             let got = ids(&walk(&mut conn, fx.user.id, &q, 1));

@@ -21,7 +21,7 @@ fn server_now_and_today(conn: &mut PgConnection) -> (DateTime<Utc>, DateTime<Utc
 #[track_caller]
 fn assert_stats(
     conn: &mut PgConnection,
-    user_id: Uuid,
+    user_id: UserId,
     (total, completed, open, overdue, due_today): (i64, i64, i64, i64, i64),
     (low, medium, high): (i64, i64, i64),
 ) {
@@ -105,7 +105,7 @@ fn stats_match_hand_computed_numbers_per_user() {
     })
     .unwrap();
     // A user that does not exist has no tasks.
-    assert_stats(&mut conn, Uuid::now_v7(), (0, 0, 0, 0, 0), (0, 0, 0));
+    assert_stats(&mut conn, Uuid::now_v7().into(), (0, 0, 0, 0, 0), (0, 0, 0));
 }
 
 #[test]
@@ -121,7 +121,7 @@ fn stats_follow_changes() {
     );
     assert_eq!(before.open, before.total - before.completed);
     assert_eq!(before.overdue, 3);
-    let open: Vec<Uuid> = fx
+    let open: Vec<TaskId> = fx
         .tasks
         .iter()
         .filter(|t| !t.completed)

@@ -67,7 +67,7 @@ fn write_everything(conn: &mut PgConnection, w: &World) -> todo_store::Result<()
             NewTask::new("many 3"),
         ],
     )?;
-    let ids: Vec<Uuid> = many.iter().map(|t| t.id).chain([t[3].id]).collect();
+    let ids: Vec<TaskId> = many.iter().map(|t| t.id).chain([t[3].id]).collect();
     assert_eq!(TaskRepo::set_completed_many(conn, uid, &ids, true)?, 4);
     assert_eq!(TaskRepo::delete_many(conn, uid, &ids[..2])?, 2);
     // In the transaction, every change is there.
@@ -134,8 +134,12 @@ fn a_transaction_failed_by_a_validation_error_or_a_bulk_call_leaves_nothing() {
                     )
                     .map(drop),
                     // COPY into a missing user's tasks fails on the server.
-                    1 => TaskRepo::create_many(conn, Uuid::now_v7(), &[NewTask::new("orphan")])
-                        .map(drop),
+                    1 => TaskRepo::create_many(
+                        conn,
+                        Uuid::now_v7().into(),
+                        &[NewTask::new("orphan")],
+                    )
+                    .map(drop),
                     2 => TaskRepo::update(
                         conn,
                         w.user.id,
@@ -219,7 +223,7 @@ fn a_failed_nested_transaction_rolls_back_to_its_savepoint_and_the_outer_commits
 
         // A bulk call that fails on the server rolls back its own savepoint, even
         // without an inner transaction of the caller's.
-        let orphan = TaskRepo::create_many(conn, Uuid::now_v7(), &[NewTask::new("orphan")]);
+        let orphan = TaskRepo::create_many(conn, Uuid::now_v7().into(), &[NewTask::new("orphan")]);
         assert!(orphan.unwrap_err().is_not_found());
 
         // Inner 3 succeeds and stays.

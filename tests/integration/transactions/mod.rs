@@ -15,7 +15,7 @@ use diesel::sql_types::{BigInt, Text};
 use todo_store::retry::RetryPolicy;
 use todo_store::testing::TestDb;
 use todo_store::PoolOptions;
-use todo_store::{DbConfig, PgPool, TaskQuery, TaskRepo};
+use todo_store::{DbConfig, PgPool, TaskId, TaskQuery, TaskRepo, UserId};
 use uuid::Uuid;
 
 #[derive(QueryableByName)]
@@ -46,7 +46,7 @@ fn snapshot(conn: &mut PgConnection) -> (Vec<String>, Vec<String>) {
     (rows(conn, "users"), rows(conn, "tasks"))
 }
 
-fn titles(conn: &mut PgConnection, user_id: Uuid) -> Vec<String> {
+fn titles(conn: &mut PgConnection, user_id: UserId) -> Vec<String> {
     let mut titles: Vec<String> = TaskRepo::list(conn, user_id, &TaskQuery::new().limit(500))
         .expect("list")
         .items

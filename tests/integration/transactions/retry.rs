@@ -222,7 +222,7 @@ fn a_connection_lost_before_the_first_enum_bind_is_reported_as_lost_and_retried(
     let db = TestDb::new();
     let user = fixtures::user(&mut db.conn());
     let task = fixtures::task(&mut db.conn(), &user, "existing");
-    type Call = fn(&mut PgConnection, Uuid, Uuid) -> todo_store::Result<()>;
+    type Call = fn(&mut PgConnection, UserId, TaskId) -> todo_store::Result<()>;
     let calls: [(&str, Call); 4] = [
         ("create", |conn, user, _| {
             TaskRepo::create(conn, user, &NewTask::new("new")).map(drop)
@@ -391,7 +391,7 @@ fn validation_and_conflict_errors_are_not_retried_and_roll_back() {
     let mut calls = 0;
     let err = retry_transaction(db.pool(), &fast_policy(5), |conn| {
         calls += 1;
-        TaskRepo::get(conn, user.id, Uuid::now_v7())
+        TaskRepo::get(conn, user.id, Uuid::now_v7().into())
     })
     .unwrap_err();
     assert!(err.is_not_found(), "{err:?}");
