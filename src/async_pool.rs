@@ -75,7 +75,10 @@
 //! restart discard the connection (the crate then asks the connection instead, one round
 //! trip after an error), the pool metrics and `PoolTimeout` naming the pool, and
 //! `retry_transaction` with a fresh connection per attempt (inside `interact` it gets
-//! `&mut PgConnection`: one connection, no retry after a lost connection).
+//! `&mut PgConnection`: one connection, no retry after a lost connection), the rollback
+//! of a connection returned inside a transaction opened with plain SQL, and the
+//! retirement of connections after a migration (see the `pool` and `migrate` module
+//! docs).
 
 use tokio::sync::oneshot;
 

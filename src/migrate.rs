@@ -13,12 +13,20 @@
 //! type". So after [`run_migrations`] or [`revert_all_migrations`] changed anything:
 //! - the connection that ran them, when it is a connection of the crate's pool
 //!   ([`crate::connect`], [`crate::testing::TestDb`], [`crate::AsyncPool`]) outside a
-//!   transaction of the caller's, is replaced with a new one, so the caller goes on
-//!   using it as if nothing happened;
+//!   transaction of the caller's, is replaced with a new one, opened and set up as the
+//!   pool opens its connections (the pool's [`crate::PoolOptions::customizer`]
+//!   included), so the caller goes on using it; what the caller set on the old one for
+//!   the session (`SET`, temporary tables, session advisory locks, `LISTEN`) is gone
+//!   with it;
 //! - every other connection of the crate's pools in this process to the same database
 //!   (host, port and name) that has run a statement is retired when it next comes
 //!   back to its pool or is checked out (a connection that ran nothing has cached
 //!   nothing and is kept).
+//!
+//! Both need the crate's notes on the connection: a pool that is not the crate's (its
+//! connections set up with [`crate::pool::setup_connection`]), or a connection whose
+//! instrumentation the caller replaced, is neither renewed nor retired, and a migration
+//! run on it does not retire the crate's pools either.
 //!
 //! What the crate cannot renew, drop: a connection you opened yourself
 //! (`PgConnection::establish`, another pool's) that ran a migration changing a type, or

@@ -158,11 +158,35 @@ impl<T> RowCount for Option<T> {
     }
 }
 
-/// The SQL of a statement without its bind values (which may be users' data).
+/// The SQL of a statement without its bind values (which may be users' data, and may
+/// be megabytes: they are never formatted). diesel shows a statement as `SQL -- binds:
+/// [..]`; the text is written up to that marker and no further. Empty when diesel
+/// cannot build the statement (an empty changeset, say): diesel then fails the
+/// statement itself, and this must not panic where `to_string` would.
 pub(crate) fn sql_without_binds(query: &dyn std::fmt::Display) -> String {
-    let text = query.to_string();
-    match text.find(" -- binds: ") {
-        Some(end) => text[..end].to_owned(),
-        None => text,
+    use std::fmt::{self, Write};
+    const BINDS: &str = " -- binds: ";
+    struct UpToBinds(String);
+    impl Write for UpToBinds {
+        fn write_str(&mut self, s: &str) -> fmt::Result {
+            match s.find(BINDS) {
+                Some(end) => {
+                    self.0.push_str(&s[..end]);
+                    Err(fmt::Error)
+                }
+                None => {
+                    self.0.push_str(s);
+                    Ok(())
+                }
+            }
+        }
     }
+    let mut sql = UpToBinds(String::new());
+    // An error is the writer stopping at the marker, or a statement diesel cannot build
+    // (then nothing was written): either way the text so far is the answer.
+    let _ = fmt::write(&mut sql, format_args!("{query}"));
+    if let Some(end) = sql.0.find(BINDS) {
+        sql.0.truncate(end);
+    }
+    sql.0
 }

@@ -665,6 +665,16 @@ fn strings_libpq_cannot_parse_never_show_any_part_of_the_password() {
             format!("postgres://app@127.0.0.1:1/db?password={a}&password={b}&bogus=1"),
         ),
         (
+            "a double quote in the password and a bad escape",
+            format!("{a}\"{b}%ZZ"),
+            format!("postgres://app:{a}\"{b}%ZZ@127.0.0.1:1/db"),
+        ),
+        (
+            "a double quote in a key=value password without =",
+            format!("{a}\"{b}"),
+            format!("host=127.0.0.1 port=1 password {a}\"{b}"),
+        ),
+        (
             "a key=value unterminated quote",
             format!("{a} {b}"),
             format!("host=127.0.0.1 port=1 password='{a} {b}"),

@@ -19,30 +19,23 @@ pub fn redact(text: &str) -> String {
 /// libpq's message for a string it cannot parse, made printable. No text taken from
 /// the string may pass: with the string unparsed, no one can say which part of it is
 /// the password. libpq quotes the offending part (a percent-encoded token, a value, an
-/// option, at times the whole URI), so everything between double quotes becomes
-/// [`MASK`] (an unpaired quote masks the rest), and so does anything after a `://` up
-/// to white space, should a message ever name the string unquoted. What remains is
-/// libpq's own wording: `invalid percent-encoded token: "***"`.
+/// option, at times the whole URI) without escaping it, so a quote inside the password
+/// would end a quoted part early: everything from the first double quote to the last
+/// becomes [`MASK`] (an unpaired quote masks the rest), and so does anything after a
+/// `://` up to white space, should a message ever name the string unquoted. What
+/// remains is libpq's own wording: `invalid percent-encoded token: "***"`.
 ///
 /// This is the one place the text of an unparseable connection string is cut out of a
 /// message; every error about such a string starts from it ([`Conninfo::parse`]).
 pub(crate) fn unparseable_reason(libpq_message: &str) -> String {
-    let mut out = String::with_capacity(libpq_message.len());
-    let mut rest = libpq_message.trim();
-    while let Some(open) = rest.find('"') {
-        out.push_str(&rest[..=open]);
-        out.push_str(MASK);
-        match rest[open + 1..].find('"') {
-            Some(close) => {
-                out.push('"');
-                rest = &rest[open + 1 + close + 1..];
-            }
-            None => {
-                rest = "";
-            }
+    let message = libpq_message.trim();
+    let out = match (message.find('"'), message.rfind('"')) {
+        (Some(first), Some(last)) if last > first => {
+            format!("{}{MASK}{}", &message[..=first], &message[last..])
         }
-    }
-    out.push_str(rest);
+        (Some(first), _) => format!("{}{MASK}", &message[..=first]),
+        _ => message.to_owned(),
+    };
     let mut masked = String::with_capacity(out.len());
     let mut rest = out.as_str();
     while let Some(scheme_end) = rest.find("://") {
@@ -187,9 +180,14 @@ mod tests {
             ),
             (
                 "missing \"=\" after \"secret\" in connection info string",
-                "missing \"***\" after \"***\" in connection info string",
+                "missing \"***\" in connection info string",
             ),
             ("unterminated: \"secret", "unterminated: \"***"),
+            // libpq quotes without escaping: a quote inside the password.
+            (
+                "invalid percent-encoded token: \"Qz\"Tail%ZZ\"",
+                "invalid percent-encoded token: \"***\"",
+            ),
             (
                 "bad URI postgres://u:secret@h/db here",
                 "bad URI postgres://*** here",

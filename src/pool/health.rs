@@ -114,7 +114,7 @@ impl ConnectionHealth {
                     // diesel's own transaction statement: diesel tracks it.
                 } else if self.crate_calls == 0
                     && !self.may_be_in_transaction
-                    && may_open_a_transaction(&query.to_string())
+                    && may_open_a_transaction(&crate::telemetry::sql_without_binds(query))
                 {
                     self.may_be_in_transaction = true;
                 }
@@ -140,7 +140,8 @@ impl ConnectionHealth {
     }
 }
 
-/// Whether `sql` may open a transaction: it says `begin` or `start`, in any case.
+/// Whether `sql` (a statement's text, without its bind values) may open a transaction:
+/// it says `begin` or `start`, in any case.
 fn may_open_a_transaction(sql: &str) -> bool {
     let lower = sql.to_ascii_lowercase();
     lower.contains("begin") || lower.contains("start")
@@ -153,11 +154,13 @@ pub(crate) fn crate_call<T>(conn: &mut PgConnection, f: impl FnOnce(&mut PgConne
     if let Some(h) = health(conn) {
         h.crate_calls += 1;
     }
-    let out = f(conn);
+    // Counted down even when `f` panics: a caller that catches the panic and keeps the
+    // connection must not leave its own statements unwatched.
+    let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut *conn)));
     if let Some(h) = health(conn) {
         h.crate_calls = h.crate_calls.saturating_sub(1);
     }
-    out
+    out.unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
 
 /// Whether `conn` may hold diesel's caches of a schema that a migration of this process

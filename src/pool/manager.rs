@@ -34,6 +34,10 @@ pub struct PgConnectionManager {
     ///
     /// [`PoolStats::rolled_back_on_return`]: super::PoolStats::rolled_back_on_return
     pub(super) rolled_back_on_return: Arc<AtomicU64>,
+    /// The caller's customizer ([`PoolOptions::customizer`](super::PoolOptions::customizer)),
+    /// run here, after the crate's setup, so that a connection opened outside r2d2 (the
+    /// one renewed after a migration) gets it too.
+    pub(super) customizer: Option<super::options::Customizer>,
 }
 
 impl PgConnectionManager {
@@ -45,6 +49,7 @@ impl PgConnectionManager {
             url,
             session: SessionSettings::from_config(config),
             rolled_back_on_return: Arc::default(),
+            customizer: None,
         }
     }
 
@@ -96,6 +101,7 @@ impl PgConnectionManager {
             reading: self.reading.clone(),
             session: self.session.clone(),
             rolled_back_on_return: Arc::clone(&self.rolled_back_on_return),
+            customizer: self.customizer.clone(),
         };
         Arc::new(move || {
             manager.connect().map_err(|e| crate::Error::Connection {
@@ -127,6 +133,9 @@ impl ManageConnection for PgConnectionManager {
                 Some((SchemaEpoch::of(self.conninfo()), self.reopen())),
             )
             .map_err(diesel::r2d2::Error::QueryError)?;
+        if let Some(customizer) = &self.customizer {
+            customizer.on_acquire(&mut conn)?;
+        }
         Ok(conn)
     }
 

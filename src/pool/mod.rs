@@ -64,7 +64,10 @@
 //!   the crate's calls and diesel's transaction statements, whose SQL says `begin` or
 //!   `start`, and such a connection is rolled back (`ROLLBACK`, one round trip; a no-op
 //!   if nothing was open) when it comes back, or discarded if that fails. The crate's own
-//!   calls never trigger it. `PoolStats::rolled_back_on_return` counts them.
+//!   calls never trigger it; only the SQL text is looked at, never bind values.
+//!   `PoolStats::rolled_back_on_return` counts them. This needs the crate's notes on
+//!   the connection: a connection whose instrumentation the caller replaced, or one of
+//!   a pool that is not the crate's, is not rolled back.
 //! - **A migration leaves no stale connection behind.** diesel keeps on each connection
 //!   the OIDs of the types it looked up and its prepared statements; a migration that
 //!   drops and creates `task_priority` again (reverting and re-applying) gives it a new

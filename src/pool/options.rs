@@ -19,7 +19,18 @@ type AdjustBuilder = Box<
 >;
 
 /// A customizer of the user's, run on each new connection after the crate's setup.
-type Customizer = Box<dyn r2d2::CustomizeConnection<PgConnection, diesel::r2d2::Error>>;
+pub(super) type Customizer = Arc<dyn r2d2::CustomizeConnection<PgConnection, diesel::r2d2::Error>>;
+
+/// Gives r2d2 the release half of the caller's customizer; the manager runs its
+/// acquire half (see [`PgConnectionManager`]'s `customizer`).
+#[derive(Debug)]
+struct OnRelease(Customizer);
+
+impl r2d2::CustomizeConnection<PgConnection, diesel::r2d2::Error> for OnRelease {
+    fn on_release(&self, conn: PgConnection) {
+        self.0.on_release(conn);
+    }
+}
 
 /// How to build a pool, in the style of sqlx's `PoolOptions`: start from a
 /// [`DbConfig`], set what differs from the defaults, then [`PoolOptions::connect`] (or
@@ -124,8 +135,9 @@ impl PoolOptions {
     /// timeout all follow it. The preset sets the health check (`test_on_check_out`),
     /// the thread pool that opens connections, and the event handler that feeds
     /// [`PoolMetrics`] and names the pool in an [`Error::PoolTimeout`]; replace those
-    /// and they are gone. A connection customizer set here replaces
-    /// [`PoolOptions::customizer`]'s.
+    /// and they are gone. A connection customizer set here takes r2d2's one slot and runs
+    /// only on connections r2d2 opens: prefer [`PoolOptions::customizer`], which runs on
+    /// every connection of the pool, the one renewed after a migration included.
     pub fn r2d2<F>(mut self, adjust: F) -> Self
     where
         F: FnOnce(r2d2::Builder<PgConnectionManager>) -> r2d2::Builder<PgConnectionManager>
@@ -139,7 +151,9 @@ impl PoolOptions {
     /// Sets a customizer of the caller's, run on each new connection after the crate's
     /// own setup (statement timeout, `application_name`, ...), which it must leave in
     /// place: it should not replace the connection's instrumentation, which notes lost
-    /// connections for the pool (see [`super::has_lost_server`]).
+    /// connections for the pool (see [`super::has_lost_server`]). It also runs on the
+    /// connection that replaces one after a migration (see [`crate::migrate`]), which a
+    /// customizer set through [`PoolOptions::r2d2`] would not.
     ///
     /// ```no_run
     /// use diesel::connection::SimpleConnection;
@@ -165,7 +179,7 @@ impl PoolOptions {
     where
         C: r2d2::CustomizeConnection<PgConnection, diesel::r2d2::Error>,
     {
-        self.customizer = Some(Box::new(customizer));
+        self.customizer = Some(Arc::new(customizer));
         self
     }
 
@@ -214,7 +228,8 @@ impl PoolOptions {
         let conninfo = manager.conninfo().cloned();
         let mut builder = preset(config, Arc::clone(&counters));
         if let Some(customizer) = self.customizer {
-            builder = builder.connection_customizer(customizer);
+            builder = builder.connection_customizer(Box::new(OnRelease(Arc::clone(&customizer))));
+            manager.customizer = Some(customizer);
         }
         for adjust in self.r2d2 {
             builder = adjust(builder);

@@ -384,3 +384,89 @@ fn a_connection_returned_inside_a_transaction_opened_with_plain_sql_is_rolled_ba
     assert_eq!(metrics.snapshot().rolled_back_on_return, 4);
     assert_eq!(committed_tasks(&db, user.id), 4 + 3);
 }
+
+#[test]
+fn the_customizer_runs_on_the_connection_renewed_after_migrating() {
+    use diesel::connection::SimpleConnection;
+    use diesel::r2d2::CustomizeConnection;
+    #[derive(Debug)]
+    struct Mark;
+    impl CustomizeConnection<PgConnection, diesel::r2d2::Error> for Mark {
+        fn on_acquire(&self, conn: &mut PgConnection) -> Result<(), diesel::r2d2::Error> {
+            conn.batch_execute("SET todo_store_test.customized = 'yes'")
+                .map_err(diesel::r2d2::Error::QueryError)
+        }
+    }
+    #[derive(QueryableByName)]
+    struct Setting {
+        #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
+        value: Option<String>,
+    }
+    // An empty database: connect migrates on one of the pool's connections, which is
+    // then renewed.
+    let db = TestDb::empty();
+    let pool = PoolOptions::new(
+        &DbConfig::new(db.url())
+            .pool_size(2)
+            .connection_timeout(Duration::from_secs(5)),
+    )
+    .customizer(Mark)
+    .connect()
+    .unwrap();
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut conn = checkout(&pool).unwrap();
+        let value = diesel::sql_query(
+            "SELECT current_setting('todo_store_test.customized', true) AS value",
+        )
+        .get_result::<Setting>(&mut conn)
+        .unwrap()
+        .value;
+        assert_eq!(value.as_deref(), Some("yes"));
+        held.push(conn);
+    }
+}
+
+#[test]
+fn a_callers_statement_diesel_cannot_build_is_an_error_not_a_panic() {
+    mod own {
+        diesel::table! {
+            tasks (id) {
+                id -> Uuid,
+                title -> Text,
+            }
+        }
+    }
+    #[derive(AsChangeset)]
+    #[diesel(table_name = own::tasks)]
+    struct Nothing {
+        title: Option<String>,
+    }
+    let db = TestDb::new();
+    let pool = one_connection_pool(&db);
+    let mut conn = checkout(&pool).unwrap();
+    let result = diesel::update(own::tasks::table)
+        .set(&Nothing { title: None })
+        .execute(&mut conn);
+    assert!(
+        matches!(result, Err(diesel::result::Error::QueryBuilderError(_))),
+        "{result:?}"
+    );
+}
+
+#[test]
+fn bind_values_that_say_begin_or_start_cost_no_rollback() {
+    let db = TestDb::new();
+    let (pool, metrics) = PoolOptions::new(&DbConfig::new(db.url()).pool_size(1))
+        .run_migrations(false)
+        .connect_with_metrics()
+        .unwrap();
+    for _ in 0..3 {
+        let mut conn = checkout(&pool).unwrap();
+        diesel::sql_query("SELECT $1 AS value")
+            .bind::<Text, _>("Start the day; BEGIN again")
+            .execute(&mut conn)
+            .unwrap();
+    }
+    assert_eq!(metrics.snapshot().rolled_back_on_return, 0);
+}
