@@ -170,6 +170,8 @@ fn mirror(sql: &str, binds: &[String], vars: &BindVars) -> Result<String, String
                 .ok_or_else(|| format!("no pgbench variable for the bind value {bind}"))
         })
         .collect::<Result<Vec<_>, _>>()?;
+    // Comments first: an apostrophe in one would read as a quote below.
+    let sql = one_line(sql);
     let chars: Vec<char> = sql.chars().collect();
     let mut out = String::with_capacity(sql.len());
     let (mut i, mut quoted) = (0, false);
@@ -197,8 +199,33 @@ fn mirror(sql: &str, binds: &[String], vars: &BindVars) -> Result<String, String
         out.push(c);
         i += 1;
     }
-    if out.contains('\n') {
-        return Err("the statement spans lines".to_owned());
-    }
     Ok(out)
+}
+
+/// `sql` on one line, as a pgbench script takes a statement: `--` comments (outside
+/// quotes) dropped, line breaks made spaces. (The crate's long statements live in `.sql`
+/// files, written over many lines with comments.)
+fn one_line(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    for line in sql.lines() {
+        let mut quoted = false;
+        let mut end = line.len();
+        let bytes = line.as_bytes();
+        for (i, &b) in bytes.iter().enumerate() {
+            if b == b'\'' {
+                quoted = !quoted;
+            } else if !quoted && b == b'-' && bytes.get(i + 1) == Some(&b'-') {
+                end = i;
+                break;
+            }
+        }
+        let code = line[..end].trim();
+        if !code.is_empty() {
+            if !out.is_empty() {
+                out.push(' ');
+            }
+            out.push_str(code);
+        }
+    }
+    out
 }

@@ -254,7 +254,18 @@ impl Call<'_> {
     /// Records that `value` is bound as pgbench variable `token` (when recording).
     fn bind(&mut self, value: impl Debug, token: &str) {
         if self.record {
-            self.vars.push((format!("{value:?}"), token.to_owned()));
+            let debug = format!("{value:?}");
+            // A typed id (`TaskId(…)`) is bound as itself by diesel's DSL and as its
+            // bare UUID by the crate's fixed statements: either form names the token.
+            let bare = debug
+                .strip_suffix(')')
+                .and_then(|d| d.split_once("Id("))
+                .filter(|(name, _)| name.chars().all(|c| c.is_ascii_alphabetic()))
+                .map(|(_, uuid)| uuid.to_owned());
+            if let Some(bare) = bare {
+                self.vars.push((bare, token.to_owned()));
+            }
+            self.vars.push((debug, token.to_owned()));
         }
     }
 
