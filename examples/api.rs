@@ -1,6 +1,8 @@
 //! A web service over the crate: axum on tokio, through `AsyncPool`. It shows the
-//! pattern (every call off the runtime's workers, the caller known before anything of
-//! the request is read, every error in one JSON format); it is not a product.
+//! pattern (every call off the runtime's workers, one trip to the database per request
+//! that carries the caller and the work together, the caller known before anything of
+//! the request past its headers is read, every error in one JSON format); it is not a
+//! product.
 //!
 //! ```sh
 //! DATABASE_URL=postgres://... API_ADDR=127.0.0.1:3000 cargo run --example api
@@ -8,13 +10,29 @@
 //! ```
 //!
 //! The first line on stdout is `listening on http://ADDR`, the address bound
-//! (`API_ADDR=127.0.0.1:0` picks a free port).
+//! (`API_ADDR=127.0.0.1:0` picks a free port); at shutdown (Ctrl-C) it prints what the
+//! pool did (`served: trips=.. checkouts=.. statements=..`, counted since it started).
+//!
+//! One trip per request: a request without a body is answered by one call of
+//! `AsyncPool::run_authenticated` (find the caller's session and do the work, one
+//! checkout, two prepared statements). A request with a body (`Content-Length` above 0
+//! or a chunked body) is authenticated by the layer in front of the routes before the
+//! body is read, so that no unknown client is ever waited for or buffered: two trips.
+//!
+//! `API_CALLS` picks how handlers reach the database, to measure the crate's path
+//! against the alternatives with the same handlers (the benchmark's `--http` mode):
+//! `async` (the default, `AsyncPool`), `direct` (the same calls on the runtime's worker
+//! threads: no thread hop, but a stalled server or an exhausted pool stalls the worker
+//! and every task on it), `spawn_blocking` (tokio's blocking pool, a checkout there) and
+//! `block_in_place` (on the worker, after handing its other tasks to another thread).
 //!
 //! Who is calling: `Authorization: Bearer <token>` with a token of
-//! `SessionRepo::create`, checked with `SessionRepo::authenticate` on every request by a
-//! layer in front of every route (unknown routes too). Without a live session the answer
-//! is 401 whatever the method, path, query or body, and the body is not read. No header
-//! names the user directly: a service must not take the client's word for who it is.
+//! `SessionRepo::create`, checked with `SessionRepo::authenticate` on every request
+//! (unknown routes too): for a request without a body in the same trip as its work, for
+//! one with a body by the layer in front of every route. Without a live session the
+//! answer is 401 whatever the method, path, query or body, and the body is not read. No
+//! header names the user directly: a service must not take the client's word for who
+//! it is.
 //! Routes, all for the caller's own tasks:
 //!
 //! | method and path | body | answer |
@@ -67,10 +85,11 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use serde_json::json;
+use todo_store::pool::checkout;
 use todo_store::serde_support::TaskQueryParams;
 use todo_store::{
-    AsyncPool, ConflictKind, DbConfig, Error, NewTask, SessionRepo, TaskId, TaskPatch, TaskQuery,
-    TaskRepo, UserId,
+    AsyncPool, ConflictKind, DbConfig, Error, NewTask, PgConnection, PoolOptions, SessionRepo,
+    TaskId, TaskPatch, TaskQuery, TaskRepo, UserId,
 };
 
 /// The largest body a route reads (axum's default, stated here as the docs say it).
@@ -80,22 +99,39 @@ const BODY_LIMIT_TEXT: &str = "2 MB";
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let pool = AsyncPool::connect(&DbConfig::from_env()?).await?;
+    let calls = Calls::from_env()?;
+    let config = DbConfig::from_env()?;
+    // As AsyncPool::connect, keeping the pool's counters for the shutdown line.
+    let (pool, metrics) =
+        tokio::task::spawn_blocking(move || PoolOptions::new(&config).connect_with_metrics())
+            .await??;
+    let db = Db {
+        pool: AsyncPool::new(pool),
+        calls,
+    };
     let addr: SocketAddr = std::env::var("API_ADDR")
         .unwrap_or_else(|_| "127.0.0.1:3000".into())
         .parse()?;
     let listener = tokio::net::TcpListener::bind(addr).await?;
     // The address actually bound (with API_ADDR=127.0.0.1:0, the port chosen).
     println!("listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, app(pool))
+    let (start, trips) = (metrics.snapshot(), db.pool.get_stats().trips);
+    axum::serve(listener, app(db.clone()))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await?;
+    let end = metrics.snapshot();
+    println!(
+        "served: trips={} checkouts={} statements={}",
+        db.pool.get_stats().trips - trips,
+        end.checkouts - start.checkouts,
+        end.statements - start.statements
+    );
     Ok(())
 }
 
-fn app(pool: AsyncPool) -> Router {
+fn app(db: Db) -> Router {
     Router::new()
         .route("/tasks", get(list_tasks).post(create_task))
         .route(
@@ -107,8 +143,8 @@ fn app(pool: AsyncPool) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         // Outermost, after the fallbacks: nothing answers an unknown caller but 401.
-        .layer(middleware::from_fn_with_state(pool.clone(), authenticate))
-        .with_state(pool)
+        .layer(middleware::from_fn_with_state(db.clone(), authenticate))
+        .with_state(db)
 }
 
 /// An error as the client sees it: `{"error": ..., "field": ...}` with a status.
@@ -180,24 +216,42 @@ fn unauthorized() -> ApiError {
     )
 }
 
-/// The signed-in user, put on the request by [`authenticate`].
-#[derive(Clone, Copy)]
-struct Caller(UserId);
+/// Who is calling, put on every request by [`authenticate`]: known already when the
+/// layer had to check before a body, else the token that the request's one trip checks.
+#[derive(Clone)]
+enum Caller {
+    Known(UserId),
+    Token(String),
+}
 
-/// The layer in front of every route: the caller from the session token, or 401 before
-/// any of the request past its headers is read.
+/// The layer in front of every route: 401 for a request without a bearer token, before
+/// any of it past its headers is read. A request with a body is authenticated here, so
+/// that the body of an unknown client is never read; one without is authenticated in
+/// the same trip as its work ([`Db::as_caller`]).
 async fn authenticate(
-    State(pool): State<AsyncPool>,
+    State(db): State<Db>,
     mut request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
     let token = bearer_token(request.headers()).ok_or_else(unauthorized)?;
-    let session = pool
-        .run(move |conn| SessionRepo::authenticate(conn, &token))
-        .await?;
-    let (_, user) = session.ok_or_else(unauthorized)?;
-    request.extensions_mut().insert(Caller(user.id));
+    let caller = if has_body(request.headers()) {
+        let user = db
+            .as_caller(Caller::Token(token), |_, user| Ok(user))
+            .await?;
+        Caller::Known(user)
+    } else {
+        Caller::Token(token)
+    };
+    request.extensions_mut().insert(caller);
     Ok(next.run(request).await)
+}
+
+/// Whether a request announces a body: `Content-Length` above 0, or a chunked body.
+fn has_body(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|length| length.as_bytes() != b"0")
 }
 
 /// The token of `Authorization: Bearer <token>` (the scheme in any case).
@@ -216,8 +270,84 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
         parts
             .extensions
             .get::<Caller>()
-            .copied()
+            .cloned()
             .ok_or_else(unauthorized)
+    }
+}
+
+/// How handlers reach the database (`API_CALLS`; see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Calls {
+    Async,
+    Direct,
+    SpawnBlocking,
+    BlockInPlace,
+}
+
+impl Calls {
+    fn from_env() -> Result<Calls, String> {
+        match std::env::var("API_CALLS").as_deref() {
+            Err(_) | Ok("async") => Ok(Calls::Async),
+            Ok("direct") => Ok(Calls::Direct),
+            Ok("spawn_blocking") => Ok(Calls::SpawnBlocking),
+            Ok("block_in_place") => Ok(Calls::BlockInPlace),
+            Ok(other) => Err(format!(
+                "API_CALLS={other:?}: use async, direct, spawn_blocking or block_in_place"
+            )),
+        }
+    }
+}
+
+/// The handlers' way to the database.
+#[derive(Clone)]
+struct Db {
+    pool: AsyncPool,
+    calls: Calls,
+}
+
+impl Db {
+    /// `work` as `caller`, in one trip on one connection: with a token, its session is
+    /// found first on the same connection (401 when it names no live session, before
+    /// `work` runs: so the errors `work` carries, of the path, query or body, answer
+    /// only a known caller).
+    async fn as_caller<T, F>(&self, caller: Caller, work: F) -> Result<T, ApiError>
+    where
+        F: FnOnce(&mut PgConnection, UserId) -> Result<T, ApiError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let done = match (self.calls, caller) {
+            (Calls::Async, Caller::Token(token)) => {
+                self.pool
+                    .run_authenticated(token, move |conn, _session, user| Ok(work(conn, user.id)))
+                    .await
+            }
+            (Calls::Async, Caller::Known(user)) => {
+                self.pool.run(move |conn| Ok(Some(work(conn, user)))).await
+            }
+            // The alternatives, measured against the crate's path.
+            (calls, caller) => {
+                let pool = self.pool.pool().clone();
+                let run = move || {
+                    let conn = &mut checkout(&pool)?;
+                    let user = match caller {
+                        Caller::Known(user) => user,
+                        Caller::Token(token) => match SessionRepo::authenticate(conn, &token)? {
+                            Some((_, user)) => user.id,
+                            None => return Ok(None),
+                        },
+                    };
+                    Ok(Some(work(conn, user)))
+                };
+                match calls {
+                    Calls::SpawnBlocking => tokio::task::spawn_blocking(run)
+                        .await
+                        .map_err(ApiError::internal)?,
+                    Calls::BlockInPlace => tokio::task::block_in_place(run),
+                    _ => run(),
+                }
+            }
+        };
+        done?.ok_or_else(unauthorized)?
     }
 }
 
@@ -337,79 +467,107 @@ fn field_at_fault<E: StdError + 'static>(rejection: &(dyn StdError + 'static)) -
     None
 }
 
-async fn no_such_route() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "no such route", None)
+/// Every request's caller is known before it is answered, an unknown route's too.
+async fn no_such_route(State(db): State<Db>, caller: Caller) -> Result<Response, ApiError> {
+    db.as_caller(caller, |_, _| {
+        Err(ApiError::new(StatusCode::NOT_FOUND, "no such route", None))
+    })
+    .await
 }
 
-async fn method_not_allowed() -> ApiError {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "this method is not allowed on this route",
-        None,
-    )
+async fn method_not_allowed(State(db): State<Db>, caller: Caller) -> Result<Response, ApiError> {
+    db.as_caller(caller, |_, _| {
+        Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "this method is not allowed on this route",
+            None,
+        ))
+    })
+    .await
 }
+
+// The handlers take what they extract as `Result`s and look at them only inside
+// `as_caller`, after the caller is known: a request's path, query or body is judged
+// only for a signed-in caller.
 
 async fn list_tasks(
-    State(pool): State<AsyncPool>,
-    Caller(user): Caller,
-    Params(params): Params<TaskQueryParams>,
+    State(db): State<Db>,
+    caller: Caller,
+    params: Result<Params<TaskQueryParams>, ApiError>,
 ) -> Result<Response, ApiError> {
-    let query = TaskQuery::try_from(params)?;
-    let page = pool
-        .run(move |conn| TaskRepo::list(conn, user, &query))
+    let query = params.and_then(|Params(params)| Ok(TaskQuery::try_from(params)?));
+    let page = db
+        .as_caller(caller, move |conn, user| {
+            Ok(TaskRepo::list(conn, user, &query?)?)
+        })
         .await?;
     Ok(Json(page).into_response())
 }
 
 async fn create_task(
-    State(pool): State<AsyncPool>,
-    Caller(user): Caller,
-    Body(new): Body<NewTask>,
+    State(db): State<Db>,
+    caller: Caller,
+    body: Result<Body<NewTask>, ApiError>,
 ) -> Result<Response, ApiError> {
-    let task = pool
-        .run(move |conn| TaskRepo::create(conn, user, &new))
+    let task = db
+        .as_caller(caller, move |conn, user| {
+            let Body(new) = body?;
+            Ok(TaskRepo::create(conn, user, &new)?)
+        })
         .await?;
     Ok((StatusCode::CREATED, Json(task)).into_response())
 }
 
 async fn get_task(
-    State(pool): State<AsyncPool>,
-    Caller(user): Caller,
-    TaskPath(id): TaskPath,
+    State(db): State<Db>,
+    caller: Caller,
+    path: Result<TaskPath, ApiError>,
 ) -> Result<Response, ApiError> {
-    let task = pool.run(move |conn| TaskRepo::get(conn, user, id)).await?;
+    let task = db
+        .as_caller(caller, move |conn, user| {
+            Ok(TaskRepo::get(conn, user, path?.0)?)
+        })
+        .await?;
     Ok(Json(task).into_response())
 }
 
 async fn update_task(
-    State(pool): State<AsyncPool>,
-    Caller(user): Caller,
-    TaskPath(id): TaskPath,
-    Body(patch): Body<TaskPatch>,
+    State(db): State<Db>,
+    caller: Caller,
+    path: Result<TaskPath, ApiError>,
+    body: Result<Body<TaskPatch>, ApiError>,
 ) -> Result<Response, ApiError> {
-    let task = pool
-        .run(move |conn| TaskRepo::update(conn, user, id, &patch))
+    let task = db
+        .as_caller(caller, move |conn, user| {
+            let id = path?.0;
+            let Body(patch) = body?;
+            Ok(TaskRepo::update(conn, user, id, &patch)?)
+        })
         .await?;
     Ok(Json(task).into_response())
 }
 
 async fn complete_task(
-    State(pool): State<AsyncPool>,
-    Caller(user): Caller,
-    TaskPath(id): TaskPath,
+    State(db): State<Db>,
+    caller: Caller,
+    path: Result<TaskPath, ApiError>,
 ) -> Result<Response, ApiError> {
-    let task = pool
-        .run(move |conn| TaskRepo::set_completed(conn, user, id, true))
+    let task = db
+        .as_caller(caller, move |conn, user| {
+            Ok(TaskRepo::set_completed(conn, user, path?.0, true)?)
+        })
         .await?;
     Ok(Json(task).into_response())
 }
 
 async fn delete_task(
-    State(pool): State<AsyncPool>,
-    Caller(user): Caller,
-    TaskPath(id): TaskPath,
+    State(db): State<Db>,
+    caller: Caller,
+    path: Result<TaskPath, ApiError>,
 ) -> Result<Response, ApiError> {
-    pool.run(move |conn| TaskRepo::delete(conn, user, id))
-        .await?;
+    db.as_caller(caller, move |conn, user| {
+        Ok(TaskRepo::delete(conn, user, path?.0)?)
+    })
+    .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -7,6 +7,7 @@
 //! not know of (a `BEGIN` sent as plain SQL), so that the connection is rolled back
 //! before the pool hands it out again (see [`ConnectionHealth::may_be_in_transaction`]).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -20,6 +21,15 @@ use crate::error::{Error, Result};
 /// Opens a new connection set up as the pool's, to replace one whose caches a migration
 /// made stale (see [`renew_after_schema_change`]).
 pub(super) type Reopen = Arc<dyn Fn() -> Result<PgConnection> + Send + Sync>;
+
+/// What a connection of the crate's pool knows of its pool: its database's schema
+/// changes, how to open a connection like it, and the pool's count of statements
+/// ([`super::PoolStats::statements`]).
+pub(super) struct PoolLink {
+    pub(super) epoch: SchemaEpoch,
+    pub(super) reopen: Reopen,
+    pub(super) statements: Arc<AtomicU64>,
+}
 
 /// The pool's notes on one connection, kept in the connection's instrumentation slot
 /// so they travel with it. It also reports each statement at debug level (target
@@ -58,6 +68,8 @@ pub(super) struct ConnectionHealth {
     /// How the crate's pool opens a connection like this one; `None` for connections
     /// of other pools ([`super::setup_connection`]).
     reopen: Option<Reopen>,
+    /// The pool's count of statements sent; `None` for connections of other pools.
+    statements: Option<Arc<AtomicU64>>,
     /// Start times of the statements running now (a type lookup can run inside another).
     queries_started: Vec<Instant>,
     /// The application's own instrumentation, which sees every event too.
@@ -67,16 +79,21 @@ pub(super) struct ConnectionHealth {
 impl ConnectionHealth {
     pub(super) fn chained_to(
         inner: Option<Box<dyn Instrumentation>>,
-        pooled: Option<(SchemaEpoch, Reopen)>,
+        pooled: Option<PoolLink>,
     ) -> Self {
-        let (schema, reopen) = match pooled {
-            Some((epoch, reopen)) => {
+        let (schema, reopen, statements) = match pooled {
+            Some(PoolLink {
+                epoch,
+                reopen,
+                statements,
+            }) => {
                 let now = epoch.now();
-                (Some((epoch, now)), Some(reopen))
+                (Some((epoch, now)), Some(reopen), Some(statements))
             }
-            None => (None, None),
+            None => (None, None, None),
         };
         ConnectionHealth {
+            statements,
             schema,
             used: false,
             reopen,
@@ -110,6 +127,9 @@ impl ConnectionHealth {
             }
             InstrumentationEvent::StartQuery { query, .. } => {
                 self.used = true;
+                if let Some(statements) = &self.statements {
+                    statements.fetch_add(1, Ordering::Relaxed);
+                }
                 if std::mem::take(&mut self.transaction_manager_statement) {
                     // diesel's own transaction statement: diesel tracks it.
                 } else if self.crate_calls == 0

@@ -11,7 +11,7 @@ use diesel::r2d2::{ManageConnection, R2D2Connection};
 use diesel::result::ConnectionError;
 use diesel::{Connection, PgConnection, QueryResult};
 
-use super::health::{health, ConnectionHealth, Reopen};
+use super::health::{health, ConnectionHealth, PoolLink, Reopen};
 use super::schema_epoch::SchemaEpoch;
 use super::RECENTLY_USED;
 use crate::config::DbConfig;
@@ -34,6 +34,10 @@ pub struct PgConnectionManager {
     ///
     /// [`PoolStats::rolled_back_on_return`]: super::PoolStats::rolled_back_on_return
     pub(super) rolled_back_on_return: Arc<AtomicU64>,
+    /// Statements its connections sent (see [`PoolStats::statements`]).
+    ///
+    /// [`PoolStats::statements`]: super::PoolStats::statements
+    pub(super) statements: Arc<AtomicU64>,
     /// The caller's customizer ([`PoolOptions::customizer`](super::PoolOptions::customizer)),
     /// run here, after the crate's setup, so that a connection opened outside r2d2 (the
     /// one renewed after a migration) gets it too.
@@ -49,6 +53,7 @@ impl PgConnectionManager {
             url,
             session: SessionSettings::from_config(config),
             rolled_back_on_return: Arc::default(),
+            statements: Arc::default(),
             customizer: None,
         }
     }
@@ -101,6 +106,7 @@ impl PgConnectionManager {
             reading: self.reading.clone(),
             session: self.session.clone(),
             rolled_back_on_return: Arc::clone(&self.rolled_back_on_return),
+            statements: Arc::clone(&self.statements),
             customizer: self.customizer.clone(),
         };
         Arc::new(move || {
@@ -130,7 +136,11 @@ impl ManageConnection for PgConnectionManager {
         self.session
             .apply(
                 &mut conn,
-                Some((SchemaEpoch::of(self.conninfo()), self.reopen())),
+                Some(PoolLink {
+                    epoch: SchemaEpoch::of(self.conninfo()),
+                    reopen: self.reopen(),
+                    statements: Arc::clone(&self.statements),
+                }),
             )
             .map_err(diesel::r2d2::Error::QueryError)?;
         if let Some(customizer) = &self.customizer {
@@ -214,11 +224,7 @@ impl SessionSettings {
     /// Sets `conn` up: its statement cache, the session settings (one round trip) and
     /// the health notes in its instrumentation slot, chained to diesel's default
     /// instrumentation.
-    fn apply(
-        &self,
-        conn: &mut PgConnection,
-        pooled: Option<(SchemaEpoch, Reopen)>,
-    ) -> QueryResult<()> {
+    fn apply(&self, conn: &mut PgConnection, pooled: Option<PoolLink>) -> QueryResult<()> {
         if self.unnamed_statements {
             conn.set_prepared_statement_cache_size(CacheSize::Disabled);
         }

@@ -50,6 +50,10 @@ pub struct PoolStats {
     /// `sql_query` or `batch_execute`, which diesel does not track); see
     /// [`PgConnectionManager`](super::PgConnectionManager).
     pub rolled_back_on_return: u64,
+    /// Statements the pool's connections sent, the connections' own setup and checks
+    /// included: each is one round trip to the server (a statement's first run on a
+    /// connection also prepares it, in a trip of its own).
+    pub statements: u64,
 }
 
 impl PoolMetrics {
@@ -69,6 +73,7 @@ impl PoolMetrics {
             connections_opened: c.opened.load(Ordering::Relaxed),
             connections_closed: c.closed.load(Ordering::Relaxed),
             rolled_back_on_return: c.rolled_back_on_return.load(Ordering::Relaxed),
+            statements: c.statements.load(Ordering::Relaxed),
         }
     }
 }
@@ -87,6 +92,8 @@ pub(super) struct Counters {
     /// Shared with the pool's [`PgConnectionManager`](super::PgConnectionManager),
     /// which counts.
     pub(super) rolled_back_on_return: Arc<AtomicU64>,
+    /// Shared with the pool's connections, which count.
+    pub(super) statements: Arc<AtomicU64>,
 }
 
 impl Counters {
@@ -102,6 +109,7 @@ impl Counters {
             opened: AtomicU64::default(),
             closed: AtomicU64::default(),
             rolled_back_on_return: Arc::default(),
+            statements: Arc::default(),
         }
     }
 

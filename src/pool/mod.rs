@@ -177,3 +177,19 @@ where
         }
     })
 }
+
+/// [`checkout`], waiting at most `timeout` (what is left of the pool's connection
+/// timeout for a call that already waited elsewhere, as in [`crate::AsyncPool`]'s
+/// queue); the [`Error::PoolTimeout`] names the pool's own timeout, the caller's
+/// whole wait.
+#[cfg(feature = "tokio")]
+pub(crate) fn checkout_within(pool: &PgPool, timeout: std::time::Duration) -> Result<PooledConn> {
+    pool.get_timeout(timeout).map_err(|e| {
+        let _ = crate::error::take_pool_timeout();
+        Error::PoolTimeout {
+            max_size: pool.max_size(),
+            timeout: pool.connection_timeout(),
+            last_error: crate::error::last_connection_error(&e.to_string(), None),
+        }
+    })
+}

@@ -225,6 +225,7 @@ impl PoolOptions {
         let counters = Arc::new(Counters::new(config.get_pool_size()));
         let mut manager = PgConnectionManager::new(config);
         manager.rolled_back_on_return = Arc::clone(&counters.rolled_back_on_return);
+        manager.statements = Arc::clone(&counters.statements);
         let conninfo = manager.conninfo().cloned();
         let mut builder = preset(config, Arc::clone(&counters));
         if let Some(customizer) = self.customizer {

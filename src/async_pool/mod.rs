@@ -80,27 +80,38 @@
 //! retirement of connections after a migration (see the `pool` and `migrate` module
 //! docs).
 
-use tokio::sync::oneshot;
+mod lanes;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
 
 use diesel::Connection;
 
 use crate::config::DbConfig;
 use crate::error::Result;
-use crate::pool::{checkout, PgPool};
+use crate::models::{Session, User};
+use crate::pool::{checkout_within, PgPool};
+use crate::repo::SessionRepo;
 use crate::PgConnection;
+use lanes::Lanes;
 
-/// A cheap-to-clone handle on a [`PgPool`] for async code: every call runs on tokio's
-/// blocking thread pool (see the [module docs](self)).
+/// A cheap-to-clone handle on a [`PgPool`] for async code: every call runs on one of
+/// the pool's connection threads (see the [module docs](self)).
 #[derive(Clone, Debug)]
 pub struct AsyncPool {
     pool: PgPool,
+    lanes: Arc<Lanes>,
 }
 
 impl AsyncPool {
     /// Wraps `pool` (from [`crate::connect`], [`crate::PoolOptions`], or a test's
-    /// [`crate::testing::TestDb`]).
+    /// [`crate::testing::TestDb`]). Its connection threads, at most one per connection of
+    /// `pool`, start with the first calls and end when the last clone of this handle is
+    /// dropped.
     pub fn new(pool: PgPool) -> Self {
-        AsyncPool { pool }
+        let lanes = Arc::new(Lanes::new(pool.max_size()));
+        AsyncPool { pool, lanes }
     }
 
     /// [`crate::connect`] off the runtime's workers: builds the pool, waits for its first
@@ -119,12 +130,29 @@ impl AsyncPool {
         &self.pool
     }
 
-    /// Checks a connection out and runs `f` on it, both on tokio's blocking thread pool;
-    /// resolves to what `f` returned.
+    /// What this handle's connection threads did: trips, waits in the queue, calls
+    /// abandoned before they started (counters since [`AsyncPool::new`], shared by its
+    /// clones). The pool's own counters (checkouts, statements) are its
+    /// [`PoolMetrics`](crate::PoolMetrics).
+    pub fn get_stats(&self) -> AsyncPoolStats {
+        let c = &self.lanes.counters;
+        AsyncPoolStats {
+            threads: c.threads.load(Ordering::Relaxed),
+            trips: c.trips.load(Ordering::Relaxed),
+            queue_waits: c.queue_waits.load(Ordering::Relaxed),
+            queue_wait_time: Duration::from_nanos(c.queue_wait_nanos.load(Ordering::Relaxed)),
+            max_queue_wait: Duration::from_nanos(c.max_queue_wait_nanos.load(Ordering::Relaxed)),
+            abandoned: c.abandoned.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Checks a connection out and runs `f` on it, both on one of the pool's connection
+    /// threads (one trip); resolves to what `f` returned.
     ///
     /// # Errors
-    /// [`crate::Error::PoolTimeout`] when no connection became free in time (as
-    /// [`crate::pool::checkout`]), and whatever `f` returned.
+    /// [`crate::Error::PoolTimeout`] when no connection became free within the pool's
+    /// connection timeout, counted from this call (time in the queue included), and
+    /// whatever `f` returned.
     ///
     /// # Panics
     /// Resumes the panic of `f`, if it panicked, in the awaiting task.
@@ -134,12 +162,59 @@ impl AsyncPool {
         T: Send + 'static,
     {
         let pool = self.pool.clone();
-        run_unless_abandoned(move |done| {
-            let mut conn = checkout(&pool)?;
-            if done.is_closed() {
-                return Err(abandoned());
-            }
-            f(&mut conn)
+        self.lanes
+            .call(move |abandoned, waited| {
+                let timeout = pool.connection_timeout().saturating_sub(waited);
+                let mut conn = checkout_within(&pool, timeout)?;
+                if abandoned() {
+                    return Err(abandoned_error());
+                }
+                f(&mut conn)
+            })
+            .await
+    }
+
+    /// The caller of a request and its work in one trip on one connection: checks a
+    /// connection out, finds the live session `token` names
+    /// ([`SessionRepo::authenticate`], by the server's clock), and runs `f` with that
+    /// session and its user on the same connection. Resolves to `None`, without
+    /// running `f`, when `token` names no live session (unknown, expired, revoked, or
+    /// not a token at all).
+    ///
+    /// Two statements, each prepared once per connection, in one trip and one checkout,
+    /// where authenticating with [`AsyncPool::run`] and then running the work with it
+    /// costs two of each.
+    ///
+    /// ```no_run
+    /// use todo_store::{AsyncPool, TaskQuery, TaskRepo};
+    ///
+    /// # async fn handler(pool: AsyncPool, token: String) -> todo_store::Result<()> {
+    /// let query = TaskQuery::new().completed(false);
+    /// match pool
+    ///     .run_authenticated(token, move |conn, _session, user| TaskRepo::list(conn, user.id, &query))
+    ///     .await?
+    /// {
+    ///     Some(page) => println!("{} open tasks", page.items.len()),
+    ///     None => println!("401: sign in"),
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`AsyncPool::run`].
+    ///
+    /// # Panics
+    /// Resumes the panic of `f`, if it panicked, in the awaiting task.
+    pub async fn run_authenticated<T, F>(&self, token: impl Into<String>, f: F) -> Result<Option<T>>
+    where
+        F: FnOnce(&mut PgConnection, &Session, &User) -> Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let token = token.into();
+        self.run(move |conn| match SessionRepo::authenticate(conn, &token)? {
+            Some((session, user)) => f(conn, &session, &user).map(Some),
+            None => Ok(None),
         })
         .await
     }
@@ -162,40 +237,45 @@ impl AsyncPool {
     }
 }
 
+/// What an [`AsyncPool`]'s connection threads did (from [`AsyncPool::get_stats`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct AsyncPoolStats {
+    /// Connection threads running now (at most the pool's size; they start with the
+    /// first calls).
+    pub threads: u32,
+    /// Calls a connection thread took: each one trip from the runtime to a thread and
+    /// back, with one checkout.
+    pub trips: u64,
+    /// Calls that waited 1 ms or more in the queue for a free connection thread.
+    pub queue_waits: u64,
+    /// Total time calls waited in the queue.
+    pub queue_wait_time: Duration,
+    /// Longest wait of a call in the queue.
+    pub max_queue_wait: Duration,
+    /// Calls skipped because their future was dropped before a thread took them.
+    pub abandoned: u64,
+}
+
 /// The error a call gets when its future was dropped before the call started: never
 /// seen by anyone, since no one awaits it.
-fn abandoned() -> crate::Error {
+fn abandoned_error() -> crate::Error {
     crate::Error::Config("the call's future was dropped before it started".into())
 }
 
-/// Runs `f` on the blocking thread pool; `f` gets the sender's state so it can skip its
-/// work when no one waits for the result any more.
-async fn run_unless_abandoned<T, F>(f: F) -> Result<T>
-where
-    F: FnOnce(&oneshot::Sender<std::thread::Result<Result<T>>>) -> Result<T> + Send + 'static,
-    T: Send + 'static,
-{
-    let (done, result) = oneshot::channel();
-    tokio::task::spawn_blocking(move || {
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&done)));
-        // The receiver is gone when the future was dropped: nothing to deliver.
-        let _ = done.send(outcome);
-    });
-    match result.await {
-        Ok(Ok(value)) => value,
-        Ok(Err(panic)) => std::panic::resume_unwind(panic),
-        // The runtime shut down while the call was queued: it never ran.
-        Err(_) => Err(crate::Error::Config(
-            "the tokio runtime shut down before the call could run".into(),
-        )),
-    }
-}
-
-/// Runs `f` on the blocking thread pool and resolves to its result.
+/// Runs `f` on tokio's blocking thread pool and resolves to its result (for
+/// [`AsyncPool::connect`], which has no pool yet).
 async fn blocking<T, F>(f: F) -> Result<T>
 where
     F: FnOnce() -> Result<T> + Send + 'static,
     T: Send + 'static,
 {
-    run_unless_abandoned(move |_| f()).await
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => result,
+        Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+        // The runtime shut down before the call could run.
+        Err(_) => Err(crate::Error::Config(
+            "the tokio runtime shut down before the call could run".into(),
+        )),
+    }
 }
