@@ -29,6 +29,9 @@ pub(super) struct Lanes {
     taken: Receiver<Job>,
     /// The most threads there may be: the pool's size.
     max_threads: u32,
+    /// The pool's connection timeout: the longest a call may wait for its connection,
+    /// in the queue and at checkout.
+    timeout: Duration,
     pub(super) counters: Arc<Counters>,
 }
 
@@ -57,6 +60,9 @@ pub(super) struct Counters {
     pub(super) max_queue_wait_nanos: AtomicU64,
     /// Calls skipped because their future was dropped before they started.
     pub(super) abandoned: AtomicU64,
+    /// Calls that waited the pool's whole timeout in the queue (counted by the caller
+    /// of [`Lanes::call`], which decides).
+    pub(super) queue_timeouts: AtomicU64,
 }
 
 impl Counters {
@@ -73,12 +79,14 @@ impl Counters {
 }
 
 impl Lanes {
-    /// Lanes for a pool of `max_threads` connections; threads start with the first calls.
-    pub(super) fn new(max_threads: u32) -> Self {
+    /// Lanes for a pool of `max_threads` connections whose checkouts wait up to
+    /// `timeout`; threads start with the first calls.
+    pub(super) fn new(max_threads: u32, timeout: Duration) -> Self {
         let (queue, taken) = crossbeam_channel::unbounded();
         Lanes {
             queue,
             taken,
+            timeout,
             max_threads: max_threads.max(1),
             counters: Arc::default(),
         }
@@ -144,7 +152,8 @@ impl Lanes {
 
     /// Runs `f` on a connection thread, where it gets `abandoned` (whether the
     /// awaiting future is gone) and the time it waited in the queue; resolves to
-    /// its result. A panic of `f` resumes in the awaiting task.
+    /// its result. A call that waited the pool's whole timeout in the queue is not run:
+    /// it resolves to [`Error::PoolTimeout`]. A panic of `f` resumes in the awaiting task.
     pub(super) async fn call<T, F>(&self, f: F) -> Result<T>
     where
         F: FnOnce(&dyn Fn() -> bool, Duration) -> Result<T> + Send + 'static,
@@ -152,12 +161,22 @@ impl Lanes {
     {
         let (done, result) = tokio::sync::oneshot::channel::<std::thread::Result<Result<T>>>();
         let counters = Arc::clone(&self.counters);
+        let (timeout, max_size) = (self.timeout, self.max_threads);
         let queued = Instant::now();
         self.submit(Box::new(move || {
             let waited = queued.elapsed();
             counters.note_wait(waited);
             if done.is_closed() {
                 counters.abandoned.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            if waited >= timeout {
+                counters.queue_timeouts.fetch_add(1, Ordering::Relaxed);
+                let _ = done.send(Ok(Err(Error::PoolTimeout {
+                    max_size,
+                    timeout,
+                    last_error: None,
+                })));
                 return;
             }
             let abandoned = || done.is_closed();

@@ -110,7 +110,7 @@ impl AsyncPool {
     /// `pool`, start with the first calls and end when the last clone of this handle is
     /// dropped.
     pub fn new(pool: PgPool) -> Self {
-        let lanes = Arc::new(Lanes::new(pool.max_size()));
+        let lanes = Arc::new(Lanes::new(pool.max_size(), pool.connection_timeout()));
         AsyncPool { pool, lanes }
     }
 
@@ -143,6 +143,7 @@ impl AsyncPool {
             queue_wait_time: Duration::from_nanos(c.queue_wait_nanos.load(Ordering::Relaxed)),
             max_queue_wait: Duration::from_nanos(c.max_queue_wait_nanos.load(Ordering::Relaxed)),
             abandoned: c.abandoned.load(Ordering::Relaxed),
+            queue_timeouts: c.queue_timeouts.load(Ordering::Relaxed),
         }
     }
 
@@ -151,8 +152,9 @@ impl AsyncPool {
     ///
     /// # Errors
     /// [`crate::Error::PoolTimeout`] when no connection became free within the pool's
-    /// connection timeout, counted from this call (time in the queue included), and
-    /// whatever `f` returned.
+    /// connection timeout, counted from this call (time in the queue included: a call
+    /// that waited that long for a thread fails when a thread takes it, without running),
+    /// and whatever `f` returned.
     ///
     /// # Panics
     /// Resumes the panic of `f`, if it panicked, in the awaiting task.
@@ -164,8 +166,7 @@ impl AsyncPool {
         let pool = self.pool.clone();
         self.lanes
             .call(move |abandoned, waited| {
-                let timeout = pool.connection_timeout().saturating_sub(waited);
-                let mut conn = checkout_within(&pool, timeout)?;
+                let mut conn = checkout_within(&pool, waited)?;
                 if abandoned() {
                     return Err(abandoned_error());
                 }
@@ -255,6 +256,9 @@ pub struct AsyncPoolStats {
     pub max_queue_wait: Duration,
     /// Calls skipped because their future was dropped before a thread took them.
     pub abandoned: u64,
+    /// Calls that had waited the pool's whole connection timeout in the queue when a
+    /// thread took them: they failed with [`crate::Error::PoolTimeout`] without running.
+    pub queue_timeouts: u64,
 }
 
 /// The error a call gets when its future was dropped before the call started: never

@@ -178,17 +178,25 @@ where
     })
 }
 
-/// [`checkout`], waiting at most `timeout` (what is left of the pool's connection
-/// timeout for a call that already waited elsewhere, as in [`crate::AsyncPool`]'s
-/// queue); the [`Error::PoolTimeout`] names the pool's own timeout, the caller's
-/// whole wait.
+/// [`checkout`] for a call that already waited `waited` elsewhere (in
+/// [`crate::AsyncPool`]'s queue): it waits at most what is left of the pool's connection
+/// timeout, and fails at once when nothing is left. The [`Error::PoolTimeout`] names the
+/// pool's own timeout, the caller's whole wait.
 #[cfg(feature = "tokio")]
-pub(crate) fn checkout_within(pool: &PgPool, timeout: std::time::Duration) -> Result<PooledConn> {
-    pool.get_timeout(timeout).map_err(|e| {
+pub(crate) fn checkout_within(pool: &PgPool, waited: std::time::Duration) -> Result<PooledConn> {
+    let timeout = pool.connection_timeout();
+    let Some(left) = timeout.checked_sub(waited).filter(|left| !left.is_zero()) else {
+        return Err(Error::PoolTimeout {
+            max_size: pool.max_size(),
+            timeout,
+            last_error: None,
+        });
+    };
+    pool.get_timeout(left).map_err(|e| {
         let _ = crate::error::take_pool_timeout();
         Error::PoolTimeout {
             max_size: pool.max_size(),
-            timeout: pool.connection_timeout(),
+            timeout,
             last_error: crate::error::last_connection_error(&e.to_string(), None),
         }
     })

@@ -511,3 +511,59 @@ fn no_error_names_a_table_constraint_sql_statement_or_rust_type() {
         assert_documented_error(reply, what);
     }
 }
+
+/// The counters the service prints when it stops: `served: trips=.. checkouts=..
+/// statements=..`.
+fn served(stopped: &str) -> [u64; 3] {
+    let line = stopped
+        .lines()
+        .find_map(|line| line.strip_prefix("served: "))
+        .unwrap_or_else(|| panic!("no counters in {stopped:?}"));
+    let count = |name: &str| -> u64 {
+        line.split(' ')
+            .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+            .unwrap_or_else(|| panic!("no {name} in {line:?}"))
+            .parse()
+            .unwrap()
+    };
+    [count("trips"), count("checkouts"), count("statements")]
+}
+
+/// A request without a body is one trip to a connection thread with one checkout and
+/// two statements (the caller's session, then the work); a request with a body is
+/// authenticated before its body is read, so two of each. Counted by the crate's pool
+/// instrumentation in the service; a checkout of a connection idle for a while may add
+/// a ping.
+#[test]
+fn each_request_is_one_trip_unless_its_body_must_wait_for_the_caller() {
+    let db = TestDb::new();
+    let mut conn = db.conn();
+    let ada = fixtures::user(&mut conn);
+    let task = fixtures::task(&mut conn, &ada, "Pay rent");
+    let bearer = format!("Bearer {}", token_for(&mut conn, &ada));
+    let auth = [("Authorization", bearer.as_str())];
+
+    let service = Service::start_with(&db, &[("DATABASE_POOL_SIZE", "1")]);
+    for _ in 0..5 {
+        let (status, _) = service.request("GET", &format!("/tasks/{}", task.id), &auth, None);
+        assert_eq!(status, 200);
+        let (status, _) = service.request("GET", "/tasks?completed=false", &auth, None);
+        assert_eq!(status, 200);
+        let (status, _) = service.request("GET", "/tasks/not-a-uuid", &auth, None);
+        assert_eq!(status, 400);
+    }
+    let [trips, checkouts, statements] = served(&service.stop());
+    assert_eq!((trips, checkouts), (15, 15));
+    // The malformed path: the session only.
+    assert!((25..=27).contains(&statements), "{statements}");
+
+    let service = Service::start_with(&db, &[("DATABASE_POOL_SIZE", "1")]);
+    for _ in 0..5 {
+        let body = Some(json!({"title": "Water the plants"}));
+        let (status, _) = service.request("POST", "/tasks", &auth, body);
+        assert_eq!(status, 201);
+    }
+    let [trips, checkouts, statements] = served(&service.stop());
+    assert_eq!((trips, checkouts), (10, 10));
+    assert!((10..=12).contains(&statements), "{statements}");
+}

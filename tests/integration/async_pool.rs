@@ -13,7 +13,9 @@ use diesel::prelude::*;
 use diesel::sql_types::BigInt;
 use todo_store::testing::TestDb;
 use todo_store::PoolOptions;
-use todo_store::{AsyncPool, DbConfig, Error, NewTask, PgPool, TaskQuery, TaskRepo};
+use todo_store::{
+    AsyncPool, DbConfig, Error, NewSession, NewTask, PgPool, SessionRepo, TaskQuery, TaskRepo,
+};
 use uuid::Uuid;
 
 use crate::support::fixtures;
@@ -118,6 +120,17 @@ async fn an_exhausted_pool_is_a_pool_timeout_naming_the_pool() {
 /// exhausted pool and while a statement runs for half a second.
 #[tokio::test(flavor = "current_thread")]
 async fn the_runtime_keeps_running_while_calls_wait() {
+    a_timer_keeps_firing_while_calls_wait().await;
+}
+
+/// The same on a multi-threaded runtime with one worker, where a call made on the
+/// worker would stop every other task as well.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn one_worker_keeps_running_while_calls_wait() {
+    a_timer_keeps_firing_while_calls_wait().await;
+}
+
+async fn a_timer_keeps_firing_while_calls_wait() {
     let db = TestDb::new();
     let pool = AsyncPool::new(small_pool(&db, 1, Duration::from_millis(600)));
     let ticks = Arc::new(AtomicU64::new(0));
@@ -267,4 +280,128 @@ async fn a_call_that_leaves_a_transaction_open_with_plain_sql_does_not_pass_it_o
     let seen = TaskRepo::list(&mut db.conn(), user.id, &TaskQuery::new()).unwrap();
     let titles: Vec<&str> = seen.items.iter().map(|t| t.title.as_str()).collect();
     assert_eq!(titles, ["committed"]);
+}
+
+/// A request's caller and its work: one trip to a connection thread, one checkout and
+/// two statements (the session, then the work), counted by the pool's instrumentation;
+/// a token of no live session runs nothing but the lookup.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_caller_and_the_work_are_one_trip_one_checkout_two_statements() {
+    let db = TestDb::new();
+    let mut conn = db.conn();
+    let user = fixtures::user(&mut conn);
+    let task = fixtures::task(&mut conn, &user, "Pay rent");
+    let expiry = chrono::Utc::now() + chrono::Duration::days(1);
+    let (_, token) = SessionRepo::create(&mut conn, user.id, &NewSession::new(expiry)).unwrap();
+    let (expired, expired_token) =
+        SessionRepo::create(&mut conn, user.id, &NewSession::new(expiry)).unwrap();
+    fixtures::expire_session(&mut conn, expired.id);
+    let (raw, metrics) = PoolOptions::new(&DbConfig::new(db.url()).pool_size(1))
+        .run_migrations(false)
+        .connect_with_metrics()
+        .unwrap();
+    let pool = AsyncPool::new(raw);
+    let get = |token: String| {
+        let pool = pool.clone();
+        async move {
+            pool.run_authenticated(token, move |conn, session, caller| {
+                assert_eq!(session.user_id, caller.id);
+                TaskRepo::get(conn, caller.id, task.id)
+            })
+            .await
+            .unwrap()
+        }
+    };
+    // The first call prepares the statements (and may ping the connection).
+    assert_eq!(get(token.clone()).await.unwrap().id, task.id);
+
+    let (before, trips) = (metrics.snapshot(), pool.get_stats().trips);
+    for _ in 0..10 {
+        assert_eq!(get(token.clone()).await.unwrap().title, "Pay rent");
+    }
+    let after = metrics.snapshot();
+    assert_eq!(pool.get_stats().trips - trips, 10);
+    assert_eq!(after.checkouts - before.checkouts, 10);
+    assert_eq!(after.statements - before.statements, 20);
+
+    // No live session: the lookup, and nothing else runs.
+    for refused in [expired_token, "not-a-token".to_owned(), String::new()] {
+        let before = metrics.snapshot();
+        let ran = Arc::new(AtomicBool::new(false));
+        let seen = {
+            let ran = ran.clone();
+            pool.run_authenticated(refused.clone(), move |_, _, _| {
+                ran.store(true, Ordering::SeqCst);
+                Ok(())
+            })
+            .await
+            .unwrap()
+        };
+        assert_eq!(seen, None, "{refused:?}");
+        assert!(!ran.load(Ordering::SeqCst), "{refused:?}");
+        assert!(metrics.snapshot().statements - before.statements <= 1);
+    }
+}
+
+/// Never more connection threads than connections, however many calls wait; calls
+/// that wait for a thread are counted; one that waited the pool's whole timeout in the
+/// queue fails with PoolTimeout without running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_wait_in_the_queue_for_at_most_the_pools_timeout() {
+    let db = TestDb::new();
+    let pool = AsyncPool::new(small_pool(&db, 2, Duration::from_millis(400)));
+    let calls: Vec<_> = (0..50)
+        .map(|i| {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                pool.run(move |conn| {
+                    conn.batch_execute("SELECT pg_sleep(0.005)")?;
+                    Ok(i)
+                })
+                .await
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for call in calls {
+        results.push(call.await.unwrap().unwrap());
+    }
+    assert_eq!(results, (0..50).collect::<Vec<_>>());
+    let stats = pool.get_stats();
+    assert!(stats.threads <= 2, "{stats:?}");
+    assert_eq!(stats.trips, 50, "{stats:?}");
+    assert!(stats.queue_waits > 0, "{stats:?}");
+    assert!(
+        stats.max_queue_wait >= Duration::from_millis(5),
+        "{stats:?}"
+    );
+
+    // Both threads busy for 700 ms: a call queued behind them waits past its 400 ms.
+    fn slow(pool: &AsyncPool) -> impl std::future::Future<Output = todo_store::Result<()>> + '_ {
+        pool.run(|conn| {
+            conn.batch_execute("SELECT pg_sleep(0.7)")?;
+            Ok(())
+        })
+    }
+    let ran = Arc::new(AtomicBool::new(false));
+    let queued = {
+        let ran = ran.clone();
+        pool.run(move |_| {
+            ran.store(true, Ordering::SeqCst);
+            Ok(())
+        })
+    };
+    let (a, b, queued) = tokio::join!(slow(&pool), slow(&pool), queued);
+    a.unwrap();
+    b.unwrap();
+    match queued {
+        Err(Error::PoolTimeout {
+            max_size: 2,
+            timeout,
+            ..
+        }) => assert_eq!(timeout, Duration::from_millis(400)),
+        other => panic!("expected PoolTimeout, got {other:?}"),
+    }
+    assert!(!ran.load(Ordering::SeqCst));
+    assert_eq!(pool.get_stats().queue_timeouts, 1);
 }

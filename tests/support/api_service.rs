@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -16,6 +16,7 @@ use crate::support::examples::example_binary;
 pub struct Service {
     child: Child,
     addr: String,
+    stdout: BufReader<ChildStdout>,
 }
 
 /// An answer: its status, its `Content-Type` and its body as text.
@@ -46,22 +47,47 @@ pub const ANSWER_WITHIN: Duration = Duration::from_secs(10);
 impl Service {
     /// Starts the example against `db`, on a free port.
     pub fn start(db: &TestDb) -> Service {
+        Service::start_with(db, &[])
+    }
+
+    /// Starts the example against `db`, on a free port, with these environment
+    /// variables as well (`DATABASE_POOL_SIZE`, `API_CALLS`).
+    pub fn start_with(db: &TestDb, env: &[(&str, &str)]) -> Service {
         let mut child = Command::new(example_binary("api"))
             .env("DATABASE_URL", db.url())
             .env("API_ADDR", "127.0.0.1:0")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .spawn()
             .expect("the api example starts");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        stdout.read_line(&mut line).unwrap();
         let addr = line
             .trim()
             .strip_prefix("listening on http://")
             .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
             .to_owned();
-        Service { child, addr }
+        Service {
+            child,
+            addr,
+            stdout,
+        }
+    }
+
+    /// Stops the service as Ctrl-C does and returns what it printed after its first
+    /// line (the `served: ...` counters).
+    pub fn stop(mut self) -> String {
+        let status = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let mut rest = String::new();
+        self.stdout.read_to_string(&mut rest).unwrap();
+        let exit = self.child.wait().unwrap();
+        assert!(exit.success(), "the service exited with {exit}: {rest}");
+        rest
     }
 
     /// One HTTP/1.1 request with a JSON body, if any; the status and the JSON body
