@@ -206,19 +206,26 @@ pub fn mix_text() -> String {
 /// The setting of the run in one sentence (the Markdown's caption).
 pub fn setting(m: &Measured, profile: &HttpProfile, machine: &[(String, String)]) -> String {
     let s = &m.size;
+    let rounds = if profile.rounds == 1 {
+        "1 round".to_owned()
+    } else {
+        format!("{} rounds with the variants' order rotated", profile.rounds)
+    };
+    let medians = if profile.rounds == 1 {
+        ""
+    } else {
+        " Medians of the rounds; in brackets the lowest and highest ratio of a round."
+    };
     format!(
         "examples/api.rs over HTTP: {}, {} connections, {} threads, {} s runs after a {} s \
-         warm-up, {} round{} with the variants' order rotated, a fresh service process per \
-         run; {}: {} users x {} tasks, a bearer session token on every request; pool of {}; \
-         {}; load average {} at the start, {} at the end. Medians of the rounds; in brackets \
-         the lowest and highest ratio of a round.",
+         warm-up, {rounds}, a fresh service process per run; {}: {} users x {} tasks, a \
+         bearer session token on every request; pool of {}; {}; load average {} at the \
+         start, {} at the end.{medians}",
         m.wrk_version.split(" [").next().unwrap_or("wrk"),
         wrk::CONNECTIONS,
         wrk::THREADS,
         profile.duration.as_secs(),
         profile.warmup.as_secs(),
-        profile.rounds,
-        if profile.rounds == 1 { "" } else { "s" },
         s.label,
         group(u64::from(s.users)),
         group(u64::from(s.tasks_per_user)),
