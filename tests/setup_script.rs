@@ -4,7 +4,7 @@
 //! Each test builds a machine in a temporary directory: fake `apt-get`, `apt-cache`,
 //! `dpkg-query`, `id` and `sudo` that log their arguments and answer as the real ones do
 //! on that machine, and a root directory (the script's `SETUP_ROOT`) holding what is
-//! installed: `node`, `npm`, `openssl` in its `usr/bin`, PgBouncer and PostgreSQL's
+//! installed: `node`, `npm`, `openssl`, `wrk` in its `usr/bin`, PgBouncer and PostgreSQL's
 //! server where Debian puts them, and dpkg's status of each package. The fake `apt-get`
 //! installs a package by copying its files into that root, refuses to run as anyone but
 //! (fake) root, and refuses Debian's `npm` beside a `nodejs` that provides npm, as apt does.
@@ -65,7 +65,7 @@ const NODESOURCE_20: Nodejs = Nodejs {
 const DEBIAN_NPM: &str = "9.2.0";
 
 /// Everything the script wants but Node.js and npm.
-const ALL_BUT_NODE: [&str; 4] = ["postgresql", "libpq-dev", "pgbouncer", "openssl"];
+const ALL_BUT_NODE: [&str; 5] = ["postgresql", "libpq-dev", "pgbouncer", "openssl", "wrk"];
 
 /// What a machine has before the script runs.
 struct Machine {
@@ -351,6 +351,7 @@ impl Sandbox {
             ("libpq-dev", _) => write(&dir.join("usr/include/postgresql/libpq-fe.h"), "", false),
             ("pgbouncer", _) => self.tool_in(dir, "usr/sbin/pgbouncer", ""),
             ("openssl", _) => self.tool_in(dir, "usr/bin/openssl", ""),
+            ("wrk", _) => self.tool_in(dir, "usr/bin/wrk", ""),
             ("npm", _) => self.tool_in(dir, "usr/bin/npm", &format!("echo {DEBIAN_NPM}")),
             ("nodejs", Some(n)) => {
                 self.tool_in(dir, "usr/bin/node", &format!("echo {}", n.node));
@@ -399,7 +400,7 @@ impl Sandbox {
         let probe = self
             .command("-c")
             .arg(
-                "for c in apt-get apt-cache dpkg-query id sudo node npm openssl initdb pgbouncer; do \
+                "for c in apt-get apt-cache dpkg-query id sudo node npm openssl wrk initdb pgbouncer; do \
                  command -v $c || true; done",
             )
             .output()
@@ -523,7 +524,7 @@ fn debian_12_with_nodesource_node_20_and_everything_present_installs_nothing() {
     let outcome = Sandbox::new(&machine).run();
     outcome.assert(0, &[]);
     assert!(outcome.apt_get_calls().is_empty(), "{}", outcome.context());
-    outcome.assert_says("present: postgresql libpq-dev pgbouncer openssl");
+    outcome.assert_says("present: postgresql libpq-dev pgbouncer openssl wrk");
     outcome.assert_says("node v20.19.5, npm 10.8.2");
 }
 
@@ -583,7 +584,7 @@ fn without_node_and_only_node_18_from_apt_the_rest_is_installed_and_node_20_advi
         .with(&["openssl"])
         .apt_offers(DEBIAN_12_NODEJS);
     let outcome = Sandbox::new(&machine).run();
-    outcome.assert(1, &["postgresql", "libpq-dev", "pgbouncer"]);
+    outcome.assert(1, &["postgresql", "libpq-dev", "pgbouncer", "wrk"]);
     outcome.assert_says("the nodejs package here is 18.19.0+dfsg-6~deb12u2");
     outcome.assert_says(NODE_20_ADVICE);
     outcome.assert_says("Everything else is installed");
@@ -688,6 +689,7 @@ fn a_fresh_debian_13_gets_everything_and_a_second_run_installs_nothing() {
             "libpq-dev",
             "pgbouncer",
             "openssl",
+            "wrk",
             "nodejs",
             "npm",
         ],
@@ -696,6 +698,6 @@ fn a_fresh_debian_13_gets_everything_and_a_second_run_installs_nothing() {
     let second = sandbox.run();
     second.assert(0, &[]);
     assert!(second.apt_get_calls().is_empty(), "{}", second.context());
-    second.assert_says("present: postgresql libpq-dev pgbouncer openssl");
+    second.assert_says("present: postgresql libpq-dev pgbouncer openssl wrk");
     second.assert_says("node v20.19.2, npm 9.2.0");
 }

@@ -7,6 +7,9 @@
 //! cargo run --release --example bench -- --size xl --production-server --skip load
 //! cargo run --release --example bench -- --quick   # small sizes, for CI
 //! cargo run --release --example bench -- --sizes S --keep-databases --skip bulk
+//! cargo run --release --example bench -- --http           # over HTTP: L, 3 rounds
+//! cargo run --release --example bench -- --http --quick   # S, one short round (CI)
+//! cargo run --release --example bench -- --http --pin     # the service on its own core
 //! ```
 //!
 //! Zero configuration: with DATABASE_URL (environment or .env) it uses that server, else
@@ -51,20 +54,39 @@
 //!
 //! Results: a table on the terminal, target/bench/results.json and
 //! target/bench/results.svg. Targets are reported (PASS/MISS), never asserted.
-
+//!
+//! `--http` measures what a request costs the example web service (examples/api.rs)
+//! over real HTTP instead: it builds the service in release mode, seeds one size (L; S
+//! with `--quick`; `--sizes` names another), gives every user a session token and
+//! drives the service with Debian's wrk (installed with apt-get when missing and run as
+//! root; else run scripts/setup): 64 connections, 2 threads, every request with a
+//! user's bearer token, on get (`GET /tasks/{id}`), list (`GET /tasks?completed=false`),
+//! create (`POST /tasks`) and a mix of 70 % reads and 30 % writes. Each variant of the
+//! service (`async`: through `AsyncPool`, as it is; `direct`: the repos called on
+//! tokio's workers; chosen by `API_CALLS`) runs as a fresh process per run, the
+//! variants alternating, the order rotated each round (3 rounds of 15 s after a 5 s
+//! warm-up; `--quick`: one of 2 s after 1 s). It reports req/s, p50, p99 and the
+//! service's CPU per request, each variant's ratio to `direct` against the goals
+//! (req/s at least 0.9x, p99 at most 1.5x; PASS/MISS), and a Markdown table for
+//! docs/performance.md, on the terminal and in target/bench/http.json; wrk's script,
+//! its output and the service's stderr land in target/bench/http/. A response that is
+//! not 2xx fails the run. Unpinned unless `--pin`: the service on one core,
+//! PostgreSQL's backends and wrk on the others. See `http` for the method.
 //!
 //! The modules, by job: `profile` (how much of everything), `server` (which server, the
 //! benchmark's own databases, `--production-server`), `sample` (the rows the calls pick
 //! from), `ops` (the table of measured calls), `capture` (what the crate sent, mirrored
 //! for pgbench), `reference` (the hand-written floors), `pgbench` (running a floor),
 //! `pinning` (cores and CPU time: every `unsafe`), `measure` (load, rounds, bulk,
-//! concurrency, async_pool), `facts` (the machine, the server, peak memory) and
-//! `report` (table, JSON, SVG).
+//! concurrency, async_pool), `facts` (the machine, the server, peak memory),
+//! `report` (table, JSON, SVG) and `http` (the HTTP mode: its database, the service,
+//! wrk and its Lua script, its report).
 
 mod capture;
 #[path = "../support/dev_database.rs"]
 mod dev_database;
 mod facts;
+mod http;
 mod measure;
 mod ops;
 mod pgbench;
@@ -125,6 +147,14 @@ struct Args {
     /// `--db-setting synchronous_commit=off` (`ALTER DATABASE ... SET`); repeatable.
     #[arg(long, value_name = "NAME=VALUE")]
     db_setting: Vec<String>,
+    /// The HTTP benchmark instead: examples/api.rs under wrk, its async path against
+    /// direct calls (size L; S with --quick; --sizes names another).
+    #[arg(long)]
+    http: bool,
+    /// With --http: the service on one core, PostgreSQL's backends and wrk on the others
+    /// (unpinned by default).
+    #[arg(long)]
+    pin: bool,
 }
 
 fn main() -> ExitCode {
@@ -139,6 +169,19 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> BoxResult<()> {
+    if args.http {
+        if !args.skip.is_empty() || args.iterations.is_some() || args.no_pin {
+            return Err(
+                "--skip, --iterations and --no-pin are the repo-call benchmark's: \
+                        --http runs every endpoint, for a time, unpinned unless --pin"
+                    .into(),
+            );
+        }
+        return http::run(args);
+    }
+    if args.pin {
+        return Err("--pin is for --http (the repo-call benchmark pins unless --no-pin)".into());
+    }
     let started = Instant::now();
     let profile = Profile::new(args)?;
     let mut machine = facts::machine_facts();

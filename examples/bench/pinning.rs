@@ -1,5 +1,8 @@
 //! Where the client and the server run, and the CPU time they use: every `libc` call
 //! and every `unsafe` of the benchmark.
+//!
+//! In the HTTP mode (`--http --pin`) the client of PostgreSQL is the web service:
+//! it takes the client's CPU, and wrk runs beside PostgreSQL's backends.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -130,6 +133,54 @@ impl Pinning {
         }
     }
 
+    /// The HTTP layout (`--http --pin`): the web service (PostgreSQL's client) on the
+    /// client's CPU, PostgreSQL's backends and wrk on the others.
+    pub fn describe_service(&self) -> String {
+        format!(
+            "pinned: the service on CPU {}, PostgreSQL's backends and wrk on CPU {}",
+            list(&self.client),
+            list(&self.server)
+        )
+    }
+
+    /// Runs `start` with this thread on the client's CPUs: a process it starts
+    /// inherits them, all its threads included.
+    pub fn on_client_cpus<T>(&self, start: impl FnOnce() -> T) -> std::io::Result<T> {
+        on_cpus(&self.client, &self.original, start)
+    }
+
+    /// Runs `start` with this thread on the server's CPUs (see [`Self::on_client_cpus`]).
+    pub fn on_server_cpus<T>(&self, start: impl FnOnce() -> T) -> std::io::Result<T> {
+        on_cpus(&self.server, &self.original, start)
+    }
+
+    /// Pins every backend connected to database `db` but `poll`'s own (a service's
+    /// pool); returns how many.
+    pub fn pin_backends_of(&mut self, poll: &mut PgConnection, db: &str) -> Result<usize, String> {
+        #[derive(QueryableByName)]
+        struct Pid {
+            #[diesel(sql_type = Integer)]
+            pid: i32,
+        }
+        let pids = sql_query(
+            "SELECT pid FROM pg_stat_activity WHERE datname = $1 \
+             AND backend_type = 'client backend' AND pid <> pg_backend_pid()",
+        )
+        .bind::<Text, _>(db)
+        .load::<Pid>(poll)
+        .map_err(|e| e.to_string())?;
+        for Pid { pid } in &pids {
+            self.pin_backend(*pid)?;
+        }
+        Ok(pids.len())
+    }
+
+    /// Forgets the backends pinned so far: their processes have ended (with the
+    /// service that had them), and their pids may be reused.
+    pub fn forget_backends(&mut self) {
+        self.backends.clear();
+    }
+
     /// Back to the CPUs everything had.
     pub fn release(&mut self) {
         let _ = set_affinity(0, &self.original);
@@ -173,6 +224,50 @@ pub fn pin_everything(
             Err(why)
         }
     }
+}
+
+/// Runs `start` with this thread on `cpus`, then puts it back on `original`.
+fn on_cpus<T>(cpus: &[usize], original: &[usize], start: impl FnOnce() -> T) -> std::io::Result<T> {
+    set_affinity(0, cpus)?;
+    let out = start();
+    set_affinity(0, original)?;
+    Ok(out)
+}
+
+/// CPU time of process `pid`, user and system, all its threads, in seconds: utime and
+/// stime of /proc/PID/stat.
+pub fn process_cpu_seconds_of(pid: u32) -> Result<f64, String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map_err(|e| format!("reading /proc/{pid}/stat: {e}"))?;
+    // The command name, in parentheses, may hold spaces: count fields after it. utime
+    // and stime are fields 14 and 15; the state, after the name, is field 3.
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks = |field: usize| -> Result<f64, String> {
+        fields
+            .get(field - 3)
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(|t| t as f64)
+            .ok_or_else(|| format!("/proc/{pid}/stat has no field {field}"))
+    };
+    Ok((ticks(14)? + ticks(15)?) / clock_ticks_per_second())
+}
+
+/// The unit of the CPU times in /proc/PID/stat.
+#[cfg(unix)]
+fn clock_ticks_per_second() -> f64 {
+    // SAFETY: sysconf reads a configuration value; it takes no pointer.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks > 0 {
+        ticks as f64
+    } else {
+        100.0
+    }
+}
+
+#[cfg(not(unix))]
+fn clock_ticks_per_second() -> f64 {
+    100.0
 }
 
 /// CPU time of the calling thread (zero where unsupported).

@@ -142,6 +142,49 @@ impl Profile {
     }
 }
 
+/// How much of an HTTP run (`--http`) to do: one size, the full run's shapes (S = 100
+/// x 1,000, L = 1,000 x 1,000, ...) in both modes.
+#[derive(Debug, Clone)]
+pub struct HttpProfile {
+    pub quick: bool,
+    pub size: SizeSpec,
+    /// Rounds; each runs every endpoint against every variant, the variants' order
+    /// rotated from round to round.
+    pub rounds: usize,
+    /// wrk's warm-up before each timed run (it also checks every status).
+    pub warmup: Duration,
+    /// wrk's timed run.
+    pub duration: Duration,
+}
+
+impl HttpProfile {
+    /// L and 3 rounds of 15 s; with `--quick` S and one round of 2 s; `--sizes` names
+    /// another size (one).
+    pub fn new(args: &Args) -> BoxResult<Self> {
+        let wanted = if args.sizes.is_empty() {
+            vec![if args.quick { "S" } else { "L" }.to_owned()]
+        } else {
+            args.sizes.clone()
+        };
+        let size = match chosen_sizes(FULL.sizes, &wanted)?.as_slice() {
+            [one] => one.clone(),
+            _ => return Err("--http measures one size: name one with --sizes".into()),
+        };
+        let (rounds, warmup, duration) = if args.quick {
+            (1, Duration::from_secs(1), Duration::from_secs(2))
+        } else {
+            (3, Duration::from_secs(5), Duration::from_secs(15))
+        };
+        Ok(HttpProfile {
+            quick: args.quick,
+            size,
+            rounds,
+            warmup,
+            duration,
+        })
+    }
+}
+
 /// The sizes `--sizes` asks for (the default ones when it is empty), in their order.
 fn chosen_sizes(sizes: [SizeSpec; 4], wanted: &[String]) -> BoxResult<Vec<SizeSpec>> {
     let wanted: Vec<String> = wanted.iter().map(|s| s.trim().to_uppercase()).collect();

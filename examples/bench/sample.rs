@@ -150,7 +150,7 @@ fn search_term(title: &str) -> String {
 
 /// A few sessions for every user, in one statement: random token hashes (nobody
 /// holds their tokens), one revoked, one expiring in 30 days, one in 7.
-fn seed_sessions(setup: &mut PgConnection) -> BoxResult<()> {
+pub fn seed_sessions(setup: &mut PgConnection) -> BoxResult<()> {
     setup.batch_execute(&format!(
         "INSERT INTO sessions (id, user_id, token_hash, expires_at, created_at, last_seen_at, \
          ip_address, user_agent, revoked_at) \
@@ -213,15 +213,22 @@ fn seed_habits(setup: &mut PgConnection, users: &mut [SampleUser]) -> BoxResult<
 
 /// A session of each sample user's own, made by the crate: its token and hash.
 fn give_sessions(setup: &mut PgConnection, users: &mut [SampleUser]) -> BoxResult<()> {
-    let expires = Utc::now() + chrono::Duration::days(30);
     for user in users {
-        let new = NewSession::new(expires).user_agent("Mozilla/5.0 (bench sample)");
-        let (_, token) = SessionRepo::create(setup, user.id, &new)?;
+        let token = session_token(setup, user.id)?;
         user.token_hash = Sha256::digest(URL_SAFE_NO_PAD.decode(&token)?).to_vec();
         user.token = token;
     }
     setup.batch_execute("ANALYZE sessions")?;
     Ok(())
+}
+
+/// A new session of `user`, made by the crate (`SessionRepo::create`), valid for 30
+/// days: its bearer token.
+pub fn session_token(setup: &mut PgConnection, user: UserId) -> BoxResult<String> {
+    let expires = Utc::now() + chrono::Duration::days(30);
+    let new = NewSession::new(expires).user_agent("Mozilla/5.0 (bench sample)");
+    let (_, token) = SessionRepo::create(setup, user, &new)?;
+    Ok(token)
 }
 
 /// Cursors deep in the users' order (oldest first), each with a full page after it,

@@ -117,7 +117,7 @@ pub fn run_size(
 }
 
 /// Seeds users x tasks with the crate's bulk path, two workers.
-fn seed(pool: &PgPool, size: &SizeSpec) -> BoxResult<SizeInfo> {
+pub fn seed(pool: &PgPool, size: &SizeSpec) -> BoxResult<SizeInfo> {
     eprintln!("   seeding with seed_with_pool (2 workers)...");
     let options = SeedOptions {
         users: size.users,
@@ -145,7 +145,7 @@ fn seed(pool: &PgPool, size: &SizeSpec) -> BoxResult<SizeInfo> {
 }
 
 /// pg_database_size of the connection's database.
-fn database_size(conn: &mut PgConnection) -> BoxResult<i64> {
+pub fn database_size(conn: &mut PgConnection) -> BoxResult<i64> {
     #[derive(QueryableByName)]
     struct Size {
         #[diesel(sql_type = BigInt)]

@@ -20,7 +20,7 @@ const FLOOR: &str = "the faster of two, each pgbench -n -M prepared -c 1 -r in t
 const BULK_FLOOR: &str = "psql \\copy ... FROM pstdin WITH (FORMAT csv), psql's own timing";
 
 /// Pairs written as a JSON object, in their order.
-struct Pairs<K, V>(Vec<(K, V)>);
+pub struct Pairs<K, V>(pub Vec<(K, V)>);
 
 impl<K: Serialize, V: Serialize> Serialize for Pairs<K, V> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -29,7 +29,7 @@ impl<K: Serialize, V: Serialize> Serialize for Pairs<K, V> {
 }
 
 /// A figure rounded to two decimals; `null` when not finite.
-fn num(x: f64) -> Option<f64> {
+pub fn num(x: f64) -> Option<f64> {
     x.is_finite().then(|| (x * 100.0).round() / 100.0)
 }
 
