@@ -80,6 +80,17 @@ pub const VARIANTS: &[Variant] = &[
         name: "direct",
         env: &[("API_CALLS", "direct")],
     },
+    // The other ways to leave the workers, for the record: one trip per request
+    // through tokio's blocking pool, and the call made in place after the worker hands
+    // its other tasks to another thread.
+    Variant {
+        name: "spawn_blocking",
+        env: &[("API_CALLS", "spawn_blocking")],
+    },
+    Variant {
+        name: "block_in_place",
+        env: &[("API_CALLS", "block_in_place")],
+    },
 ];
 
 /// The variant the others are compared with.
