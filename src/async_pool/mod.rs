@@ -4,65 +4,87 @@
 //! A handler that calls `pool.get()` and a repository function directly blocks a
 //! runtime worker for the whole checkout and query: up to the pool's connection
 //! timeout when the pool is exhausted, and every other task on that worker waits with
-//! it. `AsyncPool` runs the checkout and the call on tokio's blocking thread pool
-//! instead (`spawn_blocking`), so the runtime's workers keep running other tasks while a
-//! call waits for a connection or for the server.
+//! it. `AsyncPool` runs each call on one of the pool's own connection threads instead,
+//! so the runtime's workers keep running other tasks while a call waits for a
+//! connection or for the server.
 //!
 //! ```no_run
 //! use todo_store::{AsyncPool, DbConfig, TaskQuery, TaskRepo};
 //!
-//! # async fn handler() -> todo_store::Result<()> {
-//! let pool = AsyncPool::connect(&DbConfig::from_env()?).await?;
-//! # let user_id: todo_store::UserId = uuid::Uuid::nil().into();
-//! let query = TaskQuery::new().completed(false);
-//! let page = pool.run(move |conn| TaskRepo::list(conn, user_id, &query)).await?;
-//! # Ok(())
-//! # }
-//! ```
-//!
-//! ## When the caller goes away
-//!
-//! A future that is dropped before it finishes (the client disconnected, a timeout
-//! fired) cannot stop a blocking call that has started: it runs to its end on its
-//! blocking thread, and its connection goes back to the pool. A call that has not
-//! started when its future is dropped (still waiting for a connection) is skipped once
-//! it gets one. [`AsyncPool::transaction`] commits or rolls back in full on the blocking
-//! thread, whatever happens to the future, so no connection is ever returned to the
-//! pool inside a transaction, and the pool is never short of a connection.
-//!
-//! ## In a handler
-//!
-//! ```rust,no_run
-//! use todo_store::{AsyncPool, DbConfig, NewTask, TaskQuery, TaskRepo};
-//!
-//! # async fn example() -> todo_store::Result<()> {
+//! # async fn handler(token: String) -> todo_store::Result<()> {
 //! let pool = AsyncPool::connect(&DbConfig::from_env()?).await?; // migrations included
-//! # let user_id: todo_store::UserId = uuid::Uuid::nil().into();
 //! let query = TaskQuery::new().completed(false);
-//! let page = pool.run(move |conn| TaskRepo::list(conn, user_id, &query)).await?;
-//! let task = pool
-//!     .transaction(move |conn| TaskRepo::create(conn, user_id, &NewTask::new("Ship it")))
-//!     .await?;
+//! // The caller (by their session token) and the work: one trip, one connection.
+//! match pool
+//!     .run_authenticated(token, move |conn, _session, user| TaskRepo::list(conn, user.id, &query))
+//!     .await?
+//! {
+//!     Some(page) => println!("{} open tasks", page.items.len()),
+//!     None => println!("no live session: answer 401"),
+//! }
 //! # Ok(())
 //! # }
 //! ```
 //!
-//! - `AsyncPool` is a cheap clone (`AsyncPool::new(pool)` wraps any `PgPool`, a
-//!   `TestDb`'s too). `run` checks out and calls on a blocking thread; `transaction` does
-//!   the same inside one transaction. Errors arrive as in sync code (`PoolTimeout`
-//!   naming the pool, `Validation`, ...); a panic in the closure resumes in the awaiting
-//!   task.
+//! ## One trip per request
+//!
+//! Each [`AsyncPool::run`] (and `transaction`, `run_authenticated`) is one trip: the call
+//! is queued, a connection thread takes it, checks a connection out, runs it, and wakes
+//! the awaiting task. The threads are at most as many as the pool's connections, start
+//! with the first calls and end with the last clone of the handle; they take calls in
+//! the order they came. A trip costs two thread wake-ups when the threads are idle, and
+//! about one under load (a thread that finishes a call finds the next one queued), a
+//! few microseconds of CPU where tokio's blocking pool cost about 20 µs per trip on the
+//! benchmark's machine (docs/performance.md, over HTTP). So give each request one
+//! closure that does all its work: [`AsyncPool::run_authenticated`] finds the caller by
+//! their session token and runs the work on the same connection, two prepared
+//! statements in one trip and one checkout. Measured over HTTP with `examples/api.rs`,
+//! this path serves about what the same handlers calling the repositories directly on
+//! the runtime's workers serve, without ever blocking a worker.
+//!
+//! Why not the alternatives (all measured side by side by the benchmark's `--http` mode,
+//! `API_CALLS` in `examples/api.rs`):
+//! - **Calls on the workers** (`pool.get()` in the handler): the fastest on an idle
+//!   machine, but an exhausted pool or a stalled server stops the worker and every task
+//!   on it; on a current-thread runtime, everything.
+//! - **`tokio::task::spawn_blocking`** per call: the same thread hop, but tokio starts a
+//!   thread per waiting call (up to 512), all of them contending for the pool's lock and
+//!   its free connections: its tail latency was 3-5x the direct calls'.
+//! - **`tokio::task::block_in_place`**: the call runs in place after the worker hands its
+//!   other tasks to a new thread, which costs a thread hand-off per call as well; it
+//!   panics on a current-thread runtime and needs a multi-threaded one.
+//!
+//! `AsyncPool` works on any tokio runtime, current-thread included (its threads are its
+//! own, not the runtime's), and with many more tasks than connections: they wait in the
+//! queue, not on threads.
+//!
+//! ## Waiting for a connection, and when the caller goes away
+//!
+//! - A call waits in the queue while every connection thread is busy; a thread then
+//!   checks a connection out within what is left of the pool's connection timeout. A
+//!   call that waited the whole timeout in the queue fails with
+//!   [`crate::Error::PoolTimeout`] without running (a long call delays that answer for
+//!   the calls queued behind it: `statement_timeout` bounds it).
 //! - **A dropped future** (the client went away, a timeout fired) cannot stop a call that
-//!   started: it runs to its end and its connection goes back to the pool; a transaction
-//!   commits or rolls back in full. A call still waiting for a connection when its future
-//!   is dropped never runs. No connection is ever returned inside a transaction.
-//! - The runtime is never blocked: a timer keeps firing on a single-threaded runtime
-//!   while calls wait for an exhausted pool or a slow statement (`tests/integration/async_pool.rs`).
-//! - `examples/api.rs` is a small axum service over `AsyncPool`: the caller from a session
-//!   token, checked in a layer before any part of the request is read (401 otherwise), the
-//!   task endpoints with filters and cursors, and every error, its own or axum's, as JSON
-//!   `{"error", "field"}` (400/404/405/409/413/415/422/503); `tests/integration/api.rs`
-//!   drives it over real HTTP.
+//!   started: it runs to its end and its connection goes back to the pool;
+//!   [`AsyncPool::transaction`] commits or rolls back in full on its thread, whatever
+//!   happens to the future. A call whose future is dropped while it waits (in the queue
+//!   or for a connection) never runs. No connection is ever returned inside a
+//!   transaction, and the pool is never short of one.
+//! - Errors arrive as in sync code (`PoolTimeout` naming the pool, `Validation`, ...); a
+//!   panic in the closure resumes in the awaiting task.
+//! - [`AsyncPool::get_stats`] counts trips, waits in the queue, calls abandoned and
+//!   queue timeouts; the pool's [`PoolMetrics`](crate::pool::PoolMetrics) counts checkouts,
+//!   waits for a connection and statements (round trips to the server).
+//! - The runtime is never blocked: a timer keeps firing on a current-thread runtime and
+//!   on a multi-threaded one with one worker while calls wait for an exhausted pool or
+//!   a slow statement (`tests/integration/async_pool.rs`).
+//!
+//! `examples/api.rs` is a small axum service over `AsyncPool`: one trip per request
+//! without a body (the caller and the work), the caller checked before the body of any
+//! other request is read (401 otherwise), the task endpoints with filters and cursors,
+//! and every error, its own or axum's, as JSON `{"error", "field"}`;
+//! `tests/integration/api.rs` drives it over real HTTP.
 //!
 //! ## deadpool-diesel instead
 //!
@@ -133,7 +155,7 @@ impl AsyncPool {
     /// What this handle's connection threads did: trips, waits in the queue, calls
     /// abandoned before they started (counters since [`AsyncPool::new`], shared by its
     /// clones). The pool's own counters (checkouts, statements) are its
-    /// [`PoolMetrics`](crate::PoolMetrics).
+    /// [`PoolMetrics`](crate::pool::PoolMetrics).
     pub fn get_stats(&self) -> AsyncPoolStats {
         let c = &self.lanes.counters;
         AsyncPoolStats {
@@ -222,7 +244,7 @@ impl AsyncPool {
 
     /// As [`AsyncPool::run`], with `f` inside one database transaction: committed when
     /// `f` returns `Ok`, rolled back when it returns `Err` (or panics). The commit or
-    /// rollback happens on the blocking thread whatever becomes of the future.
+    /// rollback happens on the connection thread whatever becomes of the future.
     ///
     /// # Errors
     /// As [`AsyncPool::run`], and the errors of `BEGIN` and `COMMIT`.
