@@ -74,12 +74,17 @@ fn new_task(rng: &mut Rng, now: DateTime<Utc>) -> NewTask {
     task
 }
 
-/// Users and their tasks, through the crate's bulk path, in one transaction.
+/// [`USERS`] users and their tasks.
 fn seed(conn: &mut PgConnection) -> Vec<UserId> {
+    seed_users(conn, USERS)
+}
+
+/// `count` users and their tasks, through the crate's bulk path, in one transaction.
+fn seed_users(conn: &mut PgConnection, count: usize) -> Vec<UserId> {
     let now = Utc::now().trunc_subsecs(6);
     let mut rng = Rng::new(0x5eed_1234_abcd_ef01);
     conn.transaction::<_, Error, _>(|conn| {
-        let news: Vec<NewUser> = (0..USERS)
+        let news: Vec<NewUser> = (0..count)
             .map(|i| NewUser::new(format!("plan-user-{i}@example.com"), format!("User {i}")))
             .collect();
         let users: Vec<UserId> = UserRepo::create_many(conn, &news)?
@@ -556,6 +561,92 @@ fn every_query_shape_reads_tasks_through_an_index() {
         failures.len(),
         failures.join("\n\n")
     );
+}
+
+/// Users of [`list_pages_settle_on_their_generic_plan`]: its row estimates are set, so
+/// fewer than [`USERS`] do.
+const SETTLE_USERS: usize = 50;
+
+/// The prepared statement of a list page settles on its generic plan, under the row
+/// estimates of 10 million tasks and under those of this table: PostgreSQL plans it once
+/// per connection, not on every call (about 100 µs of server CPU a page, as much as
+/// running it). PostgreSQL plans the first five executions of a prepared statement with
+/// their parameters' values (custom plans), then keeps the generic plan only if its
+/// estimated cost is no higher than theirs. A `LIMIT $n` made it higher: not knowing n,
+/// the generic plan counts a tenth of the rows that match, more than a page for a user
+/// with over 500 open tasks. At 10,000 users x 1,000 tasks ANALYZE estimates 9,095
+/// users, 1,100 tasks each, and the open-tasks page was planned anew on every call.
+#[test]
+fn list_pages_settle_on_their_generic_plan() {
+    #[derive(diesel::QueryableByName)]
+    struct Plans {
+        #[diesel(sql_type = BigInt)]
+        generic_plans: i64,
+        #[diesel(sql_type = BigInt)]
+        custom_plans: i64,
+    }
+    let db = TestDb::new();
+    let mut conn = db.conn();
+    let users = seed_users(&mut conn, SETTLE_USERS);
+    let user = users[users.len() / 2];
+    let pages: Vec<(&str, TaskQuery)> = vec![
+        (
+            "open tasks, newest first",
+            TaskQuery::new().completed(false),
+        ),
+        (
+            "open tasks, 20 a page",
+            TaskQuery::new().completed(false).limit(20),
+        ),
+        ("every task", TaskQuery::new()),
+        ("done tasks", TaskQuery::new().completed(true)),
+        (
+            "open tasks, soonest due first",
+            TaskQuery::new()
+                .completed(false)
+                .sort(TaskSort::DueDate, Direction::Asc),
+        ),
+        (
+            "by priority",
+            TaskQuery::new().sort(TaskSort::Priority, Direction::Desc),
+        ),
+    ];
+    let at_10m = format!(
+        "ALTER TABLE tasks ALTER COLUMN user_id SET (n_distinct = {})",
+        SETTLE_USERS * 9_095 / 10_000
+    );
+    let mut failures = Vec::new();
+    for (estimates, setting) in [
+        ("of 10M tasks", at_10m.as_str()),
+        (
+            "of this table",
+            "ALTER TABLE tasks ALTER COLUMN user_id RESET (n_distinct)",
+        ),
+    ] {
+        conn.batch_execute(&format!("{setting}; ANALYZE tasks"))
+            .unwrap();
+        for (name, query) in &pages {
+            // A connection of its own: the page is its only prepared statement on tasks.
+            let mut fresh = PgConnection::establish(db.url()).unwrap();
+            for _ in 0..8 {
+                TaskRepo::list(&mut fresh, user, query).unwrap();
+            }
+            let plans: Plans = diesel::sql_query(
+                "SELECT generic_plans, custom_plans FROM pg_prepared_statements \
+                 WHERE statement LIKE '%FROM \"tasks\"%'",
+            )
+            .get_result(&mut fresh)
+            .unwrap();
+            if plans.generic_plans == 0 {
+                failures.push(format!(
+                    "{name}, with the row estimates {estimates}: planned on every call \
+                     ({} custom plans, no generic one)",
+                    plans.custom_plans
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 #[test]
