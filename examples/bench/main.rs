@@ -7,6 +7,8 @@
 //! cargo run --release --example bench -- --size xl --production-server --skip load
 //! cargo run --release --example bench -- --quick   # small sizes, for CI
 //! cargo run --release --example bench -- --sizes S --keep-databases --skip bulk
+//! cargo run --release --example bench -- --sizes L,XL --only list_first_page \
+//!     --skip load,bulk,concurrency,async
 //! ```
 //!
 //! Zero configuration: with DATABASE_URL (environment or .env) it uses that server, else
@@ -103,6 +105,10 @@ struct Args {
     /// Skip parts: ops, bulk, concurrency, load (the seed against \copy), async.
     #[arg(long, value_delimiter = ',', value_name = "PART")]
     skip: Vec<String>,
+    /// Only these single calls, by their keys in results.json (`list_first_page`,
+    /// `task_get`, ...); one compared with another's floor brings that one along.
+    #[arg(long, value_delimiter = ',', value_name = "OP")]
+    only: Vec<String>,
     /// Keep the benchmark databases (to look at plans afterwards).
     #[arg(long)]
     keep_databases: bool,
