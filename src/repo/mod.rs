@@ -44,7 +44,7 @@
 //!   SQL text.
 //! - **The SQL text is fixed, or one of a small set the code chooses**: a list query's
 //!   sort column and direction pick one of a few texts (`list.rs`), a page's inner
-//!   limit is one of nine powers of two (`page_limit.rs`), a patch's unchanged
+//!   limit is one of ten powers of two (`page_limit.rs`), a patch's unchanged
 //!   columns keep their value through `COALESCE` or a flag so every patch of a table
 //!   sends one text. Never text derived from input: that would be injection, and every
 //!   distinct text is one more prepared statement on every connection.

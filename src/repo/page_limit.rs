@@ -11,7 +11,8 @@
 //! (about 100 µs of server CPU, as much as running the statement).
 //!
 //! So the page is cut twice: inside, by a constant, the smallest power of two that
-//! holds it (one of nine: 2 to 512, so at most nine statement texts per query shape);
+//! holds it (2 to 512 for a page of tasks, up to 1,024 for one of users: at most ten
+//! statement texts per query shape);
 //! outside, by the bound page size. The generic plan then counts a tenth of that
 //! constant, at most a fifth of the page, and is kept; both plans are made for a
 //! known number of rows. The outer query only passes the inner one's rows on, in
@@ -49,7 +50,7 @@ impl<Q: QueryFragment<Pg>> QueryFragment<Pg> for PageLimit<Q> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         out.push_sql("SELECT * FROM (");
         self.query.walk_ast(out.reborrow())?;
-        // A number the code chooses, one of nine: not a value of the caller's.
+        // A number the code chooses, one of ten: not a value of the caller's.
         out.push_sql(&format!(
             " LIMIT {}) AS page LIMIT ",
             inner_limit(self.rows)
@@ -90,10 +91,12 @@ mod tests {
         for (rows, inner) in cases {
             assert_eq!(inner_limit(rows), inner, "{rows} rows");
         }
-        // The page sizes TaskQuery and UserQuery accept, plus one: nine texts.
-        let mut texts: Vec<u64> = (2..=501).map(inner_limit).collect();
+        // The page sizes TaskQuery and UserQuery accept, plus one: ten texts at most.
+        let mut texts: Vec<u64> = (2..=1001).map(inner_limit).collect();
         texts.dedup();
-        assert_eq!(texts, [2, 4, 8, 16, 32, 64, 128, 256, 512]);
+        assert_eq!(texts, [2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]);
+        assert_eq!(inner_limit(crate::TaskQuery::MAX_LIMIT + 1), 512);
+        assert_eq!(inner_limit(crate::UserQuery::MAX_LIMIT + 1), 1024);
     }
 
     #[test]
