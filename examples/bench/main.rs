@@ -10,6 +10,8 @@
 //! cargo run --release --example bench -- --http           # over HTTP: L, 3 rounds
 //! cargo run --release --example bench -- --http --quick   # S, one short round (CI)
 //! cargo run --release --example bench -- --http --pin     # the service on its own core
+//! cargo run --release --example bench -- --sizes L,XL --only list_first_page \
+//!     --skip load,bulk,concurrency,async
 //! ```
 //!
 //! Zero configuration: with DATABASE_URL (environment or .env) it uses that server, else
@@ -125,6 +127,10 @@ struct Args {
     /// Skip parts: ops, bulk, concurrency, load (the seed against \copy), async.
     #[arg(long, value_delimiter = ',', value_name = "PART")]
     skip: Vec<String>,
+    /// Only these single calls, by their keys in results.json (`list_first_page`,
+    /// `task_get`, ...); one compared with another's floor brings that one along.
+    #[arg(long, value_delimiter = ',', value_name = "OP")]
+    only: Vec<String>,
     /// Keep the benchmark databases (to look at plans afterwards).
     #[arg(long)]
     keep_databases: bool,
@@ -170,9 +176,13 @@ fn main() -> ExitCode {
 
 fn run(args: &Args) -> BoxResult<()> {
     if args.http {
-        if !args.skip.is_empty() || args.iterations.is_some() || args.no_pin {
+        if !args.skip.is_empty()
+            || !args.only.is_empty()
+            || args.iterations.is_some()
+            || args.no_pin
+        {
             return Err(
-                "--skip, --iterations and --no-pin are the repo-call benchmark's: \
+                "--skip, --only, --iterations and --no-pin are the repo-call benchmark's: \
                         --http runs every endpoint, for a time, unpinned unless --pin"
                     .into(),
             );

@@ -431,6 +431,8 @@ fn task_delete(c: &mut Call<'_>) -> BoxResult<Duration> {
     Ok(elapsed)
 }
 
+/// The open-tasks page, newest first (the default sort), the application's main screen:
+/// the very page of the hand-written reference (`reference::sql(Op::ListFirst)`).
 fn list_first(c: &mut Call<'_>) -> BoxResult<Duration> {
     let query = TaskQuery::new().completed(false).limit(PAGE);
     list_like(c, Op::ListFirst, &query)

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::ops::Op;
 use crate::{Args, BoxResult};
 
 /// One table size.
@@ -40,6 +41,8 @@ pub struct Profile {
     pub conc_warmup: Duration,
     pub conc_duration: Duration,
     pub skip: Vec<String>,
+    /// The single calls `--only` names (empty: every one).
+    pub only: Vec<Op>,
 }
 
 /// The defaults of a mode, before the command line narrows them.
@@ -114,6 +117,20 @@ impl Profile {
                 .into());
             }
         }
+        let only = args
+            .only
+            .iter()
+            .map(|key| {
+                let key = key.trim();
+                Op::ALL
+                    .into_iter()
+                    .find(|op| op.key() == key)
+                    .ok_or_else(|| {
+                        let keys: Vec<&str> = Op::ALL.iter().map(|op| op.key()).collect();
+                        format!("unknown op {key:?}: one of {}", keys.join(", "))
+                    })
+            })
+            .collect::<Result<Vec<Op>, String>>()?;
         Ok(Profile {
             quick: args.quick,
             sizes,
@@ -129,11 +146,18 @@ impl Profile {
             conc_warmup: preset.conc_warmup,
             conc_duration: preset.conc_duration,
             skip: args.skip.clone(),
+            only,
         })
     }
 
     pub fn runs(&self, part: &str) -> bool {
         !self.skip.iter().any(|p| p == part)
+    }
+
+    /// Whether `op` is measured: named by `--only` (or no `--only`), or the floor of one
+    /// that is.
+    pub fn runs_op(&self, op: Op) -> bool {
+        self.only.is_empty() || self.only.iter().any(|o| *o == op || o.floor_of() == op)
     }
 
     /// Tasks one side (crate or floor) of the delete benchmark uses up.

@@ -8,6 +8,7 @@ use diesel::sql_types::{Bool, Float};
 
 use super::cursor::{Cursor, SortKey, TitleNonce};
 use super::fragment::{self, Bind};
+use super::page_limit::PageLimit;
 use super::query::{Direction, TaskQuery, TaskSort};
 use super::sql_functions::statement_timestamp;
 use crate::error::Result;
@@ -27,6 +28,9 @@ const TSQUERY_CLOSE: &str = "))";
 
 /// A boxed SELECT over tasks with row type `ST`.
 pub(crate) type TasksQuery<'a, ST> = tasks::BoxedQuery<'a, Pg, ST>;
+
+/// The SQL type of a page's rows: the task and its relevance.
+pub(crate) type TaskAndRank = (dsl::SqlTypeOf<dsl::AsSelect<Task, Pg>>, Float);
 
 /// A [`TaskQuery`], checked and ready to become SQL.
 pub(crate) struct ListPlan<'q> {
@@ -76,10 +80,9 @@ impl<'q> ListPlan<'q> {
     }
 
     /// The rows of the page plus one (to tell whether another page follows), with
-    /// their relevance when sorting by it.
-    pub(crate) fn page_query(
-        &self,
-    ) -> TasksQuery<'_, (dsl::SqlTypeOf<dsl::AsSelect<Task, Pg>>, Float)> {
+    /// their relevance when sorting by it. The limit is a [`PageLimit`]: bound as a
+    /// bare `LIMIT $n`, it would have the statement planned again on every call.
+    pub(crate) fn page_query(&self) -> PageLimit<TasksQuery<'_, TaskAndRank>> {
         let mut query = self.filtered(
             tasks::table
                 .select((Task::as_select(), self.rank()))
@@ -87,7 +90,7 @@ impl<'q> ListPlan<'q> {
         );
         query = self.seek(query);
         query = self.order(query);
-        query.limit(self.limit + 1)
+        PageLimit::new(query, self.limit + 1)
     }
 
     /// `SELECT count(*)` of the filtered rows.

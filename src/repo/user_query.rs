@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use super::cursor::{fnv1a, Cursor, CursorSort, KeyKind, SortKey};
 use super::fragment::{self, Bind};
+use super::page_limit::PageLimit;
 use super::query::Direction;
 use crate::error::{Error, Result};
 use crate::models::validate::EMAIL_MAX_CHARS;
@@ -146,6 +147,10 @@ impl UserQuery {
     }
 }
 
+/// A boxed SELECT of users as [`User`] rows.
+pub(crate) type UsersQuery<'a> =
+    users::BoxedQuery<'a, Pg, diesel::dsl::SqlTypeOf<diesel::dsl::AsSelect<User, Pg>>>;
+
 /// A [`UserQuery`], checked and ready to become SQL.
 pub(crate) struct UserPagePlan<'q> {
     prefix: Option<&'q str>,
@@ -205,10 +210,9 @@ impl<'q> UserPagePlan<'q> {
         })
     }
 
-    /// The users of the page plus one (to tell whether another page follows).
-    pub(crate) fn page_query(
-        &self,
-    ) -> users::BoxedQuery<'_, Pg, diesel::dsl::SqlTypeOf<diesel::dsl::AsSelect<User, Pg>>> {
+    /// The users of the page plus one (to tell whether another page follows), cut by a
+    /// [`PageLimit`] so that the statement keeps one plan.
+    pub(crate) fn page_query(&self) -> PageLimit<UsersQuery<'_>> {
         let mut query = users::table.select(User::as_select()).into_boxed();
         if let Some(prefix) = self.prefix {
             query = query.filter(
@@ -229,7 +233,7 @@ impl<'q> UserPagePlan<'q> {
         let query = match self.sort {
             UserSort::CreatedAt => query.order((users::created_at.asc(), users::id.asc())),
         };
-        query.limit(self.limit + 1)
+        PageLimit::new(query, self.limit + 1)
     }
 
     /// The cursor that continues after `last`.

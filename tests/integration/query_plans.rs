@@ -74,12 +74,17 @@ fn new_task(rng: &mut Rng, now: DateTime<Utc>) -> NewTask {
     task
 }
 
-/// Users and their tasks, through the crate's bulk path, in one transaction.
+/// [`USERS`] users and their tasks.
 fn seed(conn: &mut PgConnection) -> Vec<UserId> {
+    seed_users(conn, USERS)
+}
+
+/// `count` users and their tasks, through the crate's bulk path, in one transaction.
+fn seed_users(conn: &mut PgConnection, count: usize) -> Vec<UserId> {
     let now = Utc::now().trunc_subsecs(6);
     let mut rng = Rng::new(0x5eed_1234_abcd_ef01);
     conn.transaction::<_, Error, _>(|conn| {
-        let news: Vec<NewUser> = (0..USERS)
+        let news: Vec<NewUser> = (0..count)
             .map(|i| NewUser::new(format!("plan-user-{i}@example.com"), format!("User {i}")))
             .collect();
         let users: Vec<UserId> = UserRepo::create_many(conn, &news)?
@@ -558,6 +563,101 @@ fn every_query_shape_reads_tasks_through_an_index() {
     );
 }
 
+/// How often PostgreSQL planned a prepared statement of a session: with its values
+/// (custom) or once for all (generic).
+#[derive(diesel::QueryableByName)]
+struct PreparedPlans {
+    #[diesel(sql_type = BigInt)]
+    generic_plans: i64,
+    #[diesel(sql_type = BigInt)]
+    custom_plans: i64,
+}
+
+/// The plans of `conn`'s one prepared statement whose SQL contains `text`.
+fn prepared_plans(conn: &mut PgConnection, text: &str) -> PreparedPlans {
+    diesel::sql_query(
+        "SELECT generic_plans, custom_plans FROM pg_prepared_statements \
+         WHERE strpos(statement, $1) > 0",
+    )
+    .bind::<diesel::sql_types::Text, _>(text)
+    .get_result(conn)
+    .unwrap()
+}
+
+/// Users of [`list_pages_settle_on_their_generic_plan`]: its row estimates are set, so
+/// fewer than [`USERS`] do.
+const SETTLE_USERS: usize = 50;
+
+/// The prepared statement of a list page settles on its generic plan, under the row
+/// estimates of 10 million tasks and under those of this table: PostgreSQL plans it once
+/// per connection, not on every call (about 100 µs of server CPU a page, as much as
+/// running it). PostgreSQL plans the first five executions of a prepared statement with
+/// their parameters' values (custom plans), then keeps the generic plan only if its
+/// estimated cost is no higher than theirs. A `LIMIT $n` made it higher: not knowing n,
+/// the generic plan counts a tenth of the rows that match, more than a page for a user
+/// with over 500 open tasks. At 10,000 users x 1,000 tasks ANALYZE estimates 9,095
+/// users, 1,100 tasks each, and the open-tasks page was planned anew on every call.
+#[test]
+fn list_pages_settle_on_their_generic_plan() {
+    let db = TestDb::new();
+    let mut conn = db.conn();
+    let users = seed_users(&mut conn, SETTLE_USERS);
+    let user = users[users.len() / 2];
+    let pages: Vec<(&str, TaskQuery)> = vec![
+        (
+            "open tasks, newest first",
+            TaskQuery::new().completed(false),
+        ),
+        (
+            "open tasks, 20 a page",
+            TaskQuery::new().completed(false).limit(20),
+        ),
+        ("every task", TaskQuery::new()),
+        ("done tasks", TaskQuery::new().completed(true)),
+        (
+            "open tasks, soonest due first",
+            TaskQuery::new()
+                .completed(false)
+                .sort(TaskSort::DueDate, Direction::Asc),
+        ),
+        (
+            "by priority",
+            TaskQuery::new().sort(TaskSort::Priority, Direction::Desc),
+        ),
+    ];
+    let at_10m = format!(
+        "ALTER TABLE tasks ALTER COLUMN user_id SET (n_distinct = {})",
+        SETTLE_USERS * 9_095 / 10_000
+    );
+    let mut failures = Vec::new();
+    for (estimates, setting) in [
+        ("of 10M tasks", at_10m.as_str()),
+        (
+            "of this table",
+            "ALTER TABLE tasks ALTER COLUMN user_id RESET (n_distinct)",
+        ),
+    ] {
+        conn.batch_execute(&format!("{setting}; ANALYZE tasks"))
+            .unwrap();
+        for (name, query) in &pages {
+            // A connection of its own: the page is its only prepared statement on tasks.
+            let mut fresh = PgConnection::establish(db.url()).unwrap();
+            for _ in 0..8 {
+                TaskRepo::list(&mut fresh, user, query).unwrap();
+            }
+            let plans = prepared_plans(&mut fresh, "FROM \"tasks\"");
+            if plans.generic_plans == 0 {
+                failures.push(format!(
+                    "{name}, with the row estimates {estimates}: planned on every call \
+                     ({} custom plans, no generic one)",
+                    plans.custom_plans
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 #[test]
 fn find_by_email_reads_users_through_the_email_index() {
     let db = TestDb::new();
@@ -587,6 +687,24 @@ fn find_by_email_reads_users_through_the_email_index() {
     }
 }
 
+/// 10,000 users, analyzed; the cursor after the 9,000th.
+fn seed_page_users(conn: &mut PgConnection) -> String {
+    use todo_store::UserQuery;
+    let news: Vec<NewUser> = (0..10_000)
+        .map(|i| NewUser::new(format!("page-user-{i}@example.com"), "User"))
+        .collect();
+    for chunk in news.chunks(1_000) {
+        UserRepo::create_many(conn, chunk).unwrap();
+    }
+    conn.batch_execute("ANALYZE users").unwrap();
+    let mut deep = UserRepo::list_page(conn, &UserQuery::new().limit(1000)).unwrap();
+    for _ in 0..8 {
+        let cursor = deep.next_cursor.take().expect("more pages");
+        deep = UserRepo::list_page(conn, &UserQuery::new().limit(1000).after(&cursor)).unwrap();
+    }
+    deep.next_cursor.expect("a tenth page")
+}
+
 /// Keyset pages of 10,000 users (the product's upper bound), with and without an email
 /// prefix and a cursor, custom and generic plans: users is read through an index,
 /// never scanned whole, however deep the page.
@@ -595,21 +713,7 @@ fn user_pages_read_users_through_an_index() {
     use todo_store::UserQuery;
     let db = TestDb::new();
     let mut conn = db.conn();
-    let news: Vec<NewUser> = (0..10_000)
-        .map(|i| NewUser::new(format!("page-user-{i}@example.com"), "User"))
-        .collect();
-    for chunk in news.chunks(1_000) {
-        UserRepo::create_many(&mut conn, chunk).unwrap();
-    }
-    conn.batch_execute("ANALYZE users").unwrap();
-    // A cursor deep in the list: after the 9,000th user.
-    let mut deep = UserRepo::list_page(&mut conn, &UserQuery::new().limit(1000)).unwrap();
-    for _ in 0..8 {
-        let cursor = deep.next_cursor.take().expect("more pages");
-        deep =
-            UserRepo::list_page(&mut conn, &UserQuery::new().limit(1000).after(&cursor)).unwrap();
-    }
-    let deep_cursor = deep.next_cursor.expect("a tenth page");
+    let deep_cursor = seed_page_users(&mut conn);
     let prefixed = UserRepo::list_page(
         &mut conn,
         &UserQuery::new().email_prefix("PAGE-USER-9").limit(5),
@@ -660,4 +764,34 @@ fn user_pages_read_users_through_an_index() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// A deep page of users settles on its generic plan, as the task pages do
+/// ([`list_pages_settle_on_their_generic_plan`]): with `LIMIT $n` its generic plan
+/// counted a tenth of the 3,333 users it estimates after any cursor, and the page was
+/// planned anew on every call.
+#[test]
+fn user_pages_settle_on_their_generic_plan() {
+    use todo_store::UserQuery;
+    let db = TestDb::new();
+    let mut conn = db.conn();
+    let deep_cursor = seed_page_users(&mut conn);
+    let mut failures = Vec::new();
+    for (label, query) in [
+        ("first page", UserQuery::new()),
+        ("deep page", UserQuery::new().after(&deep_cursor)),
+    ] {
+        let mut fresh = PgConnection::establish(db.url()).unwrap();
+        for _ in 0..8 {
+            UserRepo::list_page(&mut fresh, &query).unwrap();
+        }
+        let plans = prepared_plans(&mut fresh, "FROM \"users\"");
+        if plans.generic_plans == 0 {
+            failures.push(format!(
+                "{label}: planned on every call ({} custom plans, no generic one)",
+                plans.custom_plans
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

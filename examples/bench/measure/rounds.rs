@@ -33,7 +33,7 @@ pub struct Part<'a> {
     pub size: &'static str,
 }
 
-/// Every op, in [`Op::RUN_ORDER`], pinned unless `no_pin` (or pinning is impossible):
+/// Every op the profile runs, in [`Op::RUN_ORDER`], pinned unless `no_pin` (or pinning is impossible):
 /// how client and server were placed, and the results in the order of [`Op::ALL`].
 pub fn run(
     part: &Part<'_>,
@@ -56,7 +56,10 @@ pub fn run(
     let scripts = target_dir().join("bench").join("pgbench");
     std::fs::create_dir_all(&scripts)?;
     let mut done = Vec::new();
-    for op in Op::RUN_ORDER {
+    for op in Op::RUN_ORDER
+        .into_iter()
+        .filter(|op| part.profile.runs_op(*op))
+    {
         let bench = OpBench {
             part,
             op,
