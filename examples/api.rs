@@ -73,6 +73,7 @@
 use std::error::Error as StdError;
 use std::net::SocketAddr;
 
+use axum::body::HttpBody;
 use axum::extract::rejection::{
     BytesRejection, FailedToBufferBody, JsonRejection, PathRejection, QueryRejection,
 };
@@ -234,7 +235,7 @@ async fn authenticate(
     next: Next,
 ) -> Result<Response, ApiError> {
     let token = bearer_token(request.headers()).ok_or_else(unauthorized)?;
-    let caller = if has_body(request.headers()) {
+    let caller = if has_body(&request) {
         let user = db
             .as_caller(Caller::Token(token), |_, user| Ok(user))
             .await?;
@@ -246,12 +247,16 @@ async fn authenticate(
     Ok(next.run(request).await)
 }
 
-/// Whether a request announces a body: `Content-Length` above 0, or a chunked body.
-fn has_body(headers: &HeaderMap) -> bool {
+/// Whether a request may carry a body: `Content-Length` or `Transfer-Encoding` present
+/// (even `Content-Length: 0`'s spellings other than `0` count), or a body that says it
+/// has not ended, whatever the framing (HTTP/2 needs no header for one).
+fn has_body(request: &Request) -> bool {
+    let headers = request.headers();
     headers.contains_key(header::TRANSFER_ENCODING)
         || headers
             .get(header::CONTENT_LENGTH)
             .is_some_and(|length| length.as_bytes() != b"0")
+        || !request.body().is_end_stream()
 }
 
 /// The token of `Authorization: Bearer <token>` (the scheme in any case).

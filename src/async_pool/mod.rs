@@ -30,9 +30,8 @@
 //!
 //! Each [`AsyncPool::run`] (and `transaction`, `run_authenticated`) is one trip: the call
 //! is queued, a connection thread takes it, checks a connection out, runs it, and wakes
-//! the awaiting task. The threads are at most as many as the pool's connections, start
-//! with the first calls and end with the last clone of the handle; they take calls in
-//! the order they came. A trip costs two thread wake-ups when the threads are idle, and
+//! the awaiting task. The threads are as many as the pool's connections, start with the
+//! handle and end with its last clone; they take calls in the order they came. A trip costs two thread wake-ups when the threads are idle, and
 //! about one under load (a thread that finishes a call finds the next one queued), a
 //! few microseconds of CPU where tokio's blocking pool cost about 20 µs per trip on the
 //! benchmark's machine (docs/performance.md, over HTTP). So give each request one
@@ -56,15 +55,17 @@
 //!
 //! `AsyncPool` works on any tokio runtime, current-thread included (its threads are its
 //! own, not the runtime's), and with many more tasks than connections: they wait in the
-//! queue, not on threads.
+//! queue, not on threads. Build one per pool and clone it: each `AsyncPool::new` starts
+//! threads of its own (one per connection of the pool). Its closures run outside the
+//! runtime: `tokio::spawn` or `Handle::current()` inside one panics (pass a `Handle` in,
+//! or do async work before or after the call).
 //!
 //! ## Waiting for a connection, and when the caller goes away
 //!
 //! - A call waits in the queue while every connection thread is busy; a thread then
 //!   checks a connection out within what is left of the pool's connection timeout. A
-//!   call that waited the whole timeout in the queue fails with
-//!   [`crate::Error::PoolTimeout`] without running (a long call delays that answer for
-//!   the calls queued behind it: `statement_timeout` bounds it).
+//!   call still queued when the timeout is up is answered with
+//!   [`crate::Error::PoolTimeout`] then, by a watchdog thread, and never runs.
 //! - **A dropped future** (the client went away, a timeout fired) cannot stop a call that
 //!   started: it runs to its end and its connection goes back to the pool;
 //!   [`AsyncPool::transaction`] commits or rolls back in full on its thread, whatever
@@ -128,9 +129,10 @@ pub struct AsyncPool {
 
 impl AsyncPool {
     /// Wraps `pool` (from [`crate::connect`], [`crate::PoolOptions`], or a test's
-    /// [`crate::testing::TestDb`]). Its connection threads, at most one per connection of
-    /// `pool`, start with the first calls and end when the last clone of this handle is
-    /// dropped.
+    /// [`crate::testing::TestDb`]) and starts its connection threads, one per connection
+    /// of `pool`, and a watchdog; they end when the last clone of this handle is dropped
+    /// (the connection threads once the calls queued then have run). Build one per pool
+    /// and clone it.
     pub fn new(pool: PgPool) -> Self {
         let lanes = Arc::new(Lanes::new(pool.max_size(), pool.connection_timeout()));
         AsyncPool { pool, lanes }
@@ -175,8 +177,7 @@ impl AsyncPool {
     /// # Errors
     /// [`crate::Error::PoolTimeout`] when no connection became free within the pool's
     /// connection timeout, counted from this call (time in the queue included: a call
-    /// that waited that long for a thread fails when a thread takes it, without running),
-    /// and whatever `f` returned.
+    /// still queued then is answered at once and never runs), and whatever `f` returned.
     ///
     /// # Panics
     /// Resumes the panic of `f`, if it panicked, in the awaiting task.
@@ -264,11 +265,11 @@ impl AsyncPool {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct AsyncPoolStats {
-    /// Connection threads running now (at most the pool's size; they start with the
-    /// first calls).
+    /// Connection threads running now: the pool's size (fewer only if the system
+    /// refused to start one; a later call tries again).
     pub threads: u32,
     /// Calls a connection thread took: each one trip from the runtime to a thread and
-    /// back, with one checkout.
+    /// back, with one checkout unless the call was abandoned.
     pub trips: u64,
     /// Calls that waited 1 ms or more in the queue for a free connection thread.
     pub queue_waits: u64,
@@ -278,8 +279,8 @@ pub struct AsyncPoolStats {
     pub max_queue_wait: Duration,
     /// Calls skipped because their future was dropped before a thread took them.
     pub abandoned: u64,
-    /// Calls that had waited the pool's whole connection timeout in the queue when a
-    /// thread took them: they failed with [`crate::Error::PoolTimeout`] without running.
+    /// Calls still queued when the pool's connection timeout was up: answered with
+    /// [`crate::Error::PoolTimeout`] without running.
     pub queue_timeouts: u64,
 }
 

@@ -344,8 +344,8 @@ async fn the_caller_and_the_work_are_one_trip_one_checkout_two_statements() {
 }
 
 /// Never more connection threads than connections, however many calls wait; calls
-/// that wait for a thread are counted; one that waited the pool's whole timeout in the
-/// queue fails with PoolTimeout without running.
+/// that wait for a thread are counted; one still queued when the pool's timeout is up
+/// is answered with PoolTimeout then (not when a thread is free) and never runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_wait_in_the_queue_for_at_most_the_pools_timeout() {
     let db = TestDb::new();
@@ -368,7 +368,7 @@ async fn calls_wait_in_the_queue_for_at_most_the_pools_timeout() {
     }
     assert_eq!(results, (0..50).collect::<Vec<_>>());
     let stats = pool.get_stats();
-    assert!(stats.threads <= 2, "{stats:?}");
+    assert_eq!(stats.threads, 2, "{stats:?}");
     assert_eq!(stats.trips, 50, "{stats:?}");
     assert!(stats.queue_waits > 0, "{stats:?}");
     assert!(
@@ -376,22 +376,30 @@ async fn calls_wait_in_the_queue_for_at_most_the_pools_timeout() {
         "{stats:?}"
     );
 
-    // Both threads busy for 700 ms: a call queued behind them waits past its 400 ms.
+    // Both threads busy for 2 s: a call queued behind them is answered with a
+    // PoolTimeout when its 400 ms are up, not when a thread is free.
     fn slow(pool: &AsyncPool) -> impl std::future::Future<Output = todo_store::Result<()>> + '_ {
         pool.run(|conn| {
-            conn.batch_execute("SELECT pg_sleep(0.7)")?;
+            conn.batch_execute("SELECT pg_sleep(2)")?;
             Ok(())
         })
     }
     let ran = Arc::new(AtomicBool::new(false));
     let queued = {
         let ran = ran.clone();
-        pool.run(move |_| {
-            ran.store(true, Ordering::SeqCst);
-            Ok(())
-        })
+        let pool = pool.clone();
+        async move {
+            let started = Instant::now();
+            let result = pool
+                .run(move |_| {
+                    ran.store(true, Ordering::SeqCst);
+                    Ok(())
+                })
+                .await;
+            (result, started.elapsed())
+        }
     };
-    let (a, b, queued) = tokio::join!(slow(&pool), slow(&pool), queued);
+    let (a, b, (queued, waited)) = tokio::join!(slow(&pool), slow(&pool), queued);
     a.unwrap();
     b.unwrap();
     match queued {
@@ -402,6 +410,10 @@ async fn calls_wait_in_the_queue_for_at_most_the_pools_timeout() {
         }) => assert_eq!(timeout, Duration::from_millis(400)),
         other => panic!("expected PoolTimeout, got {other:?}"),
     }
+    assert!(
+        waited >= Duration::from_millis(400) && waited < Duration::from_millis(1500),
+        "answered after {waited:?}"
+    );
     assert!(!ran.load(Ordering::SeqCst));
     assert_eq!(pool.get_stats().queue_timeouts, 1);
 }
