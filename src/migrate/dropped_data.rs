@@ -335,4 +335,46 @@ mod tests {
         assert_eq!(gone.len(), 1);
         assert_eq!(gone[0].column.name, "title");
     }
+
+    /// The checks' SQL, on a table of the test's own (no migration's down.sql drops a
+    /// column that is not generated from a table it keeps).
+    #[cfg(feature = "testing")]
+    #[test]
+    fn a_column_holds_data_when_a_value_is_neither_null_nor_its_constant_default() {
+        let db = crate::testing::TestDb::new();
+        let mut conn = db.conn();
+        diesel::connection::SimpleConnection::batch_execute(
+            &mut *conn,
+            "CREATE TABLE \"Odd Name\" (id int, note text, n int NOT NULL DEFAULT 0, \
+             at timestamptz DEFAULT now()); INSERT INTO \"Odd Name\" (id) VALUES (1)",
+        )
+        .unwrap();
+        let holds = |conn: &mut PgConnection, name: &str, whole_table: bool| {
+            let column = columns(conn)
+                .unwrap()
+                .into_iter()
+                .find(|c| c.table == "\"Odd Name\"" && c.name == name)
+                .unwrap();
+            holds_data(
+                conn,
+                &Gone {
+                    column,
+                    whole_table,
+                },
+            )
+        };
+        assert!(holds(&mut conn, "id", true), "a row");
+        assert!(!holds(&mut conn, "note", false), "null");
+        assert!(!holds(&mut conn, "n", false), "the default");
+        assert!(holds(&mut conn, "at", false), "now() is not a constant");
+        diesel::sql_query("UPDATE \"Odd Name\" SET note = 'x', n = 1")
+            .execute(&mut conn)
+            .unwrap();
+        assert!(holds(&mut conn, "note", false));
+        assert!(holds(&mut conn, "n", false));
+        diesel::sql_query("DELETE FROM \"Odd Name\"")
+            .execute(&mut conn)
+            .unwrap();
+        assert!(!holds(&mut conn, "id", true), "no row");
+    }
 }
