@@ -127,6 +127,9 @@ fn counts_and_versions_that_cannot_be_reverted_are_typed_errors_and_revert_nothi
     let n = embedded.len();
     let all = applied(&mut conn);
     assert_eq!(all.len(), n);
+    // The connection caches task_priority's OID, which reverting every migration and
+    // applying them again changes.
+    high_priority_task(&mut conn);
 
     for count in [0, n + 1] {
         let err = migrate::revert(&mut conn, count).unwrap_err();
@@ -171,7 +174,17 @@ fn counts_and_versions_that_cannot_be_reverted_are_typed_errors_and_revert_nothi
     assert_eq!(migrate::revert(&mut conn, n - 2).unwrap().len(), n - 2);
     let err = migrate::revert_last(&mut conn).unwrap_err().to_string();
     assert!(err.contains("no migration is applied"), "{err}");
-    assert_eq!(run_migrations(&mut conn).unwrap(), all);
+    // Applied again on another connection: the one that reverted was renewed (as
+    // after run_migrations) and caches nothing of the old schema.
+    assert_eq!(run_migrations(&mut db.conn()).unwrap(), all);
+    high_priority_task(&mut conn);
+}
+
+/// A new user with a task whose insert binds a `task_priority`.
+fn high_priority_task(conn: &mut PgConnection) {
+    use todo_store::{NewTask, Priority, TaskRepo};
+    let user = fixtures::user(conn);
+    TaskRepo::create(conn, user.id, &NewTask::new("t").priority(Priority::High)).unwrap();
 }
 
 /// The position of the migration whose directory ends with `_suffix`.
