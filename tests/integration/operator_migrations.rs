@@ -506,3 +506,27 @@ fn no_migration_needs_to_run_outside_a_transaction() {
         );
     }
 }
+
+#[test]
+fn the_command_never_prints_the_password() {
+    let url = "postgres://operator:s3cr3t-pw@127.0.0.1:1/todo";
+    let output = Command::new(example_binary("migrate"))
+        .arg("status")
+        .env("DATABASE_URL", url)
+        .env("DATABASE_CONNECT_TIMEOUT_MS", "500")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert_eq!(output.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        stdout.starts_with("database postgres://operator:***@127.0.0.1:1/todo"),
+        "{stdout}"
+    );
+    assert!(stderr.starts_with("migrate: "), "{stderr}");
+    for text in [&stdout, &stderr] {
+        assert!(!text.contains("s3cr3t"), "{text}");
+    }
+}
