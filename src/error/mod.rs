@@ -87,7 +87,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     /// The row does not exist, or belongs to another user (the two are indistinguishable).
     NotFound {
-        /// What was looked for: `"user"`, `"task"`, `"session"` or `"habit"`.
+        /// What was looked for: `"user"`, `"task"`, `"session"`, `"habit"`, or
+        /// `"migration"` (a version given to [`crate::migrate::revert_to`] that neither
+        /// the binary embeds nor the database lists).
         entity: &'static str,
         /// The id (or other key) that was looked for.
         key: String,

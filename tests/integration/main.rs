@@ -19,6 +19,7 @@ mod hostile;
 mod invisible_text;
 mod load;
 mod migrations;
+mod operator_migrations;
 mod pool;
 mod prepared;
 mod queries;

@@ -39,6 +39,40 @@
 //! Through a transaction-mode pooler (PgBouncer, Neon's pooled endpoint), and running
 //! the migrations over a direct URL instead: the [`crate::config`] docs, *Behind a
 //! connection pooler*.
+//!
+//! # For operators: status, and going back
+//!
+//! [`status()`] lists each migration this binary embeds, applied (and when) or pending,
+//! and any the database applied that it does not know. [`revert_last`], [`revert()`] (a
+//! number of the newest) and [`revert_to`] (down to a version, which stays applied)
+//! undo applied migrations, newest first; [`data_dropped_by`] says which tables with
+//! rows and which columns with values a revert would drop, and
+//! [`revert_unless_it_drops_data`] reverts only when it drops none. The command
+//! `cargo run --example migrate -- status | up | down [N]` is built on them.
+//!
+//! Each of them but [`status()`] (a plain read), as [`run_migrations`] and
+//! [`revert_all_migrations`], runs in one transaction that first takes the migration
+//! lock: two operators (or an operator and a starting service) never interleave, the
+//! second waits and then sees what the first did, and a failure leaves nothing half
+//! done. After a revert that changed anything, the connection rules above apply as
+//! after [`run_migrations`].
+//!
+//! One transaction is possible because no migration opts out of one: none has a
+//! `metadata.toml` with `run_in_transaction = false`, which a few statements need
+//! (`CREATE INDEX CONCURRENTLY`, `DROP INDEX CONCURRENTLY`, `VACUUM`, `CREATE
+//! DATABASE`), and a test keeps it so. Should one ever opt out, the functions here
+//! refuse to revert it and say to use diesel_cli, and applying it fails with
+//! PostgreSQL's "cannot run inside a transaction block"; such a migration needs a
+//! session-level lock instead, held on one connection (so not through a
+//! transaction-mode pooler).
+
+mod dropped_data;
+mod revert;
+mod status;
+
+pub use dropped_data::{data_dropped_by, revert_unless_it_drops_data, DroppedData, RevertOutcome};
+pub use revert::{revert, revert_last, revert_to, Revert};
+pub use status::{embedded, status, Migration, MigrationStatus};
 
 use diesel::migration::MigrationSource;
 use diesel::pg::Pg;
