@@ -8,7 +8,7 @@ use chrono::{SecondsFormat, Utc};
 use serde::Serialize;
 
 use crate::profile::HttpProfile;
-use crate::report::json::{num, Pairs};
+use crate::report::json::{facts, num, Pairs};
 use crate::BoxResult;
 
 use super::data::TASK_IDS_PER_USER;
@@ -125,8 +125,8 @@ pub fn write(
         generated_at: Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
         mode: if profile.quick { "quick" } else { "full" },
         runtime_seconds: num(elapsed.as_secs_f64()),
-        machine: pairs(machine),
-        server: pairs(&m.server),
+        machine: facts(machine),
+        server: facts(&m.server),
         layout: &m.layout,
         method: method(m, profile, machine),
         variants: (VARIANTS.iter())
@@ -208,16 +208,6 @@ pub fn write(
     json.push('\n');
     std::fs::write(path, json)?;
     Ok(())
-}
-
-/// Facts (name, value) as a JSON object.
-fn pairs(facts: &[(String, String)]) -> Pairs<&str, &str> {
-    Pairs(
-        facts
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect(),
-    )
 }
 
 fn method<'a>(m: &'a Measured, profile: &HttpProfile, machine: &[(String, String)]) -> Method<'a> {

@@ -206,7 +206,7 @@ pub fn write(
 }
 
 /// Facts (name, value) as a JSON object.
-fn facts(pairs: &[(String, String)]) -> Pairs<&str, &str> {
+pub fn facts(pairs: &[(String, String)]) -> Pairs<&str, &str> {
     Pairs(
         pairs
             .iter()
