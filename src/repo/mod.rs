@@ -66,6 +66,7 @@ mod habit_sql;
 pub(crate) mod list;
 mod owned;
 mod query;
+pub(crate) mod search;
 pub(crate) mod session;
 pub(crate) mod sql_functions;
 pub(crate) mod task;
@@ -75,6 +76,7 @@ pub(crate) mod user_query;
 
 pub use habit::HabitRepo;
 pub use query::{Direction, Page, TaskQuery, TaskSort};
+pub use search::{Found, SearchQuery, SearchRepo};
 pub use session::{SessionRepo, PURGE_BATCH};
 pub use task::TaskRepo;
 pub use user::UserRepo;
