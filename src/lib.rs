@@ -52,8 +52,8 @@ pub use models::{
 };
 pub use pool::{connect, PgPool, PoolOptions, PooledConn};
 pub use repo::{
-    Direction, HabitRepo, Page, SessionRepo, TaskQuery, TaskRepo, TaskSort, UserQuery, UserRepo,
-    UserSort,
+    Direction, Found, HabitRepo, Page, SearchQuery, SearchRepo, SessionRepo, TaskQuery, TaskRepo,
+    TaskSort, UserQuery, UserRepo, UserSort,
 };
 
 /// Diesel's PostgreSQL connection, re-exported so callers need not depend on diesel to name it.

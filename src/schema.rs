@@ -82,6 +82,7 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         version -> Int4,
+        search_vector -> Tsvector,
     }
 }
 

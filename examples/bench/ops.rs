@@ -12,8 +12,8 @@ use rand_pcg::Pcg64;
 use uuid::Uuid;
 
 use todo_store::{
-    HabitRepo, NewTask, NewUser, PgPool, Priority, SessionRepo, TaskId, TaskPatch, TaskQuery,
-    TaskRepo, UserId, UserQuery, UserRepo,
+    HabitRepo, NewTask, NewUser, PgPool, Priority, SearchQuery, SearchRepo, SessionRepo, TaskId,
+    TaskPatch, TaskQuery, TaskRepo, UserId, UserQuery, UserRepo,
 };
 
 use crate::sample::Ctx;
@@ -41,6 +41,7 @@ pub enum Op {
     ListFirst,
     ListNext,
     ListSearch,
+    SearchAll,
     CountMatching,
     Stats,
     UserListPage,
@@ -101,7 +102,7 @@ pub struct OpSpec {
 
 /// Every op: one row each, in the order of [`Op`]. (Kept as a table: one op a line.)
 #[rustfmt::skip]
-const TABLE: [OpSpec; 20] = [
+const TABLE: [OpSpec; 21] = [
     // op, key in results.json, label, ratio holds from S to XL, floor, call
     spec(Op::RoundTrip, "round_trip", "(calibration) SELECT $1 via diesel", false, Floor::Own(Pick::Nothing), round_trip),
     spec(Op::UserCreate, "user_create", "UserRepo::create", false, Floor::Own(Pick::NewUser), user_create),
@@ -115,6 +116,7 @@ const TABLE: [OpSpec; 20] = [
     spec(Op::ListFirst, "list_first_page", "TaskRepo::list (first page)", true, Floor::Own(Pick::User), list_first),
     spec(Op::ListNext, "list_next_page", "TaskRepo::list (next page)", true, Floor::Own(Pick::User), list_next),
     spec(Op::ListSearch, "list_search", "TaskRepo::list (search)", true, Floor::Own(Pick::User), list_search),
+    spec(Op::SearchAll, "search_all", "SearchRepo::search (tasks and habits)", true, Floor::Own(Pick::User), search_all),
     spec(Op::CountMatching, "count_matching", "TaskRepo::count_matching", true, Floor::Own(Pick::User), count_matching),
     spec(Op::Stats, "stats", "TaskRepo::stats", true, Floor::Own(Pick::User), stats),
     spec(Op::UserListPage, "user_list_page", "UserRepo::list_page (deep page)", false, Floor::Own(Pick::UserCursor), user_list_page),
@@ -155,8 +157,8 @@ const _: () = {
 
 impl Op {
     /// In the order of the table.
-    pub const ALL: [Op; 20] = {
-        let mut all = [Op::RoundTrip; 20];
+    pub const ALL: [Op; 21] = {
+        let mut all = [Op::RoundTrip; 21];
         let mut i = 0;
         while i < TABLE.len() {
             all[i] = TABLE[i].op;
@@ -166,7 +168,7 @@ impl Op {
     };
 
     /// In the order they run: reads first, so writes' dead rows don't touch them.
-    pub const RUN_ORDER: [Op; 20] = [
+    pub const RUN_ORDER: [Op; 21] = [
         Op::RoundTrip,
         Op::UserGet,
         Op::UserFindByEmail,
@@ -177,6 +179,7 @@ impl Op {
         Op::ListFirst,
         Op::ListNext,
         Op::ListSearch,
+        Op::SearchAll,
         Op::CountMatching,
         Op::Stats,
         Op::HabitStreak,
@@ -448,6 +451,25 @@ fn list_search(c: &mut Call<'_>) -> BoxResult<Duration> {
     let term = &c.ctx.users[c.user].term;
     let query = TaskQuery::new().search(term).limit(PAGE);
     list_like(c, Op::ListSearch, &query)
+}
+
+/// The search box: the sample user's term over their tasks and habits, one page.
+fn search_all(c: &mut Call<'_>) -> BoxResult<Duration> {
+    let user_id = c.ctx.users[c.user].id;
+    let term = c.ctx.users[c.user].term.clone();
+    let query = SearchQuery::new(term.as_str()).limit(PAGE);
+    let (elapsed, rows) =
+        c.timed(|conn| SearchRepo::search(conn, user_id, &query).map(|page| page.items.len()))?;
+    if rows == 0 {
+        return Err(format!("SearchRepo::search found nothing for user {user_id}").into());
+    }
+    c.bind(user_id, ":uid");
+    c.bind(term.as_str(), ":term");
+    // A first page starts before every rank: (rank, kind, id) < (+inf, 0, nil).
+    c.bind(f32::INFINITY, "'Infinity'");
+    c.bind(0i32, "0");
+    c.bind(Uuid::nil(), "'00000000-0000-0000-0000-000000000000'");
+    Ok(elapsed)
 }
 
 fn count_matching(c: &mut Call<'_>) -> BoxResult<Duration> {

@@ -81,6 +81,22 @@ pub fn sql(op: Op) -> Option<String> {
              AND search_vector @@ (SELECT websearch_to_tsquery('english', :term)) \
              ORDER BY created_at DESC, id DESC LIMIT {PAGE_ROWS}"
         ),
+        // Both tables' matches as one wide row each, ranked together: the tsquery an
+        // InitPlan in every branch, the page cut after the union.
+        Op::SearchAll => format!(
+            "SELECT * FROM (\
+             SELECT ts_rank_cd(search_vector, (SELECT websearch_to_tsquery('english', :term))) \
+             AS rank, 0 AS kind, {TASK}, NULL::jsonb AS schedule, NULL::boolean AS is_active \
+             FROM tasks WHERE user_id = :uid \
+             AND search_vector @@ (SELECT websearch_to_tsquery('english', :term)) \
+             UNION ALL \
+             SELECT ts_rank_cd(search_vector, (SELECT websearch_to_tsquery('english', :term))), \
+             1, id, user_id, name, description, NULL, NULL, NULL, created_at, updated_at, \
+             version, schedule, is_active \
+             FROM habits WHERE user_id = :uid \
+             AND search_vector @@ (SELECT websearch_to_tsquery('english', :term))\
+             ) AS hits ORDER BY rank DESC, kind DESC, id DESC LIMIT :lim"
+        ),
         Op::CountMatching => {
             "SELECT count(*) FROM tasks WHERE user_id = :uid AND NOT completed".to_owned()
         }

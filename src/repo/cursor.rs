@@ -32,6 +32,8 @@ const FORMAT_VERSION: u8 = 1;
 const TITLE_FORMAT_VERSION: u8 = 2;
 /// Bytes of the random nonce of a title cursor.
 pub(crate) const TITLE_NONCE_LEN: usize = 16;
+/// The largest kind number of [`SortKey::KindRank`] (tasks 0, habits 1).
+pub(crate) const MAX_FOUND_KIND: u8 = 1;
 /// Longest encoded cursor accepted (a title key is at most 255 characters).
 const MAX_ENCODED_LEN: usize = 2048;
 
@@ -45,6 +47,9 @@ pub(crate) enum SortKey {
     /// new cursor; a decoded one keeps its own, so it encodes back to the same text).
     Title(String, TitleNonce),
     Rank(f32),
+    /// The relevance of a row of a search across tasks and habits, and its kind by its
+    /// number in that search's SQL (`crate::repo::search`).
+    KindRank(f32, u8),
 }
 
 /// The random nonce of a title cursor, which makes its keystream its own.
@@ -90,6 +95,7 @@ pub(crate) enum KeyKind {
     Priority,
     Title,
     Rank,
+    KindRank,
 }
 
 impl CursorSort for TaskSort {
@@ -138,6 +144,10 @@ impl<S: CursorSort> Cursor<S> {
                 body.extend_from_slice(&title_key(title, *nonce, user_id, self.fingerprint));
             }
             SortKey::Rank(r) => body.extend_from_slice(&r.to_bits().to_be_bytes()),
+            SortKey::KindRank(r, kind) => {
+                body.extend_from_slice(&r.to_bits().to_be_bytes());
+                body.push(*kind);
+            }
         }
         body.extend_from_slice(self.id.as_bytes());
         seal_as(
@@ -347,14 +357,24 @@ impl<'a> Reader<'a> {
                 }
                 SortKey::Title(title, nonce)
             }
-            KeyKind::Rank => {
-                let rank = f32::from_bits(self.u32()?);
-                if !rank.is_finite() {
-                    return Err(invalid("is malformed"));
+            KeyKind::Rank => SortKey::Rank(self.rank()?),
+            KeyKind::KindRank => {
+                let rank = self.rank()?;
+                match self.u8()? {
+                    kind @ 0..=MAX_FOUND_KIND => SortKey::KindRank(rank, kind),
+                    _ => return Err(invalid("is malformed")),
                 }
-                SortKey::Rank(rank)
             }
         })
+    }
+
+    /// A relevance rank: a finite `real`.
+    fn rank(&mut self) -> Result<f32> {
+        let rank = f32::from_bits(self.u32()?);
+        if !rank.is_finite() {
+            return Err(Error::validation("cursor", "is malformed"));
+        }
+        Ok(rank)
     }
 
     fn timestamp(&mut self) -> Result<DateTime<Utc>> {

@@ -4,8 +4,11 @@
 
 use chrono::NaiveDate;
 use diesel::dsl;
+use diesel::pg::Pg;
 use diesel::prelude::*;
+use diesel::sql_types::Bool;
 
+use super::fragment::{self, Bind};
 use super::habit_sql;
 use super::sql_functions::habit_is_due;
 use crate::error::{Error, Result};
@@ -205,6 +208,40 @@ impl HabitRepo {
         })
     }
 
+    /// The habits of `user_id` whose name or description match `terms`, best match
+    /// first (`ts_rank_cd`, as [`crate::TaskSort::Relevance`] ranks tasks; equal ranks
+    /// oldest first, ties by id), active or not. The search is the one of tasks
+    /// ([`crate::TaskQuery::search`]): web-search syntax (words, all of which must
+    /// match, stemmed in English; `"quoted phrases"`, `or`, `-word` to exclude), any
+    /// text is safe, stop words alone (`the`) match nothing. Read through the index
+    /// `habits_user_search_idx` (`user_id`, `search_vector`); the text becomes a
+    /// `tsquery` once per execution. [`crate::SearchRepo::search`] searches tasks and
+    /// habits together.
+    ///
+    /// ```no_run
+    /// # fn main() -> todo_store::Result<()> {
+    /// # let pool = todo_store::connect(&todo_store::DbConfig::from_env()?)?;
+    /// # let mut conn = pool.get()?;
+    /// # let user_id = todo_store::UserId::from(uuid::Uuid::nil());
+    /// use todo_store::HabitRepo;
+    ///
+    /// for habit in HabitRepo::search(&mut conn, user_id, "run or swim -pool")? {
+    ///     println!("{}", habit.name);
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Validation`] of `search` for blank text or text longer than
+    /// [`crate::TaskQuery::MAX_SEARCH_CHARS`] characters.
+    pub fn search(conn: &mut PgConnection, user_id: UserId, terms: &str) -> Result<Vec<Habit>> {
+        super::call("habit.search", Some(user_id), conn, |conn| {
+            let terms = super::search::required_terms(terms)?;
+            Ok(search_query(user_id, &terms).load(conn)?)
+        })
+    }
+
     /// The active habits of `user_id` due on `day` (a calendar date of the user's own
     /// time zone), oldest first; the schedule is applied in the database
     /// (`habit_is_due`, the same rule as [`crate::Schedule::is_due_on`]).
@@ -349,6 +386,32 @@ impl HabitRepo {
             )
         })
     }
+}
+
+/// The query of [`HabitRepo::search`] for `terms` (normalised, not blank). Both
+/// tsqueries are sub-SELECTs, InitPlans computed once per execution: as bare calls of
+/// a parameter, the generic plan would evaluate them again for every row.
+pub(crate) fn search_query(
+    user_id: UserId,
+    terms: &str,
+) -> habits::BoxedQuery<'_, Pg, dsl::SqlTypeOf<dsl::AsSelect<Habit, Pg>>> {
+    habits_of(user_id)
+        .filter(
+            fragment::sql::<habits::table, Bool>(
+                "search_vector @@ (SELECT websearch_to_tsquery('english', ",
+            )
+            .bind(Bind::Text(terms))
+            .sql("))"),
+        )
+        .order_by(
+            fragment::sql::<habits::table, Bool>(
+                "ts_rank_cd(search_vector, (SELECT websearch_to_tsquery('english', ",
+            )
+            .bind(Bind::Text(terms))
+            .sql("))) DESC, created_at, id"),
+        )
+        .select(Habit::as_select())
+        .into_boxed()
 }
 
 /// The statement [`HabitRepo::streak`] runs, for EXPLAIN in tests.

@@ -244,7 +244,8 @@ impl<'q> ListPlan<'q> {
                 fragment::sql::<tasks::table, Bool>(format!("due_date IS NULL AND id {op} "))
                     .bind(id),
             ),
-            SortKey::Rank(rank) => query.filter(
+            // (A task sort's cursor never holds a kind: TaskSort::key_kind has none.)
+            SortKey::Rank(rank) | SortKey::KindRank(rank, _) => query.filter(
                 fragment::sql::<tasks::table, Bool>(concat!(
                     "(ts_rank_cd(search_vector, ",
                     TSQUERY_OPEN!()

@@ -78,6 +78,7 @@ pub(crate) mod list;
 mod owned;
 mod page_limit;
 mod query;
+pub(crate) mod search;
 pub(crate) mod session;
 pub(crate) mod sql_functions;
 pub(crate) mod task;
@@ -87,6 +88,7 @@ pub(crate) mod user_query;
 
 pub use habit::HabitRepo;
 pub use query::{Direction, Page, TaskQuery, TaskSort};
+pub use search::{Found, SearchQuery, SearchRepo};
 pub use session::{SessionRepo, PURGE_BATCH};
 pub use task::TaskRepo;
 pub use user::UserRepo;

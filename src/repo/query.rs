@@ -364,20 +364,7 @@ impl TaskQuery {
     /// (which PostgreSQL text cannot hold) become spaces; runs of negations collapse
     /// (see [`collapse_negations`]).
     pub(crate) fn checked_search(&self) -> Result<Option<String>> {
-        let Some(terms) = self.search.as_deref() else {
-            return Ok(None);
-        };
-        if terms.chars().nth(Self::MAX_SEARCH_CHARS).is_some() {
-            return Err(Error::validation(
-                "search",
-                format!("must be at most {} characters", Self::MAX_SEARCH_CHARS),
-            ));
-        }
-        let cleaned = terms.replace('\0', " ");
-        if cleaned.trim().is_empty() {
-            return Ok(None);
-        }
-        Ok(Some(collapse_negations(&cleaned)))
+        self.search.as_deref().map_or(Ok(None), normalize_search)
     }
 
     /// Checks the combination: relevance needs a search.
@@ -476,6 +463,28 @@ fn ceil_micros(at: DateTime<Utc>) -> DateTime<Utc> {
     floor
         .checked_add_signed(chrono::Duration::microseconds(1))
         .unwrap_or(at)
+}
+
+/// Web-search text as it goes to PostgreSQL's `websearch_to_tsquery`, the one
+/// normalisation of every search of the crate (tasks, habits, both together): `None`
+/// when blank; NUL characters (which PostgreSQL text cannot hold) become spaces; runs
+/// of negations collapse (see [`collapse_negations`]).
+///
+/// # Errors
+/// [`Error::Validation`] of `search` for text longer than
+/// [`TaskQuery::MAX_SEARCH_CHARS`] characters.
+pub(crate) fn normalize_search(terms: &str) -> Result<Option<String>> {
+    if terms.chars().nth(TaskQuery::MAX_SEARCH_CHARS).is_some() {
+        return Err(Error::validation(
+            "search",
+            format!("must be at most {} characters", TaskQuery::MAX_SEARCH_CHARS),
+        ));
+    }
+    let cleaned = terms.replace('\0', " ");
+    if cleaned.trim().is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(collapse_negations(&cleaned)))
 }
 
 /// Collapses each run of negations in web-search text to one dash or none, by parity:

@@ -122,6 +122,55 @@ pub fn stats_generic(conn: &mut PgConnection, user_id: UserId) -> Result<String>
     )
 }
 
+/// The plan of [`crate::SearchRepo::search`] for `query`.
+///
+/// # Errors
+/// As [`crate::SearchRepo::search`].
+pub fn search(
+    conn: &mut PgConnection,
+    user_id: UserId,
+    query: &crate::SearchQuery,
+) -> Result<String> {
+    let plan = crate::repo::search::SearchPlan::new(user_id, query)?;
+    Ok(Explain(plan.statement()).get_result(conn)?)
+}
+
+/// The generic plan of [`crate::SearchRepo::search`] for `query`.
+///
+/// # Errors
+/// As [`crate::SearchRepo::search`].
+pub fn search_generic(
+    conn: &mut PgConnection,
+    user_id: UserId,
+    query: &crate::SearchQuery,
+) -> Result<String> {
+    let plan = crate::repo::search::SearchPlan::new(user_id, query)?;
+    generic_plan(conn, &plan.statement())
+}
+
+/// The plan of [`crate::HabitRepo::search`] for `terms`.
+///
+/// # Errors
+/// As [`crate::HabitRepo::search`].
+pub fn habit_search(conn: &mut PgConnection, user_id: UserId, terms: &str) -> Result<String> {
+    let terms = crate::repo::search::required_terms(terms)?;
+    Ok(Explain(crate::repo::habit::search_query(user_id, &terms)).get_result(conn)?)
+}
+
+/// The generic plan of [`crate::HabitRepo::search`] for `terms`.
+///
+/// # Errors
+/// As [`crate::HabitRepo::search`].
+pub fn habit_search_generic(
+    conn: &mut PgConnection,
+    user_id: UserId,
+    terms: &str,
+) -> Result<String> {
+    let terms = crate::repo::search::required_terms(terms)?;
+    let query = crate::repo::habit::search_query(user_id, &terms);
+    generic_plan(conn, &query)
+}
+
 /// `EXPLAIN (FORMAT JSON)` of `query`'s generic plan: its SQL is prepared under a
 /// name of its own and explained with `plan_cache_mode = force_generic_plan`, so
 /// PostgreSQL plans it without looking at the parameters (which are passed as

@@ -26,6 +26,7 @@ mod queries;
 mod query_plans;
 mod roles;
 mod schedule_json;
+mod search;
 mod seed;
 mod serde;
 mod server_clock;

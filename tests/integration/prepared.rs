@@ -124,3 +124,46 @@ fn session_statements_are_prepared_once_and_reused() {
         ],
     );
 }
+
+/// The searches of a search box are prepared once per connection: the first page and
+/// the pages after a cursor share one statement, and so do all search texts.
+#[test]
+fn search_statements_are_prepared_once_and_reused() {
+    use todo_store::{HabitRepo, NewHabit, Schedule, SearchQuery, SearchRepo};
+    let db = TestDb::new();
+    let mut conn = db.conn();
+    let user = fixtures::user(&mut conn);
+    for i in 0..3 {
+        fixtures::task(&mut conn, &user, &format!("prepare report {i}"));
+        HabitRepo::create(
+            &mut conn,
+            user.id,
+            &NewHabit::new(format!("prepare habit {i}"), Schedule::Daily),
+        )
+        .unwrap();
+    }
+    let run = |conn: &mut PgConnection| {
+        for terms in ["prepare", "report or habit", "\"prepare habit\" -report"] {
+            let query = SearchQuery::new(terms).limit(2);
+            let mut page = SearchRepo::search(conn, user.id, &query).unwrap();
+            while let Some(cursor) = page.next_cursor.take() {
+                page = SearchRepo::search(conn, user.id, &query.clone().after(&cursor)).unwrap();
+            }
+            HabitRepo::search(conn, user.id, terms).unwrap();
+        }
+    };
+    assert_prepared_once(
+        &mut conn,
+        run,
+        &["WITH q AS (SELECT websearch_to_tsquery", "FROM \"habits\""],
+    );
+    let statements = prepared_statements(&mut conn);
+    assert_eq!(
+        statements
+            .iter()
+            .filter(|s| s.contains("WITH q AS (SELECT websearch_to_tsquery"))
+            .count(),
+        1,
+        "{statements:#?}"
+    );
+}

@@ -325,7 +325,15 @@ fn check_plan(label: &str, plan_text: &str) -> Option<String> {
     let plan = Reader::parse(plan_text);
     let nodes = plan_nodes(&plan);
     assert!(!nodes.is_empty(), "{label}: no plan nodes in\n{plan_text}");
-    for node in &nodes {
+    if let Some(failure) = per_row_parameter_function(label, &nodes, plan_text) {
+        return Some(failure);
+    }
+    reads_through_an_index(label, &nodes, plan_text, "tasks")
+}
+
+/// A function of the parameters alone evaluated per row in one of `nodes`, if any.
+fn per_row_parameter_function(label: &str, nodes: &[&Json], plan_text: &str) -> Option<String> {
+    for node in nodes {
         for field in PER_ROW_FIELDS {
             let texts: Vec<&str> = match node.get(field) {
                 Some(Json::String(s)) => vec![s.as_str()],
@@ -348,16 +356,28 @@ fn check_plan(label: &str, plan_text: &str) -> Option<String> {
             }
         }
     }
-    let on_tasks: Vec<&str> = nodes
+    None
+}
+
+/// Whether `nodes` read `relation`, and never by a Seq Scan.
+fn reads_through_an_index(
+    label: &str,
+    nodes: &[&Json],
+    plan_text: &str,
+    relation: &str,
+) -> Option<String> {
+    let on_relation: Vec<&str> = nodes
         .iter()
-        .filter(|n| n.str("Relation Name") == Some("tasks"))
+        .filter(|n| n.str("Relation Name") == Some(relation))
         .map(|n| n.str("Node Type").unwrap_or("?"))
         .collect();
-    if on_tasks.contains(&"Seq Scan") {
-        return Some(format!("{label}: Seq Scan on tasks:\n{plan_text}"));
+    if on_relation.contains(&"Seq Scan") {
+        return Some(format!("{label}: Seq Scan on {relation}:\n{plan_text}"));
     }
-    if on_tasks.is_empty() {
-        return Some(format!("{label}: the plan never reads tasks?\n{plan_text}"));
+    if on_relation.is_empty() {
+        return Some(format!(
+            "{label}: the plan never reads {relation}?\n{plan_text}"
+        ));
     }
     None
 }
@@ -794,4 +814,112 @@ fn user_pages_settle_on_their_generic_plan() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Habits per user in the search plans' data: the seeds' "few dozen".
+const HABITS_PER_USER: usize = 30;
+
+/// The searches across tasks and habits (`SearchRepo::search`) and of habits alone
+/// (`HabitRepo::search`) at the seeds' scale, 1,000 tasks and 30 habits for each of
+/// 200 users: custom and generic plans, first pages and pages after a cursor, read
+/// both tables through indexes only, and make the tsquery once per execution.
+#[test]
+fn searches_read_tasks_and_habits_through_indexes() {
+    use todo_store::{HabitRepo, NewHabit, Schedule, SearchQuery, SearchRepo};
+    let db = TestDb::new();
+    let mut conn = db.conn();
+    let users = seed(&mut conn);
+    let mut rng = Rng::new(0x5eed_ab17_0000_0001);
+    conn.transaction::<_, Error, _>(|conn| {
+        for &user in &users {
+            for _ in 0..HABITS_PER_USER {
+                let words: Vec<&str> = (0..1 + rng.below(3))
+                    .map(|_| WORDS[rng.below(WORDS.len())])
+                    .collect();
+                let mut habit = NewHabit::new(words.join(" "), Schedule::Daily);
+                if rng.below(2) == 0 {
+                    let words: Vec<&str> = (0..rng.below(6))
+                        .map(|_| WORDS[rng.below(WORDS.len())])
+                        .collect();
+                    habit = habit.description(words.join(" "));
+                }
+                HabitRepo::create(conn, user, &habit)?;
+            }
+        }
+        Ok(())
+    })
+    .expect("seeding habits");
+    conn.batch_execute("ANALYZE users; ANALYZE tasks; ANALYZE habits;")
+        .unwrap();
+    let user = users[users.len() / 2];
+
+    let check_search = |label: &str, plan_text: &str| -> Option<String> {
+        let plan = Reader::parse(plan_text);
+        let nodes = plan_nodes(&plan);
+        check_plan(label, plan_text)
+            .or_else(|| reads_through_an_index(label, &nodes, plan_text, "habits"))
+    };
+    let check_habits = |label: &str, plan_text: &str| -> Option<String> {
+        let plan = Reader::parse(plan_text);
+        let nodes = plan_nodes(&plan);
+        per_row_parameter_function(label, &nodes, plan_text)
+            .or_else(|| reads_through_an_index(label, &nodes, plan_text, "habits"))
+    };
+    let mut failures = Vec::new();
+    let mut with_cursor = 0;
+    for terms in [
+        "alpha",
+        "report draft",
+        "\"alpha report\" or invoice -taxes",
+        "budget or doctor or flight or hotel",
+        "-alpha",
+        "xylophone",
+    ] {
+        let query = SearchQuery::new(terms).limit(20);
+        let mut pages = vec![("first page", query.clone())];
+        if let Some(cursor) = SearchRepo::search(&mut conn, user, &query)
+            .unwrap()
+            .next_cursor
+        {
+            with_cursor += 1;
+            pages.push(("after a cursor", query.clone().after(&cursor)));
+        }
+        for (page, query) in &pages {
+            let label = format!("search {terms:?}, {page}");
+            let plan = plans::search(&mut conn, user, query).unwrap();
+            failures.extend(check_search(&label, &plan));
+            let plan = plans::search_generic(&mut conn, user, query).unwrap();
+            failures.extend(check_search(&format!("{label}, generic plan"), &plan));
+            // The plan's statement is the one search runs.
+            assert!(SearchRepo::search(&mut conn, user, query).is_ok());
+        }
+        let label = format!("habit search {terms:?}");
+        let plan = plans::habit_search(&mut conn, user, terms).unwrap();
+        failures.extend(check_habits(&label, &plan));
+        let plan = plans::habit_search_generic(&mut conn, user, terms).unwrap();
+        failures.extend(check_habits(&format!("{label}, generic plan"), &plan));
+        assert!(HabitRepo::search(&mut conn, user, terms).is_ok());
+    }
+    assert!(
+        with_cursor >= 4,
+        "only {with_cursor} searches had a second page"
+    );
+    // The check can fail: without index scans, habits are read sequentially.
+    conn.batch_execute(
+        "SET enable_indexscan = off; SET enable_bitmapscan = off; SET enable_indexonlyscan = off",
+    )
+    .unwrap();
+    assert!(check_habits(
+        "habit search without indexes",
+        &plans::habit_search(&mut conn, user, "alpha").unwrap()
+    )
+    .is_some());
+    conn.batch_execute("RESET ALL").unwrap();
+    assert!(
+        failures.is_empty(),
+        "{} search plans read tasks or habits without an index or evaluate a parameter \
+         function per row:\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
 }

@@ -10,7 +10,7 @@ mod cursors;
 mod filters;
 mod paging;
 mod property;
-mod search;
+pub(crate) mod search;
 mod sorting;
 mod stats;
 

@@ -199,7 +199,7 @@ fn a_search_of_stop_words_only_matches_nothing() {
 }
 
 /// Strings a user might type, or an attacker might send.
-fn hostile_strings() -> Vec<String> {
+pub(crate) fn hostile_strings() -> Vec<String> {
     let mut strings: Vec<String> = [
         "\"",
         "\"unbalanced",
