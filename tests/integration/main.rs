@@ -18,6 +18,7 @@ mod habits;
 mod hostile;
 mod invisible_text;
 mod load;
+mod metadata;
 mod migrations;
 mod pool;
 mod prepared;
