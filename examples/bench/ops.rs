@@ -12,8 +12,8 @@ use rand_pcg::Pcg64;
 use uuid::Uuid;
 
 use todo_store::{
-    HabitRepo, NewTask, NewUser, PgPool, Priority, SessionRepo, TaskId, TaskPatch, TaskQuery,
-    TaskRepo, UserId, UserQuery, UserRepo,
+    HabitRepo, MetadataChange, NewTask, NewUser, PgPool, Priority, SessionRepo, TaskId, TaskPatch,
+    TaskQuery, TaskRepo, UserId, UserQuery, UserRepo,
 };
 
 use crate::sample::Ctx;
@@ -25,6 +25,10 @@ pub const TITLE_NEW: &str = "Benchmark: write the quarterly report";
 pub const TITLE_RENAMED: &str = "Benchmark: review the quarterly report";
 /// The page size of the list operations.
 pub const PAGE: i64 = 50;
+/// What `Op::ListMetadata` looks for: the seed's commonest source.
+pub const METADATA_FILTER: &str = r#"{"source":"web"}"#;
+/// The merge patch of `Op::TaskMergeMetadata`: an estimate set, labels removed.
+pub const METADATA_PATCH: &str = r#"{"estimate_minutes":45,"labels":null}"#;
 
 /// The measured repo calls, in the order of the table (and of [`TABLE`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +45,7 @@ pub enum Op {
     ListFirst,
     ListNext,
     ListSearch,
+    ListMetadata,
     CountMatching,
     Stats,
     UserListPage,
@@ -48,6 +53,7 @@ pub enum Op {
     HabitCheckIn,
     HabitStreak,
     HabitDueOn,
+    TaskMergeMetadata,
     HeldGet,
 }
 
@@ -101,7 +107,7 @@ pub struct OpSpec {
 
 /// Every op: one row each, in the order of [`Op`]. (Kept as a table: one op a line.)
 #[rustfmt::skip]
-const TABLE: [OpSpec; 20] = [
+const TABLE: [OpSpec; 22] = [
     // op, key in results.json, label, ratio holds from S to XL, floor, call
     spec(Op::RoundTrip, "round_trip", "(calibration) SELECT $1 via diesel", false, Floor::Own(Pick::Nothing), round_trip),
     spec(Op::UserCreate, "user_create", "UserRepo::create", false, Floor::Own(Pick::NewUser), user_create),
@@ -115,6 +121,7 @@ const TABLE: [OpSpec; 20] = [
     spec(Op::ListFirst, "list_first_page", "TaskRepo::list (first page)", true, Floor::Own(Pick::User), list_first),
     spec(Op::ListNext, "list_next_page", "TaskRepo::list (next page)", true, Floor::Own(Pick::User), list_next),
     spec(Op::ListSearch, "list_search", "TaskRepo::list (search)", true, Floor::Own(Pick::User), list_search),
+    spec(Op::ListMetadata, "list_metadata", "TaskRepo::list (metadata_contains)", true, Floor::Own(Pick::User), list_metadata),
     spec(Op::CountMatching, "count_matching", "TaskRepo::count_matching", true, Floor::Own(Pick::User), count_matching),
     spec(Op::Stats, "stats", "TaskRepo::stats", true, Floor::Own(Pick::User), stats),
     spec(Op::UserListPage, "user_list_page", "UserRepo::list_page (deep page)", false, Floor::Own(Pick::UserCursor), user_list_page),
@@ -122,6 +129,7 @@ const TABLE: [OpSpec; 20] = [
     spec(Op::HabitCheckIn, "habit_check_in", "HabitRepo::check_in", false, Floor::Own(Pick::User), habit_check_in),
     spec(Op::HabitStreak, "habit_streak", "HabitRepo::streak (5 years daily)", false, Floor::Own(Pick::User), habit_streak),
     spec(Op::HabitDueOn, "habit_due_on", "HabitRepo::due_on", false, Floor::Own(Pick::User), habit_due_on),
+    spec(Op::TaskMergeMetadata, "task_merge_metadata", "TaskRepo::update (metadata merge patch)", false, Floor::Own(Pick::Task), task_merge_metadata),
     spec(Op::HeldGet, "held_get", "TaskRepo::get, connection held", false, Floor::Of(Op::TaskGet), held_get),
 ];
 
@@ -155,8 +163,8 @@ const _: () = {
 
 impl Op {
     /// In the order of the table.
-    pub const ALL: [Op; 20] = {
-        let mut all = [Op::RoundTrip; 20];
+    pub const ALL: [Op; 22] = {
+        let mut all = [Op::RoundTrip; 22];
         let mut i = 0;
         while i < TABLE.len() {
             all[i] = TABLE[i].op;
@@ -166,7 +174,7 @@ impl Op {
     };
 
     /// In the order they run: reads first, so writes' dead rows don't touch them.
-    pub const RUN_ORDER: [Op; 20] = [
+    pub const RUN_ORDER: [Op; 22] = [
         Op::RoundTrip,
         Op::UserGet,
         Op::UserFindByEmail,
@@ -177,6 +185,7 @@ impl Op {
         Op::ListFirst,
         Op::ListNext,
         Op::ListSearch,
+        Op::ListMetadata,
         Op::CountMatching,
         Op::Stats,
         Op::HabitStreak,
@@ -185,6 +194,7 @@ impl Op {
         Op::TaskCreate,
         Op::TaskUpdate,
         Op::TaskSetCompleted,
+        Op::TaskMergeMetadata,
         Op::TaskDelete,
         Op::HabitCheckIn,
     ];
@@ -446,6 +456,55 @@ fn list_search(c: &mut Call<'_>) -> BoxResult<Duration> {
     let term = &c.ctx.users[c.user].term;
     let query = TaskQuery::new().search(term).limit(PAGE);
     list_like(c, Op::ListSearch, &query)
+}
+
+fn list_metadata(c: &mut Call<'_>) -> BoxResult<Duration> {
+    let document = json_object(METADATA_FILTER);
+    let query = TaskQuery::new()
+        .metadata_contains(document.clone())
+        .limit(PAGE);
+    // The crate binds the document as jsonb; the floor writes it as a literal.
+    bind_jsonb(c, &document, false);
+    list_like(c, Op::ListMetadata, &query)
+}
+
+/// The object of a JSON text of this file.
+fn json_object(text: &str) -> serde_json::Map<String, serde_json::Value> {
+    serde_json::from_str(text).unwrap_or_default()
+}
+
+/// Records the jsonb bind of `document` (as diesel's debug output prints the crate's
+/// bind, `Some(..)` when `optional`) as a jsonb literal for the floor.
+fn bind_jsonb(
+    c: &mut Call<'_>,
+    document: &serde_json::Map<String, serde_json::Value>,
+    optional: bool,
+) {
+    if c.record {
+        let debug = format!("JsonObject({document:?})");
+        let debug = if optional {
+            format!("Some({debug})")
+        } else {
+            debug
+        };
+        let literal = format!("'{}'::jsonb", serde_json::Value::Object(document.clone()));
+        c.vars.push((debug, literal));
+    }
+}
+
+fn task_merge_metadata(c: &mut Call<'_>) -> BoxResult<Duration> {
+    let (user_id, task_id) = c.task();
+    let patch = json_object(METADATA_PATCH);
+    let change = TaskPatch {
+        metadata: Some(MetadataChange::Merge(patch.clone())),
+        ..TaskPatch::default()
+    };
+    let (elapsed, _) =
+        c.timed(|conn| TaskRepo::update(conn, user_id, task_id, &change).map(drop))?;
+    bind_jsonb(c, &patch, true);
+    c.bind(user_id, ":uid");
+    c.bind(task_id, ":tid");
+    Ok(elapsed)
 }
 
 fn count_matching(c: &mut Call<'_>) -> BoxResult<Duration> {

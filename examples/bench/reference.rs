@@ -10,11 +10,11 @@
 //! `:nid`, ... and the constants `:lim` (a page plus one, to tell whether another page
 //! follows, as any keyset pager does).
 
-use crate::ops::Op;
+use crate::ops::{Op, METADATA_FILTER};
 
 /// A task as an application reads it: every column but the search vector.
 const TASK: &str = "id, user_id, title, description, completed, priority, due_date, \
-                    created_at, updated_at, version";
+                    created_at, updated_at, version, metadata";
 
 /// A habit as an application reads it.
 const HABIT: &str =
@@ -70,6 +70,20 @@ pub fn sql(op: Op) -> Option<String> {
              AND search_vector @@ (SELECT websearch_to_tsquery('english', :term)) \
              ORDER BY created_at DESC, id DESC LIMIT :lim"
         ),
+        Op::ListMetadata => format!(
+            "SELECT {TASK} FROM tasks WHERE user_id = :uid AND metadata @> '{METADATA_FILTER}' \
+             ORDER BY created_at DESC, id DESC LIMIT :lim"
+        ),
+        // The patch of ops.rs (METADATA_PATCH) has top-level keys only: `||` adds or
+        // replaces them, `-` removes the one set to null. What an engineer writes for
+        // this patch, without a function.
+        Op::TaskMergeMetadata => {
+            format!(
+                "UPDATE tasks SET metadata = (metadata || '{{\"estimate_minutes\":45}}') - 'labels', \
+                 version = version + 1, updated_at = now() \
+                 WHERE id = :tid AND user_id = :uid RETURNING {TASK}"
+            )
+        }
         Op::CountMatching => {
             "SELECT count(*) FROM tasks WHERE user_id = :uid AND NOT completed".to_owned()
         }
