@@ -207,6 +207,15 @@ impl Direction {
 ///   runs). The search's `websearch_to_tsquery` is written as a sub-`SELECT`, an InitPlan
 ///   computed once per execution; as a bare call of a parameter, the generic plan would
 ///   evaluate it again for every row it rechecks.
+/// - **Metadata filters** (`metadata @> $n`, `metadata ?& $n`) are served by a GIN index
+///   on `(user_id, metadata)` (btree_gin): the index intersects the user's entries with
+///   the document's keys and values, so only matching rows are read. Measured at 1,000
+///   users x 1,000 tasks (40% with metadata, each user's tasks on a thousand pages), a
+///   page of `{"source": "email"}` read about 170 buffers with it against about 1,000
+///   through the user's btree (every task of the user, filtered); a GIN on `metadata`
+///   alone (`jsonb_ops`, or `jsonb_path_ops`, which serves `@>` only) returned the
+///   40,000 matching rows of all users for the same page. Custom and generic plans
+///   alike.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskQuery {
     pub(crate) completed: Option<bool>,
