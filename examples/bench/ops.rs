@@ -487,7 +487,11 @@ fn bind_jsonb(
         } else {
             debug
         };
-        let literal = format!("'{}'::jsonb", serde_json::Value::Object(document.clone()));
+        // A space after each key's colon: pgbench would read `:45` as a variable.
+        let text = serde_json::Value::Object(document.clone())
+            .to_string()
+            .replace("\":", "\": ");
+        let literal = format!("'{text}'::jsonb");
         c.vars.push((debug, literal));
     }
 }

@@ -79,7 +79,7 @@ pub fn sql(op: Op) -> Option<String> {
         // this patch, without a function.
         Op::TaskMergeMetadata => {
             format!(
-                "UPDATE tasks SET metadata = (metadata || '{{\"estimate_minutes\":45}}') - 'labels', \
+                "UPDATE tasks SET metadata = (metadata || '{{\"estimate_minutes\": 45}}') - 'labels', \
                  version = version + 1, updated_at = now() \
                  WHERE id = :tid AND user_id = :uid RETURNING {TASK}"
             )
