@@ -47,8 +47,9 @@ pub use config::DbConfig;
 pub use error::{ConflictKind, Error, Result};
 pub use migrate::{revert_all_migrations, run_migrations};
 pub use models::{
-    Habit, HabitId, HabitPatch, NewHabit, NewSession, NewTask, NewUser, Priority, Schedule,
-    Session, SessionId, Streak, Task, TaskId, TaskPatch, TaskStats, User, UserId, UserPatch,
+    Habit, HabitId, HabitPatch, MetadataChange, NewHabit, NewSession, NewTask, NewUser, Priority,
+    Schedule, Session, SessionId, Streak, Task, TaskId, TaskPatch, TaskStats, User, UserId,
+    UserPatch,
 };
 pub use pool::{connect, PgPool, PoolOptions, PooledConn};
 pub use repo::{

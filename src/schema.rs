@@ -121,6 +121,7 @@ diesel::table! {
         updated_at -> Timestamptz,
         version -> Int4,
         search_vector -> Tsvector,
+        metadata -> Jsonb,
     }
 }
 

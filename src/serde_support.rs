@@ -16,7 +16,10 @@
 //! ...) and `Direction` (`"asc"`, `"desc"`) deserialize. Unknown fields are refused, so a
 //! typo is an error rather than a silent no-op. `TaskQueryParams` is the query string
 //! `?completed=false&priority=high,medium&sort=due_date&direction=asc&limit=20&after=...`
-//! (for axum's `Query`; `TaskQuery::try_from(params)`). `DbConfig` deserializes from a
+//! (for axum's `Query`; `TaskQuery::try_from(params)`), with the metadata filters as
+//! `metadata_contains={"source":"email"}` (a JSON object, URL-encoded) and
+//! `metadata_has_key=source,labels`. `TaskPatch`'s `metadata` is `{"replace": {...}}`
+//! or `{"merge": {...}}` (a JSON Merge Patch). `DbConfig` deserializes from a
 //! configuration file's table with the keys `url`, `pool_size`, `statement_timeout_ms`,
 //! ... (the environment variables of [`crate::config`] without `DATABASE_`, lower case),
 //! its password still out of `Debug`.
@@ -74,6 +77,12 @@ pub struct TaskQueryParams {
     pub created_after: Option<DateTime<Utc>>,
     /// Web-search text.
     pub search: Option<String>,
+    /// A JSON object the metadata must contain (`{"source":"email"}`, URL-encoded):
+    /// [`TaskQuery::metadata_contains`].
+    pub metadata_contains: Option<String>,
+    /// Top-level metadata keys the task must have, comma-separated (`source,labels`;
+    /// a key with a comma cannot be given here): [`TaskQuery::metadata_has_key`].
+    pub metadata_has_key: Option<String>,
     /// `created_at`, `updated_at`, `due_date`, `priority`, `title` or `relevance`.
     pub sort: Option<TaskSort>,
     /// `asc` or `desc`.
@@ -91,7 +100,7 @@ impl TryFrom<TaskQueryParams> for TaskQuery {
     ///
     /// # Errors
     /// [`Error::Validation`] on `priority` for a name that is not `low`, `medium` or
-    /// `high`.
+    /// `high`; on `metadata_contains` for text that is not a JSON object.
     fn try_from(p: TaskQueryParams) -> Result<TaskQuery> {
         let mut query = TaskQuery::new();
         if let Some(completed) = p.completed {
@@ -127,6 +136,16 @@ impl TryFrom<TaskQueryParams> for TaskQuery {
         }
         if let Some(search) = &p.search {
             query = query.search(search);
+        }
+        if let Some(text) = &p.metadata_contains {
+            let document = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(text)
+                .map_err(|_| Error::validation("metadata_contains", "must be a JSON object"))?;
+            query = query.metadata_contains(document);
+        }
+        for key in p.metadata_has_key.iter().flat_map(|list| list.split(',')) {
+            if !key.is_empty() {
+                query = query.metadata_has_key(key);
+            }
         }
         let direction = p.direction.unwrap_or_default();
         if let Some(sort) = p.sort {

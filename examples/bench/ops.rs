@@ -12,8 +12,8 @@ use rand_pcg::Pcg64;
 use uuid::Uuid;
 
 use todo_store::{
-    HabitRepo, NewTask, NewUser, PgPool, Priority, SearchQuery, SearchRepo, SessionRepo, TaskId,
-    TaskPatch, TaskQuery, TaskRepo, UserId, UserQuery, UserRepo,
+    HabitRepo, MetadataChange, NewTask, NewUser, PgPool, Priority, SearchQuery, SearchRepo,
+    SessionRepo, TaskId, TaskPatch, TaskQuery, TaskRepo, UserId, UserQuery, UserRepo,
 };
 
 use crate::sample::Ctx;
@@ -25,6 +25,10 @@ pub const TITLE_NEW: &str = "Benchmark: write the quarterly report";
 pub const TITLE_RENAMED: &str = "Benchmark: review the quarterly report";
 /// The page size of the list operations.
 pub const PAGE: i64 = 50;
+/// What `Op::ListMetadata` looks for: the seed's commonest source.
+pub const METADATA_FILTER: &str = r#"{"source":"web"}"#;
+/// The merge patch of `Op::TaskMergeMetadata`: an estimate set, labels removed.
+pub const METADATA_PATCH: &str = r#"{"estimate_minutes":45,"labels":null}"#;
 
 /// The measured repo calls, in the order of the table (and of [`TABLE`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +46,7 @@ pub enum Op {
     ListNext,
     ListSearch,
     SearchAll,
+    ListMetadata,
     CountMatching,
     Stats,
     UserListPage,
@@ -49,6 +54,7 @@ pub enum Op {
     HabitCheckIn,
     HabitStreak,
     HabitDueOn,
+    TaskMergeMetadata,
     HeldGet,
 }
 
@@ -102,7 +108,7 @@ pub struct OpSpec {
 
 /// Every op: one row each, in the order of [`Op`]. (Kept as a table: one op a line.)
 #[rustfmt::skip]
-const TABLE: [OpSpec; 21] = [
+const TABLE: [OpSpec; 23] = [
     // op, key in results.json, label, ratio holds from S to XL, floor, call
     spec(Op::RoundTrip, "round_trip", "(calibration) SELECT $1 via diesel", false, Floor::Own(Pick::Nothing), round_trip),
     spec(Op::UserCreate, "user_create", "UserRepo::create", false, Floor::Own(Pick::NewUser), user_create),
@@ -117,6 +123,7 @@ const TABLE: [OpSpec; 21] = [
     spec(Op::ListNext, "list_next_page", "TaskRepo::list (next page)", true, Floor::Own(Pick::User), list_next),
     spec(Op::ListSearch, "list_search", "TaskRepo::list (search)", true, Floor::Own(Pick::User), list_search),
     spec(Op::SearchAll, "search_all", "SearchRepo::search (tasks and habits)", true, Floor::Own(Pick::User), search_all),
+    spec(Op::ListMetadata, "list_metadata", "TaskRepo::list (metadata_contains)", true, Floor::Own(Pick::User), list_metadata),
     spec(Op::CountMatching, "count_matching", "TaskRepo::count_matching", true, Floor::Own(Pick::User), count_matching),
     spec(Op::Stats, "stats", "TaskRepo::stats", true, Floor::Own(Pick::User), stats),
     spec(Op::UserListPage, "user_list_page", "UserRepo::list_page (deep page)", false, Floor::Own(Pick::UserCursor), user_list_page),
@@ -124,6 +131,7 @@ const TABLE: [OpSpec; 21] = [
     spec(Op::HabitCheckIn, "habit_check_in", "HabitRepo::check_in", false, Floor::Own(Pick::User), habit_check_in),
     spec(Op::HabitStreak, "habit_streak", "HabitRepo::streak (5 years daily)", false, Floor::Own(Pick::User), habit_streak),
     spec(Op::HabitDueOn, "habit_due_on", "HabitRepo::due_on", false, Floor::Own(Pick::User), habit_due_on),
+    spec(Op::TaskMergeMetadata, "task_merge_metadata", "TaskRepo::update (metadata merge patch)", false, Floor::Own(Pick::Task), task_merge_metadata),
     spec(Op::HeldGet, "held_get", "TaskRepo::get, connection held", false, Floor::Of(Op::TaskGet), held_get),
 ];
 
@@ -157,8 +165,8 @@ const _: () = {
 
 impl Op {
     /// In the order of the table.
-    pub const ALL: [Op; 21] = {
-        let mut all = [Op::RoundTrip; 21];
+    pub const ALL: [Op; 23] = {
+        let mut all = [Op::RoundTrip; 23];
         let mut i = 0;
         while i < TABLE.len() {
             all[i] = TABLE[i].op;
@@ -168,7 +176,7 @@ impl Op {
     };
 
     /// In the order they run: reads first, so writes' dead rows don't touch them.
-    pub const RUN_ORDER: [Op; 21] = [
+    pub const RUN_ORDER: [Op; 23] = [
         Op::RoundTrip,
         Op::UserGet,
         Op::UserFindByEmail,
@@ -180,6 +188,7 @@ impl Op {
         Op::ListNext,
         Op::ListSearch,
         Op::SearchAll,
+        Op::ListMetadata,
         Op::CountMatching,
         Op::Stats,
         Op::HabitStreak,
@@ -188,6 +197,7 @@ impl Op {
         Op::TaskCreate,
         Op::TaskUpdate,
         Op::TaskSetCompleted,
+        Op::TaskMergeMetadata,
         Op::TaskDelete,
         Op::HabitCheckIn,
     ];
@@ -469,6 +479,59 @@ fn search_all(c: &mut Call<'_>) -> BoxResult<Duration> {
     c.bind(f32::INFINITY, "'Infinity'");
     c.bind(0i32, "0");
     c.bind(Uuid::nil(), "'00000000-0000-0000-0000-000000000000'");
+    Ok(elapsed)
+}
+
+fn list_metadata(c: &mut Call<'_>) -> BoxResult<Duration> {
+    let document = json_object(METADATA_FILTER);
+    let query = TaskQuery::new()
+        .metadata_contains(document.clone())
+        .limit(PAGE);
+    // The crate binds the document as jsonb; the floor writes it as a literal.
+    bind_jsonb(c, &document, false);
+    list_like(c, Op::ListMetadata, &query)
+}
+
+/// The object of a JSON text of this file.
+fn json_object(text: &str) -> serde_json::Map<String, serde_json::Value> {
+    serde_json::from_str(text).unwrap_or_default()
+}
+
+/// Records the jsonb bind of `document` (as diesel's debug output prints the crate's
+/// bind, `Some(..)` when `optional`) as a jsonb literal for the floor.
+fn bind_jsonb(
+    c: &mut Call<'_>,
+    document: &serde_json::Map<String, serde_json::Value>,
+    optional: bool,
+) {
+    if c.record {
+        let debug = format!("JsonObject({document:?})");
+        let debug = if optional {
+            format!("Some({debug})")
+        } else {
+            debug
+        };
+        // A space after each key's colon: pgbench would read `:45` as a variable.
+        let text = serde_json::Value::Object(document.clone())
+            .to_string()
+            .replace("\":", "\": ");
+        let literal = format!("'{text}'::jsonb");
+        c.vars.push((debug, literal));
+    }
+}
+
+fn task_merge_metadata(c: &mut Call<'_>) -> BoxResult<Duration> {
+    let (user_id, task_id) = c.task();
+    let patch = json_object(METADATA_PATCH);
+    let change = TaskPatch {
+        metadata: Some(MetadataChange::Merge(patch.clone())),
+        ..TaskPatch::default()
+    };
+    let (elapsed, _) =
+        c.timed(|conn| TaskRepo::update(conn, user_id, task_id, &change).map(drop))?;
+    bind_jsonb(c, &patch, true);
+    c.bind(user_id, ":uid");
+    c.bind(task_id, ":tid");
     Ok(elapsed)
 }
 

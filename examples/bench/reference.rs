@@ -14,7 +14,7 @@
 //! for users with many tasks, at 10M tasks for the open-tasks page). A reference with
 //! that flaw hides the same flaw in the crate.
 
-use crate::ops::{Op, PAGE};
+use crate::ops::{Op, METADATA_FILTER, PAGE};
 
 /// The rows of a page: the page plus one, to tell whether another page follows, as any
 /// keyset pager does.
@@ -22,7 +22,7 @@ const PAGE_ROWS: i64 = PAGE + 1;
 
 /// A task as an application reads it: every column but the search vector.
 const TASK: &str = "id, user_id, title, description, completed, priority, due_date, \
-                    created_at, updated_at, version";
+                    created_at, updated_at, version, metadata";
 
 /// A habit as an application reads it.
 const HABIT: &str =
@@ -92,11 +92,25 @@ pub fn sql(op: Op) -> Option<String> {
              UNION ALL \
              SELECT ts_rank_cd(search_vector, (SELECT websearch_to_tsquery('english', :term))), \
              1, id, user_id, name, description, NULL, NULL, NULL, created_at, updated_at, \
-             version, schedule, is_active \
+             version, NULL, schedule, is_active \
              FROM habits WHERE user_id = :uid \
              AND search_vector @@ (SELECT websearch_to_tsquery('english', :term))\
              ) AS hits ORDER BY rank DESC, kind DESC, id DESC LIMIT :lim"
         ),
+        Op::ListMetadata => format!(
+            "SELECT {TASK} FROM tasks WHERE user_id = :uid AND metadata @> '{METADATA_FILTER}' \
+             ORDER BY created_at DESC, id DESC LIMIT {PAGE_ROWS}"
+        ),
+        // The patch of ops.rs (METADATA_PATCH) has top-level keys only: `||` adds or
+        // replaces them, `-` removes the one set to null. What an engineer writes for
+        // this patch, without a function.
+        Op::TaskMergeMetadata => {
+            format!(
+                "UPDATE tasks SET metadata = (metadata || '{{\"estimate_minutes\": 45}}') - 'labels', \
+                 version = version + 1, updated_at = now() \
+                 WHERE id = :tid AND user_id = :uid RETURNING {TASK}"
+            )
+        }
         Op::CountMatching => {
             "SELECT count(*) FROM tasks WHERE user_id = :uid AND NOT completed".to_owned()
         }

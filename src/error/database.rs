@@ -101,6 +101,22 @@ pub(crate) const CONSTRAINTS: &[(&str, Meaning)] = &[
         Meaning::Invalid("description", "must be at most 10000 characters"),
     ),
     (
+        "tasks_metadata_depth",
+        Meaning::Invalid("metadata", crate::models::metadata::DEPTH_RULE),
+    ),
+    (
+        "tasks_metadata_keys",
+        Meaning::Invalid("metadata", crate::models::metadata::KEYS_RULE),
+    ),
+    (
+        "tasks_metadata_object",
+        Meaning::Invalid("metadata", crate::models::metadata::OBJECT_RULE),
+    ),
+    (
+        "tasks_metadata_size",
+        Meaning::Invalid("metadata", crate::models::metadata::SIZE_RULE),
+    ),
+    (
         "tasks_version_positive",
         Meaning::Invalid("version", "must be at least 1"),
     ),

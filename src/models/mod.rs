@@ -35,6 +35,11 @@
 //! legacy names without an area (`Japan`) are `Validation` on `time_zone`, checked before
 //! any query.
 //!
+//! Task metadata is a JSON object (`Task::metadata`): at most [`METADATA_MAX_DEPTH`] (8)
+//! levels deep, non-empty keys, no NUL, and at most [`METADATA_MAX_BYTES`] (16 KiB) as
+//! PostgreSQL writes it as text ([`stored_text_len`]); a patch replaces it or merges
+//! into it ([`MetadataChange`]).
+//!
 //! What makes two emails the same address is in `UserRepo`'s docs; habit names and
 //! schedules in `HabitRepo`'s.
 
@@ -42,6 +47,7 @@
 mod better_auth_session;
 mod habit;
 mod ids;
+pub(crate) mod metadata;
 pub(crate) mod patch;
 mod schedule;
 pub(crate) mod session;
@@ -57,6 +63,8 @@ pub use better_auth_session::BetterAuthSession;
 pub(crate) use habit::HabitChanges;
 pub use habit::{Habit, HabitPatch, NewHabit, Streak};
 pub use ids::{HabitId, SessionId, TaskId, UserId};
+pub(crate) use metadata::JsonObject;
+pub use metadata::{stored_text_len, MetadataChange, METADATA_MAX_BYTES, METADATA_MAX_DEPTH};
 pub use schedule::Schedule;
 pub use session::{NewSession, Session, TOKEN_BYTES, TOKEN_CHARS, USER_AGENT_MAX_CHARS};
 pub use task::{NewTask, Priority, Task, TaskPatch};

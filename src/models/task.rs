@@ -11,9 +11,11 @@ use diesel::expression::AsExpression;
 use diesel::pg::{Pg, PgValue};
 use diesel::prelude::*;
 use diesel::serialize::{self, IsNull, Output, ToSql};
+use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::ids::{TaskId, UserId};
+use super::metadata::{self, JsonObject, MetadataBinds, MetadataChange, StoredMetadata};
 use super::patch::{self, NullableChange, Versioned};
 use super::timestamp::{OptionalTimestamp, Timestamp};
 use super::validate::{self, DESCRIPTION_MAX_CHARS, TITLE_MAX_CHARS};
@@ -49,6 +51,19 @@ pub struct Task {
     pub updated_at: DateTime<Utc>,
     /// Starts at 1 and grows by one on every update (optimistic concurrency).
     pub version: i32,
+    /// The application's own fields (where the task came from, labels, an estimate,
+    /// links, ...): a JSON object, `{}` by default, of at most 16 KiB as text and 8
+    /// levels deep, with non-empty keys (the rules: [`crate::models::METADATA_MAX_BYTES`]
+    /// and the module docs of [`crate::models`]).
+    ///
+    /// A map rather than a `serde_json::Value`: the column holds an object and never
+    /// anything else (the database's CHECK says so), and the type says so too, so a
+    /// reader needs no case for an array or a scalar and can write
+    /// `task.metadata.get("source")`; `Value::Object(map)` gives the value when one is
+    /// needed. Numbers come back as PostgreSQL keeps them: by their decimal value
+    /// (`1e3` is read back as `1000`).
+    #[diesel(deserialize_as = StoredMetadata)]
+    pub metadata: Map<String, Value>,
 }
 
 /// How important a task is. Orders `Low < Medium < High`, in Rust and in SQL.
@@ -150,6 +165,8 @@ pub struct NewTask {
     pub due_date: Option<DateTime<Utc>>,
     /// Whether the task starts out done (default false).
     pub completed: bool,
+    /// The task's metadata (default `{}`; the rules of [`Task::metadata`]).
+    pub metadata: Map<String, Value>,
 }
 
 impl NewTask {
@@ -185,6 +202,23 @@ impl NewTask {
         self
     }
 
+    /// Sets the metadata: a JSON object (the rules of [`Task::metadata`]).
+    ///
+    /// ```
+    /// use serde_json::json;
+    /// use todo_store::NewTask;
+    ///
+    /// let Some(metadata) = json!({"source": "email", "labels": ["work"]}).as_object().cloned() else {
+    ///     unreachable!()
+    /// };
+    /// let task = NewTask::new("Answer Ann").metadata(metadata);
+    /// assert!(task.validate().is_ok());
+    /// ```
+    pub fn metadata(mut self, metadata: Map<String, Value>) -> Self {
+        self.metadata = metadata;
+        self
+    }
+
     /// Checks every rule without touching the database.
     ///
     /// # Errors
@@ -211,6 +245,10 @@ impl NewTask {
                 .due_date
                 .map(|d| validate::timestamp("due_date", d))
                 .transpose()?,
+            metadata: {
+                metadata::check("metadata", &self.metadata)?;
+                JsonObject(&self.metadata)
+            },
         })
     }
 }
@@ -226,6 +264,7 @@ pub(crate) struct TaskRow<'a> {
     pub completed: bool,
     pub priority: Priority,
     pub due_date: Option<DateTime<Utc>>,
+    pub metadata: JsonObject<'a>,
 }
 
 /// Changes to a task for [`crate::TaskRepo::update`]: `None` leaves a field unchanged;
@@ -272,6 +311,9 @@ pub struct TaskPatch {
         serde(deserialize_with = "crate::serde_support::present")
     )]
     pub due_date: Option<Option<DateTime<Utc>>>,
+    /// New metadata: the whole object replaced, or changed by a JSON Merge Patch (RFC
+    /// 7396), by the database in the same statement as the other fields.
+    pub metadata: Option<MetadataChange>,
     /// Apply only if the task's version is this one.
     pub expected_version: Option<i32>,
 }
@@ -301,6 +343,12 @@ impl TaskPatch {
                     other => other,
                 }
                 .into(),
+                metadata: self
+                    .metadata
+                    .as_ref()
+                    .map(MetadataChange::to_binds)
+                    .transpose()?
+                    .unwrap_or_default(),
             })
         })
     }
@@ -314,4 +362,5 @@ pub(crate) struct TaskChanges<'a> {
     pub completed: Option<bool>,
     pub priority: Option<Priority>,
     pub due_date: NullableChange<DateTime<Utc>>,
+    pub metadata: MetadataBinds<'a>,
 }

@@ -8,7 +8,7 @@ use diesel::sql_types::Timestamptz;
 
 use super::fragment::{self, NoTable};
 use crate::error::Result;
-use crate::models::{Priority, Task, TaskId, TaskRow, User, UserId, UserRow};
+use crate::models::{JsonObject, Priority, Task, TaskId, TaskRow, User, UserId, UserRow};
 use crate::schema::{tasks, users};
 
 /// A validated task with explicit timestamps, as COPY writes it. (COPY takes flat
@@ -25,6 +25,7 @@ pub(crate) struct TaskCopyRow<'a> {
     pub due_date: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    pub metadata: JsonObject<'a>,
 }
 
 impl<'a> TaskCopyRow<'a> {
@@ -43,6 +44,7 @@ impl<'a> TaskCopyRow<'a> {
             due_date: row.due_date,
             created_at,
             updated_at,
+            metadata: row.metadata,
         }
     }
 
@@ -59,6 +61,7 @@ impl<'a> TaskCopyRow<'a> {
             created_at: self.created_at,
             updated_at: self.updated_at,
             version: 1,
+            metadata: self.metadata.0.clone(),
         }
     }
 }

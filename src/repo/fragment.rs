@@ -26,12 +26,14 @@ use diesel::pg::PgConnection;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::query_dsl::RunQueryDsl;
 use diesel::query_source::{AppearsInFromClause, Once};
-use diesel::sql_types::{BigInt, Date, Float, SqlType, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::{
+    Array, BigInt, Date, Float, Jsonb, SqlType, Text, Timestamptz, Uuid as SqlUuid,
+};
 use diesel::QueryResult;
 use diesel::Table;
 use uuid::Uuid;
 
-use crate::models::Priority;
+use crate::models::{JsonObject, Priority};
 use crate::schema::sql_types::TaskPriority;
 
 /// A bind value of a [`Fragment`].
@@ -44,6 +46,8 @@ pub(crate) enum Bind<'a> {
     Float(f32),
     BigInt(i64),
     Date(NaiveDate),
+    Jsonb(JsonObject<'a>),
+    TextArray(&'a [String]),
 }
 
 #[derive(Debug, Clone)]
@@ -113,6 +117,8 @@ fn push_bind<'b>(out: &mut AstPass<'_, 'b, Pg>, bind: &'b Bind<'_>) -> QueryResu
         Bind::Float(value) => out.push_bind_param::<Float, _>(value),
         Bind::BigInt(value) => out.push_bind_param::<BigInt, _>(value),
         Bind::Date(value) => out.push_bind_param::<Date, _>(value),
+        Bind::Jsonb(value) => out.push_bind_param::<Jsonb, _>(value),
+        Bind::TextArray(value) => out.push_bind_param::<Array<Text>, _>(value),
     }
 }
 

@@ -12,7 +12,7 @@ use super::page_limit::PageLimit;
 use super::query::{Direction, TaskQuery, TaskSort};
 use super::sql_functions::statement_timestamp;
 use crate::error::Result;
-use crate::models::{Task, UserId};
+use crate::models::{JsonObject, Task, UserId};
 use crate::schema::tasks;
 
 /// The search's tsquery, computed once per execution (an InitPlan): opened by this,
@@ -46,6 +46,7 @@ impl<'q> ListPlan<'q> {
     pub(crate) fn new(user_id: UserId, query: &'q TaskQuery) -> Result<Self> {
         let limit = query.checked_limit()?;
         query.check()?;
+        query.check_metadata()?;
         for (field, at) in [
             ("due_before", query.due_before),
             ("due_after", query.due_after),
@@ -146,6 +147,21 @@ impl<'q> ListPlan<'q> {
         }
         if let Some(at) = bounds.created_after {
             query = query.filter(tasks::created_at.gt(at));
+        }
+        // Every metadata contains `{}`: no filter (a GIN index would read all of the
+        // user's entries for it).
+        if let Some(document) = q.metadata_contains.as_ref().filter(|d| !d.is_empty()) {
+            query = query.filter(
+                fragment::sql::<tasks::table, Bool>("metadata @> ")
+                    .bind(Bind::Jsonb(JsonObject(document))),
+            );
+        }
+        if !q.metadata_keys.is_empty() {
+            // ?& of an array: one statement for any number of keys.
+            query = query.filter(
+                fragment::sql::<tasks::table, Bool>("metadata ?& ")
+                    .bind(Bind::TextArray(&q.metadata_keys)),
+            );
         }
         if let Some(terms) = &self.search {
             // websearch_to_tsquery never raises a syntax error, whatever the text; the

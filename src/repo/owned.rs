@@ -2,7 +2,8 @@
 //! stale-version decision, written once.
 //!
 //! A table plugs in with [`OwnedTable`]: its name, its row, and the assignments of the
-//! columns a patch may change ([`set`], [`set_nullable`]); [`update`] does the rest.
+//! columns a patch may change ([`set`], [`set_nullable`], [`set_or_merge`] for a jsonb
+//! column replaced or merged in SQL); [`update`] does the rest.
 //! The statement is fixed SQL with a static query id, the same text for every patch of
 //! a table (a column left unchanged keeps its value through `COALESCE` or a flag), so
 //! it is prepared once per connection; diesel's own UPDATE never is.
@@ -14,7 +15,7 @@ use diesel::prelude::*;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::query_dsl::LoadQuery;
 use diesel::serialize::ToSql;
-use diesel::sql_types::{Bool, HasSqlType, Int4, Nullable, SqlType, Uuid as SqlUuid};
+use diesel::sql_types::{Bool, HasSqlType, Int4, Jsonb, Nullable, SqlType, Uuid as SqlUuid};
 
 use crate::error::{ConflictKind, Error, Result};
 use crate::models::patch::{NullableChange, Versioned};
@@ -84,6 +85,35 @@ where
     out.push_sql(" ELSE ");
     out.push_sql(column);
     out.push_sql(" END");
+    Ok(())
+}
+
+/// `, column = COALESCE(merge(column, $m), $r, column)`: a jsonb column merged with the
+/// SQL function `merge` (a STRICT one: a NULL patch gives NULL), replaced by `replace`,
+/// or left unchanged when both are `None`.
+pub(crate) fn set_or_merge<'b, T>(
+    out: &mut AstPass<'_, 'b, Pg>,
+    column: &'static str,
+    merge_function: &'static str,
+    replace: &'b Option<T>,
+    merge: &'b Option<T>,
+) -> QueryResult<()>
+where
+    Option<T>: ToSql<Nullable<Jsonb>, Pg>,
+{
+    out.push_sql(", ");
+    out.push_sql(column);
+    out.push_sql(" = COALESCE(");
+    out.push_sql(merge_function);
+    out.push_sql("(");
+    out.push_sql(column);
+    out.push_sql(", ");
+    out.push_bind_param::<Nullable<Jsonb>, _>(merge)?;
+    out.push_sql("), ");
+    out.push_bind_param::<Nullable<Jsonb>, _>(replace)?;
+    out.push_sql(", ");
+    out.push_sql(column);
+    out.push_sql(")");
     Ok(())
 }
 
@@ -242,6 +272,7 @@ mod tests {
             description: Some(None),
             completed: Some(true),
             due_date: Some(None),
+            metadata: Some(crate::models::MetadataChange::Merge(Default::default())),
             expected_version: Some(3),
             ..TaskPatch::default()
         };

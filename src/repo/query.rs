@@ -2,6 +2,7 @@
 //! many at a time; and [`Page`]: one page of them.
 
 use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
 
 use super::cursor::fnv1a;
 use crate::error::{Error, Result};
@@ -134,7 +135,7 @@ impl Direction {
 ///
 /// | | |
 /// |---|---|
-/// | filters | `.completed(bool)`, `.priority(p)` (again for several), `.due_before(t)`, `.due_after(t)`, `.overdue()` (past due and open), `.created_before(t)`, `.created_after(t)`, `.search(text)` |
+/// | filters | `.completed(bool)`, `.priority(p)` (again for several), `.due_before(t)`, `.due_after(t)`, `.overdue()` (past due and open), `.created_before(t)`, `.created_after(t)`, `.search(text)`, `.metadata_contains(object)` (`metadata @> object`), `.metadata_has_key(key)` (again for several) |
 /// | sort | `.sort(TaskSort::{CreatedAt, UpdatedAt, DueDate, Priority, Title, Relevance}, Direction::{Asc, Desc})`; default newest first; ties broken by id; undated tasks last in both directions; `Relevance` needs a search |
 /// | paging | `.limit(n)` (1 to 500, default 50), `.after(&cursor)` with the previous page's `next_cursor` |
 ///
@@ -211,6 +212,15 @@ impl Direction {
 ///   tasks, and PostgreSQL planned the page again on every call (at 10M tasks, the
 ///   open-tasks page took 1.6x a hand-written query). The same test checks that the main
 ///   pages settle on their generic plan.
+/// - **Metadata filters** (`metadata @> $n`, `metadata ?& $n`) are served by a GIN index
+///   on `(user_id, metadata)` (btree_gin): the index intersects the user's entries with
+///   the document's keys and values, so only matching rows are read. Measured at 1,000
+///   users x 1,000 tasks (40% with metadata, each user's tasks on a thousand pages), a
+///   page of `{"source": "email"}` read about 170 buffers with it against about 1,000
+///   through the user's btree (every task of the user, filtered); a GIN on `metadata`
+///   alone (`jsonb_ops`, or `jsonb_path_ops`, which serves `@>` only) returned the
+///   40,000 matching rows of all users for the same page. Custom and generic plans
+///   alike.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskQuery {
     pub(crate) completed: Option<bool>,
@@ -221,6 +231,8 @@ pub struct TaskQuery {
     pub(crate) created_before: Option<DateTime<Utc>>,
     pub(crate) created_after: Option<DateTime<Utc>>,
     pub(crate) search: Option<String>,
+    pub(crate) metadata_contains: Option<Map<String, Value>>,
+    pub(crate) metadata_keys: Vec<String>,
     pub(crate) sort: TaskSort,
     pub(crate) direction: Direction,
     pub(crate) limit: Option<i64>,
@@ -238,6 +250,8 @@ impl Default for TaskQuery {
             created_before: None,
             created_after: None,
             search: None,
+            metadata_contains: None,
+            metadata_keys: Vec::new(),
             sort: TaskSort::CreatedAt,
             direction: Direction::Desc,
             limit: Some(Self::DEFAULT_LIMIT),
@@ -317,6 +331,40 @@ impl TaskQuery {
         self
     }
 
+    /// Only tasks whose metadata contains `document` (`metadata @> document`): every key
+    /// of it, with a value that contains the document's value in turn (objects key by
+    /// key, arrays element by element in any order, scalars equal). `{"source":
+    /// "email", "labels": ["work"]}` selects the tasks from email that carry the label
+    /// `work` among others. Called again, the new document replaces the previous one:
+    /// put everything a task must contain in one document. The document follows the
+    /// rules of [`crate::Task::metadata`] (else [`crate::TaskRepo::list`] fails with
+    /// [`Error::Validation`] on `metadata_contains`).
+    ///
+    /// ```
+    /// use serde_json::json;
+    /// use todo_store::TaskQuery;
+    ///
+    /// let from_email = TaskQuery::new()
+    ///     .metadata_contains(json!({"source": "email"}).as_object().cloned().unwrap_or_default())
+    ///     .metadata_has_key("estimate_minutes");
+    /// ```
+    pub fn metadata_contains(mut self, document: Map<String, Value>) -> Self {
+        self.metadata_contains = Some(document);
+        self
+    }
+
+    /// Only tasks whose metadata has the top-level key `key` (`metadata ? key`), whatever
+    /// its value; call again to require several (`metadata ?& keys`). An empty key, or
+    /// one with a NUL character, makes [`crate::TaskRepo::list`] fail with
+    /// [`Error::Validation`] on `metadata_has_key`.
+    pub fn metadata_has_key(mut self, key: impl Into<String>) -> Self {
+        let key = key.into();
+        if let Err(at) = self.metadata_keys.binary_search(&key) {
+            self.metadata_keys.insert(at, key);
+        }
+        self
+    }
+
     /// Sort by `sort` in `direction` (default: [`TaskSort::CreatedAt`], [`Direction::Desc`]).
     pub fn sort(mut self, sort: TaskSort, direction: Direction) -> Self {
         self.sort = sort;
@@ -365,6 +413,23 @@ impl TaskQuery {
     /// (see [`collapse_negations`]).
     pub(crate) fn checked_search(&self) -> Result<Option<String>> {
         self.search.as_deref().map_or(Ok(None), normalize_search)
+    }
+
+    /// Checks the metadata filters: the containment document by the metadata's rules,
+    /// the keys non-empty and without NUL.
+    pub(crate) fn check_metadata(&self) -> Result<()> {
+        if let Some(document) = &self.metadata_contains {
+            crate::models::metadata::check("metadata_contains", document)?;
+        }
+        for key in &self.metadata_keys {
+            if key.is_empty() || key.contains('\0') {
+                return Err(Error::validation(
+                    "metadata_has_key",
+                    "must be a non-empty key without the NUL character",
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Checks the combination: relevance needs a search.
@@ -432,12 +497,36 @@ impl TaskQuery {
                 bytes.extend_from_slice(search.as_bytes());
             }
         }
+        // Appended only when present, so the cursors of queries without them keep
+        // their bytes (and stay valid); after the length-prefixed search, nothing else
+        // can spell these bytes.
+        if self.metadata_contains.is_some() || !self.metadata_keys.is_empty() {
+            bytes.push(METADATA_TAG);
+            match &self.metadata_contains {
+                None => bytes.push(0),
+                Some(document) => {
+                    // serde_json's Map is sorted by key: one text per document.
+                    let text = Value::Object(document.clone()).to_string();
+                    bytes.push(1);
+                    bytes.extend_from_slice(&(text.len() as u64).to_be_bytes());
+                    bytes.extend_from_slice(text.as_bytes());
+                }
+            }
+            bytes.extend_from_slice(&(self.metadata_keys.len() as u64).to_be_bytes());
+            for key in &self.metadata_keys {
+                bytes.extend_from_slice(&(key.len() as u64).to_be_bytes());
+                bytes.extend_from_slice(key.as_bytes());
+            }
+        }
         bytes
     }
 }
 
 /// The encoding of [`TaskQuery::fingerprint_bytes`]; a new layout gets a new number.
 const FINGERPRINT_VERSION: u8 = 2;
+
+/// Opens the metadata filters' part of the fingerprint's bytes.
+const METADATA_TAG: u8 = 0x4d;
 
 /// The time filters of a [`TaskQuery`] as the SQL compares them
 /// ([`TaskQuery::time_bounds`]).
@@ -566,6 +655,52 @@ mod tests {
             assert_eq!(ceil_micros(minus), t);
             assert_eq!((ceil_micros(t), floor_micros(t)), (t, t));
         }
+    }
+
+    #[test]
+    fn metadata_filters_extend_the_fingerprint_and_leave_other_cursors_valid() {
+        let user = crate::models::UserId::from(uuid::Uuid::nil());
+        let object = |v: serde_json::Value| v.as_object().cloned().unwrap_or_default();
+        let plain = TaskQuery::new().search("x");
+        let keyed = plain.clone().metadata_has_key("k");
+        let (plain_bytes, keyed_bytes) =
+            (plain.fingerprint_bytes(user), keyed.fingerprint_bytes(user));
+        // Without metadata filters, the bytes are those of before (cursors stay valid).
+        assert!(keyed_bytes.starts_with(&plain_bytes) && keyed_bytes.len() > plain_bytes.len());
+        let queries = [
+            keyed,
+            plain.clone().metadata_has_key("k").metadata_has_key("l"),
+            plain
+                .clone()
+                .metadata_contains(object(serde_json::json!({"k": 1}))),
+            plain
+                .clone()
+                .metadata_contains(object(serde_json::json!({"k": 2}))),
+            plain
+                .clone()
+                .metadata_contains(object(serde_json::json!({"k": 1})))
+                .metadata_has_key("k"),
+            plain
+                .clone()
+                .metadata_contains(object(serde_json::json!({}))),
+        ];
+        for (i, a) in queries.iter().enumerate() {
+            for b in &queries[i + 1..] {
+                assert_ne!(
+                    a.fingerprint_bytes(user),
+                    b.fingerprint_bytes(user),
+                    "{a:?} {b:?}"
+                );
+            }
+        }
+        // Keys are a set: the order of the calls does not matter.
+        assert_eq!(
+            TaskQuery::new()
+                .metadata_has_key("b")
+                .metadata_has_key("a")
+                .metadata_has_key("b"),
+            TaskQuery::new().metadata_has_key("a").metadata_has_key("b")
+        );
     }
 
     #[test]

@@ -26,6 +26,13 @@ impl OwnedTable for tasks::table {
         owned::set_nullable::<Text, _>(out, "description", &changes.description)?;
         owned::set::<Bool, _>(out, "completed", &changes.completed)?;
         owned::set::<TaskPriority, _>(out, "priority", &changes.priority)?;
-        owned::set_nullable::<Timestamptz, _>(out, "due_date", &changes.due_date)
+        owned::set_nullable::<Timestamptz, _>(out, "due_date", &changes.due_date)?;
+        owned::set_or_merge(
+            out,
+            "metadata",
+            "jsonb_merge_patch",
+            &changes.metadata.replace,
+            &changes.metadata.merge,
+        )
     }
 }

@@ -5,6 +5,9 @@
 //! batch size: every user draws from a random generator seeded by `(s, i)`. Timestamps
 //! are relative to [`SeedOptions::anchor`] (default: the start of the current UTC day),
 //! so the same seed gives the same data on the same day, and tests pin the anchor.
+//! About 40% of tasks carry metadata as an application would write it (a `source`,
+//! often `labels`, sometimes `estimate_minutes` and `links`), drawn from a generator
+//! seeded by the task's id.
 //!
 //! Rows go in through the crate's bulk path (one `COPY` per table and batch), one
 //! transaction per batch: an interrupted run leaves whole batches only. Users whose
@@ -29,6 +32,7 @@
 //! ```
 
 mod extras;
+mod metadata;
 mod words;
 
 use std::collections::HashSet;
@@ -504,14 +508,16 @@ impl SeedTask {
         let completed = rng.random_bool(0.3);
         let age = (anchor - created_at).num_minutes().max(1);
         let updated_at = created_at + TimeDelta::minutes(rng.random_range(0..age));
+        let id = v7_at(created_at, rng);
         SeedTask {
-            id: v7_at(created_at, rng),
+            id,
             new: NewTask {
                 title,
                 description,
                 priority,
                 due_date,
                 completed,
+                metadata: metadata::generate(id),
             },
             created_at,
             updated_at,

@@ -18,6 +18,7 @@ mod habits;
 mod hostile;
 mod invisible_text;
 mod load;
+mod metadata;
 mod migrations;
 mod operator_migrations;
 mod pool;

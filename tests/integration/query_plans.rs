@@ -71,7 +71,29 @@ fn new_task(rng: &mut Rng, now: DateTime<Utc>) -> NewTask {
     if rng.below(10) >= 3 {
         task = task.due_date(now + Duration::hours(rng.below(24 * 120) as i64 - 24 * 60));
     }
+    // Metadata on 40% of tasks, as the seed makes it: a source, often labels, half the
+    // time an estimate.
+    if rng.below(10) < 4 {
+        let mut metadata = serde_json::Map::new();
+        metadata.insert("source".into(), SOURCES[rng.below(SOURCES.len())].into());
+        if rng.below(10) < 6 {
+            let labels = vec![serde_json::Value::from(LABELS[rng.below(LABELS.len())])];
+            metadata.insert("labels".into(), labels.into());
+        }
+        if rng.below(2) == 0 {
+            metadata.insert("estimate_minutes".into(), (15 * (1 + rng.below(8))).into());
+        }
+        task = task.metadata(metadata);
+    }
     task
+}
+
+const SOURCES: [&str; 4] = ["web", "mobile", "email", "slack"];
+const LABELS: [&str; 6] = ["work", "home", "errand", "finance", "health", "urgent"];
+
+/// A containment document for the plans.
+fn document(value: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+    value.as_object().cloned().unwrap_or_default()
 }
 
 /// [`USERS`] users and their tasks.
@@ -475,6 +497,25 @@ fn every_query_shape_reads_tasks_through_an_index() {
         ("created before", TaskQuery::new().created_before(created)),
         ("created after", TaskQuery::new().created_after(created)),
         ("search", TaskQuery::new().search("alpha")),
+        (
+            "metadata contains",
+            TaskQuery::new().metadata_contains(document(serde_json::json!({"source": "email"}))),
+        ),
+        (
+            "metadata contains a label",
+            TaskQuery::new().metadata_contains(document(serde_json::json!({"labels": ["urgent"]}))),
+        ),
+        (
+            "metadata has key",
+            TaskQuery::new().metadata_has_key("estimate_minutes"),
+        ),
+        (
+            "search with metadata",
+            TaskQuery::new()
+                .completed(false)
+                .search("report")
+                .metadata_has_key("source"),
+        ),
         (
             "search phrase",
             TaskQuery::new().search("\"alpha report\" or invoice -taxes"),

@@ -37,7 +37,7 @@ fn fingerprint(conn: &mut PgConnection) -> Fingerprint {
            SELECT concat_ws(',', id, email, name, email_verified, image, created_at, updated_at) AS r FROM users \
            UNION ALL \
            SELECT concat_ws(',', id, user_id, title, description, completed, priority, due_date, \
-                            created_at, updated_at, version) FROM tasks) t",
+                            created_at, updated_at, version, metadata) FROM tasks) t",
     )
     .get_result(conn)
     .unwrap()
@@ -125,6 +125,14 @@ fn data_looks_real() {
         )
         .unwrap();
     assert!(found > 0);
+    // A share of the tasks carries metadata, which its filters find.
+    let with_source = TaskRepo::count_matching(
+        &mut conn,
+        user,
+        &TaskQuery::new().metadata_has_key("source"),
+    )
+    .unwrap();
+    assert!((5..=35).contains(&with_source), "{with_source} of 50");
     let emails: std::collections::HashSet<_> = UserRepo::list(&mut conn, 100, 0)
         .unwrap()
         .into_iter()

@@ -25,6 +25,7 @@ impl GenTask {
             priority: self.priority,
             due_date: self.due,
             completed: self.completed,
+            metadata: Default::default(),
         }
     }
 }
@@ -193,6 +194,7 @@ fn hostile_task_patches_apply_exactly_or_change_nothing() {
             completed: g.completed,
             priority: g.priority,
             due_date: g.due,
+            metadata: None,
             expected_version: match g.version {
                 Version::Unchecked => None,
                 Version::Current => Some(current),
