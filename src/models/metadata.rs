@@ -18,7 +18,7 @@
 //! reads back: `{"a": [1, 2]}` with a space after each `:` and `,`, strings escaped as
 //! PostgreSQL escapes them, and numbers as its `numeric` writes them: `1e3` is `1000`,
 //! `1.50` stays `1.50`, `-0.0` is `0.0`. [`stored_text_len`] computes exactly that from
-//! the number as serde_json sends it (tests/integration/metadata_json.rs proves the
+//! the number as serde_json sends it (`tests/integration/metadata/rules.rs` proves the
 //! agreement on generated values).
 
 use std::io::Write;
