@@ -107,6 +107,7 @@ impl ReplicaRouter {
             .map(|url| {
                 let replica = config.with_url(url.clone()).min_idle(Some(0));
                 PoolOptions::new(&replica)
+                    .for_reads()
                     .lazy(true)
                     .connect()
                     .map(|pool| Replica {

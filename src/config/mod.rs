@@ -2,7 +2,7 @@
 //!
 //! | variable | meaning | default |
 //! |---|---|---|
-//! | `DATABASE_URL` | PostgreSQL URL (`postgres://user:password@host:5432/db?sslmode=require`) or key=value connection string | required |
+//! | `DATABASE_URL` | PostgreSQL URL (`postgres://user:password@host:5432/db?sslmode=require`) or key=value connection string; several hosts for a cluster (see *Several hosts* below) | required |
 //! | `DATABASE_POOL_SIZE` | maximum connections in the pool | 10 |
 //! | `DATABASE_MIN_IDLE` | connections kept open while idle | the pool size |
 //! | `DATABASE_CONNECT_TIMEOUT_MS` | how long to wait for a connection (opening one, or a free one from the pool) | 5000 |
@@ -85,6 +85,58 @@
 //! raise `DATABASE_CONNECT_TIMEOUT_MS` (say 15000), which raises libpq's `connect_timeout`
 //! with it. The measured bounds (a silent server mid-call, an idle connection, a cold
 //! start) are in docs/guarantees.md.
+//!
+//! ## Several hosts: a Patroni cluster, failover
+//!
+//! `DATABASE_URL` may list the nodes of a cluster (Patroni, or any primary with hot
+//! standbys), in either form libpq takes; libpq tries them in order:
+//!
+//! ```sh
+//! DATABASE_URL=postgres://app:secret@db1:5432,db2:5432,db3:5432/todo?target_session_attrs=read-write
+//! DATABASE_URL="host=db1,db2,db3 port=5432 user=app password=secret dbname=todo target_session_attrs=read-write"
+//! ```
+//!
+//! - **Writes reach the primary.** With `target_session_attrs=read-write` libpq skips
+//!   the hosts that are standbys (or read-only) and connects to the one that accepts
+//!   writes. Its default, `any`, takes the first host that answers: after a failover,
+//!   the old primary back as a standby, or a standby listed first, and every write of
+//!   the pool then fails with `Error::ReadOnly`, though a new primary is up. So a pool
+//!   meant for writes ([`crate::connect`], [`crate::PoolOptions`], the primary pool of
+//!   [`crate::replica::ReplicaRouter`], `TestDb`) adds `target_session_attrs=read-write`
+//!   when the URL lists several hosts and sets none; a value in the URL is kept (`any`
+//!   included). The router's replica pools get `prefer-standby` instead (a standby if
+//!   one answers, else whichever node does): writes never go there.
+//! - **After a failover** the connections to the old primary fail (a lost connection,
+//!   or `terminating connection due to administrator command`), or, if it stayed up
+//!   read-only, their writes fail with `Error::ReadOnly`: the pool retires each such
+//!   connection (see [`crate::pool`], `PoolStats::retired_not_primary`), and new ones
+//!   find the new primary. [`crate::retry::retry_transaction`] runs the transaction
+//!   again within [`crate::retry::RetryPolicy::failover_budget`], so a caller sees no
+//!   error from a failover that ends within it.
+//! - **One password, every host printed.** libpq sends the same user and password to
+//!   every host. [`DbConfig::redacted_url`], `Debug` and the crate's errors print every
+//!   host and port, never the password.
+//! - **Checked before connecting.** [`DbConfig::validate`] refuses a port list that is
+//!   neither one port for all hosts nor one per host, and a `target_session_attrs` libpq
+//!   does not know (`any`, `read-write`, `read-only`, `primary`, `standby`,
+//!   `prefer-standby`): libpq would refuse them only when connecting.
+//! - **The connection timeout is per host.** libpq applies `connect_timeout` to each
+//!   host in turn: a host that is down and refuses (a closed port) costs nothing, but
+//!   one that never answers (a dead machine) takes the whole timeout before the next
+//!   host is tried. A connection refused by every host is retried by the pool until
+//!   [`DbConfig::connection_timeout`], then the checkout fails with `PoolTimeout`
+//!   (naming libpq's last error); `retry_transaction` retries that too within the
+//!   failover budget.
+//!
+//! **Behind one address instead.** HAProxy in front of Patroni, with health checks on
+//! Patroni's REST API (`GET /primary` answers 200 on the leader only, `GET /replica` on
+//! a running replica), gives one address for writes and one for reads: set
+//! `DATABASE_URL` to the first and `DATABASE_REPLICA_URLS` to the second, with no
+//! `target_session_attrs`. A failover then looks to the crate like its server
+//! restarting behind the same address: connections are lost, and new ones reach the
+//! new primary once HAProxy's check sees it (its `inter` interval, seconds). Patroni's
+//! own timing is the same either way: a dead leader is replaced after at most its `ttl`
+//! (30 s by default) plus a `loop_wait` (10 s).
 //!
 //! ## In code, and the password
 //!
@@ -416,8 +468,10 @@ impl DbConfig {
     /// [`Error::Config`] for a pool size of 0, a minimum idle count above the pool size,
     /// a zero connection timeout, keepalives with a zero interval or count, a TCP
     /// timeout libpq cannot hold (more than `i32::MAX` milliseconds or seconds), an
-    /// application name with a NUL character, or a URL (or replica URL) libpq cannot
-    /// parse (the message quotes no part of it).
+    /// application name with a NUL character, a URL (or replica URL) libpq cannot
+    /// parse (the message quotes no part of it), or one libpq would refuse to connect
+    /// with: several ports but not one per host, or an unknown `target_session_attrs`
+    /// (see [Several hosts](self#several-hosts-a-patroni-cluster-failover)).
     pub fn validate(&self) -> Result<()> {
         if self.pool_size == 0 {
             return Err(Error::Config(
@@ -479,14 +533,24 @@ impl DbConfig {
         let urls = std::iter::once((vars::DATABASE_URL, &self.url))
             .chain(self.replica_urls.iter().map(|u| (vars::REPLICA_URLS, u)));
         for (name, url) in urls {
-            if let Err(reason) = crate::conninfo::Conninfo::parse(url) {
-                return Err(Error::Config(
-                    format!(
-                        "{name} is not a connection string libpq can read ({reason}): check \
-                         its syntax, and percent-encode special characters of a URL's password"
-                    )
-                    .into(),
-                ));
+            match crate::conninfo::Conninfo::parse(url) {
+                Err(reason) => {
+                    return Err(Error::Config(
+                        format!(
+                            "{name} is not a connection string libpq can read ({reason}): \
+                             check its syntax, and percent-encode special characters of a \
+                             URL's password"
+                        )
+                        .into(),
+                    ))
+                }
+                Ok(info) => {
+                    if let Some(problem) = info.multi_host_problem() {
+                        return Err(Error::Config(
+                            format!("{name} cannot be connected to: {problem}").into(),
+                        ));
+                    }
+                }
             }
         }
         Ok(())
@@ -532,4 +596,57 @@ impl fmt::Debug for DbConfig {
 /// ```
 pub fn redact_url(url: &str) -> String {
     crate::conninfo::redact(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn several_hosts_are_valid_and_print_without_the_password() {
+        for url in [
+            "postgres://app:s3cret@h1:5432,h2:5433,h3:5434/todo?target_session_attrs=read-write",
+            "postgres://app:s3cret@h1,h2,h3/todo",
+            "host=h1,h2,h3 port=5432 user=app password=s3cret dbname=todo",
+            "host=h1,h2 port=5432,5433 password=s3cret target_session_attrs=prefer-standby",
+        ] {
+            let config = DbConfig::new(url).replica_url(url);
+            config.validate().unwrap_or_else(|e| panic!("{url}: {e}"));
+            for printed in [config.redacted_url(), format!("{config:?}")] {
+                assert!(!printed.contains("s3cret"), "{printed}");
+                assert!(
+                    printed.contains("h1") && printed.contains("h2"),
+                    "{printed}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn several_hosts_libpq_would_refuse_are_config_errors_naming_no_secret() {
+        for (url, says) in [
+            (
+                "host=h1,h2,h3 port=1,2 password=s3cret",
+                "2 ports for 3 hosts",
+            ),
+            (
+                "postgres://app:s3cret@h1,h2/todo?port=1,2,3",
+                "3 ports for 2 hosts",
+            ),
+            (
+                "postgres://app:s3cret@h1,h2/todo?target_session_attrs=master",
+                "target_session_attrs",
+            ),
+        ] {
+            let err = DbConfig::new(url).validate().unwrap_err();
+            let text = err.to_string();
+            assert!(matches!(err, Error::Config(_)), "{err:?}");
+            assert!(text.contains(says) && !text.contains("s3cret"), "{text}");
+            let err = DbConfig::new("postgres://h/db")
+                .replica_url(url)
+                .validate()
+                .unwrap_err();
+            assert!(err.to_string().contains(vars::REPLICA_URLS), "{err}");
+        }
+    }
 }

@@ -25,7 +25,7 @@ mod scrub;
 
 #[cfg(any(test, feature = "testing"))]
 pub use rewrite::with_dbname;
-pub use rewrite::with_defaults;
+pub use rewrite::{with_defaults, with_session_attrs_for_several_hosts};
 pub use scrub::{redact, scrub};
 
 /// What replaces a secret in printable text.
@@ -76,6 +76,40 @@ impl Conninfo {
         self
     }
 
+    /// How many hosts the string lists (libpq's `host`, or `hostaddr` when only that
+    /// is given, comma-separated): 0 when it names none (libpq's default host).
+    pub fn host_count(&self) -> usize {
+        self.list_len("host").max(self.list_len("hostaddr"))
+    }
+
+    /// The number of comma-separated entries of `keyword`'s value (0 when unset).
+    fn list_len(&self, keyword: &str) -> usize {
+        self.get(keyword).map_or(0, |v| v.split(',').count())
+    }
+
+    /// Why libpq would refuse to connect with this string although it parses it, for
+    /// the settings of a multi-host string: a port list whose length is neither 1 nor
+    /// the number of hosts, or a `target_session_attrs` libpq does not know. libpq
+    /// says so only when connecting, quoting no secret but after every retry of the
+    /// pool; this says it before. `None` when neither applies.
+    pub fn multi_host_problem(&self) -> Option<String> {
+        let hosts = self.host_count();
+        let ports = self.list_len("port");
+        if ports > 1 && ports != hosts.max(1) {
+            return Some(format!(
+                "it lists {ports} ports for {hosts} hosts: give one port for all hosts, or \
+                 one per host"
+            ));
+        }
+        match self.get("target_session_attrs") {
+            Some(value) if !TARGET_SESSION_ATTRS.contains(&value) => Some(format!(
+                "target_session_attrs must be one of {}",
+                TARGET_SESSION_ATTRS.join(", ")
+            )),
+            _ => None,
+        }
+    }
+
     /// The values libpq treats as secret (passwords), for scrubbing free text.
     pub fn secrets(&self) -> impl Iterator<Item = &str> {
         self.settings
@@ -96,6 +130,16 @@ impl Conninfo {
         self.render(true)
     }
 }
+
+/// The values libpq (14 and later) takes for `target_session_attrs`.
+pub const TARGET_SESSION_ATTRS: &[&str] = &[
+    "any",
+    "read-write",
+    "read-only",
+    "primary",
+    "standby",
+    "prefer-standby",
+];
 
 /// libpq's password options, for settings added with [`Conninfo::with`].
 fn is_secret_keyword(keyword: &str) -> bool {

@@ -95,6 +95,39 @@ mod tests {
     }
 
     #[test]
+    fn host_lists_are_counted_and_checked_as_libpq_connects_them() {
+        for (input, hosts, problem) in [
+            ("postgres://h/db", 1, false),
+            ("postgres:///db", 0, false),
+            ("postgres://h1:1,h2:2,h3:3/db", 3, false),
+            ("postgres://h1,h2,h3:3/db", 3, false),
+            ("postgres://h1,h2/db?port=5432", 2, false),
+            ("host=h1,h2 port=1,2,3", 2, true),
+            ("host=h1 port=1,2", 1, true),
+            ("hostaddr=127.0.0.1,127.0.0.2", 2, false),
+            (
+                "postgres://h1,h2/db?target_session_attrs=read-write",
+                2,
+                false,
+            ),
+            (
+                "postgres://h1,h2/db?target_session_attrs=prefer-standby",
+                2,
+                false,
+            ),
+            (
+                "postgres://h1,h2/db?target_session_attrs=primary-ish",
+                2,
+                true,
+            ),
+        ] {
+            let info = Conninfo::parse(input).unwrap();
+            assert_eq!(info.host_count(), hosts, "{input}");
+            assert_eq!(info.multi_host_problem().is_some(), problem, "{input}");
+        }
+    }
+
+    #[test]
     fn key_value_passwords_are_read_as_libpq_reads_them() {
         for (input, password) in [
             ("host=h password=ab\\ cd", "ab cd"),

@@ -120,6 +120,21 @@ pub fn with_defaults(text: &str, defaults: &[(&str, &str)]) -> Result<String, St
     }
 }
 
+/// `text` with `target_session_attrs=attrs` added when it lists several hosts and sets
+/// no `target_session_attrs` of its own; otherwise (one host, an explicit value, a
+/// string libpq cannot parse) `text` as it is. libpq's default (`any`) takes the first
+/// host that answers, which after a failover may be a standby: a pool meant for writes
+/// asks for `read-write`, a pool of replicas for `prefer-standby`.
+pub fn with_session_attrs_for_several_hosts(text: &str, attrs: &str) -> String {
+    match Conninfo::parse(text) {
+        Ok(info) if info.host_count() > 1 && info.get("target_session_attrs").is_none() => {
+            with_defaults(text, &[("target_session_attrs", attrs)])
+                .unwrap_or_else(|_| text.to_owned())
+        }
+        _ => text.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,5 +200,50 @@ mod tests {
         assert_eq!(with_defaults(full, &defaults).unwrap(), full);
         assert!(with_defaults("host=h", &[("no_such_option", "1")]).is_err());
         assert!(with_defaults("host='h", &defaults).is_err());
+    }
+
+    #[test]
+    fn several_hosts_get_session_attrs_unless_they_set_their_own() {
+        let rw = |text: &str| with_session_attrs_for_several_hosts(text, "read-write");
+        assert_eq!(
+            rw("postgres://u:p@h1:5432,h2:5433/db"),
+            "postgres://u:p@h1:5432,h2:5433/db?target_session_attrs=read-write"
+        );
+        assert_eq!(
+            rw("postgres://u:p@h1,h2/db?sslmode=require"),
+            "postgres://u:p@h1,h2/db?sslmode=require&target_session_attrs=read-write"
+        );
+        assert_eq!(
+            rw("host=h1,h2 port=1,2 password='a b'"),
+            "host=h1,h2 port=1,2 password='a b' target_session_attrs=read-write"
+        );
+        for kept in [
+            "postgres://u:p@h1/db",
+            "host=h1 port=5432",
+            "postgres://h1,h2/db?target_session_attrs=any",
+            "host=h1,h2 target_session_attrs=prefer-standby",
+            "postgres://u:p%zz@h1,h2/db",
+        ] {
+            assert_eq!(rw(kept), kept);
+        }
+    }
+
+    #[test]
+    fn several_hosts_keep_their_list_and_password_through_rewrites() {
+        let url = "postgres://u:p#w@h1:5432,h2:5433,[::1]:5434/app?target_session_attrs=read-write";
+        let got = with_dbname(url, "t1").unwrap();
+        assert_eq!(
+            got,
+            "postgres://u:p#w@h1:5432,h2:5433,[::1]:5434/t1?target_session_attrs=read-write"
+        );
+        let info = Conninfo::parse(&got).unwrap();
+        assert_eq!(info.get("host"), Some("h1,h2,::1"));
+        assert_eq!(info.get("port"), Some("5432,5433,5434"));
+        assert_eq!(info.get("password"), Some("p#w"));
+        let kv = with_dbname("host=h1,h2 port=5432,5433 password=s3", "t1").unwrap();
+        let info = Conninfo::parse(&kv).unwrap();
+        assert_eq!(info.get("host"), Some("h1,h2"));
+        assert_eq!(info.get("dbname"), Some("t1"));
+        assert_eq!(info.host_count(), 2);
     }
 }

@@ -241,6 +241,25 @@ mod tests {
     }
 
     #[test]
+    fn several_hosts_print_every_host_and_no_password() {
+        assert_eq!(
+            redact("postgres://app:s3cret@h1:5432,h2:5433,h3:5434/todo?target_session_attrs=read-write"),
+            "postgres://app:***@h1:5432,h2:5433,h3:5434/todo?target_session_attrs=read-write"
+        );
+        assert_eq!(
+            redact("host=h1,h2,h3 port=5432,5433,5434 user=app password=s3cret dbname=todo"),
+            "user=app password=*** dbname=todo host=h1,h2,h3 port=5432,5433,5434"
+        );
+        // Hosts with different ports, some with none, and an IPv6 address.
+        let printed = redact("postgresql://app:s3cret@h1,[::1]:5433,h3/todo");
+        assert_eq!(printed, "postgresql://app:***@h1,[::1]:5433,h3/todo");
+        // The percent-encoded form of the password is removed from free text too.
+        let info = Conninfo::parse("postgres://app:s%40cret@h1:1,h2:2/todo").unwrap();
+        let text = "connection to server at \"h1\" failed; s@cret s%40cret";
+        assert!(!scrub(text, Some(&info)).contains("cret"));
+    }
+
+    #[test]
     fn keeps_urls_without_password_as_they_are() {
         let url = "postgres://postgres@localhost/todo?host=%2Ftmp";
         assert_eq!(redact(url), url);

@@ -37,6 +37,9 @@ pub(crate) fn is_lost_connection(err: &DieselError) -> bool {
         "SSL connection has been closed unexpectedly",
         "SSL SYSCALL error: EOF detected",
         "terminating connection",
+        // 57P03, FATAL: a session the server will not serve (it is starting up,
+        // shutting down, or in crash recovery).
+        "the database system is",
     ];
     match err {
         DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, _)
@@ -49,6 +52,36 @@ pub(crate) fn is_lost_connection(err: &DieselError) -> bool {
         }
         _ => false,
     }
+}
+
+/// Whether `err` is the server leaving its post: shutting down (SQLSTATE 57P01,
+/// `terminating connection due to administrator command`, which `pg_terminate_backend`
+/// also sends), restarting after a crash (57P02), or refusing sessions while it starts,
+/// stops or recovers (57P03, `the database system is ...`). Each ends the session; after
+/// a failover they come from the old primary. Fixed server texts, as above.
+pub(crate) fn is_server_leaving(err: &DieselError) -> bool {
+    const LEAVING: &[&str] = &[
+        "terminating connection due to administrator command",
+        "terminating connection because of crash of another server process",
+        "the database system is",
+    ];
+    match err {
+        DieselError::DatabaseError(_, info) => {
+            LEAVING.iter().any(|m| info.message().starts_with(m))
+        }
+        _ => false,
+    }
+}
+
+/// Whether `err` is a write the server refused because the transaction is read-only
+/// (SQLSTATE 25006, `cannot execute ... in a read-only transaction`): on a hot standby,
+/// on a server made read-only (`default_transaction_read_only`), or in a transaction the
+/// caller made read-only.
+pub(crate) fn is_read_only_refusal(err: &DieselError) -> bool {
+    matches!(
+        err,
+        DieselError::DatabaseError(DatabaseErrorKind::ReadOnlyTransaction, _)
+    )
 }
 
 /// What a constraint of the schema means to a caller. The constraint names are those

@@ -66,8 +66,8 @@ mod pool_timeout;
 // table. Not an API.
 #[doc(hidden)]
 pub use database::constraint_names;
-pub(crate) use database::is_lost_connection;
 use database::is_protocol_limit;
+pub(crate) use database::{is_lost_connection, is_read_only_refusal, is_server_leaving};
 pub use detail::Detail;
 use pool_timeout::pool_timeout_message;
 pub(crate) use pool_timeout::{last_connection_error, note_pool_timeout, take_pool_timeout};

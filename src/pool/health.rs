@@ -29,6 +29,10 @@ pub(super) struct PoolLink {
     pub(super) epoch: SchemaEpoch,
     pub(super) reopen: Reopen,
     pub(super) statements: Arc<AtomicU64>,
+    /// Whether the pool is for writes ([`super::manager::Serves::Writes`]): a write its
+    /// connection's server refuses as read-only may mean the server is no longer the
+    /// primary.
+    pub(super) serves_writes: bool,
 }
 
 /// The pool's notes on one connection, kept in the connection's instrumentation slot
@@ -54,6 +58,16 @@ pub(super) struct ConnectionHealth {
     /// diesel's `BEGIN`/`COMMIT`/`ROLLBACK`/savepoints are never looked at, so calls
     /// of the crate cost nothing more.
     pub(super) may_be_in_transaction: bool,
+    /// The server is no longer a primary that takes writes, or is going away (see
+    /// [`retire_if_not_primary`]): the connection is retired, and counted in
+    /// [`super::PoolStats::retired_not_primary`].
+    pub(super) not_primary: bool,
+    /// A statement failed with SQLSTATE 25006 (a write in a read-only transaction) on a
+    /// connection of a pool for writes: whether the server or only the transaction was
+    /// read-only is asked when the connection comes back ([`retire_if_not_primary`]).
+    pub(super) refused_as_read_only: bool,
+    /// Whether the connection's pool is for writes ([`PoolLink::serves_writes`]).
+    serves_writes: bool,
     /// Calls of the crate running now on this connection (see [`crate_call`]).
     crate_calls: u32,
     /// Diesel's transaction manager announced a statement of its own (an event comes
@@ -81,18 +95,27 @@ impl ConnectionHealth {
         inner: Option<Box<dyn Instrumentation>>,
         pooled: Option<PoolLink>,
     ) -> Self {
-        let (schema, reopen, statements) = match pooled {
+        let (schema, reopen, statements, serves_writes) = match pooled {
             Some(PoolLink {
                 epoch,
                 reopen,
                 statements,
+                serves_writes,
             }) => {
                 let now = epoch.now();
-                (Some((epoch, now)), Some(reopen), Some(statements))
+                (
+                    Some((epoch, now)),
+                    Some(reopen),
+                    Some(statements),
+                    serves_writes,
+                )
             }
-            None => (None, None, None),
+            None => (None, None, None, false),
         };
         ConnectionHealth {
+            not_primary: false,
+            refused_as_read_only: false,
+            serves_writes,
             statements,
             schema,
             used: false,
@@ -143,8 +166,8 @@ impl ConnectionHealth {
                 }
             }
             InstrumentationEvent::FinishQuery { query, error, .. } => {
-                if error.is_some_and(crate::error::is_lost_connection) {
-                    self.broken = true;
+                if let Some(err) = error {
+                    self.note_failure(err);
                 }
                 if let Some(started) = self.queries_started.pop() {
                     tracing::debug!(
@@ -158,6 +181,54 @@ impl ConnectionHealth {
             _ => {}
         }
     }
+}
+
+impl ConnectionHealth {
+    /// What a failed statement says of the connection: its server is gone, going away
+    /// (a failover's old primary shutting down), or refused a write as read-only.
+    fn note_failure(&mut self, err: &DieselError) {
+        if crate::error::is_lost_connection(err) {
+            self.broken = true;
+        }
+        if crate::error::is_server_leaving(err) {
+            self.broken = true;
+            self.not_primary = true;
+        }
+        if self.serves_writes && crate::error::is_read_only_refusal(err) {
+            self.refused_as_read_only = true;
+        }
+    }
+}
+
+/// Whether `conn`'s server is no longer a primary that takes writes, asked after a
+/// write on it was refused as read-only (SQLSTATE 25006), in one round trip and as
+/// libpq's `target_session_attrs=read-write` decides: it is in recovery (a standby,
+/// the old primary back after a failover) or read-only by default
+/// (`default_transaction_read_only`, which some tools set to fence a primary they
+/// demote). A server that cannot answer counts as not primary. Then the connection is
+/// marked to be retired when it goes back to the crate's pool, and counted in
+/// [`super::PoolStats::retired_not_primary`]. A primary that takes writes means the
+/// refusal was the transaction's own (`SET TRANSACTION READ ONLY`): nothing changes.
+///
+/// A primary never turns into a standby under a live session: PostgreSQL demotes a
+/// server only by restarting it, which ends every session (57P01, or a lost
+/// connection). So the question is asked only after a refusal, never at checkout.
+pub(crate) fn retire_if_not_primary(conn: &mut PgConnection) -> bool {
+    use diesel::sql_types::Bool;
+    use diesel::RunQueryDsl;
+    let not_primary = diesel::select(diesel::dsl::sql::<Bool>(
+        "pg_is_in_recovery() OR current_setting('default_transaction_read_only')::boolean",
+    ))
+    .get_result::<bool>(conn)
+    .unwrap_or(true);
+    if let Some(h) = health(conn) {
+        h.refused_as_read_only = false;
+        if not_primary {
+            h.broken = true;
+            h.not_primary = true;
+        }
+    }
+    not_primary
 }
 
 /// Whether `sql` (a statement's text, without its bind values) may open a transaction:

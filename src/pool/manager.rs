@@ -34,6 +34,13 @@ pub struct PgConnectionManager {
     ///
     /// [`PoolStats::rolled_back_on_return`]: super::PoolStats::rolled_back_on_return
     pub(super) rolled_back_on_return: Arc<AtomicU64>,
+    /// Connections retired because their server is no longer a writable primary (see
+    /// [`PoolStats::retired_not_primary`]).
+    ///
+    /// [`PoolStats::retired_not_primary`]: super::PoolStats::retired_not_primary
+    pub(super) retired_not_primary: Arc<AtomicU64>,
+    /// What the pool is for.
+    serves: Serves,
     /// Statements its connections sent (see [`PoolStats::statements`]).
     ///
     /// [`PoolStats::statements`]: super::PoolStats::statements
@@ -44,15 +51,39 @@ pub struct PgConnectionManager {
     pub(super) customizer: Option<super::options::Customizer>,
 }
 
+/// What a pool's connections are for: it decides the `target_session_attrs` a URL of
+/// several hosts gets when it sets none, and whether a connection whose server refused
+/// a write as read-only is retired (see the [module docs](crate::pool)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Serves {
+    /// The primary's pool: `read-write`; a connection to a server that is no longer
+    /// a writable primary is retired.
+    Writes,
+    /// A pool of read replicas: `prefer-standby`; read-only servers are expected.
+    Reads,
+}
+
+impl Serves {
+    /// The `target_session_attrs` of a URL of several hosts that sets none.
+    fn session_attrs(self) -> &'static str {
+        match self {
+            Serves::Writes => "read-write",
+            Serves::Reads => "prefer-standby",
+        }
+    }
+}
+
 impl PgConnectionManager {
-    /// A manager for `config`'s database.
-    pub(super) fn new(config: &DbConfig) -> Self {
-        let url = connection_string(config);
+    /// A manager for `config`'s database, for a pool that serves `serves`.
+    pub(super) fn new(config: &DbConfig, serves: Serves) -> Self {
+        let url = connection_string(config, serves);
         PgConnectionManager {
             reading: Conninfo::parse(&url),
             url,
             session: SessionSettings::from_config(config),
             rolled_back_on_return: Arc::default(),
+            retired_not_primary: Arc::default(),
+            serves,
             statements: Arc::default(),
             customizer: None,
         }
@@ -106,6 +137,8 @@ impl PgConnectionManager {
             reading: self.reading.clone(),
             session: self.session.clone(),
             rolled_back_on_return: Arc::clone(&self.rolled_back_on_return),
+            retired_not_primary: Arc::clone(&self.retired_not_primary),
+            serves: self.serves,
             statements: Arc::clone(&self.statements),
             customizer: self.customizer.clone(),
         };
@@ -140,6 +173,7 @@ impl ManageConnection for PgConnectionManager {
                     epoch: SchemaEpoch::of(self.conninfo()),
                     reopen: self.reopen(),
                     statements: Arc::clone(&self.statements),
+                    serves_writes: self.serves == Serves::Writes,
                 }),
             )
             .map_err(diesel::r2d2::Error::QueryError)?;
@@ -174,7 +208,8 @@ impl ManageConnection for PgConnectionManager {
     /// which diesel does not track) is rolled back first: one `ROLLBACK` round trip,
     /// which ends that transaction, failed or not, and is a no-op otherwise; it is
     /// discarded if that fails. No connection goes back to the pool inside a
-    /// transaction.
+    /// transaction. Nor does one whose server is no longer a writable primary (see
+    /// [`super::health::retire_if_not_primary`]).
     fn has_broken(&self, conn: &mut PgConnection) -> bool {
         let (broken, roll_back) = match health(conn) {
             Some(h) => {
@@ -184,13 +219,38 @@ impl ManageConnection for PgConnectionManager {
             None => (false, false),
         };
         if broken || std::thread::panicking() || conn.is_broken() || super::health::is_stale(conn) {
+            self.count_not_primary(conn);
             return true;
         }
         if roll_back {
             self.rolled_back_on_return.fetch_add(1, Ordering::Relaxed);
-            return conn.batch_execute("ROLLBACK").is_err();
+            if conn.batch_execute("ROLLBACK").is_err() {
+                return true;
+            }
+        }
+        self.retires_not_primary(conn)
+    }
+}
+
+impl PgConnectionManager {
+    /// Whether `conn`, coming back to the pool, is retired because its server refused a
+    /// write as read-only and is no longer a writable primary (one round trip to ask,
+    /// only after such a refusal); counted.
+    fn retires_not_primary(&self, conn: &mut PgConnection) -> bool {
+        let refused = health(conn).is_some_and(|h| h.refused_as_read_only);
+        if refused && super::health::retire_if_not_primary(conn) {
+            self.count_not_primary(conn);
+            return true;
         }
         false
+    }
+
+    /// Counts `conn`, being discarded, in [`super::PoolStats::retired_not_primary`]
+    /// if its server is no longer a writable primary.
+    fn count_not_primary(&self, conn: &mut PgConnection) {
+        if health(conn).is_some_and(|h| h.not_primary) {
+            self.retired_not_primary.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -272,9 +332,13 @@ pub fn setup_connection(conn: &mut PgConnection, config: &DbConfig) -> Result<()
 
 /// The string each connection of `config`'s pool is opened with: the URL, plus the
 /// network timeouts of [`DbConfig::libpq_parameters`] that it does not set itself (the
-/// URL wins; `connect_timeout` is left to libpq when `PGCONNECT_TIMEOUT` is set). A
-/// URL libpq cannot parse is kept as it is: opening it fails with libpq's own reason.
-fn connection_string(config: &DbConfig) -> String {
+/// URL wins; `connect_timeout` is left to libpq when `PGCONNECT_TIMEOUT` is set), plus,
+/// for a URL of several hosts without `target_session_attrs`, the one the pool
+/// `serves` needs ([`Serves`]). A URL libpq cannot parse is kept as it is: opening it
+/// fails with libpq's own reason.
+fn connection_string(config: &DbConfig, serves: Serves) -> String {
+    let url =
+        conninfo::with_session_attrs_for_several_hosts(config.get_url(), serves.session_attrs());
     let from_env = std::env::var_os("PGCONNECT_TIMEOUT").is_some();
     let params = config.libpq_parameters();
     let defaults: Vec<(&str, &str)> = params
@@ -282,8 +346,7 @@ fn connection_string(config: &DbConfig) -> String {
         .filter(|(keyword, _)| !(from_env && *keyword == "connect_timeout"))
         .map(|(keyword, value)| (*keyword, value.as_str()))
         .collect();
-    conninfo::with_defaults(config.get_url(), &defaults)
-        .unwrap_or_else(|_| config.get_url().to_owned())
+    conninfo::with_defaults(&url, &defaults).unwrap_or(url)
 }
 
 #[cfg(test)]
@@ -293,21 +356,49 @@ mod tests {
     #[test]
     fn connections_get_the_network_timeouts_unless_the_url_sets_them() {
         let config = DbConfig::new("postgres://app:pw@db/todo?keepalives_idle=30");
-        let url = connection_string(&config);
+        let url = connection_string(&config, Serves::Writes);
         let info = Conninfo::parse(&url).unwrap();
         assert_eq!(info.get("keepalives_idle"), Some("30"), "{url}");
         assert_eq!(info.get("tcp_user_timeout"), Some("20000"), "{url}");
         assert_eq!(info.get("keepalives_count"), Some("2"), "{url}");
         assert_eq!(info.get("password"), Some("pw"), "{url}");
-        let manager = PgConnectionManager::new(&config);
+        let manager = PgConnectionManager::new(&config, Serves::Writes);
         assert_eq!(manager.url, url);
         assert!(!format!("{manager:?}").contains("pw"));
     }
 
     #[test]
+    fn several_hosts_ask_for_a_primary_for_writes_and_prefer_standbys_for_reads() {
+        let config = DbConfig::new("postgres://app:pw@h1:5432,h2:5433/todo");
+        let attrs = |serves| {
+            Conninfo::parse(&connection_string(&config, serves))
+                .unwrap()
+                .get("target_session_attrs")
+                .map(str::to_owned)
+        };
+        assert_eq!(attrs(Serves::Writes).as_deref(), Some("read-write"));
+        assert_eq!(attrs(Serves::Reads).as_deref(), Some("prefer-standby"));
+        // An explicit value is kept, and one host gets nothing.
+        let any = DbConfig::new("host=h1,h2 target_session_attrs=any password=pw");
+        let url = connection_string(&any, Serves::Writes);
+        assert_eq!(
+            Conninfo::parse(&url).unwrap().get("target_session_attrs"),
+            Some("any")
+        );
+        let one = connection_string(&DbConfig::new("postgres://h1/todo"), Serves::Writes);
+        assert_eq!(
+            Conninfo::parse(&one).unwrap().get("target_session_attrs"),
+            None
+        );
+    }
+
+    #[test]
     fn a_string_libpq_cannot_parse_never_reaches_it_nor_the_error() {
         // PoolOptions refuses it in validate(); the manager refuses it too.
-        let manager = PgConnectionManager::new(&DbConfig::new("postgres://app:s3cr%zzet@db/todo"));
+        let manager = PgConnectionManager::new(
+            &DbConfig::new("postgres://app:s3cr%zzet@db/todo"),
+            Serves::Writes,
+        );
         let text = format!("{manager:?}");
         assert!(!text.contains("s3cr"), "{text}");
         let err = manager.connect().map(drop).unwrap_err().to_string();

@@ -50,6 +50,13 @@ pub struct PoolStats {
     /// `sql_query` or `batch_execute`, which diesel does not track); see
     /// [`PgConnectionManager`](super::PgConnectionManager).
     pub rolled_back_on_return: u64,
+    /// Connections retired because their server is no longer a primary that takes
+    /// writes, as after a failover: a write refused as read-only (SQLSTATE 25006) on a
+    /// server that turned out to be a standby or read-only, or a session ended by a
+    /// server shutting down, restarting after a crash or in recovery (57P01-57P03;
+    /// `pg_terminate_backend` sends 57P01 too, and counts). Each is also in
+    /// `connections_closed`. See the [`crate::pool`] docs.
+    pub retired_not_primary: u64,
     /// Statements the pool's connections sent, the connections' own setup and checks
     /// included: each is one round trip to the server (a statement's first run on a
     /// connection also prepares it, in a trip of its own).
@@ -73,6 +80,7 @@ impl PoolMetrics {
             connections_opened: c.opened.load(Ordering::Relaxed),
             connections_closed: c.closed.load(Ordering::Relaxed),
             rolled_back_on_return: c.rolled_back_on_return.load(Ordering::Relaxed),
+            retired_not_primary: c.retired_not_primary.load(Ordering::Relaxed),
             statements: c.statements.load(Ordering::Relaxed),
         }
     }
@@ -92,6 +100,9 @@ pub(super) struct Counters {
     /// Shared with the pool's [`PgConnectionManager`](super::PgConnectionManager),
     /// which counts.
     pub(super) rolled_back_on_return: Arc<AtomicU64>,
+    /// Shared with the pool's [`PgConnectionManager`](super::PgConnectionManager),
+    /// which counts.
+    pub(super) retired_not_primary: Arc<AtomicU64>,
     /// Shared with the pool's connections, which count.
     pub(super) statements: Arc<AtomicU64>,
 }
@@ -109,6 +120,7 @@ impl Counters {
             opened: AtomicU64::default(),
             closed: AtomicU64::default(),
             rolled_back_on_return: Arc::default(),
+            retired_not_primary: Arc::default(),
             statements: Arc::default(),
         }
     }

@@ -29,6 +29,27 @@
 //! broken when the error happens and discarded when it is returned, so after a restart
 //! each pooled connection fails at most once and the pool heals by itself.
 //!
+//! ## A connection to a node that is no longer the primary is retired
+//!
+//! After a failover the old primary's connections are of no use to a pool for writes.
+//! Most fail by themselves: the server ends them as it shuts down or restarts
+//! (`terminating connection due to administrator command`, SQLSTATE 57P01; 57P02 after
+//! a crash; 57P03 `the database system is starting up / shutting down / in recovery
+//! mode` for new sessions), and such a connection is discarded when it comes back, as a
+//! lost one is. A connection whose server stayed up but no longer takes writes (a
+//! standby the URL listed first, a primary fenced with `default_transaction_read_only`)
+//! fails each write with `Error::ReadOnly` (SQLSTATE 25006): when it comes back, the
+//! pool asks its server (one round trip, only after such an error) whether it is in
+//! recovery or read-only by default, as libpq's `target_session_attrs=read-write`
+//! decides, and retires it if so; a write refused only because the transaction itself
+//! was read-only (`SET TRANSACTION READ ONLY`) keeps its connection. Either way
+//! `PoolStats::retired_not_primary` counts it, and the connection that replaces it finds
+//! the primary through `target_session_attrs` (see *Several hosts* in
+//! [`crate::config`]). The pools of [`crate::replica::ReplicaRouter`]'s replicas expect
+//! read-only servers and retire nothing for a refused write. A primary cannot turn into
+//! a standby under a live session (PostgreSQL demotes only by restarting), so nothing is
+//! asked at checkout.
+//!
 //! ## What `connect` sets up
 //!
 //! `connect(&config)` builds the r2d2 pool, sets `statement_timeout` and
@@ -118,7 +139,7 @@ mod options;
 mod schema_epoch;
 
 pub use health::has_lost_server;
-pub(crate) use health::{crate_call, renew_after_schema_change, settle};
+pub(crate) use health::{crate_call, renew_after_schema_change, retire_if_not_primary, settle};
 #[cfg(feature = "testing")]
 pub(crate) use manager::establish;
 pub use manager::{setup_connection, PgConnectionManager};

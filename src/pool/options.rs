@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use diesel::PgConnection;
 
-use super::manager::PgConnectionManager;
+use super::manager::{PgConnectionManager, Serves};
 use super::metrics::{Counters, PoolEvents, PoolMetrics};
 use super::{checkout, PgPool};
 use crate::config::DbConfig;
@@ -69,6 +69,7 @@ pub struct PoolOptions {
     run_migrations: Option<bool>,
     r2d2: Vec<AdjustBuilder>,
     customizer: Option<Customizer>,
+    serves: Serves,
 }
 
 impl std::fmt::Debug for PoolOptions {
@@ -93,7 +94,16 @@ impl PoolOptions {
             run_migrations: None,
             r2d2: Vec::new(),
             customizer: None,
+            serves: Serves::Writes,
         }
+    }
+
+    /// A pool of read replicas ([`crate::replica::ReplicaRouter`]'s): a URL of several
+    /// hosts without `target_session_attrs` gets `prefer-standby` instead of
+    /// `read-write`, and a connection refused a write as read-only is not retired.
+    pub(crate) fn for_reads(mut self) -> Self {
+        self.serves = Serves::Reads;
+        self
     }
 
     /// Sets whether the pool opens its connections in the background instead of waiting
@@ -223,8 +233,9 @@ impl PoolOptions {
         let config = &self.config;
         config.validate()?;
         let counters = Arc::new(Counters::new(config.get_pool_size()));
-        let mut manager = PgConnectionManager::new(config);
+        let mut manager = PgConnectionManager::new(config, self.serves);
         manager.rolled_back_on_return = Arc::clone(&counters.rolled_back_on_return);
+        manager.retired_not_primary = Arc::clone(&counters.retired_not_primary);
         manager.statements = Arc::clone(&counters.statements);
         let conninfo = manager.conninfo().cloned();
         let mut builder = preset(config, Arc::clone(&counters));

@@ -2,17 +2,18 @@
 //! attempt failed at (`BEGIN`, the closure, `COMMIT`) decides, with the error, whether
 //! running it again is safe.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use diesel::result::Error as DieselError;
 use diesel::{Connection, PgConnection};
 
+use super::failover::{self, Sign, Tried};
 use super::{ConnectionSource, RetryPolicy};
 use crate::error::{Error, Result};
 
 /// How far an attempt got before it failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stage {
+pub(super) enum Stage {
     /// `BEGIN` failed: nothing of the transaction ran.
     Begin,
     /// The closure failed (or the rollback after it): `COMMIT` was never sent.
@@ -35,25 +36,86 @@ where
 {
     let fresh_connections = source.fresh_connection_per_attempt();
     run_attempts(policy, fresh_connections, std::thread::sleep, || {
-        source.with_connection(&mut |conn| attempt(conn, serializable, &mut f))
+        tried_on(&mut source, serializable, &mut f)
     })
 }
 
+/// One attempt on a connection of `source`, with what was seen of the server: a
+/// checkout that failed while the pool could not open connections is an attempt that
+/// failed before `BEGIN`.
+fn tried_on<S, T, F>(source: &mut S, serializable: bool, f: &mut F) -> Result<Tried<T>>
+where
+    S: ConnectionSource,
+    F: FnMut(&mut PgConnection) -> Result<T>,
+{
+    match source.with_connection(&mut |conn| {
+        let (result, stage) = attempt(conn, serializable, f);
+        let sign = failover::sign_of(conn, &result);
+        Tried {
+            result,
+            stage,
+            sign,
+        }
+    }) {
+        Err(err @ Error::PoolTimeout { .. }) if source.is_short_of_connections() => Ok(Tried {
+            result: Err(err),
+            stage: Stage::Begin,
+            sign: Sign::NoConnection,
+        }),
+        other => other,
+    }
+}
+
 /// The retry loop: `attempt` runs one attempt (an `Err` means no connection could be
-/// had, which is not retried) and says how far it got; `sleep` waits.
-fn run_attempts<T>(
+/// had, which is not retried) and says how far it got; `sleep` waits. The failover
+/// budget runs from now.
+fn run_attempts<T, A: Into<Tried<T>>>(
     policy: &RetryPolicy,
     fresh_connections: bool,
+    sleep: impl FnMut(Duration),
+    attempt: impl FnMut() -> Result<A>,
+) -> Result<T> {
+    let started = Instant::now();
+    run_attempts_timed(
+        policy,
+        fresh_connections,
+        || started.elapsed(),
+        sleep,
+        attempt,
+    )
+}
+
+/// [`run_attempts`] with the time since the call began from `elapsed`. Failures of a
+/// failover ([`failover::is_failover`]) are retried while `elapsed` is within the
+/// failover budget, any number of times; the others count against `max_attempts`.
+/// Each kind has its own backoff, from `base_delay` up to `max_delay`.
+fn run_attempts_timed<T, A: Into<Tried<T>>>(
+    policy: &RetryPolicy,
+    fresh_connections: bool,
+    mut elapsed: impl FnMut() -> Duration,
     mut sleep: impl FnMut(Duration),
-    mut attempt: impl FnMut() -> Result<(Result<T>, Stage)>,
+    mut attempt: impl FnMut() -> Result<A>,
 ) -> Result<T> {
     let mut retry = 0;
+    let mut failover_retry = 0;
     loop {
-        let (result, stage) = attempt()?;
+        let Tried {
+            result,
+            stage,
+            sign,
+        } = attempt()?.into();
         let err = match result {
             Ok(value) => return Ok(value),
             Err(err) => err,
         };
+        if failover::is_failover(&err, stage, sign, fresh_connections) {
+            if elapsed() >= policy.failover_budget {
+                return Err(err);
+            }
+            failover_retry += 1;
+            sleep(policy.backoff(failover_retry));
+            continue;
+        }
         retry += 1;
         if retry >= policy.attempts() || !is_retryable(&err, stage, fresh_connections) {
             return Err(err);
@@ -235,11 +297,10 @@ mod tests {
 
     #[test]
     fn retry_stops_after_max_attempts_with_waits_within_bounds() {
-        let policy = RetryPolicy {
-            max_attempts: 6,
-            base_delay: Duration::from_millis(4),
-            max_delay: Duration::from_millis(20),
-        };
+        let policy = RetryPolicy::default()
+            .max_attempts(6)
+            .base_delay(Duration::from_millis(4))
+            .max_delay(Duration::from_millis(20));
         let mut waits = Vec::new();
         let mut attempts = 0;
         let result: Result<()> = run_attempts(
@@ -305,7 +366,7 @@ mod tests {
             &policy,
             true,
             |_| {},
-            || {
+            || -> Result<(Result<()>, Stage)> {
                 attempts += 1;
                 Err(Error::PoolTimeout {
                     max_size: 1,
@@ -334,6 +395,201 @@ mod tests {
         );
         assert!(result.unwrap_err().is_deadlock());
         assert_eq!(attempts, 1);
+    }
+
+    fn read_only() -> Error {
+        Error::from(DieselError::DatabaseError(
+            DatabaseErrorKind::ReadOnlyTransaction,
+            Box::new("cannot execute INSERT in a read-only transaction".to_owned()),
+        ))
+    }
+
+    fn pool_timeout() -> Error {
+        Error::PoolTimeout {
+            max_size: 4,
+            timeout: Duration::from_secs(1),
+            last_error: Some("connection refused".to_owned()),
+        }
+    }
+
+    fn tried(err: Error, stage: Stage, sign: Sign) -> Tried<()> {
+        Tried {
+            result: Err(err),
+            stage,
+            sign,
+        }
+    }
+
+    #[test]
+    fn the_failures_of_a_failover_are_told_by_error_stage_and_sign() {
+        use Sign::*;
+        use Stage::*;
+        // The server leaving: 57P01, 57P02, 57P03 end the session.
+        for message in [
+            "terminating connection due to administrator command",
+            "terminating connection because of crash of another server process",
+            "the database system is shutting down",
+            "the database system is starting up",
+            "the database system is in recovery mode",
+        ] {
+            let err = db_error(DatabaseErrorKind::Unknown, message);
+            assert!(err.is_connection_lost(), "{message}");
+            for stage in [Begin, Body] {
+                assert!(failover::is_failover(&err, stage, None, true), "{message}");
+                assert!(
+                    !failover::is_failover(&err, stage, None, false),
+                    "{message}"
+                );
+            }
+            // Lost on its way, a COMMIT's outcome is unknown: not a failover's to retry.
+            assert!(
+                !failover::is_failover(&err, Commit, None, true),
+                "{message}"
+            );
+            assert!(
+                !failover::is_failover(&err, Nested, None, true),
+                "{message}"
+            );
+        }
+        // 25006: only from a server that says it is not the primary.
+        assert!(matches!(read_only(), Error::ReadOnly { .. }));
+        assert!(failover::is_failover(&read_only(), Body, NotPrimary, true));
+        assert!(!failover::is_failover(&read_only(), Body, None, true));
+        assert!(!failover::is_failover(
+            &read_only(),
+            Body,
+            NotPrimary,
+            false
+        ));
+        // No connection: only while the pool could not open one.
+        assert!(failover::is_failover(
+            &pool_timeout(),
+            Begin,
+            NoConnection,
+            true
+        ));
+        assert!(!failover::is_failover(&pool_timeout(), Begin, None, true));
+        // Nothing else is a failover's, whatever the sign.
+        for sign in [None, NotPrimary, NoConnection] {
+            for err in [
+                serialization_failure(),
+                deadlock(),
+                Error::StatementTimeout,
+                Error::validation("title", "x"),
+                db_error(DatabaseErrorKind::UniqueViolation, "duplicate key"),
+            ] {
+                assert!(!failover::is_failover(&err, Body, sign, true), "{err:?}");
+            }
+        }
+    }
+
+    /// A clock that advances only by the waits, for the failover budget.
+    struct FakeClock(std::cell::Cell<Duration>);
+
+    #[test]
+    fn failover_failures_are_retried_until_the_budget_is_spent_not_counted() {
+        use Stage::*;
+        let policy = RetryPolicy::default()
+            .max_attempts(2)
+            .base_delay(Duration::from_millis(100))
+            .max_delay(Duration::from_secs(1))
+            .failover_budget(Duration::from_secs(10));
+        // Lost connections, standbys refusing writes and a pool that cannot connect,
+        // 20 times over 10 s of waiting, then success: far beyond max_attempts.
+        let clock = FakeClock(std::cell::Cell::new(Duration::ZERO));
+        let mut attempts = 0;
+        let result = run_attempts_timed(
+            &policy,
+            true,
+            || clock.0.get(),
+            |wait| {
+                assert!(wait <= policy.max_delay);
+                clock.0.set(clock.0.get() + wait);
+            },
+            || {
+                attempts += 1;
+                Ok(match attempts % 3 {
+                    _ if attempts > 15 => Tried::from((Ok(attempts), Commit)),
+                    0 => tried_value(closed(), Body, Sign::None),
+                    1 => tried_value(read_only(), Body, Sign::NotPrimary),
+                    _ => tried_value(pool_timeout(), Begin, Sign::NoConnection),
+                })
+            },
+        );
+        assert_eq!(result.unwrap(), 16);
+        assert!(clock.0.get() < policy.failover_budget);
+
+        // A failover that outlasts the budget: the last error, once the budget is spent.
+        let clock = FakeClock(std::cell::Cell::new(Duration::ZERO));
+        let mut attempts = 0;
+        let err = run_attempts_timed(
+            &policy,
+            true,
+            || clock.0.get(),
+            |wait| clock.0.set(clock.0.get() + wait),
+            || {
+                attempts += 1;
+                Ok(tried(pool_timeout(), Begin, Sign::NoConnection))
+            },
+        )
+        .unwrap_err();
+        assert!(matches!(err, Error::PoolTimeout { .. }), "{err:?}");
+        let spent = clock.0.get();
+        assert!(spent >= policy.failover_budget, "{spent:?}");
+        assert!(
+            spent < policy.failover_budget + policy.max_delay,
+            "{spent:?}"
+        );
+        assert!(attempts > 10, "{attempts}");
+
+        // Serialization failures still count against max_attempts meanwhile.
+        let mut attempts = 0;
+        let err = run_attempts_timed(
+            &policy,
+            true,
+            || Duration::ZERO,
+            |_| {},
+            || {
+                attempts += 1;
+                Ok(if attempts == 1 {
+                    tried(closed(), Begin, Sign::None)
+                } else {
+                    tried(serialization_failure(), Body, Sign::None)
+                })
+            },
+        )
+        .unwrap_err();
+        assert!(err.is_serialization_failure());
+        assert_eq!(attempts, 3, "one failover retry, then max_attempts (2)");
+
+        // No budget: no failover retry; a caller's own read-only transaction: none.
+        for (budget, sign) in [
+            (Duration::ZERO, Sign::NotPrimary),
+            (Duration::from_secs(10), Sign::None),
+        ] {
+            let mut attempts = 0;
+            let err = run_attempts_timed(
+                &policy.failover_budget(budget),
+                true,
+                || Duration::ZERO,
+                |_| {},
+                || {
+                    attempts += 1;
+                    Ok(tried(read_only(), Body, sign))
+                },
+            )
+            .unwrap_err();
+            assert!(matches!(err, Error::ReadOnly { .. }));
+            assert_eq!(attempts, 1, "{budget:?} {sign:?}");
+        }
+    }
+
+    fn tried_value(err: Error, stage: Stage, sign: Sign) -> Tried<i32> {
+        Tried {
+            result: Err(err),
+            stage,
+            sign,
+        }
     }
 
     /// The test errors again (Error is not Clone).

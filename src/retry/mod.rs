@@ -32,16 +32,18 @@
 //!
 //! The closure runs in a transaction (`BEGIN` ... `COMMIT`); on failure the transaction
 //! is rolled back, the thread sleeps (see [`RetryPolicy`]) and everything runs again,
-//! closure included, at most [`RetryPolicy::max_attempts`] times in all. It retries:
+//! closure included. It retries:
 //!
 //! - a serialization failure or a deadlock ([`Error::is_serialization_failure`],
 //!   [`Error::is_deadlock`]), wherever it happens, `COMMIT` included: the server
-//!   reports them only for a transaction it did not commit;
+//!   reports them only for a transaction it did not commit. At most
+//!   [`RetryPolicy::max_attempts`] attempts in all;
 //! - a lost connection ([`Error::is_connection_lost`]) **before `COMMIT` was sent**: at
 //!   `BEGIN`, or while the closure ran. PostgreSQL commits nothing of a transaction whose
 //!   connection goes away before `COMMIT`, so nothing of the attempt remains. The next
 //!   attempt runs on a fresh connection, which only a pool can give: with a single
-//!   connection, a lost connection is returned as the error;
+//!   connection, a lost connection is returned as the error. Retried within
+//!   [`RetryPolicy::failover_budget`], as the other failures of a failover below;
 //! - at `COMMIT`, a connection lost before `COMMIT` could be sent
 //!   ([`Error::is_connection_lost_before_send`]).
 //!
@@ -49,8 +51,48 @@
 //! `COMMIT` was on its way** (the transaction may have committed: the caller must
 //! check, e.g. by reading the rows back), nor anything else: validation errors,
 //! conflicts (an [`crate::ConflictKind::StaleVersion`] needs a decision the caller
-//! makes), not-found, statement timeouts, pool timeouts (the checkout already waited
-//! for the pool's connection timeout).
+//! makes), not-found, statement timeouts, a pool timeout while every connection of the
+//! pool is in use (the pool is overloaded, not failing over: waiting again would only
+//! add load).
+//!
+//! ## Through a failover
+//!
+//! While a cluster replaces its primary (Patroni, a managed service's failover), an
+//! attempt fails in one of these ways, each of which ran nothing of the transaction
+//! and ends when the new primary is up:
+//!
+//! - the connection is lost before `COMMIT` (the old primary crashed or was stopped;
+//!   `terminating connection due to administrator command`, SQLSTATE 57P01; 57P02;
+//!   57P03 `the database system is shutting down / starting up / in recovery mode`);
+//! - a write is refused as read-only (SQLSTATE 25006, [`Error::ReadOnly`]) by a server
+//!   that, asked at once (one round trip), says it is in recovery or read-only by
+//!   default: a standby, the old primary demoted. The crate's pool retires that
+//!   connection (see [`crate::pool`]), and the next attempt's new connection finds the
+//!   primary through `target_session_attrs=read-write` (see *Several hosts* in
+//!   [`crate::config`]). A write refused because the transaction itself was read-only
+//!   (`SET TRANSACTION READ ONLY` in the closure) is not retried;
+//! - no connection within the pool's connection timeout while the pool has fewer
+//!   connections than its size: it could not open any (no node accepts, or none is
+//!   primary yet; libpq's `could not connect`, SQLSTATE class 08), so
+//!   [`Error::PoolTimeout`].
+//!
+//! These are retried, with the backoff of [`RetryPolicy`] (capped at `max_delay`),
+//! any number of times while the call has run less than
+//! [`RetryPolicy::failover_budget`] (30 s by default, sized for Patroni's defaults:
+//! see [`RetryPolicy::DEFAULT_FAILOVER_BUDGET`]); then the last error is returned. A
+//! call through a failover that ends within the budget returns what the transaction
+//! returned, with nothing applied twice; a call never takes longer than the budget plus
+//! `max_delay` plus one more attempt (whose checkout may wait the pool's connection
+//! timeout). Only a pool gives each attempt a fresh connection: with a single
+//! connection none of these is retried.
+//!
+//! A `COMMIT` lost on its way stays unknown: a failover can still report it
+//! ([`Error::is_connection_lost`] without
+//! [`Error::is_connection_lost_before_send`]).
+//!
+//! A pool that is not the crate's (diesel's own `r2d2::ConnectionManager`) does not
+//! retire a connection to a standby: the next attempt may get the same connection
+//! back, and the refused writes are retried until the budget is spent.
 //!
 //! The closure may run several times: keep side effects other than the database's
 //! (emails, messages) out of it, or make them idempotent.
@@ -66,6 +108,8 @@
 //! [`Error::is_deadlock`]: crate::Error::is_deadlock
 //! [`Error::is_connection_lost`]: crate::Error::is_connection_lost
 //! [`Error::is_connection_lost_before_send`]: crate::Error::is_connection_lost_before_send
+//! [`Error::ReadOnly`]: crate::Error::ReadOnly
+//! [`Error::PoolTimeout`]: crate::Error::PoolTimeout
 //!
 //! A statement whose connection dropped outside this helper may still apply after the
 //! error: the [`crate::error`] docs, *A lost connection's write may apply after the
@@ -75,6 +119,7 @@
 // attempt comes from is `sources` (`ConnectionSource`), and the loop that runs the
 // attempts and decides which failures to retry is `attempt`.
 mod attempt;
+mod failover;
 mod sources;
 
 pub use sources::ConnectionSource;
@@ -96,47 +141,102 @@ use crate::error::Result;
 /// (5 attempts, 20 ms, 1 s) a transaction that keeps failing gives up after at most
 /// 20 + 40 + 80 + 160 ms = 300 ms of waiting.
 ///
+/// The failures of a failover (see [*Through a failover*](self#through-a-failover)) are
+/// bounded by time instead: they are retried, with the same backoff, for as long as
+/// the call has run less than [`RetryPolicy::failover_budget`] (30 s by default).
+///
+/// Build one from the default with its setters (the fields can be read, and more may
+/// be added):
+///
 /// ```
 /// use std::time::Duration;
 /// use todo_store::retry::RetryPolicy;
 ///
-/// let policy = RetryPolicy { max_attempts: 10, ..RetryPolicy::default() };
+/// let policy = RetryPolicy::default().max_attempts(10);
 /// assert_eq!(policy.backoff_ceiling(1), Duration::from_millis(20));
 /// assert_eq!(policy.backoff_ceiling(3), Duration::from_millis(80));
 /// assert_eq!(policy.backoff_ceiling(9), Duration::from_secs(1)); // capped
 /// let wait = policy.backoff(3);
 /// assert!(wait >= Duration::from_millis(40) && wait <= Duration::from_millis(80));
+/// // A cluster with Patroni's default timings: a failover within 45 s is ridden through.
+/// let patient = RetryPolicy::default().failover_budget(Duration::from_secs(45));
+/// assert_eq!(patient.failover_budget, Duration::from_secs(45));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RetryPolicy {
     /// Attempts in all, the first included (0 counts as 1: the transaction always runs
-    /// once).
+    /// once), for the failures that are not a failover's (serialization failures,
+    /// deadlocks).
     pub max_attempts: u32,
     /// The ceiling of the first wait; each further retry doubles it.
     pub base_delay: Duration,
     /// No wait is longer than this.
     pub max_delay: Duration,
+    /// How long after the call began a failure of a failover is still retried (see
+    /// [*Through a failover*](self#through-a-failover)); zero retries none.
+    pub failover_budget: Duration,
 }
 
 impl Default for RetryPolicy {
-    /// 5 attempts, waits from 20 ms doubling up to at most 1 s.
+    /// 5 attempts, waits from 20 ms doubling up to at most 1 s, and a failover budget
+    /// of [`RetryPolicy::DEFAULT_FAILOVER_BUDGET`].
     fn default() -> Self {
         RetryPolicy {
             max_attempts: 5,
             base_delay: Duration::from_millis(20),
             max_delay: Duration::from_secs(1),
+            failover_budget: Self::DEFAULT_FAILOVER_BUDGET,
         }
     }
 }
 
 impl RetryPolicy {
-    /// One attempt, no retry.
+    /// The default [`RetryPolicy::failover_budget`]: 30 s. Patroni replaces a leader
+    /// that stopped renewing its lock within its `ttl` (30 s by default) and acts every
+    /// `loop_wait` (10 s): a crash of the primary is over in 30 to 40 s with those
+    /// defaults, a planned switchover in a few seconds, and a cluster with a low `ttl`
+    /// (10 s, `loop_wait` 2 s) fails over in about 3 s. Raise it to 45 s to ride
+    /// through a crash under Patroni's defaults; a caller with a deadline of its own (an
+    /// HTTP request's) may want less.
+    pub const DEFAULT_FAILOVER_BUDGET: Duration = Duration::from_secs(30);
+
+    /// One attempt, no retry (a failover budget of zero).
     pub const fn no_retries() -> Self {
         RetryPolicy {
             max_attempts: 1,
             base_delay: Duration::ZERO,
             max_delay: Duration::ZERO,
+            failover_budget: Duration::ZERO,
         }
+    }
+
+    /// Sets [`RetryPolicy::max_attempts`].
+    #[must_use]
+    pub const fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts;
+        self
+    }
+
+    /// Sets [`RetryPolicy::base_delay`].
+    #[must_use]
+    pub const fn base_delay(mut self, delay: Duration) -> Self {
+        self.base_delay = delay;
+        self
+    }
+
+    /// Sets [`RetryPolicy::max_delay`].
+    #[must_use]
+    pub const fn max_delay(mut self, delay: Duration) -> Self {
+        self.max_delay = delay;
+        self
+    }
+
+    /// Sets [`RetryPolicy::failover_budget`].
+    #[must_use]
+    pub const fn failover_budget(mut self, budget: Duration) -> Self {
+        self.failover_budget = budget;
+        self
     }
 
     /// The most [`RetryPolicy::backoff`] waits before retry `retry` (1 for the first
@@ -174,8 +274,10 @@ impl RetryPolicy {
 ///
 /// # Errors
 /// The error of the last attempt: the first one that is not retried, or the last one
-/// when all [`RetryPolicy::max_attempts`] failed. [`Error::PoolTimeout`] when no
-/// connection could be checked out of the pool.
+/// when all [`RetryPolicy::max_attempts`] failed or the
+/// [`RetryPolicy::failover_budget`] was spent. [`Error::PoolTimeout`] when no
+/// connection could be checked out of the pool (while it could open connections, at
+/// once; else once the budget is spent).
 ///
 /// [`Error::PoolTimeout`]: crate::Error::PoolTimeout
 pub fn retry_transaction<S, T, F>(source: S, policy: &RetryPolicy, f: F) -> Result<T>
@@ -218,11 +320,10 @@ mod tests {
 
     #[test]
     fn retry_backoff_grows_exponentially_and_is_capped() {
-        let policy = RetryPolicy {
-            max_attempts: 100,
-            base_delay: Duration::from_millis(10),
-            max_delay: Duration::from_millis(300),
-        };
+        let policy = RetryPolicy::default()
+            .max_attempts(100)
+            .base_delay(Duration::from_millis(10))
+            .max_delay(Duration::from_millis(300));
         let ceilings: Vec<_> = (0..8).map(|n| policy.backoff_ceiling(n)).collect();
         let ms = Duration::from_millis;
         assert_eq!(
@@ -258,11 +359,10 @@ mod tests {
 
     #[test]
     fn retry_backoff_is_jittered_within_bounds() {
-        let policy = RetryPolicy {
-            max_attempts: 100,
-            base_delay: Duration::from_millis(10),
-            max_delay: Duration::from_millis(300),
-        };
+        let policy = RetryPolicy::default()
+            .max_attempts(100)
+            .base_delay(Duration::from_millis(10))
+            .max_delay(Duration::from_millis(300));
         for retry in 1..=12 {
             let ceiling = policy.backoff_ceiling(retry);
             let samples: Vec<_> = (0..200).map(|_| policy.backoff(retry)).collect();

@@ -20,6 +20,14 @@ pub trait ConnectionSource: sealed::Sealed {
     /// Whether each attempt gets a connection of its own.
     #[doc(hidden)]
     fn fresh_connection_per_attempt(&self) -> bool;
+
+    /// Whether a pool has fewer connections open than it may: after a checkout timed
+    /// out, the sign that it could not open them (the server is down, or refusing),
+    /// rather than that all were in use.
+    #[doc(hidden)]
+    fn is_short_of_connections(&self) -> bool {
+        false
+    }
 }
 
 mod sealed {
@@ -48,6 +56,10 @@ where
 
     fn fresh_connection_per_attempt(&self) -> bool {
         true
+    }
+
+    fn is_short_of_connections(&self) -> bool {
+        self.state().connections < self.max_size()
     }
 }
 

@@ -11,7 +11,10 @@
 //! ```
 //!
 //! **Which server.** `TEST_DATABASE_URL`, else `DATABASE_URL` (environment or `.env`),
-//! when set: its role needs `CREATEDB`. Otherwise a throwaway cluster is started from
+//! when set: its role needs `CREATEDB`. A URL of several hosts (a cluster's, say
+//! `postgres://h1,h2,h3/postgres`) reaches its primary: without a
+//! `target_session_attrs` of its own it gets `read-write`, as the crate's pools give
+//! it (see [`crate::config`]). Otherwise a throwaway cluster is started from
 //! the system's PostgreSQL binaries (see [`crate::local_postgres`]) on a private unix
 //! socket, shared by every test of the process and removed when the process ends.
 //!
@@ -202,7 +205,11 @@ impl Server {
             .or_else(|| crate::config::env_var(crate::config::vars::DATABASE_URL))
             .filter(|u| !u.trim().is_empty());
         let (base_url, local) = match configured {
-            Some(url) => (url, None),
+            // Several hosts (a cluster's): the databases are created on its primary.
+            Some(url) => (
+                crate::conninfo::with_session_attrs_for_several_hosts(&url, "read-write"),
+                None,
+            ),
             None => {
                 let local = LocalPostgres::start_temporary().map_err(|e| {
                     format!(

@@ -12,6 +12,7 @@ mod support;
 
 mod api;
 mod async_pool;
+mod demoted_primary;
 mod due_today;
 mod email_key;
 mod habits;

@@ -335,10 +335,7 @@ impl<'a> Worker<'a> {
         let renamed = self.title("r");
         let after = (renamed.clone(), version + 1, completed);
         let uid = self.user_id;
-        let policy = RetryPolicy {
-            max_attempts: 10,
-            ..RetryPolicy::default()
-        };
+        let policy = RetryPolicy::default().max_attempts(10);
         let pool = self.pool;
         let started = Instant::now();
         let mut attempts = 0;

@@ -79,9 +79,8 @@ fn raise(conn: &mut PgConnection, message: &str, code: &str) -> todo_store::Resu
 }
 
 fn fast_policy(max_attempts: u32) -> RetryPolicy {
-    RetryPolicy {
-        max_attempts,
-        base_delay: Duration::from_millis(5),
-        max_delay: Duration::from_millis(50),
-    }
+    RetryPolicy::default()
+        .max_attempts(max_attempts)
+        .base_delay(Duration::from_millis(5))
+        .max_delay(Duration::from_millis(50))
 }

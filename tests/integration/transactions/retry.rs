@@ -406,11 +406,10 @@ fn validation_and_conflict_errors_are_not_retried_and_roll_back() {
 fn retries_stop_after_max_attempts_with_bounded_waits() {
     let db = TestDb::new();
     let user = fixtures::user(&mut db.conn());
-    let policy = RetryPolicy {
-        max_attempts: 4,
-        base_delay: Duration::from_millis(40),
-        max_delay: Duration::from_millis(100),
-    };
+    let policy = RetryPolicy::default()
+        .max_attempts(4)
+        .base_delay(Duration::from_millis(40))
+        .max_delay(Duration::from_millis(100));
     // Waits before retries 1..=3: ceilings 40, 80, 100 ms; each at least half of its.
     let (min_wait, max_wait) = (
         Duration::from_millis(20 + 40 + 50),

@@ -1,0 +1,75 @@
+//! The failures a failover causes, and how the retry loop tells them: they are retried
+//! for as long as [`RetryPolicy::failover_budget`](super::RetryPolicy::failover_budget)
+//! allows, counted in time rather than in attempts.
+//!
+//! While a cluster replaces its primary, every attempt fails in one of a few ways: the
+//! connection is lost (the old primary crashed, or shut down: SQLSTATE 57P01), the
+//! server refuses new sessions (57P03, "the database system is shutting down / starting
+//! up / in recovery mode"), a connection reaches a node that is a standby now and
+//! refuses the write (25006), or the pool cannot open a connection at all while no node
+//! is primary yet (a `PoolTimeout` with room in the pool). None of these ran anything
+//! of the transaction's, and each ends once a new primary is up, in seconds to tens of
+//! seconds; so each is retried, on a fresh connection, until the budget is spent.
+
+use super::attempt::Stage;
+use crate::error::{Error, Result};
+
+/// What the connection, or the pool, showed after an attempt failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Sign {
+    /// Nothing beyond the error itself.
+    None,
+    /// The server refused a write as read-only, and asked, said it is a standby or
+    /// read-only by default: not the primary (any more).
+    NotPrimary,
+    /// No connection could be had, and the pool has room for more: it could not open
+    /// one (the server is down or refusing), rather than all being in use.
+    NoConnection,
+}
+
+/// One attempt of the retry loop: its result, how far it got, and what was seen.
+pub(super) struct Tried<T> {
+    pub(super) result: Result<T>,
+    pub(super) stage: Stage,
+    pub(super) sign: Sign,
+}
+
+impl<T> From<(Result<T>, Stage)> for Tried<T> {
+    fn from((result, stage): (Result<T>, Stage)) -> Self {
+        Tried {
+            result,
+            stage,
+            sign: Sign::None,
+        }
+    }
+}
+
+/// Whether `err`, at `stage`, is a failure of a failover, which a fresh connection
+/// (`fresh_connections`) may not meet again once a new primary is up: a lost
+/// connection before `COMMIT` was sent (57P01-57P03 included), a write refused by a
+/// server that is no longer the primary, or no connection while the pool could not
+/// open one. A `COMMIT` whose fate is unknown is not one of them.
+pub(super) fn is_failover(err: &Error, stage: Stage, sign: Sign, fresh_connections: bool) -> bool {
+    if !fresh_connections {
+        return false;
+    }
+    match stage {
+        Stage::Begin | Stage::Body => {
+            err.is_connection_lost()
+                || (sign == Sign::NotPrimary && matches!(err, Error::ReadOnly { .. }))
+                || (sign == Sign::NoConnection && matches!(err, Error::PoolTimeout { .. }))
+        }
+        Stage::Commit | Stage::Nested => false,
+    }
+}
+
+/// What `conn` shows after an attempt that ended with `result`: after a write refused
+/// as read-only, whether its server is still a writable primary (asked in one round
+/// trip; the crate's pool then retires the connection, see
+/// [`crate::pool::retire_if_not_primary`]).
+pub(super) fn sign_of<T>(conn: &mut diesel::PgConnection, result: &Result<T>) -> Sign {
+    match result {
+        Err(Error::ReadOnly { .. }) if crate::pool::retire_if_not_primary(conn) => Sign::NotPrimary,
+        _ => Sign::None,
+    }
+}
