@@ -118,7 +118,7 @@ mod options;
 mod schema_epoch;
 
 pub use health::has_lost_server;
-pub(crate) use health::{crate_call, renew_after_schema_change, settle};
+pub(crate) use health::{crate_call, renew_after_schema_change, reports_statements, settle};
 #[cfg(feature = "testing")]
 pub(crate) use manager::establish;
 pub use manager::{setup_connection, PgConnectionManager};

@@ -7,6 +7,7 @@ use std::time::Duration;
 use diesel::result::Error as DieselError;
 use diesel::{Connection, PgConnection};
 
+use super::ledger::{self, RowKey};
 use super::{ConnectionSource, RetryPolicy};
 use crate::error::{Error, Result};
 
@@ -21,6 +22,13 @@ enum Stage {
     Commit,
     /// The connection was already in a transaction: the closure ran in a savepoint.
     Nested,
+    /// The closure succeeded, each of its writes was exactly-once (see
+    /// `retry::ledger`), and `COMMIT` failed: running it again recognises what it
+    /// committed, whatever the outcome of the `COMMIT`.
+    CommitOfExactlyOnce,
+    /// A retry after a `COMMIT` of unknown outcome wrote other rows than the attempt it
+    /// repeats: rolled back, and that outcome stays unknown.
+    Diverged,
 }
 
 pub(super) fn run<S, T, F>(
@@ -34,8 +42,9 @@ where
     F: FnMut(&mut PgConnection) -> Result<T>,
 {
     let fresh_connections = source.fresh_connection_per_attempt();
+    let mut replay = None;
     run_attempts(policy, fresh_connections, std::thread::sleep, || {
-        source.with_connection(&mut |conn| attempt(conn, serializable, &mut f))
+        source.with_connection(&mut |conn| attempt(conn, serializable, &mut f, &mut replay))
     })
 }
 
@@ -48,25 +57,51 @@ fn run_attempts<T>(
     mut attempt: impl FnMut() -> Result<(Result<T>, Stage)>,
 ) -> Result<T> {
     let mut retry = 0;
+    let mut unknown = UnknownOutcome(None);
     loop {
-        let (result, stage) = attempt()?;
+        let (result, stage) = attempt().map_err(|e| unknown.or(e))?;
         let err = match result {
             Ok(value) => return Ok(value),
             Err(err) => err,
         };
         retry += 1;
         if retry >= policy.attempts() || !is_retryable(&err, stage, fresh_connections) {
-            return Err(err);
+            return Err(unknown.or(err));
         }
+        unknown.note(err, stage);
         sleep(policy.backoff(retry));
     }
 }
 
-/// One attempt: `f` in a transaction, and how far it got.
-fn attempt<T, F>(conn: &mut PgConnection, serializable: bool, f: &mut F) -> (Result<T>, Stage)
+/// The first error of a `COMMIT` whose outcome is unknown that the loop retried (an
+/// exactly-once attempt): while no attempt succeeds, it stays the caller's answer,
+/// whatever later attempts fail with.
+struct UnknownOutcome(Option<Error>);
+
+impl UnknownOutcome {
+    fn note(&mut self, err: Error, stage: Stage) {
+        if stage == Stage::CommitOfExactlyOnce && err.is_connection_lost() && self.0.is_none() {
+            self.0 = Some(err);
+        }
+    }
+
+    fn or(&mut self, err: Error) -> Error {
+        self.0.take().unwrap_or(err)
+    }
+}
+
+/// One attempt: `f` in a transaction, and how far it got. `replay` holds the rows of an
+/// earlier attempt whose `COMMIT`'s outcome is unknown: this one must write the same.
+fn attempt<T, F>(
+    conn: &mut PgConnection,
+    serializable: bool,
+    f: &mut F,
+    replay: &mut Option<Vec<RowKey>>,
+) -> (Result<T>, Stage)
 where
     F: FnMut(&mut PgConnection) -> Result<T>,
 {
+    let ledger = ledger::Attempt::open(crate::pool::reports_statements(conn));
     let mut stage = Stage::Begin;
     let mut builder = conn.build_transaction();
     if serializable {
@@ -76,6 +111,10 @@ where
         stage = Stage::Body;
         let result = f(conn);
         if result.is_ok() {
+            if replay.as_ref().is_some_and(|rows| *rows != ledger.rows()) {
+                stage = Stage::Diverged;
+                return Err(Error::Database(DieselError::RollbackTransaction));
+            }
             stage = Stage::Commit;
         }
         result
@@ -86,8 +125,39 @@ where
         }
         // Whether the connection was lost is the connection's to say, whatever the
         // closure's own statements made of the error.
-        result => (crate::pool::settle(conn, result), stage),
+        result => {
+            let result = crate::pool::settle(conn, result);
+            let stage = commit_stage(conn, &ledger, stage, &result, replay);
+            (result, stage)
+        }
     }
+}
+
+/// `stage`, made [`Stage::CommitOfExactlyOnce`] for a failed `COMMIT` of an attempt
+/// whose every write was exactly-once; when its outcome is unknown, its rows become
+/// those every later attempt must write (`replay`).
+fn commit_stage<T>(
+    conn: &mut PgConnection,
+    ledger: &ledger::Attempt,
+    stage: Stage,
+    result: &Result<T>,
+    replay: &mut Option<Vec<RowKey>>,
+) -> Stage {
+    let (Stage::Commit, Err(err)) = (stage, result) else {
+        return stage;
+    };
+    if !crate::pool::reports_statements(conn) {
+        // The caller replaced the connection's instrumentation: not every statement
+        // was seen.
+        ledger.mark_blind();
+    }
+    if !ledger.is_exactly_once() {
+        return stage;
+    }
+    if err.is_connection_lost() && replay.is_none() {
+        *replay = Some(ledger.rows());
+    }
+    Stage::CommitOfExactlyOnce
 }
 
 /// Whether an attempt that failed with `err` at `stage` may run again (see the
@@ -95,7 +165,10 @@ where
 fn is_retryable(err: &Error, stage: Stage, fresh_connections: bool) -> bool {
     let aborted_by_server = err.is_serialization_failure() || err.is_deadlock();
     match stage {
-        Stage::Nested => false,
+        Stage::Nested | Stage::Diverged => false,
+        // Every write recognises its own earlier commit: whether COMMIT committed or
+        // not, running the attempt again is as safe as before COMMIT was sent.
+        Stage::CommitOfExactlyOnce => is_retryable(err, Stage::Body, fresh_connections),
         // Nothing of the transaction ran; a lost connection needs another one.
         Stage::Begin => err.is_connection_lost() && fresh_connections,
         // COMMIT was never sent: a lost connection took the open transaction with it.

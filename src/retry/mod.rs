@@ -75,7 +75,10 @@
 // attempt comes from is `sources` (`ConnectionSource`), and the loop that runs the
 // attempts and decides which failures to retry is `attempt`.
 mod attempt;
+mod ledger;
 mod sources;
+
+pub(crate) use ledger::{exactly_once, note_statement};
 
 pub use sources::ConnectionSource;
 
