@@ -282,7 +282,7 @@ mod tests {
     #[test]
     fn retry_decides_by_error_and_stage() {
         use Stage::*;
-        for stage in [Begin, Body, Commit, Nested] {
+        for stage in [Begin, Body, Commit, Nested, CommitOfExactlyOnce, Diverged] {
             let validation = Error::validation("title", "x");
             assert!(!is_retryable(&validation, stage, true), "{stage:?}");
         }
@@ -304,6 +304,35 @@ mod tests {
         ));
         assert!(is_retryable(&unsent(), Commit, true));
         assert!(!is_retryable(&unsent(), Commit, false));
+        // Exactly-once writes: an unknown outcome is retried, on a fresh connection.
+        assert!(is_retryable(&closed(), CommitOfExactlyOnce, true));
+        assert!(is_retryable(
+            &commit_lost_and_rollback_unsent(),
+            CommitOfExactlyOnce,
+            true
+        ));
+        assert!(!is_retryable(&closed(), CommitOfExactlyOnce, false));
+        assert!(!is_retryable(&closed(), Diverged, true));
+    }
+
+    #[test]
+    fn after_an_unknown_outcome_giving_up_reports_it() {
+        let mut attempts = 0;
+        let result: Result<()> = run_attempts(
+            &RetryPolicy::default(),
+            true,
+            |_| {},
+            || {
+                attempts += 1;
+                Ok(match attempts {
+                    1 => (Err(closed()), Stage::CommitOfExactlyOnce),
+                    _ => (Err(Error::validation("title", "x")), Stage::Body),
+                })
+            },
+        );
+        assert_eq!(attempts, 2);
+        let err = result.unwrap_err();
+        assert!(err.is_connection_lost(), "{err:?}");
     }
 
     #[test]
