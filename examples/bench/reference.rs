@@ -53,7 +53,7 @@ pub fn sql(op: Op) -> Option<String> {
             .to_owned(),
         Op::TaskCreate => format!(
             "INSERT INTO tasks (id, user_id, title, priority) VALUES (:nid, :uid, :ntitle, \
-             :prio) RETURNING {TASK}"
+             :prio) ON CONFLICT (id) DO NOTHING RETURNING {TASK}"
         ),
         Op::TaskGet => format!("SELECT {TASK} FROM tasks WHERE id = :tid AND user_id = :uid"),
         Op::TaskUpdate => format!(

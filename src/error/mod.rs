@@ -211,6 +211,15 @@ pub enum ConflictKind {
         /// The version the row has now.
         actual: i32,
     },
+    /// A row with this id already exists with other content, or belongs to another
+    /// user (nothing more is told of it): a create given an id already used for
+    /// something else. A create repeated with the same input (a retry whose first
+    /// attempt committed) is not a conflict: it returns the row.
+    #[error("a {entity} with this id already exists with other content: build a new input for a new {entity}")]
+    IdInUse {
+        /// What the id names: `"task"`, `"user"`, `"habit"` or `"session"`.
+        entity: &'static str,
+    },
     /// Another unique constraint was violated.
     #[error("a row with the same {constraint} already exists")]
     Duplicate {
@@ -225,6 +234,13 @@ impl Error {
         Error::Validation {
             field: field.into(),
             reason: reason.into(),
+        }
+    }
+
+    /// A [`Error::Conflict`] with [`ConflictKind::IdInUse`] for `entity`.
+    pub(crate) fn id_in_use(entity: &'static str) -> Self {
+        Error::Conflict {
+            kind: ConflictKind::IdInUse { entity },
         }
     }
 

@@ -54,6 +54,10 @@ pub struct Habit {
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewHabit {
+    /// The habit's id: a fresh UUIDv7 from [`NewHabit::new`] unless set
+    /// ([`NewHabit::id`]). Creating the same `NewHabit` again (a retry whose first
+    /// attempt may have committed) returns the habit it created.
+    pub id: HabitId,
     /// At most 100 characters after trimming, at least one of them visible (not
     /// [`crate::models::is_invisible`]).
     pub name: String,
@@ -64,13 +68,26 @@ pub struct NewHabit {
 }
 
 impl NewHabit {
-    /// A new active habit `name` on `schedule`, without description.
+    /// A new active habit `name` on `schedule`, without description, with a fresh id.
     pub fn new(name: impl Into<String>, schedule: Schedule) -> Self {
         NewHabit {
+            id: Uuid::now_v7().into(),
             name: name.into(),
             description: None,
             schedule,
         }
+    }
+
+    /// Sets the id.
+    ///
+    /// ```
+    /// use todo_store::{HabitId, NewHabit, Schedule};
+    /// let id: HabitId = uuid::Uuid::now_v7().into();
+    /// assert_eq!(NewHabit::new("Run", Schedule::Daily).id(id).id, id);
+    /// ```
+    pub fn id(mut self, id: HabitId) -> Self {
+        self.id = id;
+        self
     }
 
     /// Sets the description.
@@ -113,6 +130,18 @@ pub(crate) struct HabitRow<'a> {
     pub name: &'a str,
     pub description: Option<&'a str>,
     pub schedule: Schedule,
+}
+
+impl HabitRow<'_> {
+    /// Whether `habit` is what this row became when written: a repeated create.
+    pub(crate) fn is_stored_as(&self, habit: &Habit) -> bool {
+        habit.id == self.id
+            && habit.user_id == self.user_id
+            && habit.name == self.name
+            && habit.description.as_deref() == self.description
+            && habit.schedule == self.schedule
+            && habit.is_active
+    }
 }
 
 /// Changes to a habit for [`crate::HabitRepo::update`]: `None` leaves a field

@@ -153,6 +153,28 @@ pub(crate) struct MetadataBinds<'a> {
     pub merge: Option<JsonObject<'a>>,
 }
 
+/// Whether `stored` (read back) is `given` (as written): equal, numbers compared by
+/// value, as PostgreSQL's jsonb keeps them (`1e3` is read back as `1000`).
+pub(crate) fn same(stored: &Map<String, Value>, given: &Map<String, Value>) -> bool {
+    stored.len() == given.len()
+        && stored
+            .iter()
+            .all(|(key, a)| given.get(key).is_some_and(|b| same_value(a, b)))
+}
+
+fn same_value(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(a), Value::Number(b)) => {
+            a == b || (a.as_f64().is_some() && a.as_f64() == b.as_f64())
+        }
+        (Value::Array(a), Value::Array(b)) => {
+            a.len() == b.len() && a.iter().zip(b).all(|(a, b)| same_value(a, b))
+        }
+        (Value::Object(a), Value::Object(b)) => same(a, b),
+        (a, b) => a == b,
+    }
+}
+
 /// Checks `metadata` against every rule of the column, in the order of its CHECK
 /// constraints; `field` names it in the error.
 ///

@@ -140,6 +140,11 @@ impl FromSql<TaskPriority, Pg> for Priority {
 
 /// The input for [`crate::TaskRepo::create`].
 ///
+/// Its [`id`](NewTask::id) is fixed when it is built (a fresh UUIDv7 from
+/// [`NewTask::new`] and [`Default`]), before anything is sent: creating the same
+/// `NewTask` again (a retry whose first attempt may have committed) returns the task it
+/// created instead of a second one. Build a new `NewTask` for each new task.
+///
 /// ```
 /// use todo_store::{NewTask, Priority};
 /// let task = NewTask::new("Water the plants").priority(Priority::Low).description("Twice a week");
@@ -152,8 +157,11 @@ impl FromSql<TaskPriority, Pg> for Priority {
     derive(serde::Deserialize),
     serde(default, deny_unknown_fields)
 )]
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewTask {
+    /// The task's id: a fresh UUIDv7 unless set ([`NewTask::id`]). With the feature
+    /// `serde`, a client may send it, so that a request it repeats creates one task.
+    pub id: TaskId,
     /// At most 255 characters after trimming, at least one of them visible (not
     /// [`crate::models::is_invisible`]: a title of only zero-width spaces is rejected).
     pub title: String,
@@ -169,13 +177,41 @@ pub struct NewTask {
     pub metadata: Map<String, Value>,
 }
 
+impl Default for NewTask {
+    /// An empty title (not valid) and a fresh id.
+    fn default() -> Self {
+        NewTask {
+            id: Uuid::now_v7().into(),
+            title: String::new(),
+            description: None,
+            priority: Priority::default(),
+            due_date: None,
+            completed: false,
+            metadata: Map::new(),
+        }
+    }
+}
+
 impl NewTask {
-    /// A new open task with `title` and medium priority.
+    /// A new open task with `title` and medium priority, and a fresh id.
     pub fn new(title: impl Into<String>) -> Self {
         NewTask {
             title: title.into(),
             ..Default::default()
         }
+    }
+
+    /// Sets the id (a UUIDv7 keeps the table's index compact: new ids come last).
+    ///
+    /// ```
+    /// use todo_store::{NewTask, TaskId};
+    /// let id: TaskId = uuid::Uuid::now_v7().into();
+    /// assert_eq!(NewTask::new("Call Bea").id(id).id, id);
+    /// assert_ne!(NewTask::new("Call Bea").id, NewTask::new("Call Bea").id);
+    /// ```
+    pub fn id(mut self, id: TaskId) -> Self {
+        self.id = id;
+        self
     }
 
     /// Sets the description.
@@ -265,6 +301,20 @@ pub(crate) struct TaskRow<'a> {
     pub priority: Priority,
     pub due_date: Option<DateTime<Utc>>,
     pub metadata: JsonObject<'a>,
+}
+
+impl TaskRow<'_> {
+    /// Whether `task` is what this row became when written: a repeated create.
+    pub(crate) fn is_stored_as(&self, task: &Task) -> bool {
+        task.id == self.id
+            && task.user_id == self.user_id
+            && task.title == self.title
+            && task.description.as_deref() == self.description
+            && task.completed == self.completed
+            && task.priority == self.priority
+            && task.due_date == self.due_date
+            && metadata::same(&task.metadata, self.metadata.0)
+    }
 }
 
 /// Changes to a task for [`crate::TaskRepo::update`]: `None` leaves a field unchanged;

@@ -38,6 +38,10 @@ pub struct User {
 
 /// The input for [`crate::UserRepo::create`].
 ///
+/// Its [`id`](NewUser::id) is fixed when it is built (a fresh UUIDv7 from
+/// [`NewUser::new`] and [`Default`]): creating the same `NewUser` again (a retry whose
+/// first attempt may have committed) returns the user it created.
+///
 /// ```
 /// use todo_store::NewUser;
 /// let user = NewUser::new("ada@example.com", "Ada Lovelace").email_verified(true);
@@ -48,8 +52,10 @@ pub struct User {
     derive(serde::Deserialize),
     serde(default, deny_unknown_fields)
 )]
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewUser {
+    /// The user's id: a fresh UUIDv7 unless set ([`NewUser::id`]).
+    pub id: UserId,
     /// Email address: one `@` with something on both sides, no white space or other
     /// invisible character ([`crate::models::is_invisible`]), at most 254 characters;
     /// trimmed.
@@ -63,14 +69,39 @@ pub struct NewUser {
     pub image: Option<String>,
 }
 
+impl Default for NewUser {
+    /// Empty email and name (not valid) and a fresh id.
+    fn default() -> Self {
+        NewUser {
+            id: Uuid::now_v7().into(),
+            email: String::new(),
+            name: String::new(),
+            email_verified: false,
+            image: None,
+        }
+    }
+}
+
 impl NewUser {
-    /// A new user with `email` and `name`, not verified, without image.
+    /// A new user with `email` and `name`, not verified, without image, and a fresh id.
     pub fn new(email: impl Into<String>, name: impl Into<String>) -> Self {
         NewUser {
             email: email.into(),
             name: name.into(),
             ..Default::default()
         }
+    }
+
+    /// Sets the id.
+    ///
+    /// ```
+    /// use todo_store::{NewUser, UserId};
+    /// let id: UserId = uuid::Uuid::now_v7().into();
+    /// assert_eq!(NewUser::new("ada@example.com", "Ada").id(id).id, id);
+    /// ```
+    pub fn id(mut self, id: UserId) -> Self {
+        self.id = id;
+        self
     }
 
     /// Sets the avatar URL.
@@ -106,7 +137,7 @@ impl NewUser {
 }
 
 /// A validated user ready to insert; timestamps come from the server's clock.
-#[derive(Debug, Insertable)]
+#[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = users, treat_none_as_default_value = false)]
 pub(crate) struct UserRow<'a> {
     pub id: UserId,
@@ -114,6 +145,17 @@ pub(crate) struct UserRow<'a> {
     pub name: &'a str,
     pub email_verified: bool,
     pub image: Option<&'a str>,
+}
+
+impl UserRow<'_> {
+    /// Whether `user` is what this row became when written: a repeated create.
+    pub(crate) fn is_stored_as(&self, user: &User) -> bool {
+        user.id == self.id
+            && user.email == self.email
+            && user.name == self.name
+            && user.email_verified == self.email_verified
+            && user.image.as_deref() == self.image
+    }
 }
 
 /// Changes to a user for [`crate::UserRepo::update`]: `None` leaves a field unchanged;

@@ -153,6 +153,11 @@ impl ConnectionHealth {
                 if let Some(statements) = &self.statements {
                     statements.fetch_add(1, Ordering::Relaxed);
                 }
+                crate::retry::note_statement(
+                    self.transaction_manager_statement,
+                    self.crate_calls > 0,
+                    || crate::telemetry::sql_without_binds(query),
+                );
                 if std::mem::take(&mut self.transaction_manager_statement) {
                     // diesel's own transaction statement: diesel tracks it.
                 } else if self.crate_calls == 0
@@ -294,6 +299,12 @@ pub(crate) fn renew_after_schema_change(conn: &mut PgConnection) -> Result<()> {
     }
     *conn = reopen()?;
     Ok(())
+}
+
+/// Whether `conn` reports each statement it sends to [`crate::retry`]'s ledger: a
+/// connection with the crate's instrumentation (not replaced by the caller's).
+pub(crate) fn reports_statements(conn: &mut PgConnection) -> bool {
+    health(conn).is_some()
 }
 
 /// The connection's health notes, unless the caller replaced the instrumentation.

@@ -139,7 +139,9 @@ mod options;
 mod schema_epoch;
 
 pub use health::has_lost_server;
-pub(crate) use health::{crate_call, renew_after_schema_change, retire_if_not_primary, settle};
+pub(crate) use health::{
+    crate_call, renew_after_schema_change, reports_statements, retire_if_not_primary, settle,
+};
 #[cfg(feature = "testing")]
 pub(crate) use manager::establish;
 pub use manager::{setup_connection, PgConnectionManager};

@@ -7,7 +7,7 @@ use diesel::prelude::*;
 use diesel::sql_types::Timestamptz;
 
 use super::fragment::{self, NoTable};
-use crate::error::Result;
+use crate::error::{ConflictKind, Error, Result};
 use crate::models::{JsonObject, Priority, Task, TaskId, TaskRow, User, UserId, UserRow};
 use crate::schema::{tasks, users};
 
@@ -134,4 +134,34 @@ pub(crate) fn copy_users(conn: &mut PgConnection, rows: &[UserCopyRow<'_>]) -> Q
 /// columns' defaults would have been.
 pub(crate) fn transaction_now(conn: &mut PgConnection) -> Result<DateTime<Utc>> {
     Ok(diesel::select(fragment::sql::<NoTable, Timestamptz>("now()")).get_result(conn)?)
+}
+
+/// Whether `err` is a duplicate primary key: a row of the batch has the id of a stored
+/// row (perhaps the same batch, written before).
+pub(crate) fn is_duplicate_id(err: &Error) -> bool {
+    matches!(
+        err,
+        Error::Conflict { kind: ConflictKind::Duplicate { constraint } }
+            if constraint.ends_with("_pkey")
+    )
+}
+
+/// The rows of a batch written before, in the batch's order: `Some` when `stored` holds
+/// each of `rows` exactly as it was written (`is_stored_as` says `None` for another row,
+/// `Some(same)` for the one of the same id).
+pub(crate) fn stored_as<R, S>(
+    rows: &[R],
+    mut stored: Vec<S>,
+    is_stored_as: impl Fn(&R, &S) -> Option<bool>,
+) -> Option<Vec<S>> {
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let at = stored.iter().position(|s| is_stored_as(row, s).is_some())?;
+        let found = stored.swap_remove(at);
+        if !is_stored_as(row, &found)? {
+            return None;
+        }
+        out.push(found);
+    }
+    Some(out)
 }

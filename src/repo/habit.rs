@@ -129,19 +129,40 @@ fn found<T>(found: bool, habit_id: HabitId, value: T) -> Result<T> {
 }
 
 impl HabitRepo {
-    /// Creates an active habit for `user_id` and returns it, in one round trip.
+    /// Creates the active habit `new.id` for `user_id` and returns it, in one round
+    /// trip.
+    ///
+    /// Exactly once: called again with the same `new` (same id, user and content), it
+    /// returns the habit the first call created (one more round trip, to read it).
     ///
     /// # Errors
     /// [`Error::Validation`] for a bad name, description or schedule (nothing written);
-    /// [`Error::NotFound`] when the user does not exist.
+    /// [`Error::NotFound`] when the user does not exist; [`Error::Conflict`] with
+    /// [`crate::ConflictKind::IdInUse`] when a habit with this id exists with other
+    /// content or belongs to another user.
     pub fn create(conn: &mut PgConnection, user_id: UserId, new: &NewHabit) -> Result<Habit> {
         super::call("habit.create", Some(user_id), conn, |conn| {
-            let row = new.to_row(super::new_id(), user_id)?;
-            diesel::insert_into(habits::table)
-                .values(&row)
-                .returning(Habit::as_returning())
-                .get_result(conn)
-                .map_err(|e| super::missing_as_not_found(e, "user", user_id))
+            let row = new.to_row(new.id, user_id)?;
+            crate::retry::exactly_once([("habits", row.id.into())], || {
+                let created = diesel::insert_into(habits::table)
+                    .values(&row)
+                    .on_conflict(habits::id)
+                    .do_nothing()
+                    .returning(Habit::as_returning())
+                    .get_result(conn)
+                    .optional()
+                    .map_err(|e| super::missing_as_not_found(e, "user", user_id))?;
+                match created {
+                    Some(habit) => Ok(habit),
+                    // The id is taken: by this very habit, created before?
+                    None => habit_of(user_id, row.id)
+                        .select(Habit::as_select())
+                        .get_result(conn)
+                        .optional()?
+                        .filter(|habit| row.is_stored_as(habit))
+                        .ok_or(Error::id_in_use("habit")),
+                }
+            })
         })
     }
 

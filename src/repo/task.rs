@@ -33,19 +33,42 @@ fn task_of(user_id: UserId, task_id: TaskId) -> _ {
 }
 
 impl TaskRepo {
-    /// Creates a task for `user_id` and returns it, in one round trip.
+    /// Creates the task `new.id` for `user_id` and returns it, in one round trip.
+    ///
+    /// Exactly once: called again with the same `new` (same id, user and content: a
+    /// retry whose first attempt may have committed), it returns the task the first
+    /// call created, unchanged, instead of a second task or an error (one more round
+    /// trip, to read it). So [`crate::retry::retry_transaction`] may run it again even
+    /// when a `COMMIT`'s outcome is unknown.
     ///
     /// # Errors
     /// [`Error::Validation`] for a bad title or description (nothing written);
-    /// [`Error::NotFound`] when the user does not exist.
+    /// [`Error::NotFound`] when the user does not exist; [`Error::Conflict`] with
+    /// [`crate::ConflictKind::IdInUse`] when a task with this id exists with other
+    /// content (changed since it was created, say) or belongs to another user.
     pub fn create(conn: &mut PgConnection, user_id: UserId, new: &NewTask) -> Result<Task> {
         super::call("task.create", Some(user_id), conn, |conn| {
-            let row = new.to_row(super::new_id(), user_id)?;
-            diesel::insert_into(tasks::table)
-                .values(&row)
-                .returning(Task::as_returning())
-                .get_result(conn)
-                .map_err(|e| super::missing_as_not_found(e, "user", user_id))
+            let row = new.to_row(new.id, user_id)?;
+            crate::retry::exactly_once([("tasks", row.id.into())], || {
+                let created = diesel::insert_into(tasks::table)
+                    .values(&row)
+                    .on_conflict(tasks::id)
+                    .do_nothing()
+                    .returning(Task::as_returning())
+                    .get_result(conn)
+                    .optional()
+                    .map_err(|e| super::missing_as_not_found(e, "user", user_id))?;
+                match created {
+                    Some(task) => Ok(task),
+                    // The id is taken: by this very task, created before?
+                    None => task_of(user_id, row.id)
+                        .select(Task::as_select())
+                        .get_result(conn)
+                        .optional()?
+                        .filter(|task| row.is_stored_as(task))
+                        .ok_or(Error::id_in_use("task")),
+                }
+            })
         })
     }
 
@@ -245,8 +268,14 @@ impl TaskRepo {
     /// rows then go in with one `COPY FROM` in one transaction (a savepoint inside a
     /// caller's transaction): all of them or none.
     ///
+    /// Exactly once, as [`TaskRepo::create`]: the same batch again (the same ids,
+    /// user and content) returns the tasks the first call created (one more round
+    /// trip, to read them).
+    ///
     /// # Errors
-    /// [`Error::Validation`]; [`Error::NotFound`] when the user does not exist.
+    /// [`Error::Validation`]; [`Error::NotFound`] when the user does not exist;
+    /// [`Error::Conflict`] with [`crate::ConflictKind::IdInUse`] when an id is taken
+    /// by another task (or twice in `new`) and the batch is not a repeat.
     pub fn create_many(
         conn: &mut PgConnection,
         user_id: UserId,
@@ -257,23 +286,40 @@ impl TaskRepo {
                 .iter()
                 .enumerate()
                 .map(|(i, task)| {
-                    task.to_row(super::new_id(), user_id)
+                    task.to_row(task.id, user_id)
                         .map_err(|e| e.in_batch("tasks", i))
                 })
                 .collect::<Result<Vec<_>>>()?;
             if rows.is_empty() {
                 return Ok(Vec::new());
             }
-            conn.transaction(|conn| {
-                // Timestamps as a single INSERT's defaults would make them.
-                let now = bulk::transaction_now(conn)?;
-                let copy_rows: Vec<_> = rows
-                    .into_iter()
-                    .map(|row| TaskCopyRow::new(row, now, now))
-                    .collect();
-                bulk::copy_tasks(conn, &copy_rows)
-                    .map_err(|e| super::missing_as_not_found(e, "user", user_id))?;
-                Ok(copy_rows.iter().map(TaskCopyRow::to_task).collect())
+            let keys = rows.iter().map(|row| ("tasks", row.id.into()));
+            crate::retry::exactly_once(keys, || {
+                let copied = conn.transaction(|conn| {
+                    // Timestamps as a single INSERT's defaults would make them.
+                    let now = bulk::transaction_now(conn)?;
+                    let copy_rows: Vec<_> = rows
+                        .iter()
+                        .map(|row| TaskCopyRow::new(row.clone(), now, now))
+                        .collect();
+                    bulk::copy_tasks(conn, &copy_rows)
+                        .map_err(|e| super::missing_as_not_found(e, "user", user_id))?;
+                    Ok(copy_rows.iter().map(TaskCopyRow::to_task).collect())
+                });
+                match copied {
+                    Err(e) if bulk::is_duplicate_id(&e) => {
+                        let ids: Vec<TaskId> = rows.iter().map(|row| row.id).collect();
+                        let stored: Vec<Task> = tasks_of(user_id)
+                            .filter(tasks::id.eq_any(&ids))
+                            .select(Task::as_select())
+                            .load(conn)?;
+                        bulk::stored_as(&rows, stored, |row, task: &Task| {
+                            (row.id == task.id).then(|| row.is_stored_as(task))
+                        })
+                        .ok_or(Error::id_in_use("task"))
+                    }
+                    other => other,
+                }
             })
         })
     }

@@ -162,48 +162,99 @@ impl UserRepo {
     /// that transaction (wrap the call in a nested `conn.transaction(..)`, a savepoint,
     /// to carry on after it).
     ///
+    /// Exactly once: called again with the same `new` (same id and content: a retry
+    /// whose first attempt may have committed), it returns the user the first call
+    /// created instead of a conflict (one more round trip, to read it).
+    ///
     /// # Errors
     /// [`Error::Validation`] for a bad email, name or image;
     /// [`Error::Conflict`] with [`crate::ConflictKind::EmailTaken`] when another user has
-    /// the same address.
+    /// the same address, with [`crate::ConflictKind::IdInUse`] when a user with this id
+    /// exists with other content.
     pub fn create(conn: &mut PgConnection, new: &NewUser) -> Result<User> {
         super::call("user.create", None, conn, |conn| {
-            let row = new.to_row(super::new_id())?;
-            Ok(diesel::insert_into(users::table)
-                .values(&row)
-                .returning(User::as_returning())
-                .get_result(conn)?)
+            let row = new.to_row(new.id)?;
+            crate::retry::exactly_once([("users", row.id.into())], || {
+                let created = diesel::insert_into(users::table)
+                    .values(&row)
+                    .on_conflict(users::id)
+                    .do_nothing()
+                    .returning(User::as_returning())
+                    .get_result(conn)
+                    .optional()?;
+                match created {
+                    Some(user) => Ok(user),
+                    // The id is taken: by this very user, created before?
+                    None => users::table
+                        .find(row.id)
+                        .select(User::as_select())
+                        .get_result(conn)
+                        .optional()?
+                        .filter(|user| row.is_stored_as(user))
+                        .ok_or(Error::id_in_use("user")),
+                }
+            })
         })
     }
 
     /// Creates all of `new` and returns them in the same order, with one `COPY` in one
     /// transaction (a savepoint inside a caller's transaction): all of them or none.
     ///
+    /// Exactly once, as [`UserRepo::create`]: the same batch again returns the users
+    /// the first call created.
+    ///
     /// # Errors
     /// [`Error::Validation`] naming the first bad item (`users[3].email`), before
     /// anything is written; [`Error::Conflict`] when an email is taken (by an existing
-    /// user or by another item of `new`), and then nothing is written.
+    /// user or by another item of `new`) or an id is (`IdInUse`), unless the batch is a
+    /// repeat; then nothing is written.
     pub fn create_many(conn: &mut PgConnection, new: &[NewUser]) -> Result<Vec<User>> {
         super::call("user.create_many", None, conn, |conn| {
             let rows = new
                 .iter()
                 .enumerate()
-                .map(|(i, user)| {
-                    user.to_row(super::new_id())
-                        .map_err(|e| e.in_batch("users", i))
-                })
+                .map(|(i, user)| user.to_row(user.id).map_err(|e| e.in_batch("users", i)))
                 .collect::<Result<Vec<_>>>()?;
             if rows.is_empty() {
                 return Ok(Vec::new());
             }
-            conn.transaction(|conn| {
-                let now = bulk::transaction_now(conn)?;
-                let copy_rows: Vec<_> = rows
-                    .into_iter()
-                    .map(|row| UserCopyRow::new(row, now, now))
-                    .collect();
-                bulk::copy_users(conn, &copy_rows)?;
-                Ok(copy_rows.iter().map(UserCopyRow::to_user).collect())
+            let keys = rows.iter().map(|row| ("users", row.id.into()));
+            crate::retry::exactly_once(keys, || {
+                let copied = conn.transaction(|conn| {
+                    let now = bulk::transaction_now(conn)?;
+                    let copy_rows: Vec<_> = rows
+                        .iter()
+                        .map(|row| UserCopyRow::new(row.clone(), now, now))
+                        .collect();
+                    bulk::copy_users(conn, &copy_rows)?;
+                    Ok(copy_rows.iter().map(UserCopyRow::to_user).collect())
+                });
+                // A repeated batch fails on its ids or its emails, whichever index
+                // the server checks first.
+                let email_taken = matches!(
+                    &copied,
+                    Err(Error::Conflict {
+                        kind: crate::ConflictKind::EmailTaken
+                    })
+                );
+                match copied {
+                    Err(e) if email_taken || bulk::is_duplicate_id(&e) => {
+                        let ids: Vec<UserId> = rows.iter().map(|row| row.id).collect();
+                        let stored: Vec<User> = users::table
+                            .filter(users::id.eq_any(&ids))
+                            .select(User::as_select())
+                            .load(conn)?;
+                        let repeat = bulk::stored_as(&rows, stored, |row, user: &User| {
+                            (row.id == user.id).then(|| row.is_stored_as(user))
+                        });
+                        match repeat {
+                            Some(users) => Ok(users),
+                            None if email_taken => Err(e),
+                            None => Err(Error::id_in_use("user")),
+                        }
+                    }
+                    other => other,
+                }
             })
         })
     }

@@ -8,6 +8,7 @@ use diesel::result::Error as DieselError;
 use diesel::{Connection, PgConnection};
 
 use super::failover::{self, Sign, Tried};
+use super::ledger::{self, RowKey};
 use super::{ConnectionSource, RetryPolicy};
 use crate::error::{Error, Result};
 
@@ -22,6 +23,13 @@ pub(super) enum Stage {
     Commit,
     /// The connection was already in a transaction: the closure ran in a savepoint.
     Nested,
+    /// The closure succeeded, each of its writes was exactly-once (see
+    /// `retry::ledger`), and `COMMIT` failed: running it again recognises what it
+    /// committed, whatever the outcome of the `COMMIT`.
+    CommitOfExactlyOnce,
+    /// A retry after a `COMMIT` of unknown outcome wrote other rows than the attempt it
+    /// repeats: rolled back, and that outcome stays unknown.
+    Diverged,
 }
 
 pub(super) fn run<S, T, F>(
@@ -35,21 +43,27 @@ where
     F: FnMut(&mut PgConnection) -> Result<T>,
 {
     let fresh_connections = source.fresh_connection_per_attempt();
+    let mut replay = None;
     run_attempts(policy, fresh_connections, std::thread::sleep, || {
-        tried_on(&mut source, serializable, &mut f)
+        tried_on(&mut source, serializable, &mut f, &mut replay)
     })
 }
 
 /// One attempt on a connection of `source`, with what was seen of the server: a
 /// checkout that failed while the pool could not open connections is an attempt that
 /// failed before `BEGIN`.
-fn tried_on<S, T, F>(source: &mut S, serializable: bool, f: &mut F) -> Result<Tried<T>>
+fn tried_on<S, T, F>(
+    source: &mut S,
+    serializable: bool,
+    f: &mut F,
+    replay: &mut Option<Vec<RowKey>>,
+) -> Result<Tried<T>>
 where
     S: ConnectionSource,
     F: FnMut(&mut PgConnection) -> Result<T>,
 {
     match source.with_connection(&mut |conn| {
-        let (result, stage) = attempt(conn, serializable, f);
+        let (result, stage) = attempt(conn, serializable, f, replay);
         let sign = failover::sign_of(conn, &result);
         Tried {
             result,
@@ -98,37 +112,64 @@ fn run_attempts_timed<T, A: Into<Tried<T>>>(
 ) -> Result<T> {
     let mut retry = 0;
     let mut failover_retry = 0;
+    let mut unknown = UnknownOutcome(None);
     loop {
         let Tried {
             result,
             stage,
             sign,
-        } = attempt()?.into();
+        } = attempt().map_err(|e| unknown.or(e))?.into();
         let err = match result {
             Ok(value) => return Ok(value),
             Err(err) => err,
         };
         if failover::is_failover(&err, stage, sign, fresh_connections) {
             if elapsed() >= policy.failover_budget {
-                return Err(err);
+                return Err(unknown.or(err));
             }
             failover_retry += 1;
+            unknown.note(err, stage);
             sleep(policy.backoff(failover_retry));
             continue;
         }
         retry += 1;
         if retry >= policy.attempts() || !is_retryable(&err, stage, fresh_connections) {
-            return Err(err);
+            return Err(unknown.or(err));
         }
+        unknown.note(err, stage);
         sleep(policy.backoff(retry));
     }
 }
 
-/// One attempt: `f` in a transaction, and how far it got.
-fn attempt<T, F>(conn: &mut PgConnection, serializable: bool, f: &mut F) -> (Result<T>, Stage)
+/// The first error of a `COMMIT` whose outcome is unknown that the loop retried (an
+/// exactly-once attempt): while no attempt succeeds, it stays the caller's answer,
+/// whatever later attempts fail with.
+struct UnknownOutcome(Option<Error>);
+
+impl UnknownOutcome {
+    fn note(&mut self, err: Error, stage: Stage) {
+        if stage == Stage::CommitOfExactlyOnce && err.is_connection_lost() && self.0.is_none() {
+            self.0 = Some(err);
+        }
+    }
+
+    fn or(&mut self, err: Error) -> Error {
+        self.0.take().unwrap_or(err)
+    }
+}
+
+/// One attempt: `f` in a transaction, and how far it got. `replay` holds the rows of an
+/// earlier attempt whose `COMMIT`'s outcome is unknown: this one must write the same.
+fn attempt<T, F>(
+    conn: &mut PgConnection,
+    serializable: bool,
+    f: &mut F,
+    replay: &mut Option<Vec<RowKey>>,
+) -> (Result<T>, Stage)
 where
     F: FnMut(&mut PgConnection) -> Result<T>,
 {
+    let ledger = ledger::Attempt::open(crate::pool::reports_statements(conn));
     let mut stage = Stage::Begin;
     let mut builder = conn.build_transaction();
     if serializable {
@@ -138,6 +179,10 @@ where
         stage = Stage::Body;
         let result = f(conn);
         if result.is_ok() {
+            if replay.as_ref().is_some_and(|rows| *rows != ledger.rows()) {
+                stage = Stage::Diverged;
+                return Err(Error::Database(DieselError::RollbackTransaction));
+            }
             stage = Stage::Commit;
         }
         result
@@ -148,8 +193,39 @@ where
         }
         // Whether the connection was lost is the connection's to say, whatever the
         // closure's own statements made of the error.
-        result => (crate::pool::settle(conn, result), stage),
+        result => {
+            let result = crate::pool::settle(conn, result);
+            let stage = commit_stage(conn, &ledger, stage, &result, replay);
+            (result, stage)
+        }
     }
+}
+
+/// `stage`, made [`Stage::CommitOfExactlyOnce`] for a failed `COMMIT` of an attempt
+/// whose every write was exactly-once; when its outcome is unknown, its rows become
+/// those every later attempt must write (`replay`).
+fn commit_stage<T>(
+    conn: &mut PgConnection,
+    ledger: &ledger::Attempt,
+    stage: Stage,
+    result: &Result<T>,
+    replay: &mut Option<Vec<RowKey>>,
+) -> Stage {
+    let (Stage::Commit, Err(err)) = (stage, result) else {
+        return stage;
+    };
+    if !crate::pool::reports_statements(conn) {
+        // The caller replaced the connection's instrumentation: not every statement
+        // was seen.
+        ledger.mark_blind();
+    }
+    if !ledger.is_exactly_once() {
+        return stage;
+    }
+    if err.is_connection_lost() && replay.is_none() {
+        *replay = Some(ledger.rows());
+    }
+    Stage::CommitOfExactlyOnce
 }
 
 /// Whether an attempt that failed with `err` at `stage` may run again (see the
@@ -157,7 +233,10 @@ where
 fn is_retryable(err: &Error, stage: Stage, fresh_connections: bool) -> bool {
     let aborted_by_server = err.is_serialization_failure() || err.is_deadlock();
     match stage {
-        Stage::Nested => false,
+        Stage::Nested | Stage::Diverged => false,
+        // Every write recognises its own earlier commit: whether COMMIT committed or
+        // not, running the attempt again is as safe as before COMMIT was sent.
+        Stage::CommitOfExactlyOnce => is_retryable(err, Stage::Body, fresh_connections),
         // Nothing of the transaction ran; a lost connection needs another one.
         Stage::Begin => err.is_connection_lost() && fresh_connections,
         // COMMIT was never sent: a lost connection took the open transaction with it.
@@ -271,7 +350,7 @@ mod tests {
     #[test]
     fn retry_decides_by_error_and_stage() {
         use Stage::*;
-        for stage in [Begin, Body, Commit, Nested] {
+        for stage in [Begin, Body, Commit, Nested, CommitOfExactlyOnce, Diverged] {
             let validation = Error::validation("title", "x");
             assert!(!is_retryable(&validation, stage, true), "{stage:?}");
         }
@@ -293,6 +372,35 @@ mod tests {
         ));
         assert!(is_retryable(&unsent(), Commit, true));
         assert!(!is_retryable(&unsent(), Commit, false));
+        // Exactly-once writes: an unknown outcome is retried, on a fresh connection.
+        assert!(is_retryable(&closed(), CommitOfExactlyOnce, true));
+        assert!(is_retryable(
+            &commit_lost_and_rollback_unsent(),
+            CommitOfExactlyOnce,
+            true
+        ));
+        assert!(!is_retryable(&closed(), CommitOfExactlyOnce, false));
+        assert!(!is_retryable(&closed(), Diverged, true));
+    }
+
+    #[test]
+    fn after_an_unknown_outcome_giving_up_reports_it() {
+        let mut attempts = 0;
+        let result: Result<()> = run_attempts(
+            &RetryPolicy::default(),
+            true,
+            |_| {},
+            || {
+                attempts += 1;
+                Ok(match attempts {
+                    1 => (Err(closed()), Stage::CommitOfExactlyOnce),
+                    _ => (Err(Error::validation("title", "x")), Stage::Body),
+                })
+            },
+        );
+        assert_eq!(attempts, 2);
+        let err = result.unwrap_err();
+        assert!(err.is_connection_lost(), "{err:?}");
     }
 
     #[test]

@@ -54,12 +54,14 @@ pub(super) fn is_failover(err: &Error, stage: Stage, sign: Sign, fresh_connectio
         return false;
     }
     match stage {
-        Stage::Begin | Stage::Body => {
+        // A COMMIT lost on its way is a failover's too when every write of the attempt
+        // recognises its own earlier commit.
+        Stage::Begin | Stage::Body | Stage::CommitOfExactlyOnce => {
             err.is_connection_lost()
                 || (sign == Sign::NotPrimary && matches!(err, Error::ReadOnly { .. }))
                 || (sign == Sign::NoConnection && matches!(err, Error::PoolTimeout { .. }))
         }
-        Stage::Commit | Stage::Nested => false,
+        Stage::Commit | Stage::Nested | Stage::Diverged => false,
     }
 }
 

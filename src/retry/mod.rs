@@ -47,9 +47,13 @@
 //! - at `COMMIT`, a connection lost before `COMMIT` could be sent
 //!   ([`Error::is_connection_lost_before_send`]).
 //!
-//! It never retries a failure whose outcome is unknown, a connection lost **while
-//! `COMMIT` was on its way** (the transaction may have committed: the caller must
-//! check, e.g. by reading the rows back), nor anything else: validation errors,
+//! - at `COMMIT`, a connection lost **while `COMMIT` was on its way**, only when every
+//!   write of the attempt was *exactly-once* (below): running it again returns what the
+//!   first attempt committed, or writes it now if it did not.
+//!
+//! It never retries a blind attempt whose `COMMIT`'s outcome is unknown (the
+//! transaction may have committed: the caller gets the lost connection and must check,
+//! e.g. by reading the rows back), nor anything else: validation errors,
 //! conflicts (an [`crate::ConflictKind::StaleVersion`] needs a decision the caller
 //! makes), not-found, statement timeouts, a pool timeout while every connection of the
 //! pool is in use (the pool is overloaded, not failing over: waiting again would only
@@ -86,7 +90,8 @@
 //! timeout). Only a pool gives each attempt a fresh connection: with a single
 //! connection none of these is retried.
 //!
-//! A `COMMIT` lost on its way stays unknown: a failover can still report it
+//! A `COMMIT` lost on its way is retried only for an exactly-once attempt (below);
+//! for a blind one its outcome stays unknown, and a failover can still report it
 //! ([`Error::is_connection_lost`] without
 //! [`Error::is_connection_lost_before_send`]).
 //!
@@ -96,6 +101,55 @@
 //!
 //! The closure may run several times: keep side effects other than the database's
 //! (emails, messages) out of it, or make them idempotent.
+//!
+//! ## Exactly-once writes, and a `COMMIT` of unknown outcome
+//!
+//! A connection can drop after the server received `COMMIT` and before its answer came
+//! back (a failover, a restart, a network fault): the client cannot tell whether the
+//! transaction committed. Running it again is safe only if each of its writes, run
+//! again, recognises what it wrote the first time. These calls do:
+//!
+//! - [`TaskRepo::create`], [`TaskRepo::create_many`], [`UserRepo::create`],
+//!   [`UserRepo::create_many`], [`HabitRepo::create`]: the input's id is fixed when it
+//!   is built (`NewTask::new`, ...), so a repeat finds its own row (same id, owner and
+//!   content) and returns it. **Build the input once, before the call**: an input built
+//!   inside the closure has a new id on every attempt.
+//!
+//! An attempt is *blind* when any other statement ran in it: an update, a delete, a
+//! check-in, a session call, any statement of your own (even a `SELECT`: it may call
+//! a function that writes). The crate's own reads (`get`, `list`, `count`, ...) do not
+//! make it blind. A blind attempt whose `COMMIT`'s outcome is unknown is not run again.
+//!
+//! How it knows: each connection of the crate's pools sees every statement it sends
+//! (its instrumentation), and the exactly-once calls mark theirs. An attempt on a
+//! connection without the crate's instrumentation (another pool's, without
+//! [`crate::pool::setup_connection`], or one whose instrumentation was replaced) is
+//! blind. A retry after an unknown outcome must write exactly the rows the attempt it
+//! repeats wrote (the same ids); if it writes others (an input built in the closure, a
+//! branch taken on what it read), it is rolled back and the caller gets the first
+//! attempt's lost connection: the outcome stays unknown. So is it when no later
+//! attempt succeeds.
+//!
+//! Not exactly-once, and why:
+//!
+//! - [`TaskRepo::update`] and [`HabitRepo::update`] with an expected version: a repeat
+//!   finds the version moved on (`StaleVersion`) and cannot tell its own write from
+//!   another writer's same change: a row keeps no mark of who wrote it.
+//! - [`TaskRepo::set_completed`]: repeated, it would return the task done, but bump
+//!   its version (and `updated_at`) a second time: the write would apply twice.
+//! - deletes: a repeat answers `NotFound` for the row the first attempt deleted.
+//! - [`SessionRepo::create`]: the session's token is made by the call, and only its
+//!   hash is stored, so a repeat cannot give back the token of the first.
+//!
+//! [`TaskRepo::create`]: crate::TaskRepo::create
+//! [`TaskRepo::create_many`]: crate::TaskRepo::create_many
+//! [`TaskRepo::update`]: crate::TaskRepo::update
+//! [`TaskRepo::set_completed`]: crate::TaskRepo::set_completed
+//! [`UserRepo::create`]: crate::UserRepo::create
+//! [`UserRepo::create_many`]: crate::UserRepo::create_many
+//! [`HabitRepo::create`]: crate::HabitRepo::create
+//! [`HabitRepo::update`]: crate::HabitRepo::update
+//! [`SessionRepo::create`]: crate::SessionRepo::create
 //!
 //! ## Inside a caller's transaction
 //!
@@ -120,7 +174,10 @@
 // attempts and decides which failures to retry is `attempt`.
 mod attempt;
 mod failover;
+mod ledger;
 mod sources;
+
+pub(crate) use ledger::{exactly_once, note_statement};
 
 pub use sources::ConnectionSource;
 

@@ -457,6 +457,7 @@ impl SeedUser {
         let created_at =
             options.anchor - TimeDelta::minutes(rng.random_range(60 * 24 * 190..60 * 24 * 365));
         let user = NewUser {
+            id: Uuid::nil().into(), // set below, from the same generator as before
             email,
             name: format!("{first} {initial}. {last}"),
             email_verified: rng.random_bool(0.8),
@@ -467,10 +468,11 @@ impl SeedUser {
         let tasks = (0..options.tasks_per_user)
             .map(|_| SeedTask::generate(&mut rng, options.anchor))
             .collect();
+        let id = v7_at(created_at, &mut rng);
         SeedUser {
             index,
-            id: v7_at(created_at, &mut rng),
-            user,
+            id,
+            user: NewUser { id, ..user },
             created_at,
             tasks,
         }
@@ -512,6 +514,7 @@ impl SeedTask {
         SeedTask {
             id,
             new: NewTask {
+                id,
                 title,
                 description,
                 priority,

@@ -15,6 +15,7 @@ mod async_pool;
 mod demoted_primary;
 mod due_today;
 mod email_key;
+mod exactly_once;
 mod habits;
 mod hostile;
 mod invisible_text;

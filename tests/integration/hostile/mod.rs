@@ -487,8 +487,13 @@ fn fixture(conn: &mut PgConnection) -> Fixture {
         .collect();
     news.push(NewTask::new("é".repeat(255)));
     let tasks = TaskRepo::create_many(conn, user.id, &news).expect("the user's tasks");
+    // The same content as new tasks: a `NewTask` is one task, so each gets a new id.
+    let others: Vec<NewTask> = news[..3]
+        .iter()
+        .map(|new| new.clone().id(uuid::Uuid::now_v7().into()))
+        .collect();
     let other_tasks =
-        TaskRepo::create_many(conn, other.id, &news[..3]).expect("the other user's tasks");
+        TaskRepo::create_many(conn, other.id, &others).expect("the other user's tasks");
     Fixture {
         user,
         other,

@@ -26,6 +26,7 @@ impl GenTask {
             due_date: self.due,
             completed: self.completed,
             metadata: Default::default(),
+            ..Default::default()
         }
     }
 }

@@ -22,6 +22,7 @@ impl GenUser {
             name: self.name.clone(),
             email_verified: self.verified,
             image: self.image.clone(),
+            ..Default::default()
         }
     }
 }

@@ -192,9 +192,11 @@ fn create_many_inside_a_failing_transaction_leaves_nothing() {
     // A failing create_many inside a transaction that goes on: only it is undone.
     conn.transaction::<_, Error, _>(|conn| {
         TaskRepo::create_many(conn, user.id, &news[..3])?;
-        assert!(TaskRepo::create_many(conn, Uuid::now_v7().into(), &news)
-            .unwrap_err()
-            .is_not_found());
+        assert!(
+            TaskRepo::create_many(conn, Uuid::now_v7().into(), &news[5..])
+                .unwrap_err()
+                .is_not_found()
+        );
         TaskRepo::create_many(conn, user.id, &news[3..5])?;
         Ok(())
     })
@@ -210,9 +212,9 @@ fn create_many_inside_a_failing_transaction_leaves_nothing() {
 fn two_users_with_tasks(conn: &mut PgConnection) -> (User, Vec<Task>, User, Vec<Task>) {
     let ada = fixtures::user(conn);
     let bob = fixtures::user(conn);
-    let news: Vec<NewTask> = (0..5).map(|i| NewTask::new(format!("t{i}"))).collect();
-    let ada_tasks = TaskRepo::create_many(conn, ada.id, &news).unwrap();
-    let bob_tasks = TaskRepo::create_many(conn, bob.id, &news).unwrap();
+    let news = || -> Vec<NewTask> { (0..5).map(|i| NewTask::new(format!("t{i}"))).collect() };
+    let ada_tasks = TaskRepo::create_many(conn, ada.id, &news()).unwrap();
+    let bob_tasks = TaskRepo::create_many(conn, bob.id, &news()).unwrap();
     (ada, ada_tasks, bob, bob_tasks)
 }
 

@@ -1,0 +1,172 @@
+//! Exactly-once creates: an input's id is fixed when it is built, and a repeated
+//! create returns its own row. (`retry_transaction` running them again after a COMMIT
+//! of unknown outcome: tests/unknown_commit.rs.)
+
+use diesel::prelude::*;
+use diesel::sql_types::BigInt;
+use todo_store::testing::TestDb;
+use todo_store::{
+    ConflictKind, Error, HabitRepo, NewHabit, NewTask, NewUser, Priority, Schedule, TaskRepo,
+    UserRepo,
+};
+
+use crate::support::fixtures;
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+fn count(conn: &mut PgConnection, table: &str) -> i64 {
+    diesel::sql_query(format!("SELECT count(*) AS n FROM {table}"))
+        .get_result::<Count>(conn)
+        .unwrap()
+        .n
+}
+
+fn is_id_in_use(err: &Error, entity: &str) -> bool {
+    matches!(err, Error::Conflict { kind: ConflictKind::IdInUse { entity: e } } if *e == entity)
+}
+
+#[test]
+fn a_repeated_task_create_returns_the_task_it_created() {
+    let db = TestDb::new();
+    let mut conn = db.conn();
+    let user = fixtures::user(&mut conn);
+    let new = NewTask::new("Write the report")
+        .priority(Priority::High)
+        .description("by Friday")
+        .metadata(
+            serde_json::json!({"estimate": 1e3, "labels": ["work"]})
+                .as_object()
+                .cloned()
+                .unwrap(),
+        );
+    let first = TaskRepo::create(&mut conn, user.id, &new).unwrap();
+    assert_eq!(first.id, new.id);
+    let again = TaskRepo::create(&mut conn, user.id, &new).unwrap();
+    assert_eq!(again, first);
+    assert_eq!(count(&mut conn, "tasks"), 1);
+}
+
+#[test]
+fn a_task_id_taken_by_other_content_or_another_user_is_a_conflict() {
+    let db = TestDb::new();
+    let mut conn = db.conn();
+    let ann = fixtures::user(&mut conn);
+    let bob = fixtures::user(&mut conn);
+    let new = NewTask::new("Ann's task");
+    let task = TaskRepo::create(&mut conn, ann.id, &new).unwrap();
+
+    let other_title = NewTask::new("Something else").id(new.id);
+    let err = TaskRepo::create(&mut conn, ann.id, &other_title).unwrap_err();
+    assert!(is_id_in_use(&err, "task"), "{err:?}");
+    // Another user sending Ann's id (even with Ann's content) learns nothing of it.
+    let err = TaskRepo::create(&mut conn, bob.id, &new).unwrap_err();
+    assert!(is_id_in_use(&err, "task"), "{err:?}");
+    assert!(!err.to_string().contains("Ann"), "{err}");
+    // A task changed since it was created is not recreated by its input.
+    TaskRepo::set_completed(&mut conn, ann.id, task.id, true).unwrap();
+    let err = TaskRepo::create(&mut conn, ann.id, &new).unwrap_err();
+    assert!(is_id_in_use(&err, "task"), "{err:?}");
+    assert_eq!(
+        TaskRepo::get(&mut conn, ann.id, task.id).unwrap().version,
+        2
+    );
+    assert_eq!(count(&mut conn, "tasks"), 1);
+}
+
+#[test]
+fn a_repeated_task_batch_returns_the_tasks_it_created() {
+    let db = TestDb::new();
+    let mut conn = db.conn();
+    let user = fixtures::user(&mut conn);
+    let batch: Vec<NewTask> = (0..5).map(|i| NewTask::new(format!("task {i}"))).collect();
+    let first = TaskRepo::create_many(&mut conn, user.id, &batch).unwrap();
+    let again = TaskRepo::create_many(&mut conn, user.id, &batch).unwrap();
+    assert_eq!(again, first);
+    assert_eq!(count(&mut conn, "tasks"), 5);
+
+    // One item changed: not a repeat, nothing written.
+    let mut changed = batch.clone();
+    changed[2].title = "changed".into();
+    let err = TaskRepo::create_many(&mut conn, user.id, &changed).unwrap_err();
+    assert!(is_id_in_use(&err, "task"), "{err:?}");
+    // The same input twice in one batch.
+    let twice = vec![NewTask::new("a"), batch[0].clone()];
+    let fresh = NewTask::new("b");
+    let err =
+        TaskRepo::create_many(&mut conn, user.id, &[fresh.clone(), fresh.clone()]).unwrap_err();
+    assert!(is_id_in_use(&err, "task"), "{err:?}");
+    let err = TaskRepo::create_many(&mut conn, user.id, &twice).unwrap_err();
+    assert!(is_id_in_use(&err, "task"), "{err:?}");
+    assert_eq!(count(&mut conn, "tasks"), 5);
+}
+
+#[test]
+fn a_repeated_user_create_returns_the_user_it_created() {
+    let db = TestDb::new();
+    let mut conn = db.conn();
+    let new = NewUser::new("ada@example.com", "Ada").email_verified(true);
+    let first = UserRepo::create(&mut conn, &new).unwrap();
+    assert_eq!(first.id, new.id);
+    assert_eq!(UserRepo::create(&mut conn, &new).unwrap(), first);
+    assert_eq!(count(&mut conn, "users"), 1);
+
+    let renamed = NewUser {
+        name: "Ada L.".into(),
+        ..new.clone()
+    };
+    let err = UserRepo::create(&mut conn, &renamed).unwrap_err();
+    assert!(is_id_in_use(&err, "user"), "{err:?}");
+    // A new user with a taken address is still EmailTaken.
+    let err = UserRepo::create(&mut conn, &NewUser::new("ADA@example.com", "Other")).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Conflict {
+                kind: ConflictKind::EmailTaken
+            }
+        ),
+        "{err:?}"
+    );
+
+    let batch = vec![
+        NewUser::new("bea@example.com", "Bea"),
+        NewUser::new("cy@example.com", "Cy"),
+    ];
+    let users = UserRepo::create_many(&mut conn, &batch).unwrap();
+    assert_eq!(UserRepo::create_many(&mut conn, &batch).unwrap(), users);
+    // The same addresses under new ids: a conflict on the email, as before.
+    let new_ids = vec![NewUser::new("bea@example.com", "Bea")];
+    let err = UserRepo::create_many(&mut conn, &new_ids).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Conflict {
+                kind: ConflictKind::EmailTaken
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(count(&mut conn, "users"), 3);
+}
+
+#[test]
+fn a_repeated_habit_create_returns_the_habit_it_created() {
+    let db = TestDb::new();
+    let mut conn = db.conn();
+    let ann = fixtures::user(&mut conn);
+    let bob = fixtures::user(&mut conn);
+    let new = NewHabit::new("Run", Schedule::Daily).description("5 km");
+    let first = HabitRepo::create(&mut conn, ann.id, &new).unwrap();
+    assert_eq!(first.id, new.id);
+    assert_eq!(HabitRepo::create(&mut conn, ann.id, &new).unwrap(), first);
+    let err = HabitRepo::create(&mut conn, bob.id, &new).unwrap_err();
+    assert!(is_id_in_use(&err, "habit"), "{err:?}");
+    let walk = NewHabit::new("Walk", Schedule::Daily).id(new.id);
+    let err = HabitRepo::create(&mut conn, ann.id, &walk).unwrap_err();
+    assert!(is_id_in_use(&err, "habit"), "{err:?}");
+    assert_eq!(count(&mut conn, "habits"), 1);
+}

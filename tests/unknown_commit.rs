@@ -1,0 +1,224 @@
+//! `retry_transaction` and a COMMIT whose outcome is unknown, for real: the client's
+//! connection drops (a proxy resets it) while the server is still processing the
+//! COMMIT (a deferred trigger holds it for a second), and the server then commits. An
+//! attempt whose writes are all exactly-once is run again and recognises its row; any
+//! other is not, and the caller hears that the outcome is unknown.
+//!
+//! A binary of its own: the proxy needs a cluster that listens on TCP.
+#![cfg(feature = "local-postgres")]
+
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::sql_types::BigInt;
+use support::proxy::FaultProxy;
+use todo_store::local_postgres::LocalPostgres;
+use todo_store::retry::{retry_transaction, RetryPolicy};
+use todo_store::{DbConfig, NewTask, NewUser, PgPool, PoolOptions, TaskRepo, User, UserRepo};
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+/// A migrated cluster listening on 127.0.0.1, a user, and the trigger that stalls the
+/// COMMITs of marked sessions.
+struct Setup {
+    pg: LocalPostgres,
+    user: User,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        let pg = LocalPostgres::builder()
+            .listen_tcp(true)
+            .start()
+            .expect("a local PostgreSQL cluster");
+        let pool = todo_store::connect(&DbConfig::new(pg.url("postgres")).pool_size(1)).unwrap();
+        let mut conn = pool.get().unwrap();
+        let user = UserRepo::create(&mut conn, &NewUser::new("ann@example.com", "Ann")).unwrap();
+        stall_commits_of_marked_sessions(&mut conn, "tasks");
+        Setup { pg, user }
+    }
+
+    fn conn(&self) -> PgConnection {
+        PgConnection::establish(&self.pg.url("postgres")).unwrap()
+    }
+
+    fn tasks(&self) -> i64 {
+        diesel::sql_query("SELECT count(*) AS n FROM tasks")
+            .get_result::<Count>(&mut self.conn())
+            .unwrap()
+            .n
+    }
+
+    fn server_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.pg.port()))
+    }
+}
+
+/// A pool of one connection through `proxy`, whose connection is marked to stall its
+/// COMMITs (see [`stall_commits_of_marked_sessions`]); the connections that replace it
+/// are not.
+fn stalling_pool(proxy: &FaultProxy) -> PgPool {
+    let pool = PoolOptions::new(
+        &DbConfig::new(proxy.url("postgres"))
+            .pool_size(1)
+            .connection_timeout(Duration::from_secs(10)),
+    )
+    .run_migrations(false)
+    .connect()
+    .unwrap();
+    pool.get()
+        .unwrap()
+        .batch_execute("SET test.stall_commit = 'on'")
+        .unwrap();
+    pool
+}
+
+/// A COMMIT of a session with `test.stall_commit` on that wrote `table` waits a second
+/// (a deferred trigger) and then commits.
+fn stall_commits_of_marked_sessions(conn: &mut PgConnection, table: &str) {
+    conn.batch_execute(&format!(
+        "CREATE OR REPLACE FUNCTION stall_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             IF current_setting('test.stall_commit', true) = 'on' THEN
+                 PERFORM pg_sleep(1);
+             END IF;
+             RETURN NULL;
+         END $$;
+         CREATE CONSTRAINT TRIGGER stall_commit AFTER INSERT ON {table}
+             DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION stall_commit();"
+    ))
+    .unwrap();
+}
+
+/// Resets the proxy's connections once a COMMIT stalls: the client loses its
+/// connection while the server goes on to commit.
+fn drop_the_connection_during_the_commit(setup: &Setup, proxy: Arc<FaultProxy>) -> Arc<AtomicBool> {
+    let dropped = Arc::new(AtomicBool::new(false));
+    let done = dropped.clone();
+    let url = setup.pg.url("postgres");
+    std::thread::spawn(move || {
+        let mut watcher = PgConnection::establish(&url).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            let stalled = diesel::sql_query(
+                "SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event = 'PgSleep' \
+                 AND datname = current_database()",
+            )
+            .get_result::<Count>(&mut watcher)
+            .unwrap()
+            .n;
+            if stalled > 0 {
+                proxy.reset_all();
+                done.store(true, Ordering::SeqCst);
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    });
+    dropped
+}
+
+fn policy() -> RetryPolicy {
+    RetryPolicy::default()
+        .max_attempts(5)
+        .base_delay(Duration::from_millis(5))
+        .max_delay(Duration::from_millis(50))
+}
+
+/// Waits for the server to finish the COMMIT whose client went away.
+fn until_no_commit_stalls(conn: &mut PgConnection) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while diesel::sql_query(
+        "SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event = 'PgSleep' \
+                 AND datname = current_database()",
+    )
+    .get_result::<Count>(conn)
+    .unwrap()
+    .n > 0
+    {
+        assert!(Instant::now() < deadline, "the stalled COMMIT never ended");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_create_whose_commit_outcome_is_unknown_is_retried_and_returns_its_task_once() {
+    let setup = Setup::new();
+    let user = &setup.user;
+    let proxy = Arc::new(FaultProxy::start(setup.server_addr()));
+    let pool = stalling_pool(&proxy);
+    let dropped = drop_the_connection_during_the_commit(&setup, proxy.clone());
+
+    let new = NewTask::new("exactly once"); // built once, before the call
+    let mut attempts = 0;
+    let task = retry_transaction(&pool, &policy(), |conn| {
+        attempts += 1;
+        // A read of the crate's own does not make the attempt blind.
+        TaskRepo::count(conn, user.id)?;
+        TaskRepo::create(conn, user.id, &new)
+    })
+    .expect("retried after the unknown COMMIT");
+    assert!(dropped.load(Ordering::SeqCst), "the COMMIT was interrupted");
+    assert_eq!(attempts, 2);
+    assert_eq!(task.id, new.id);
+    assert_eq!(task.version, 1);
+    until_no_commit_stalls(&mut setup.conn());
+    assert_eq!(setup.tasks(), 1);
+}
+
+#[test]
+fn a_blind_write_whose_commit_outcome_is_unknown_is_not_retried() {
+    let setup = Setup::new();
+    let user = &setup.user;
+    let proxy = Arc::new(FaultProxy::start(setup.server_addr()));
+    let pool = stalling_pool(&proxy);
+    let dropped = drop_the_connection_during_the_commit(&setup, proxy.clone());
+
+    let new = NewTask::new("exactly once");
+    let mut attempts = 0;
+    let err = retry_transaction(&pool, &policy(), |conn| {
+        attempts += 1;
+        let task = TaskRepo::create(conn, user.id, &new)?;
+        // A statement of the caller's own: it could be any write.
+        diesel::sql_query("SELECT 1").execute(conn)?;
+        Ok(task)
+    })
+    .unwrap_err();
+    assert!(dropped.load(Ordering::SeqCst), "the COMMIT was interrupted");
+    assert_eq!(attempts, 1, "the outcome is unknown: not run again");
+    assert!(err.is_connection_lost() && !err.is_transient(), "{err:?}");
+    until_no_commit_stalls(&mut setup.conn());
+    assert_eq!(setup.tasks(), 1, "it had committed");
+}
+
+#[test]
+fn a_retry_that_builds_its_input_again_does_not_commit_a_second_row() {
+    let setup = Setup::new();
+    let user = &setup.user;
+    let proxy = Arc::new(FaultProxy::start(setup.server_addr()));
+    let pool = stalling_pool(&proxy);
+    let dropped = drop_the_connection_during_the_commit(&setup, proxy.clone());
+
+    let mut attempts = 0;
+    let err = retry_transaction(&pool, &policy(), |conn| {
+        attempts += 1;
+        // A new id on every attempt: the retry cannot recognise the first one's row.
+        TaskRepo::create(conn, user.id, &NewTask::new("built in the closure"))
+    })
+    .unwrap_err();
+    assert!(dropped.load(Ordering::SeqCst), "the COMMIT was interrupted");
+    assert_eq!(attempts, 2, "run again, then rolled back");
+    assert!(err.is_connection_lost() && !err.is_transient(), "{err:?}");
+    until_no_commit_stalls(&mut setup.conn());
+    assert_eq!(setup.tasks(), 1, "the first attempt's row only");
+}
