@@ -14,6 +14,7 @@ mod api;
 mod async_pool;
 mod due_today;
 mod email_key;
+mod failover;
 mod habits;
 mod hostile;
 mod invisible_text;
