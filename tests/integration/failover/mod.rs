@@ -8,7 +8,9 @@
 //! machine); skipped, with the reason printed, where patroni or etcd-server is not
 //! installed (scripts/setup installs them).
 
+mod model;
 mod smoke;
+mod under_load;
 
 use std::ops::Deref;
 use std::sync::{Mutex, MutexGuard};
