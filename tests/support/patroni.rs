@@ -312,18 +312,18 @@ impl Cluster {
     /// Every node in one URL, for libpq to find the primary:
     /// `postgres://postgres@127.0.0.1:p0,127.0.0.1:p1,127.0.0.1:p2/todo?target_session_attrs=read-write`.
     pub fn url(&self) -> String {
-        format!("{}?target_session_attrs=read-write", self.url_any_host())
+        let nodes: Vec<&Node> = self.nodes.iter().collect();
+        format!("{}?target_session_attrs=read-write", hosts_url(&nodes))
     }
 
     /// Every node in one URL, without `target_session_attrs`: libpq takes the first
-    /// that answers, primary or standby.
+    /// that answers, primary or standby. The current leader comes first, as in a
+    /// deployment that listed its primary first.
     pub fn url_any_host(&self) -> String {
-        let hosts: Vec<String> = self
-            .nodes
-            .iter()
-            .map(|n| format!("127.0.0.1:{}", n.pg_port))
-            .collect();
-        format!("postgres://postgres@{}/{DB}", hosts.join(","))
+        let leader = self.leader().map(|l| l.name.clone());
+        let mut nodes: Vec<&Node> = self.nodes.iter().collect();
+        nodes.sort_by_key(|n| Some(&n.name) != leader.as_ref());
+        hosts_url(&nodes)
     }
 
     /// The members as Patroni sees them, asked of the first node whose API answers.
@@ -488,6 +488,15 @@ impl Drop for Cluster {
         }
         let _ = fs::remove_dir_all(&self.dir);
     }
+}
+
+/// `postgres://postgres@127.0.0.1:p0,127.0.0.1:p1,.../todo`, in the order given.
+fn hosts_url(nodes: &[&Node]) -> String {
+    let hosts: Vec<String> = nodes
+        .iter()
+        .map(|n| format!("127.0.0.1:{}", n.pg_port))
+        .collect();
+    format!("postgres://postgres@{}/{DB}", hosts.join(","))
 }
 
 /// Why the cluster cannot start here, or PostgreSQL's server binaries.

@@ -8,6 +8,7 @@
 //! machine); skipped, with the reason printed, where patroni or etcd-server is not
 //! installed (scripts/setup installs them).
 
+mod measure;
 mod model;
 mod smoke;
 mod under_load;
