@@ -13,8 +13,7 @@
 //! [`Cluster`]'s drop removes the `run` file.
 
 use std::fs;
-use std::io::{Read as _, Write as _};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::os::unix::fs::{chown, MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -27,6 +26,12 @@ use diesel::dsl::sql;
 use diesel::prelude::*;
 use diesel::sql_types::BigInt;
 use serde_json::Value;
+
+use config::patroni_config;
+use rest::http;
+
+mod config;
+mod rest;
 
 /// The application's database.
 pub const DB: &str = "todo";
@@ -532,68 +537,6 @@ fn os_user() -> Option<(u32, u32)> {
     Some((id("-u"), id("-g")))
 }
 
-/// A node's Patroni configuration: bootstrap in synchronous mode, pg_rewind for a
-/// former primary (wal_log_hints), trust on loopback, no watchdog device.
-fn patroni_config(node: &Node, t: Timings, etcd_port: u16, bin_dir: &Path) -> String {
-    let Timings {
-        ttl,
-        loop_wait,
-        retry_timeout,
-    } = t;
-    let (name, dir, pg, api) = (&node.name, node.dir.display(), node.pg_port, node.api_port);
-    let bin = bin_dir.display();
-    format!(
-        r#"scope: todo-store
-name: {name}
-log:
-  level: INFO
-restapi:
-  listen: 127.0.0.1:{api}
-  connect_address: 127.0.0.1:{api}
-etcd:
-  host: 127.0.0.1:{etcd_port}
-bootstrap:
-  dcs:
-    ttl: {ttl}
-    loop_wait: {loop_wait}
-    retry_timeout: {retry_timeout}
-    maximum_lag_on_failover: 1048576
-    synchronous_mode: true
-    primary_start_timeout: 0
-    postgresql:
-      use_pg_rewind: true
-      parameters:
-        wal_log_hints: 'on'
-        max_connections: 100
-        fsync: 'off'
-  initdb:
-  - encoding: UTF8
-  - locale: C.UTF-8
-  - auth: trust
-  pg_hba:
-  - host all all 127.0.0.1/32 trust
-  - host replication all 127.0.0.1/32 trust
-postgresql:
-  listen: 127.0.0.1:{pg}
-  connect_address: 127.0.0.1:{pg}
-  data_dir: {dir}/data
-  bin_dir: {bin}
-  pgpass: {dir}/pgpass
-  authentication:
-    superuser:
-      username: postgres
-    replication:
-      username: postgres
-    rewind:
-      username: postgres
-  parameters:
-    unix_socket_directories: '{dir}'
-watchdog:
-  mode: off
-"#
-    )
-}
-
 /// Replicas streaming from `leader`, by `pg_stat_replication`.
 fn streaming_replicas(leader: &Node) -> Option<i64> {
     let mut conn = PgConnection::establish(&leader.url("postgres")).ok()?;
@@ -616,33 +559,6 @@ fn streams_to(leader: &Node, replica: &str) -> bool {
     )))
     .get_result::<i64>(&mut conn)
     .is_ok_and(|n| n == 1)
-}
-
-/// One HTTP/1.0 request to Patroni's REST API on loopback: status and body.
-fn http(port: u16, method: &str, path: &str, body: Option<&str>) -> std::io::Result<(u16, String)> {
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1))?;
-    // A switchover answers once it is done.
-    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
-    let body = body.unwrap_or("");
-    write!(
-        stream,
-        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut reply = String::new();
-    stream.read_to_string(&mut reply)?;
-    let status = reply
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = reply
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_owned();
-    Ok((status, body))
 }
 
 fn tail(path: &Path, lines: usize) -> String {
