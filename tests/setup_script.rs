@@ -65,7 +65,15 @@ const NODESOURCE_20: Nodejs = Nodejs {
 const DEBIAN_NPM: &str = "9.2.0";
 
 /// Everything the script wants but Node.js and npm.
-const ALL_BUT_NODE: [&str; 5] = ["postgresql", "libpq-dev", "pgbouncer", "openssl", "wrk"];
+const ALL_BUT_NODE: [&str; 7] = [
+    "postgresql",
+    "libpq-dev",
+    "pgbouncer",
+    "openssl",
+    "wrk",
+    "patroni",
+    "etcd-server",
+];
 
 /// What a machine has before the script runs.
 struct Machine {
@@ -80,6 +88,8 @@ struct Machine {
     deleted: Vec<&'static str>,
     /// A node outside dpkg's knowledge, in `/usr/local/bin` (a tarball, say).
     other_node: Option<&'static str>,
+    /// Booted with systemd (`/run/systemd/system` exists).
+    systemd: bool,
 }
 
 impl Machine {
@@ -93,6 +103,7 @@ impl Machine {
             nodejs_candidate: None,
             deleted: Vec::new(),
             other_node: None,
+            systemd: false,
         }
     }
     fn with(mut self, packages: &[&'static str]) -> Self {
@@ -122,6 +133,10 @@ impl Machine {
     }
     fn other_node(mut self, version: &'static str) -> Self {
         self.other_node = Some(version);
+        self
+    }
+    fn systemd(mut self) -> Self {
+        self.systemd = true;
         self
     }
 }
@@ -218,6 +233,12 @@ printf '%s\n' "id $*" >> @LOG@
 echo "${FAKE_UID:-@UID@}"
 "#;
 
+/// systemctl: logs its call; changing a service needs root.
+const SYSTEMCTL: &str = r#"
+printf '%s\n' "systemctl $*" >> @LOG@
+[ "${FAKE_UID:-@UID@}" = 0 ] || { echo "systemctl: access denied" >&2; exit 1; }
+"#;
+
 const SUDO: &str = r#"
 printf '%s\n' "sudo $*" >> @LOG@
 FAKE_UID=0
@@ -274,6 +295,9 @@ impl Sandbox {
         if let Some(version) = machine.other_node {
             sandbox.tool("usr/local/bin/node", &format!("echo {version}"));
         }
+        if machine.systemd {
+            fs::create_dir_all(sandbox.root.join("run/systemd/system")).unwrap();
+        }
 
         let fill = |text: &str| {
             text.replace("@LOG@", &q(&sandbox.log))
@@ -288,6 +312,7 @@ impl Sandbox {
         fake("apt-get", fill(APT_GET));
         fake("dpkg-query", fill(DPKG_QUERY));
         fake("id", fill(ID));
+        fake("systemctl", fill(SYSTEMCTL));
         if machine.sudo {
             fake("sudo", fill(SUDO));
         }
@@ -352,6 +377,8 @@ impl Sandbox {
             ("pgbouncer", _) => self.tool_in(dir, "usr/sbin/pgbouncer", ""),
             ("openssl", _) => self.tool_in(dir, "usr/bin/openssl", ""),
             ("wrk", _) => self.tool_in(dir, "usr/bin/wrk", ""),
+            ("patroni", _) => self.tool_in(dir, "usr/bin/patroni", ""),
+            ("etcd-server", _) => self.tool_in(dir, "usr/bin/etcd", ""),
             ("npm", _) => self.tool_in(dir, "usr/bin/npm", &format!("echo {DEBIAN_NPM}")),
             ("nodejs", Some(n)) => {
                 self.tool_in(dir, "usr/bin/node", &format!("echo {}", n.node));
@@ -400,7 +427,8 @@ impl Sandbox {
         let probe = self
             .command("-c")
             .arg(
-                "for c in apt-get apt-cache dpkg-query id sudo node npm openssl wrk initdb pgbouncer; do \
+                "for c in apt-get apt-cache dpkg-query id sudo systemctl node npm openssl wrk initdb pgbouncer \
+                 patroni etcd; do \
                  command -v $c || true; done",
             )
             .output()
@@ -524,7 +552,7 @@ fn debian_12_with_nodesource_node_20_and_everything_present_installs_nothing() {
     let outcome = Sandbox::new(&machine).run();
     outcome.assert(0, &[]);
     assert!(outcome.apt_get_calls().is_empty(), "{}", outcome.context());
-    outcome.assert_says("present: postgresql libpq-dev pgbouncer openssl wrk");
+    outcome.assert_says("present: postgresql libpq-dev pgbouncer openssl wrk patroni etcd-server");
     outcome.assert_says("node v20.19.5, npm 10.8.2");
 }
 
@@ -584,7 +612,17 @@ fn without_node_and_only_node_18_from_apt_the_rest_is_installed_and_node_20_advi
         .with(&["openssl"])
         .apt_offers(DEBIAN_12_NODEJS);
     let outcome = Sandbox::new(&machine).run();
-    outcome.assert(1, &["postgresql", "libpq-dev", "pgbouncer", "wrk"]);
+    outcome.assert(
+        1,
+        &[
+            "postgresql",
+            "libpq-dev",
+            "pgbouncer",
+            "wrk",
+            "patroni",
+            "etcd-server",
+        ],
+    );
     outcome.assert_says("the nodejs package here is 18.19.0+dfsg-6~deb12u2");
     outcome.assert_says(NODE_20_ADVICE);
     outcome.assert_says("Everything else is installed");
@@ -690,14 +728,56 @@ fn a_fresh_debian_13_gets_everything_and_a_second_run_installs_nothing() {
             "pgbouncer",
             "openssl",
             "wrk",
+            "patroni",
+            "etcd-server",
             "nodejs",
             "npm",
         ],
+    );
+    // No systemd here: no service to stop.
+    assert!(
+        !first.log.iter().any(|l| l.starts_with("systemctl")),
+        "{}",
+        first.context()
     );
     first.assert_no_sudo();
     let second = sandbox.run();
     second.assert(0, &[]);
     assert!(second.apt_get_calls().is_empty(), "{}", second.context());
-    second.assert_says("present: postgresql libpq-dev pgbouncer openssl wrk");
+    second.assert_says("present: postgresql libpq-dev pgbouncer openssl wrk patroni etcd-server");
     second.assert_says("node v20.19.2, npm 9.2.0");
+}
+
+/// etcd-server's package starts the machine's own etcd under systemd; the tests start
+/// theirs, so the script stops it (and only when it has just installed it).
+#[test]
+fn a_missing_etcd_server_is_installed_and_its_service_stopped_under_systemd() {
+    let machine = Machine::new()
+        .systemd()
+        .with(&ALL_BUT_NODE)
+        .without("patroni")
+        .without("etcd-server")
+        .nodejs(NODESOURCE_20)
+        .apt_offers(NODESOURCE_20);
+    let sandbox = Sandbox::new(&machine);
+    let outcome = sandbox.run();
+    outcome.assert(0, &["patroni", "etcd-server"]);
+    let systemctl: Vec<&String> = outcome
+        .log
+        .iter()
+        .filter(|l| l.starts_with("systemctl"))
+        .collect();
+    assert_eq!(
+        systemctl,
+        ["systemctl disable --now etcd.service"],
+        "{}",
+        outcome.context()
+    );
+    let second = sandbox.run();
+    second.assert(0, &[]);
+    assert!(
+        !second.log.iter().any(|l| l.starts_with("systemctl")),
+        "{}",
+        second.context()
+    );
 }

@@ -16,6 +16,7 @@ mod demoted_primary;
 mod due_today;
 mod email_key;
 mod exactly_once;
+mod failover;
 mod habits;
 mod hostile;
 mod invisible_text;

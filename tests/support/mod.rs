@@ -14,6 +14,8 @@ pub mod examples;
 pub mod fixtures;
 /// Private network namespaces, for real blackholes.
 pub mod netns;
+/// A Patroni cluster (etcd and three PostgreSQL nodes) for the failover tests.
+pub mod patroni;
 /// PgBouncer in transaction mode in front of a local cluster.
 pub mod pgbouncer;
 /// A fault-injecting TCP proxy.
