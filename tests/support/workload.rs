@@ -479,16 +479,29 @@ enum Settled {
     Unknown(String),
 }
 
+/// A task as the load tests check it: what their writes change.
 #[derive(QueryableByName, Debug)]
-struct TaskRow {
+pub struct TaskRow {
+    /// The task's id.
     #[diesel(sql_type = SqlUuid)]
-    id: TaskId,
+    pub id: TaskId,
+    /// Its title.
     #[diesel(sql_type = Text)]
-    title: String,
+    pub title: String,
+    /// Its version.
     #[diesel(sql_type = Integer)]
-    version: i32,
+    pub version: i32,
+    /// Whether it is done.
     #[diesel(sql_type = Bool)]
-    completed: bool,
+    pub completed: bool,
+}
+
+/// Every task of `user_id`, as the load tests check it.
+pub fn task_rows(conn: &mut PgConnection, user_id: UserId) -> Vec<TaskRow> {
+    diesel::sql_query("SELECT id, title, version, completed FROM tasks WHERE user_id = $1")
+        .bind::<SqlUuid, _>(user_id)
+        .load(conn)
+        .expect("the user's rows")
 }
 
 /// Compares the rows of each worker's user with its model: acknowledged writes present,
@@ -505,11 +518,7 @@ pub fn check_rows(pool: &PgPool, workers: &[Worker<'_>]) -> Vec<String> {
         }
     }
     for w in workers {
-        let rows: Vec<TaskRow> =
-            diesel::sql_query("SELECT id, title, version, completed FROM tasks WHERE user_id = $1")
-                .bind::<SqlUuid, _>(w.user_id)
-                .load(&mut conn)
-                .expect("rows");
+        let rows = task_rows(&mut conn, w.user_id);
         let mut by_id: HashMap<TaskId, State> = rows
             .iter()
             .map(|r| (r.id, (r.title.clone(), r.version, r.completed)))

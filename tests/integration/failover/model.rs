@@ -9,11 +9,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use diesel::prelude::*;
-use diesel::sql_types::{Bool, Integer, Text, Uuid as SqlUuid};
 use todo_store::retry::{retry_transaction, RetryPolicy};
 use todo_store::{Error, NewTask, PgPool, TaskId, TaskPatch, TaskQuery, TaskRepo, UserId};
 
 use crate::support::rng::Rng;
+use crate::support::workload::task_rows;
 
 /// What a task looks like: title, version, completed.
 pub type State = (String, i32, bool);
@@ -245,18 +245,6 @@ impl<'a> Reader<'a> {
     }
 }
 
-#[derive(QueryableByName, Debug)]
-struct TaskRow {
-    #[diesel(sql_type = SqlUuid)]
-    id: TaskId,
-    #[diesel(sql_type = Text)]
-    title: String,
-    #[diesel(sql_type = Integer)]
-    version: i32,
-    #[diesel(sql_type = Bool)]
-    completed: bool,
-}
-
 /// The rows compared with the writers' models.
 #[derive(Debug, Default)]
 pub struct Check {
@@ -281,11 +269,7 @@ pub fn check(pool: &PgPool, writers: &[Writer<'_>]) -> Check {
     for w in writers {
         check.acknowledged += w.calls.iter().filter(|c| c.error.is_none()).count();
         check.failed_creates += w.failed_creates.len();
-        let rows: Vec<TaskRow> =
-            diesel::sql_query("SELECT id, title, version, completed FROM tasks WHERE user_id = $1")
-                .bind::<SqlUuid, _>(w.user_id)
-                .load(&mut conn)
-                .expect("the writer's rows");
+        let rows = task_rows(&mut conn, w.user_id);
         let mut by_title: HashMap<&str, usize> = HashMap::new();
         for row in &rows {
             // An updated title starts with the created one: the same start twice is a
