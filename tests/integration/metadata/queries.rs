@@ -78,8 +78,13 @@ fn containment_and_keys_select_with_every_filter_sort_and_cursor() {
                 .metadata(metadata),
         );
     }
-    // Another user with the same metadata: never in this user's results.
-    TaskRepo::create_many(&mut conn, other.id, &news).unwrap();
+    // Another user with the same metadata (tasks of their own: an id names one task):
+    // never in this user's results.
+    let others: Vec<NewTask> = news
+        .iter()
+        .map(|new| new.clone().id(uuid::Uuid::now_v7().into()))
+        .collect();
+    TaskRepo::create_many(&mut conn, other.id, &others).unwrap();
     let all = TaskRepo::create_many(&mut conn, user.id, &news).unwrap();
 
     let documents = [

@@ -201,18 +201,19 @@ fn relevance_sort_puts_best_matches_first() {
     let user = fixtures::user(&mut conn);
     // Title words weigh more than description words: title+description > title only >
     // description only. Tasks within a group rank the same and tie on id.
-    let both = NewTask::new("alpha").description("alpha");
-    let title_only = NewTask::new("alpha plan");
-    let description_only = NewTask::new("plan").description("alpha");
+    // Each call builds a new task (a NewTask's id names one task).
+    let both = || NewTask::new("alpha").description("alpha");
+    let title_only = || NewTask::new("alpha plan");
+    let description_only = || NewTask::new("plan").description("alpha");
     let news = [
-        description_only.clone(),
-        title_only.clone(),
-        both.clone(),
+        description_only(),
+        title_only(),
+        both(),
         NewTask::new("bravo").description("charlie"),
-        title_only.clone(),
-        description_only,
-        both,
-        title_only,
+        title_only(),
+        description_only(),
+        both(),
+        title_only(),
     ];
     let created = TaskRepo::create_many(&mut conn, user.id, &news).unwrap();
     let group = |t: &Task| match (
