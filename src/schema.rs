@@ -122,6 +122,7 @@ diesel::table! {
         version -> Int4,
         search_vector -> Tsvector,
         metadata -> Jsonb,
+        last_write -> Nullable<Uuid>,
     }
 }
 

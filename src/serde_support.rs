@@ -19,7 +19,9 @@
 //! (for axum's `Query`; `TaskQuery::try_from(params)`), with the metadata filters as
 //! `metadata_contains={"source":"email"}` (a JSON object, URL-encoded) and
 //! `metadata_has_key=source,labels`. `TaskPatch`'s `metadata` is `{"replace": {...}}`
-//! or `{"merge": {...}}` (a JSON Merge Patch). `DbConfig` deserializes from a
+//! or `{"merge": {...}}` (a JSON Merge Patch); its `write_id` (a UUID) is optional, a
+//! fresh one when absent, as `NewTask`'s `id`: a client that sends its own can repeat
+//! the request and have it applied once. `DbConfig` deserializes from a
 //! configuration file's table with the keys `url`, `pool_size`, `statement_timeout_ms`,
 //! ... (the environment variables of [`crate::config`] without `DATABASE_`, lower case),
 //! its password still out of `Debug`.

@@ -20,7 +20,9 @@ use diesel::sql_types::BigInt;
 use support::proxy::FaultProxy;
 use todo_store::local_postgres::LocalPostgres;
 use todo_store::retry::{retry_transaction, RetryPolicy};
-use todo_store::{DbConfig, NewTask, NewUser, PgPool, PoolOptions, TaskRepo, User, UserRepo};
+use todo_store::{
+    DbConfig, NewTask, NewUser, PgPool, PoolOptions, TaskPatch, TaskRepo, User, UserRepo,
+};
 
 #[derive(QueryableByName)]
 struct Count {
@@ -83,7 +85,8 @@ fn stalling_pool(proxy: &FaultProxy) -> PgPool {
     pool
 }
 
-/// A COMMIT of a session with `test.stall_commit` on that wrote `table` waits a second
+/// A COMMIT of a session with `test.stall_commit` on that wrote `table` (an insert or
+/// an update) waits a second
 /// (a deferred trigger) and then commits.
 fn stall_commits_of_marked_sessions(conn: &mut PgConnection, table: &str) {
     conn.batch_execute(&format!(
@@ -94,7 +97,7 @@ fn stall_commits_of_marked_sessions(conn: &mut PgConnection, table: &str) {
              END IF;
              RETURN NULL;
          END $$;
-         CREATE CONSTRAINT TRIGGER stall_commit AFTER INSERT ON {table}
+         CREATE CONSTRAINT TRIGGER stall_commit AFTER INSERT OR UPDATE ON {table}
              DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION stall_commit();"
     ))
     .unwrap();
@@ -221,4 +224,79 @@ fn a_retry_that_builds_its_input_again_does_not_commit_a_second_row() {
     assert!(err.is_connection_lost() && !err.is_transient(), "{err:?}");
     until_no_commit_stalls(&mut setup.conn());
     assert_eq!(setup.tasks(), 1, "the first attempt's row only");
+}
+
+#[test]
+fn a_versioned_update_and_a_set_completed_whose_commit_outcome_is_unknown_apply_once() {
+    let setup = Setup::new();
+    let user = &setup.user;
+    // Created on a connection that does not stall.
+    let (a, b) = {
+        let mut conn = setup.conn();
+        let a = TaskRepo::create(&mut conn, user.id, &NewTask::new("draft")).unwrap();
+        let b = TaskRepo::create(&mut conn, user.id, &NewTask::new("laundry")).unwrap();
+        (a, b)
+    };
+    let proxy = Arc::new(FaultProxy::start(setup.server_addr()));
+    let pool = stalling_pool(&proxy);
+    let dropped = drop_the_connection_during_the_commit(&setup, proxy.clone());
+
+    let patch = TaskPatch {
+        title: Some("final".into()),
+        expected_version: Some(a.version),
+        ..TaskPatch::default()
+    }; // built once, before the call
+    let mut attempts = 0;
+    let (updated, done) = retry_transaction(&pool, &policy(), |conn| {
+        attempts += 1;
+        let updated = TaskRepo::update(conn, user.id, a.id, &patch)?;
+        let done = TaskRepo::set_completed(conn, user.id, b.id, true)?;
+        Ok((updated, done))
+    })
+    .expect("retried after the unknown COMMIT");
+    assert!(dropped.load(Ordering::SeqCst), "the COMMIT was interrupted");
+    assert_eq!(attempts, 2);
+    assert_eq!((updated.version, updated.title.as_str()), (2, "final"));
+    assert_eq!((done.version, done.completed), (2, true));
+    until_no_commit_stalls(&mut setup.conn());
+    let mut conn = setup.conn();
+    assert_eq!(TaskRepo::get(&mut conn, user.id, a.id).unwrap(), updated);
+    assert_eq!(TaskRepo::get(&mut conn, user.id, b.id).unwrap(), done);
+    assert_eq!(setup.tasks(), 2);
+}
+
+#[test]
+fn a_retry_that_builds_its_patch_again_is_rolled_back() {
+    let setup = Setup::new();
+    let user = &setup.user;
+    let task = TaskRepo::create(&mut setup.conn(), user.id, &NewTask::new("draft")).unwrap();
+    let proxy = Arc::new(FaultProxy::start(setup.server_addr()));
+    let pool = stalling_pool(&proxy);
+    let dropped = drop_the_connection_during_the_commit(&setup, proxy.clone());
+
+    let mut attempts = 0;
+    let err = retry_transaction(&pool, &policy(), |conn| {
+        attempts += 1;
+        // A new write id on every attempt: the retry cannot recognise the first write.
+        let patch = TaskPatch {
+            title: Some("final".into()),
+            expected_version: Some(1),
+            ..TaskPatch::default()
+        };
+        TaskRepo::update(conn, user.id, task.id, &patch)
+    })
+    .unwrap_err();
+    assert!(dropped.load(Ordering::SeqCst), "the COMMIT was interrupted");
+    assert_eq!(
+        attempts, 2,
+        "run again: stale, the caller hears the unknown outcome"
+    );
+    assert!(err.is_connection_lost() && !err.is_transient(), "{err:?}");
+    until_no_commit_stalls(&mut setup.conn());
+    let stored = TaskRepo::get(&mut setup.conn(), user.id, task.id).unwrap();
+    assert_eq!(
+        (stored.version, stored.title.as_str()),
+        (2, "final"),
+        "written once"
+    );
 }

@@ -380,8 +380,13 @@ fn over_a_200ms_link_each_call_costs_the_round_trips_its_sql_needs() {
         (
             "TaskRepo::set_completed",
             1,
-            Box::new(move |c| {
-                TaskRepo::set_completed(c, uid, tid, true).unwrap();
+            // Each call changes the state: one to the state the task has reads it too.
+            Box::new({
+                let mut done = false;
+                move |c| {
+                    done = !done;
+                    TaskRepo::set_completed(c, uid, tid, done).unwrap();
+                }
             }),
         ),
         (

@@ -417,6 +417,7 @@ fn task_update(c: &mut Call<'_>) -> BoxResult<Duration> {
     c.bind(task_id, ":tid");
     c.bind(Some(TITLE_RENAMED), ":ntitle");
     c.bind(Some(expected), ":ver");
+    c.bind(Some(patch.write_id), ":wid");
     Ok(elapsed)
 }
 
@@ -427,7 +428,7 @@ fn task_set_completed(c: &mut Call<'_>) -> BoxResult<Duration> {
         c.timed(|conn| TaskRepo::set_completed(conn, user_id, task_id, completed).map(drop))?;
     c.bind(user_id, ":uid");
     c.bind(task_id, ":tid");
-    c.bind(Some(completed), ":c");
+    c.bind(completed, ":c");
     Ok(elapsed)
 }
 

@@ -66,7 +66,8 @@ pub fn prefix(pick: Pick) -> String {
         ),
         Pick::TaskVersion => format!(
             "\\set r random(1, :nt)\n\
-             SELECT p.user_id AS uid, p.task_id AS tid, t.version AS ver, {} AS ntitle \
+             SELECT p.user_id AS uid, p.task_id AS tid, t.version AS ver, {} AS ntitle, \
+             {SQL_UUID_V7} AS wid \
              FROM bench_pick p JOIN tasks t ON t.id = p.task_id WHERE p.k = :r \\gset\n",
             lit(TITLE_RENAMED)
         ),

@@ -7,12 +7,25 @@ use crate::error::{Error, Result};
 
 use super::validate;
 
-/// A validated patch: the changes of the table's own columns (`C`), and the version
-/// the row must still have for the update to apply (`None`: any version).
+/// A validated patch: the changes of the table's own columns (`C`), the version the
+/// row must still have for the update to apply (`None`: any version), and the id of
+/// this write, stored in the row's write mark by a table that has one
+/// (`OwnedTable::WRITE_MARK`; `None` for a patch without one).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Versioned<C> {
     pub columns: C,
     pub expected_version: Option<i32>,
+    pub write_id: Option<uuid::Uuid>,
+}
+
+impl<C> Versioned<C> {
+    /// The patch with `write_id` as the id of its write.
+    pub(crate) fn marked(self, write_id: uuid::Uuid) -> Versioned<C> {
+        Versioned {
+            write_id: Some(write_id),
+            ..self
+        }
+    }
 }
 
 /// The patch whose `expected_version` is checked first (at least 1), then its columns
@@ -30,6 +43,7 @@ pub(crate) fn versioned<C>(
     Ok(Versioned {
         columns: columns()?,
         expected_version,
+        write_id: None,
     })
 }
 

@@ -323,6 +323,13 @@ impl TaskRow<'_> {
 /// With `expected_version`, the update applies only if the task still has that
 /// version; otherwise it fails with [`crate::Error::Conflict`] and changes nothing.
 ///
+/// Its [`write_id`](TaskPatch::write_id) is fixed when it is built (a fresh UUIDv7 from
+/// [`Default`]): applying the same `TaskPatch` with an expected version again (a retry
+/// whose first attempt may have committed) returns the task its first application
+/// wrote instead of a stale-version conflict. Build a new `TaskPatch` for each new
+/// change; a clone is the same write. Two patches are equal (`==`) only when their
+/// write ids are too.
+///
 /// ```
 /// use todo_store::{Priority, TaskPatch};
 /// let patch = TaskPatch {
@@ -339,7 +346,7 @@ impl TaskRow<'_> {
     derive(serde::Deserialize),
     serde(default, deny_unknown_fields)
 )]
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskPatch {
     /// New title (same rules as [`NewTask::title`]).
     pub title: Option<String>,
@@ -366,6 +373,29 @@ pub struct TaskPatch {
     pub metadata: Option<MetadataChange>,
     /// Apply only if the task's version is this one.
     pub expected_version: Option<i32>,
+    /// The id of this write: a fresh UUIDv7 unless set. With `expected_version`, the
+    /// update stores it in the task (its write mark, the column `last_write`) so that
+    /// the same patch applied again recognises its own earlier write: the task at
+    /// exactly `expected_version + 1` with this mark. With the feature `serde`, a
+    /// client may send it (`"write_id"`), so that a request it repeats applies once;
+    /// absent, each deserialized patch gets a fresh one.
+    pub write_id: Uuid,
+}
+
+impl Default for TaskPatch {
+    /// Nothing changed, any version, and a fresh write id.
+    fn default() -> Self {
+        TaskPatch {
+            title: None,
+            description: None,
+            completed: None,
+            priority: None,
+            due_date: None,
+            metadata: None,
+            expected_version: None,
+            write_id: Uuid::now_v7(),
+        }
+    }
 }
 
 impl TaskPatch {
@@ -401,6 +431,7 @@ impl TaskPatch {
                     .unwrap_or_default(),
             })
         })
+        .map(|changes| changes.marked(self.write_id))
     }
 }
 

@@ -17,6 +17,7 @@ use crate::schema::habits;
 impl OwnedTable for habits::table {
     const NAME: &'static str = "habits";
     const ENTITY: &'static str = "habit";
+    const WRITE_MARK: bool = false;
     type Id = HabitId;
     type Row = Habit;
     type Changes<'a> = HabitChanges<'a>;

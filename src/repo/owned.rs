@@ -7,6 +7,13 @@
 //! The statement is fixed SQL with a static query id, the same text for every patch of
 //! a table (a column left unchanged keeps its value through `COALESCE` or a flag), so
 //! it is prepared once per connection; diesel's own UPDATE never is.
+//!
+//! A table with a write mark ([`OwnedTable::WRITE_MARK`]: a `last_write uuid` column)
+//! makes its versioned updates exactly-once: the UPDATE stores the patch's write id in
+//! it, and when a patch with an expected version finds the row moved on, a row at
+//! exactly `expected + 1` carrying the patch's own id is that patch's earlier write (a
+//! retry after a COMMIT whose outcome was unknown): every write of the row bumps its
+//! version, so no other write came between. The update then returns that row.
 
 use std::marker::PhantomData;
 
@@ -30,6 +37,9 @@ pub(crate) trait OwnedTable: 'static {
     const NAME: &'static str;
     /// What a missing row is called in [`Error::NotFound`].
     const ENTITY: &'static str;
+    /// Whether the table has a write mark, a `last_write uuid` column that an update
+    /// sets to its patch's write id.
+    const WRITE_MARK: bool;
     /// The row an update returns (its `Selectable` columns are the `RETURNING` list).
     type Row: Selectable<Pg, SelectExpression: QueryFragment<Pg> + Expression>;
     /// The validated changes of the table's own columns.
@@ -119,7 +129,14 @@ where
 
 /// Applies `patch` to the row `id` of `user_id` of table `T` and returns the row, in
 /// one round trip (two when it was not updated and a version was expected: then a
-/// second statement tells a stale version from a missing row).
+/// second statement reads the row, to tell a stale version from a missing row, and, for
+/// a table with a write mark, the patch's own earlier write from another's).
+///
+/// With an expected version and a write id, on a table with a write mark, the update is
+/// exactly-once ([`crate::retry::exactly_once`], naming the row `(T::NAME, write id)`):
+/// applied again, the same patch returns the row its earlier application wrote.
+/// Without an expected version it stays blind: last-writer-wins cannot tell its own
+/// write once another followed it.
 ///
 /// # Errors
 /// [`Error::NotFound`] of `T::ENTITY` when the row does not exist or belongs to another
@@ -134,12 +151,37 @@ pub(crate) fn update<'a, T>(
 where
     T: OwnedTable,
     VersionedUpdate<'a, T>: LoadQuery<'a, PgConnection, T::Row>,
+    CurrentRow<T>: LoadQuery<'static, PgConnection, (i32, Option<uuid::Uuid>, T::Row)>,
+{
+    match (patch.expected_version, patch.write_id) {
+        (Some(_), Some(write_id)) if T::WRITE_MARK => {
+            crate::retry::exactly_once([(T::NAME, write_id)], || {
+                apply::<T>(conn, user_id, id, patch)
+            })
+        }
+        _ => apply::<T>(conn, user_id, id, patch),
+    }
+}
+
+/// [`update`], without the ledger.
+fn apply<'a, T>(
+    conn: &mut PgConnection,
+    user_id: UserId,
+    id: T::Id,
+    patch: Versioned<T::Changes<'a>>,
+) -> Result<T::Row>
+where
+    T: OwnedTable,
+    VersionedUpdate<'a, T>: LoadQuery<'a, PgConnection, T::Row>,
+    CurrentRow<T>: LoadQuery<'static, PgConnection, (i32, Option<uuid::Uuid>, T::Row)>,
 {
     let expected_version = patch.expected_version;
+    let write_id = patch.write_id;
     let updated = VersionedUpdate::<T> {
         id,
         user_id,
         expected_version,
+        write_id,
         changes: patch.columns,
         returning: T::Row::construct_selection(),
     }
@@ -148,31 +190,42 @@ where
     match (updated, expected_version) {
         (Some(row), _) => Ok(row),
         (None, None) => Err(Error::not_found(T::ENTITY, id)),
-        // The row was not updated: tell a stale version from a missing row.
+        // The row was not updated: tell a stale version from a missing row, and this
+        // patch's own earlier write from another's.
         (None, Some(expected)) => {
-            let actual = CurrentVersion::<T> {
+            let current = CurrentRow::<T> {
                 id,
                 user_id,
-                table: PhantomData,
+                returning: T::Row::construct_selection(),
             }
-            .get_result::<i32>(conn)
+            .get_result::<(i32, Option<uuid::Uuid>, T::Row)>(conn)
             .optional()?;
-            Err(match actual {
-                Some(actual) => Error::Conflict {
+            match current {
+                Some((actual, mark, row))
+                    if T::WRITE_MARK
+                        && write_id.is_some()
+                        && mark == write_id
+                        && Some(actual) == expected.checked_add(1) =>
+                {
+                    Ok(row)
+                }
+                Some((actual, _, _)) => Err(Error::Conflict {
                     kind: ConflictKind::StaleVersion { expected, actual },
-                },
-                None => Error::not_found(T::ENTITY, id),
-            })
+                }),
+                None => Err(Error::not_found(T::ENTITY, id)),
+            }
         }
     }
 }
 
 /// `UPDATE <T> SET version = version + 1, updated_at = clock_timestamp(), <columns>
-/// WHERE id = $ AND user_id = $ AND ($::int4 IS NULL OR version = $) RETURNING <row>`.
+/// [, last_write = $] WHERE id = $ AND user_id = $ AND ($::int4 IS NULL OR version = $)
+/// RETURNING <row>`.
 pub(crate) struct VersionedUpdate<'a, T: OwnedTable> {
     id: T::Id,
     user_id: UserId,
     expected_version: Option<i32>,
+    write_id: Option<uuid::Uuid>,
     changes: T::Changes<'a>,
     returning: <T::Row as Selectable<Pg>>::SelectExpression,
 }
@@ -199,6 +252,10 @@ impl<T: OwnedTable> QueryFragment<Pg> for VersionedUpdate<'_, T> {
         // same transaction.
         out.push_sql(" SET version = version + 1, updated_at = clock_timestamp()");
         T::push_assignments(&self.changes, &mut out)?;
+        if T::WRITE_MARK {
+            out.push_sql(", last_write = ");
+            out.push_bind_param::<Nullable<SqlUuid>, _>(&self.write_id)?;
+        }
         out.push_sql(" WHERE id = ");
         out.push_bind_param::<SqlUuid, _>(&self.id)?;
         out.push_sql(" AND user_id = ");
@@ -212,27 +269,43 @@ impl<T: OwnedTable> QueryFragment<Pg> for VersionedUpdate<'_, T> {
     }
 }
 
-/// `SELECT version FROM <T> WHERE id = $1 AND user_id = $2`.
-struct CurrentVersion<T: OwnedTable> {
+/// `SELECT version, last_write, <row> FROM <T> WHERE id = $1 AND user_id = $2`
+/// (`NULL::uuid` for `last_write` in a table without a write mark).
+pub(crate) struct CurrentRow<T: OwnedTable> {
     id: T::Id,
     user_id: UserId,
-    table: PhantomData<T>,
+    returning: <T::Row as Selectable<Pg>>::SelectExpression,
 }
 
-impl<T: OwnedTable> QueryId for CurrentVersion<T> {
-    type QueryId = Self;
+/// The static query id of [`CurrentRow`] of `T`: one prepared statement per table.
+pub(crate) struct CurrentRowId<T>(PhantomData<T>);
+
+impl<T: OwnedTable> QueryId for CurrentRow<T> {
+    type QueryId = CurrentRowId<T>;
     const HAS_STATIC_QUERY_ID: bool = true;
 }
 
-impl<T: OwnedTable> Query for CurrentVersion<T> {
-    type SqlType = Int4;
+impl<T: OwnedTable> Query for CurrentRow<T> {
+    type SqlType = (
+        Int4,
+        Nullable<SqlUuid>,
+        <<T::Row as Selectable<Pg>>::SelectExpression as Expression>::SqlType,
+    );
 }
 
-impl<T: OwnedTable> RunQueryDsl<PgConnection> for CurrentVersion<T> {}
+impl<T: OwnedTable> RunQueryDsl<PgConnection> for CurrentRow<T> {}
 
-impl<T: OwnedTable> QueryFragment<Pg> for CurrentVersion<T> {
+impl<T: OwnedTable> QueryFragment<Pg> for CurrentRow<T> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        out.push_sql("SELECT version FROM ");
+        out.push_sql("SELECT version, ");
+        out.push_sql(if T::WRITE_MARK {
+            "last_write"
+        } else {
+            "NULL::uuid"
+        });
+        out.push_sql(", ");
+        self.returning.walk_ast(out.reborrow())?;
+        out.push_sql(" FROM ");
         out.push_sql(T::NAME);
         out.push_sql(" WHERE id = ");
         out.push_bind_param::<SqlUuid, _>(&self.id)?;
@@ -256,6 +329,7 @@ mod tests {
             id: uuid::Uuid::nil().into(),
             user_id: uuid::Uuid::nil().into(),
             expected_version: patch.expected_version,
+            write_id: patch.write_id,
             changes: patch.columns,
             returning: T::Row::construct_selection(),
         };
@@ -295,5 +369,36 @@ mod tests {
         let habit_sql = sql::<habits::table>(empty.to_changes().unwrap());
         assert_eq!(habit_sql, sql::<habits::table>(full.to_changes().unwrap()));
         assert!(habit_sql.starts_with("UPDATE habits SET "), "{habit_sql}");
+        // Only tasks keep a write mark.
+        assert!(task_sql.contains(", last_write = $"), "{task_sql}");
+        assert!(!habit_sql.contains("last_write"), "{habit_sql}");
+    }
+
+    /// The read after a failed versioned update: the version, the mark and the row, in
+    /// one statement.
+    #[test]
+    fn the_read_after_a_stale_version_reads_the_mark_and_the_row() {
+        fn sql<T: OwnedTable>() -> String
+        where
+            CurrentRow<T>: QueryFragment<Pg>,
+        {
+            let statement = CurrentRow::<T> {
+                id: uuid::Uuid::nil().into(),
+                user_id: uuid::Uuid::nil().into(),
+                returning: T::Row::construct_selection(),
+            };
+            diesel::debug_query::<Pg, _>(&statement).to_string()
+        }
+        let task_sql = sql::<tasks::table>();
+        assert!(
+            task_sql.starts_with("SELECT version, last_write, \"tasks\".\"id\""),
+            "{task_sql}"
+        );
+        assert!(task_sql.contains(" FROM tasks WHERE id = $1 AND user_id = $2"));
+        let habit_sql = sql::<habits::table>();
+        assert!(
+            habit_sql.starts_with("SELECT version, NULL::uuid, "),
+            "{habit_sql}"
+        );
     }
 }

@@ -11,6 +11,7 @@ use super::fragment::{self, Bind, Fragment};
 use super::list::ListPlan;
 use super::query::{Page, TaskQuery};
 use super::sql_functions::clock_timestamp;
+use super::task_update::SetCompleted;
 use crate::error::{Error, Result};
 use crate::models::{NewTask, Priority, Task, TaskId, TaskPatch, TaskStats, UserId};
 use crate::schema::tasks;
@@ -89,11 +90,26 @@ impl TaskRepo {
     /// Applies `patch` and returns the updated task, in one round trip; `version` grows
     /// by one and `updated_at` moves.
     ///
+    /// Exactly once with `patch.expected_version`: applied again (a retry whose first
+    /// attempt may have committed), the same patch (same [`TaskPatch::write_id`])
+    /// returns the task its first application wrote, unchanged, instead of a
+    /// [`crate::ConflictKind::StaleVersion`] (one more round trip, the read that follows
+    /// a failed update anyway). It recognises its write by the task's write mark: the
+    /// task at exactly `expected_version + 1` carrying the patch's write id, so no other
+    /// write came between; after another writer's update the repeat is a stale version,
+    /// as it should be. So [`crate::retry::retry_transaction`] may run it again even
+    /// when a `COMMIT`'s outcome is unknown.
+    ///
+    /// Without an expected version the update is last-writer-wins and not exactly-once:
+    /// once another write followed its own, it cannot tell whether it was applied, so a
+    /// retry after an unknown `COMMIT` reports the unknown outcome.
+    ///
     /// # Errors
     /// [`Error::Validation`] for bad values; [`Error::NotFound`] when the task does not
     /// exist or belongs to another user; [`Error::Conflict`] with
     /// [`crate::ConflictKind::StaleVersion`] when `patch.expected_version` is not the
-    /// task's version. Nothing changes on error.
+    /// task's version (and the task is not this very patch's write). Nothing changes
+    /// on error.
     pub fn update(
         conn: &mut PgConnection,
         user_id: UserId,
@@ -105,7 +121,17 @@ impl TaskRepo {
         })
     }
 
-    /// Marks the task done (`true`) or open (`false`) and returns it.
+    /// Marks the task done (`true`) or open (`false`) and returns it, in one round trip
+    /// when its state changes: then `version` grows by one and `updated_at` moves. A
+    /// task already in that state is returned as it is, unchanged (its version does
+    /// not grow), after a second round trip that reads it and locks its row until the
+    /// end of the transaction (`FOR UPDATE`), so that the state returned is the
+    /// task's.
+    ///
+    /// Exactly once: the call puts the task in a state, so calling it again (a retry
+    /// whose first attempt may have committed) returns the task without writing twice.
+    /// So [`crate::retry::retry_transaction`] may run it again even when a `COMMIT`'s
+    /// outcome is unknown.
     ///
     /// # Errors
     /// [`Error::NotFound`] when it does not exist or belongs to another user.
@@ -116,11 +142,33 @@ impl TaskRepo {
         completed: bool,
     ) -> Result<Task> {
         super::call("task.set_completed", Some(user_id), conn, |conn| {
-            let patch = TaskPatch {
-                completed: Some(completed),
-                ..TaskPatch::default()
-            };
-            Self::update(conn, user_id, task_id, &patch)
+            crate::retry::exactly_once([("tasks", task_id.into())], || loop {
+                let changed = SetCompleted {
+                    id: task_id,
+                    user_id,
+                    completed,
+                    returning: <Task as Selectable<diesel::pg::Pg>>::construct_selection(),
+                }
+                .get_result::<Task>(conn)
+                .optional()?;
+                if let Some(task) = changed {
+                    return Ok(task);
+                }
+                // Not changed: already in that state, or missing. Read under a row lock:
+                // under READ COMMITTED another writer may have changed the state back
+                // since the UPDATE looked; the lock keeps what is read until the end of
+                // the transaction, and a state changed back is written again (the
+                // UPDATE then matches: the row is locked).
+                let task = task_of(user_id, task_id)
+                    .select(Task::as_select())
+                    .for_update()
+                    .get_result::<Task>(conn)
+                    .optional()?
+                    .ok_or_else(|| Error::not_found("task", task_id))?;
+                if task.completed == completed {
+                    return Ok(task);
+                }
+            })
         })
     }
 

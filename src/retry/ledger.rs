@@ -4,11 +4,12 @@
 //!
 //! The crate's connections see every statement (their instrumentation, `pool::health`),
 //! and report each one here through [`note_statement`]. The crate's exactly-once calls
-//! (the creates) run their statements inside [`exactly_once`], naming the rows they
-//! write. A statement outside such a call makes the attempt *blind* unless it is one of
-//! the crate's own reads (a crate call whose SQL is a `SELECT`): a statement of the
-//! caller's own, even a `SELECT` (it may call a function that writes), or a crate write
-//! that cannot recognise its own earlier commit (an update, a delete).
+//! (the creates, a task's versioned update, `set_completed`) run their statements
+//! inside [`exactly_once`], naming the rows they write. A statement outside such a call
+//! makes the attempt *blind* unless it is one of the crate's own reads (a crate call
+//! whose SQL is a `SELECT`): a statement of the caller's own, even a `SELECT` (it may
+//! call a function that writes), or a crate write that cannot recognise its own
+//! earlier commit (an unversioned update, a delete).
 //!
 //! The ledgers are kept per thread: an attempt and its closure run on one thread, and so
 //! do the statements they send. A ledger is open only while an attempt runs; without

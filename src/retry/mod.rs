@@ -114,10 +114,26 @@
 //!   is built (`NewTask::new`, ...), so a repeat finds its own row (same id, owner and
 //!   content) and returns it. **Build the input once, before the call**: an input built
 //!   inside the closure has a new id on every attempt.
+//! - [`TaskRepo::update`] with an expected version: the patch's
+//!   [`write_id`](crate::TaskPatch::write_id) is fixed when the `TaskPatch` is built and
+//!   stored in the task by the update (its write mark); a repeat that finds the task at
+//!   exactly `expected_version + 1` with its own mark returns it (no other write came
+//!   between: every write of a task bumps its version). **Build the patch once, before
+//!   the call**, as an input above.
+//! - [`TaskRepo::set_completed`]: it puts the task in a state and writes only when the
+//!   task is not in it, so a repeat returns the task as the first attempt left it. (If
+//!   another writer changed the state back in between, the repeat sets it again, as if
+//!   the call had run once, after that writer.)
 //!
-//! An attempt is *blind* when any other statement ran in it: an update, a delete, a
-//! check-in, a session call, any statement of your own (even a `SELECT`: it may call
-//! a function that writes). The crate's own reads (`get`, `list`, `count`, ...) do not
+//! Each of these recognises its write only while no later write changed the row: an
+//! attempt that writes the same task twice (a create then an update, two updates,
+//! an update then `set_completed`) is not recognised by its repeat, which fails
+//! (`IdInUse`, `StaleVersion`) instead of writing again; the caller then gets the first
+//! attempt's lost connection, the outcome unknown. Write each task once per attempt.
+//!
+//! An attempt is *blind* when any other statement ran in it: an update without an
+//! expected version, a habit's update, a delete, a check-in, a session call, any
+//! statement of your own (even a `SELECT`: it may call a function that writes). The crate's own reads (`get`, `list`, `count`, ...) do not
 //! make it blind. A blind attempt whose `COMMIT`'s outcome is unknown is not run again.
 //!
 //! How it knows: each connection of the crate's pools sees every statement it sends
@@ -132,11 +148,14 @@
 //!
 //! Not exactly-once, and why:
 //!
-//! - [`TaskRepo::update`] and [`HabitRepo::update`] with an expected version: a repeat
-//!   finds the version moved on (`StaleVersion`) and cannot tell its own write from
-//!   another writer's same change: a row keeps no mark of who wrote it.
-//! - [`TaskRepo::set_completed`]: repeated, it would return the task done, but bump
-//!   its version (and `updated_at`) a second time: the write would apply twice.
+//! - [`TaskRepo::update`] without an expected version: last-writer-wins. Once another
+//!   write followed its own, a repeat cannot tell whether its write was applied, and
+//!   it would apply again over the other writer's.
+//! - [`HabitRepo::update`]: habits keep no write mark; a repeat with an expected
+//!   version finds the version moved on (`StaleVersion`) and cannot tell its own write
+//!   from another writer's.
+//! - [`TaskRepo::set_completed_many`]: it bumps the version of every listed task, in
+//!   that state or not.
 //! - deletes: a repeat answers `NotFound` for the row the first attempt deleted.
 //! - [`SessionRepo::create`]: the session's token is made by the call, and only its
 //!   hash is stored, so a repeat cannot give back the token of the first.
@@ -145,6 +164,7 @@
 //! [`TaskRepo::create_many`]: crate::TaskRepo::create_many
 //! [`TaskRepo::update`]: crate::TaskRepo::update
 //! [`TaskRepo::set_completed`]: crate::TaskRepo::set_completed
+//! [`TaskRepo::set_completed_many`]: crate::TaskRepo::set_completed_many
 //! [`UserRepo::create`]: crate::UserRepo::create
 //! [`UserRepo::create_many`]: crate::UserRepo::create_many
 //! [`HabitRepo::create`]: crate::HabitRepo::create

@@ -1,13 +1,14 @@
-//! Exactly-once creates: an input's id is fixed when it is built, and a repeated
-//! create returns its own row. (`retry_transaction` running them again after a COMMIT
-//! of unknown outcome: tests/unknown_commit.rs.)
+//! Exactly-once writes: an input's id is fixed when it is built, and a repeated
+//! create returns its own row; a repeated versioned update recognises its own write by
+//! the task's write mark; set_completed writes a state once. (`retry_transaction`
+//! running them again after a COMMIT of unknown outcome: tests/unknown_commit.rs.)
 
 use diesel::prelude::*;
 use diesel::sql_types::BigInt;
 use todo_store::testing::TestDb;
 use todo_store::{
-    ConflictKind, Error, HabitRepo, NewHabit, NewTask, NewUser, Priority, Schedule, TaskRepo,
-    UserRepo,
+    ConflictKind, Error, HabitRepo, NewHabit, NewTask, NewUser, Priority, Schedule, TaskPatch,
+    TaskRepo, UserRepo,
 };
 
 use crate::support::fixtures;
@@ -169,4 +170,112 @@ fn a_repeated_habit_create_returns_the_habit_it_created() {
     let err = HabitRepo::create(&mut conn, ann.id, &walk).unwrap_err();
     assert!(is_id_in_use(&err, "habit"), "{err:?}");
     assert_eq!(count(&mut conn, "habits"), 1);
+}
+
+fn is_stale(err: &Error, expected: i32, actual: i32) -> bool {
+    matches!(
+        err,
+        Error::Conflict { kind: ConflictKind::StaleVersion { expected: e, actual: a } }
+            if (*e, *a) == (expected, actual)
+    )
+}
+
+#[test]
+fn a_repeated_versioned_patch_returns_the_task_it_wrote_once() {
+    let db = TestDb::new();
+    let mut conn = db.conn();
+    let ann = fixtures::user(&mut conn);
+    let bob = fixtures::user(&mut conn);
+    let task = fixtures::task(&mut conn, &ann, "draft");
+    assert_eq!(task.version, 1);
+    let patch = TaskPatch {
+        title: Some("final".into()),
+        expected_version: Some(1),
+        ..TaskPatch::default()
+    };
+    let first = TaskRepo::update(&mut conn, ann.id, task.id, &patch).unwrap();
+    assert_eq!((first.version, first.title.as_str()), (2, "final"));
+    // The same patch again, or a clone of it (the same write): its own row, unchanged.
+    let again = TaskRepo::update(&mut conn, ann.id, task.id, &patch).unwrap();
+    assert_eq!(again, first);
+    assert_eq!(
+        TaskRepo::update(&mut conn, ann.id, task.id, &patch.clone()).unwrap(),
+        first
+    );
+    // Another user learns nothing from the mark.
+    let err = TaskRepo::update(&mut conn, bob.id, task.id, &patch).unwrap_err();
+    assert!(err.is_not_found(), "{err:?}");
+
+    // A different patch at the stale version (same changes, a new write) is stale.
+    let other = TaskPatch {
+        write_id: TaskPatch::default().write_id,
+        ..patch.clone()
+    };
+    let err = TaskRepo::update(&mut conn, ann.id, task.id, &other).unwrap_err();
+    assert!(is_stale(&err, 1, 2), "{err:?}");
+
+    // Once another writer wrote after it, the repeat is stale: it cannot be told apart.
+    let later = TaskPatch {
+        priority: Some(Priority::High),
+        expected_version: Some(2),
+        ..TaskPatch::default()
+    };
+    assert_eq!(
+        TaskRepo::update(&mut conn, ann.id, task.id, &later)
+            .unwrap()
+            .version,
+        3
+    );
+    let err = TaskRepo::update(&mut conn, ann.id, task.id, &patch).unwrap_err();
+    assert!(is_stale(&err, 1, 3), "{err:?}");
+    // An unversioned write after it (set_completed too) moves the version the same way.
+    let retry_later = TaskRepo::update(&mut conn, ann.id, task.id, &later).unwrap();
+    assert_eq!(
+        retry_later.version, 3,
+        "the later patch is recognised in turn"
+    );
+    TaskRepo::set_completed(&mut conn, ann.id, task.id, true).unwrap();
+    let err = TaskRepo::update(&mut conn, ann.id, task.id, &later).unwrap_err();
+    assert!(is_stale(&err, 2, 4), "{err:?}");
+
+    let stored = TaskRepo::get(&mut conn, ann.id, task.id).unwrap();
+    assert_eq!(
+        (
+            stored.version,
+            stored.title.as_str(),
+            stored.priority,
+            stored.completed
+        ),
+        (4, "final", Priority::High, true)
+    );
+    // A patch for a task that does not exist is still NotFound.
+    let err = TaskRepo::update(&mut conn, ann.id, NewTask::new("x").id, &patch).unwrap_err();
+    assert!(err.is_not_found(), "{err:?}");
+}
+
+#[test]
+fn set_completed_twice_bumps_the_version_once() {
+    let db = TestDb::new();
+    let mut conn = db.conn();
+    let ann = fixtures::user(&mut conn);
+    let bob = fixtures::user(&mut conn);
+    let task = fixtures::task(&mut conn, &ann, "laundry");
+    let done = TaskRepo::set_completed(&mut conn, ann.id, task.id, true).unwrap();
+    assert!(done.completed);
+    assert_eq!(done.version, 2);
+    let again = TaskRepo::set_completed(&mut conn, ann.id, task.id, true).unwrap();
+    assert_eq!(again, done, "already done: returned unchanged");
+    // Already open at first: no write at all.
+    let other = fixtures::task(&mut conn, &ann, "dishes");
+    assert_eq!(
+        TaskRepo::set_completed(&mut conn, ann.id, other.id, false).unwrap(),
+        other
+    );
+    let open = TaskRepo::set_completed(&mut conn, ann.id, task.id, false).unwrap();
+    assert_eq!((open.completed, open.version), (false, 3));
+    let err = TaskRepo::set_completed(&mut conn, bob.id, task.id, false).unwrap_err();
+    assert!(err.is_not_found(), "{err:?}");
+    let err = TaskRepo::set_completed(&mut conn, ann.id, NewTask::new("x").id, true).unwrap_err();
+    assert!(err.is_not_found(), "{err:?}");
+    assert_eq!(TaskRepo::get(&mut conn, ann.id, task.id).unwrap(), open);
 }

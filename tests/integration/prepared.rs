@@ -41,6 +41,8 @@ fn list_count_stats_and_update_are_prepared_once_and_reused() {
             ..Default::default()
         };
         TaskRepo::update(conn, user.id, task.id, &patch).unwrap();
+        // Twice: the second finds the task done and reads it (a statement of its own).
+        TaskRepo::set_completed(conn, user.id, task.id, true).unwrap();
         TaskRepo::set_completed(conn, user.id, task.id, true).unwrap();
     };
     run(&mut conn);

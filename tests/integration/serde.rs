@@ -54,7 +54,19 @@ fn rows_pages_and_stats_serialize_with_their_field_names() {
 #[test]
 fn patches_leave_absent_fields_and_clear_null_ones() {
     let patch: TaskPatch = serde_json::from_value(json!({})).unwrap();
-    assert_eq!(patch, TaskPatch::default());
+    // Each deserialized patch is a write of its own, unless the client names it.
+    assert_eq!(
+        patch,
+        TaskPatch {
+            write_id: patch.write_id,
+            ..TaskPatch::default()
+        }
+    );
+    let again: TaskPatch = serde_json::from_value(json!({})).unwrap();
+    assert_ne!(again.write_id, patch.write_id);
+    let named: TaskPatch =
+        serde_json::from_value(json!({"write_id": patch.write_id.to_string()})).unwrap();
+    assert_eq!(named, patch);
     let patch: TaskPatch =
         serde_json::from_value(json!({"description": null, "due_date": null})).unwrap();
     assert_eq!(patch.description, Some(None));
