@@ -209,7 +209,7 @@ impl ManageConnection for PgConnectionManager {
     /// which ends that transaction, failed or not, and is a no-op otherwise; it is
     /// discarded if that fails. No connection goes back to the pool inside a
     /// transaction. Nor does one whose server is no longer a writable primary (see
-    /// [`super::health::retire_if_not_primary`]).
+    /// `retire_if_not_primary` in `pool::health`).
     fn has_broken(&self, conn: &mut PgConnection) -> bool {
         let (broken, roll_back) = match health(conn) {
             Some(h) => {
