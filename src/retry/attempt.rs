@@ -601,9 +601,10 @@ mod tests {
             .max_attempts(2)
             .base_delay(Duration::from_millis(100))
             .max_delay(Duration::from_secs(1))
-            .failover_budget(Duration::from_secs(10));
-        // Lost connections, standbys refusing writes and a pool that cannot connect,
-        // 20 times over 10 s of waiting, then success: far beyond max_attempts.
+            .failover_budget(Duration::from_secs(20));
+        // Lost connections, standbys refusing writes and a pool that cannot connect, 15
+        // times over 6 to 13 s of waiting (the jitter), then success: far beyond
+        // max_attempts, within the budget.
         let clock = FakeClock(std::cell::Cell::new(Duration::ZERO));
         let mut attempts = 0;
         let result = run_attempts_timed(
@@ -673,7 +674,7 @@ mod tests {
         // No budget: no failover retry; a caller's own read-only transaction: none.
         for (budget, sign) in [
             (Duration::ZERO, Sign::NotPrimary),
-            (Duration::from_secs(10), Sign::None),
+            (Duration::from_secs(20), Sign::None),
         ] {
             let mut attempts = 0;
             let err = run_attempts_timed(
