@@ -150,17 +150,27 @@ impl<'q> ListPlan<'q> {
         }
         // Every metadata contains `{}`: no filter (a GIN index would read all of the
         // user's entries for it).
+        //
+        // The document and the keys are sub-SELECTs (InitPlans, typed so that the SQL
+        // reads alone): the custom plans then estimate their rows as the generic plan
+        // does, without the value, so the statement settles on its generic plan. Bare,
+        // a document that matches few of the user's tasks made every custom plan look
+        // cheaper than the generic one, and PostgreSQL planned the page again on every
+        // call (100 users x 1,000 tasks, a document no task contains: 8 custom plans of
+        // 8).
         if let Some(document) = q.metadata_contains.as_ref().filter(|d| !d.is_empty()) {
             query = query.filter(
-                fragment::sql::<tasks::table, Bool>("metadata @> ")
-                    .bind(Bind::Jsonb(JsonObject(document))),
+                fragment::sql::<tasks::table, Bool>("metadata @> (SELECT ")
+                    .bind(Bind::Jsonb(JsonObject(document)))
+                    .sql("::jsonb)"),
             );
         }
         if !q.metadata_keys.is_empty() {
             // ?& of an array: one statement for any number of keys.
             query = query.filter(
-                fragment::sql::<tasks::table, Bool>("metadata ?& ")
-                    .bind(Bind::TextArray(&q.metadata_keys)),
+                fragment::sql::<tasks::table, Bool>("metadata ?& (SELECT ")
+                    .bind(Bind::TextArray(&q.metadata_keys))
+                    .sql("::text[])"),
             );
         }
         if let Some(terms) = &self.search {
