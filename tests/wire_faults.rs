@@ -592,6 +592,12 @@ fn a_pooler_that_drops_and_refuses_connections_gives_prompt_typed_errors_and_the
         .connection_timeout(Duration::from_secs(2));
     let pool = todo_store::connect(&config).unwrap();
     UserRepo::count(&mut checkout(&pool).unwrap()).unwrap();
+    // The connection that migrated was replaced by a fresh one (see `migrate`): the
+    // proxy notices the closed one on its next turn, which a loaded machine delays.
+    let settling = Instant::now();
+    while proxy.connections() > 2 && settling.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
 
     proxy.refuse_new(true);
     assert_eq!(proxy.reset_all(), 2, "the pool's two connections");

@@ -376,7 +376,8 @@ pub struct TaskPatch {
     /// The id of this write: a fresh UUIDv7 unless set. With `expected_version`, the
     /// update stores it in the task (its write mark, the column `last_write`) so that
     /// the same patch applied again recognises its own earlier write: the task at
-    /// exactly `expected_version + 1` with this mark. With the feature `serde`, a
+    /// exactly `expected_version + 1` with this mark (the mark holds the patch's content
+    /// too: the same write id with other changes is another write). With the feature `serde`, a
     /// client may send it (`"write_id"`), so that a request it repeats applies once;
     /// absent, each deserialized patch gets a fresh one.
     pub write_id: Uuid,
@@ -431,7 +432,27 @@ impl TaskPatch {
                     .unwrap_or_default(),
             })
         })
-        .map(|changes| changes.marked(self.write_id))
+        .map(|changes| changes.marked(self.write_mark()))
+    }
+
+    /// The mark this patch leaves on the task: its write id with its content folded in
+    /// (the low 64 bits XOR an FNV-1a hash of the fields it sets and its expected
+    /// version), so that a patch that reuses a write id with other content (a copy by
+    /// `..patch.clone()`, a client resending an id) is another write, never taken for
+    /// the first.
+    fn write_mark(&self) -> Uuid {
+        let content = format!(
+            "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
+            self.title,
+            self.description,
+            self.completed,
+            self.priority,
+            self.due_date,
+            self.metadata,
+            self.expected_version
+        );
+        let (high, low) = self.write_id.as_u64_pair();
+        Uuid::from_u64_pair(high, low ^ crate::checksum::fnv1a(content.as_bytes()))
     }
 }
 

@@ -54,7 +54,12 @@ pub struct User {
 )]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewUser {
-    /// The user's id: a fresh UUIDv7 unless set ([`NewUser::id`]).
+    /// The user's id: a fresh UUIDv7 unless set ([`NewUser::id`]). Never read from
+    /// serde input (feature `serde`: each deserialized `NewUser` gets a fresh one): a
+    /// create whose id is taken by a user with the same fields returns that user, so an
+    /// id chosen by a client could return an account that is not theirs. Set it only
+    /// from the server's own code.
+    #[cfg_attr(feature = "serde", serde(skip))]
     pub id: UserId,
     /// Email address: one `@` with something on both sides, no white space or other
     /// invisible character ([`crate::models::is_invisible`]), at most 254 characters;

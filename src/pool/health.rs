@@ -221,6 +221,11 @@ impl ConnectionHealth {
 pub(crate) fn retire_if_not_primary(conn: &mut PgConnection) -> bool {
     use diesel::sql_types::Bool;
     use diesel::RunQueryDsl;
+    // A read pool's connections are to standbys by design: a refused write there is
+    // the caller's error, not a failover.
+    if health(conn).is_some_and(|h| !h.serves_writes) {
+        return false;
+    }
     let not_primary = diesel::select(diesel::dsl::sql::<Bool>(
         "pg_is_in_recovery() OR current_setting('default_transaction_read_only')::boolean",
     ))

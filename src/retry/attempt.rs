@@ -123,6 +123,9 @@ fn run_attempts_timed<T, A: Into<Tried<T>>>(
             Ok(value) => return Ok(value),
             Err(err) => err,
         };
+        if sign == Sign::LostElsewhere {
+            return Err(unknown.or(err));
+        }
         if failover::is_failover(&err, stage, sign, fresh_connections) {
             if elapsed() >= policy.failover_budget {
                 return Err(unknown.or(err));
@@ -179,7 +182,12 @@ where
         stage = Stage::Body;
         let result = f(conn);
         if result.is_ok() {
-            if replay.as_ref().is_some_and(|rows| *rows != ledger.rows()) {
+            // A retry after an unknown outcome must write what the attempt it repeats
+            // wrote, and nothing blind besides (a branch the first attempt never took).
+            if replay
+                .as_ref()
+                .is_some_and(|rows| *rows != ledger.rows() || !ledger.is_exactly_once())
+            {
                 stage = Stage::Diverged;
                 return Err(Error::Database(DieselError::RollbackTransaction));
             }
@@ -517,6 +525,30 @@ mod tests {
             max_size: 4,
             timeout: Duration::from_secs(1),
             last_error: Some("connection refused".to_owned()),
+        }
+    }
+
+    #[test]
+    fn a_connection_lost_elsewhere_is_never_retried() {
+        // The closure returned a lost connection while its own connection is alive (a
+        // nested retry_transaction's unknown outcome): retrying could apply that
+        // other write twice.
+        let policy = RetryPolicy::default().max_attempts(5);
+        for stage in [Stage::Begin, Stage::Body, Stage::CommitOfExactlyOnce] {
+            let mut attempts = 0;
+            let err = run_attempts_timed(
+                &policy,
+                true,
+                || Duration::ZERO,
+                |_| {},
+                || {
+                    attempts += 1;
+                    Ok(tried(closed(), stage, Sign::LostElsewhere))
+                },
+            )
+            .unwrap_err();
+            assert!(err.is_connection_lost());
+            assert_eq!(attempts, 1, "{stage:?}");
         }
     }
 

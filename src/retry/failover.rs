@@ -25,6 +25,10 @@ pub(super) enum Sign {
     /// No connection could be had, and the pool has room for more: it could not open
     /// one (the server is down or refusing), rather than all being in use.
     NoConnection,
+    /// The attempt failed with a lost connection, but its own connection is alive: the
+    /// connection lost was another's (a `retry_transaction` nested in the closure,
+    /// whose outcome may be unknown), so running the attempt again is never safe.
+    LostElsewhere,
 }
 
 /// One attempt of the retry loop: its result, how far it got, and what was seen.
@@ -72,6 +76,9 @@ pub(super) fn is_failover(err: &Error, stage: Stage, sign: Sign, fresh_connectio
 pub(super) fn sign_of<T>(conn: &mut diesel::PgConnection, result: &Result<T>) -> Sign {
     match result {
         Err(Error::ReadOnly { .. }) if crate::pool::retire_if_not_primary(conn) => Sign::NotPrimary,
+        Err(err) if err.is_connection_lost() && !crate::pool::has_lost_server(conn) => {
+            Sign::LostElsewhere
+        }
         _ => Sign::None,
     }
 }

@@ -214,6 +214,15 @@ fn a_repeated_versioned_patch_returns_the_task_it_wrote_once() {
     let err = TaskRepo::update(&mut conn, ann.id, task.id, &other).unwrap_err();
     assert!(is_stale(&err, 1, 2), "{err:?}");
 
+    // The same write id with other changes (a copy by `..patch.clone()`) is another
+    // write: stale, never taken for the first.
+    let copied = TaskPatch {
+        title: Some("something else".into()),
+        ..patch.clone()
+    };
+    let err = TaskRepo::update(&mut conn, ann.id, task.id, &copied).unwrap_err();
+    assert!(is_stale(&err, 1, 2), "{err:?}");
+
     // Once another writer wrote after it, the repeat is stale: it cannot be told apart.
     let later = TaskPatch {
         priority: Some(Priority::High),

@@ -86,6 +86,17 @@ fn patches_leave_absent_fields_and_clear_null_ones() {
     assert!(serde_json::from_value::<TaskPatch>(json!({"titel": "x"})).is_err());
     assert!(serde_json::from_value::<TaskPatch>(json!({"priority": "urgent"})).is_err());
     assert!(serde_json::from_value::<NewUser>(json!({"email": 7})).is_err());
+    // A user's id never comes from a request body (a create with a taken id and the
+    // same fields returns that user): refused, and each new user gets a fresh one.
+    let id = uuid::Uuid::now_v7().to_string();
+    let body = json!({"id": id, "email": "a@example.com", "name": "A"});
+    assert!(serde_json::from_value::<NewUser>(body).is_err());
+    let body = json!({"email": "a@example.com", "name": "A"});
+    let (a, b): (NewUser, NewUser) = (
+        serde_json::from_value(body.clone()).unwrap(),
+        serde_json::from_value(body).unwrap(),
+    );
+    assert_ne!(a.id, b.id);
 }
 
 #[test]

@@ -530,3 +530,23 @@ fn the_retry_helper_works_with_a_pool_that_is_not_the_crates() {
     })
     .unwrap();
 }
+
+/// A closure that fails with another connection's lost connection (here a second
+/// connection whose server process was ended; in life a nested `retry_transaction`
+/// whose `COMMIT`'s outcome is unknown) runs once: its own connection is alive, so
+/// running it again could apply the other connection's write twice.
+#[test]
+fn a_lost_connection_that_is_not_the_attempts_own_is_not_retried() {
+    let db = TestDb::new();
+    let mut other = db.conn();
+    let other_pid = backend_pid(&mut other);
+    terminate(db.url(), other_pid);
+    let mut calls = 0;
+    let err = retry_transaction(db.pool(), &fast_policy(5), |_conn| {
+        calls += 1;
+        UserRepo::count(&mut other).map(drop)
+    })
+    .unwrap_err();
+    assert!(err.is_connection_lost(), "{err:?}");
+    assert_eq!(calls, 1, "run again after another connection's loss");
+}
