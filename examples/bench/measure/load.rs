@@ -21,10 +21,11 @@ use crate::report::LoadResult;
 use crate::server::Server;
 use crate::BoxResult;
 
-/// The task columns a load writes (the search vector is generated).
+/// The task columns a load writes (the search vector is generated; `last_write` is
+/// empty after a seed).
 const TASK_COLUMNS: &str =
     "id, user_id, title, description, completed, priority, due_date, created_at, updated_at, \
-     version";
+     version, metadata";
 
 /// Measures `\copy` of the rows the seed wrote, with indexes in place and with the
 /// secondary indexes built after; prints a line.
