@@ -21,7 +21,8 @@ use support::proxy::FaultProxy;
 use todo_store::local_postgres::LocalPostgres;
 use todo_store::retry::{retry_transaction, RetryPolicy};
 use todo_store::{
-    DbConfig, NewTask, NewUser, PgPool, PoolOptions, TaskPatch, TaskRepo, User, UserRepo,
+    DbConfig, HabitRepo, NewHabit, NewSession, NewTask, NewUser, PgPool, PoolOptions, Schedule,
+    SessionRepo, TaskPatch, TaskRepo, User, UserRepo,
 };
 
 #[derive(QueryableByName)]
@@ -298,5 +299,51 @@ fn a_retry_that_builds_its_patch_again_is_rolled_back() {
         (stored.version, stored.title.as_str()),
         (2, "final"),
         "written once"
+    );
+}
+
+#[test]
+fn a_session_create_and_a_check_in_whose_commit_outcome_is_unknown_apply_once() {
+    let setup = Setup::new();
+    let user = &setup.user;
+    let habit = {
+        let mut conn = setup.conn();
+        stall_commits_of_marked_sessions(&mut conn, "sessions");
+        stall_commits_of_marked_sessions(&mut conn, "habit_check_ins");
+        HabitRepo::create(&mut conn, user.id, &NewHabit::new("Run", Schedule::Daily)).unwrap()
+    };
+    let proxy = Arc::new(FaultProxy::start(setup.server_addr()));
+    let pool = stalling_pool(&proxy);
+    let dropped = drop_the_connection_during_the_commit(&setup, proxy.clone());
+
+    let day = chrono::NaiveDate::from_ymd_opt(2026, 12, 7).unwrap();
+    // Built once, before the call: its id and its token.
+    let new = NewSession::new(chrono::Utc::now() + chrono::Duration::days(30));
+    let mut attempts = 0;
+    let mut checked_in = Vec::new();
+    let (session, token) = retry_transaction(&pool, &policy(), |conn| {
+        attempts += 1;
+        checked_in.push(HabitRepo::check_in(conn, user.id, habit.id, day)?);
+        SessionRepo::create(conn, user.id, &new)
+    })
+    .expect("retried after the unknown COMMIT");
+    assert!(dropped.load(Ordering::SeqCst), "the COMMIT was interrupted");
+    assert_eq!(attempts, 2);
+    assert_eq!(
+        checked_in,
+        [true, false],
+        "the repeat found the day checked in"
+    );
+    assert_eq!(session.id, new.id);
+    until_no_commit_stalls(&mut setup.conn());
+    let mut conn = setup.conn();
+    let (found, _) = SessionRepo::authenticate(&mut conn, &token)
+        .unwrap()
+        .expect("the token the caller got is the stored session's");
+    assert_eq!(found, session);
+    assert_eq!(SessionRepo::list(&mut conn, user.id).unwrap().len(), 1);
+    assert_eq!(
+        HabitRepo::check_ins(&mut conn, user.id, habit.id, day, day).unwrap(),
+        [day]
     );
 }

@@ -58,6 +58,12 @@ impl Session {
 
 /// The input for [`crate::SessionRepo::create`].
 ///
+/// Its id and its token are drawn when it is built ([`NewSession::new`]), not by the
+/// call: a repeat of `create` with the same `NewSession` (a retry after a lost
+/// connection, say) recognises the session the first call created and returns it with
+/// the same token, instead of starting a second one. Build it once per sign-in, before
+/// the call. Its `Debug` never shows the token.
+///
 /// ```
 /// use chrono::{Duration, Utc};
 /// use todo_store::NewSession;
@@ -69,6 +75,8 @@ impl Session {
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewSession {
+    /// The session's id: a fresh UUIDv7 unless set ([`NewSession::id`]).
+    pub id: SessionId,
     /// When the session expires: in the future by the database server's clock, which
     /// [`crate::SessionRepo::create`] checks in its INSERT (this machine's clock may
     /// be off the server's).
@@ -77,16 +85,47 @@ pub struct NewSession {
     pub ip_address: Option<String>,
     /// The client's user agent, at most 512 characters.
     pub user_agent: Option<String>,
+    /// The token's random bytes, drawn when the value is built.
+    secret: TokenSecret,
+}
+
+/// The random bytes of a session's token, or `None` when the operating system gave
+/// none (then [`crate::SessionRepo::create`] fails with [`Error::Config`]). Its `Debug`
+/// shows neither.
+#[derive(Clone, PartialEq, Eq)]
+struct TokenSecret(Option<[u8; TOKEN_BYTES]>);
+
+impl std::fmt::Debug for TokenSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenSecret(..)")
+    }
+}
+
+impl TokenSecret {
+    /// [`TOKEN_BYTES`] from the operating system's CSPRNG.
+    fn draw() -> TokenSecret {
+        let mut bytes = [0u8; TOKEN_BYTES];
+        TokenSecret(getrandom::fill(&mut bytes).ok().map(|()| bytes))
+    }
 }
 
 impl NewSession {
-    /// A session that expires at `expires_at`, without IP address or user agent.
+    /// A session that expires at `expires_at`, without IP address or user agent, with
+    /// a fresh id and a fresh token.
     pub fn new(expires_at: DateTime<Utc>) -> Self {
         NewSession {
+            id: Uuid::now_v7().into(),
             expires_at,
             ip_address: None,
             user_agent: None,
+            secret: TokenSecret::draw(),
         }
+    }
+
+    /// Sets the session's id (a fresh UUIDv7 by default).
+    pub fn id(mut self, id: SessionId) -> Self {
+        self.id = id;
+        self
     }
 
     /// Keeps the client's IP address: an [`IpAddr`], or its text (`"203.0.113.7"`,
@@ -113,6 +152,18 @@ impl NewSession {
     pub fn validate(&self) -> Result<()> {
         self.to_row(Uuid::nil().into(), Uuid::nil().into(), [0; 32])
             .map(drop)
+    }
+
+    /// The token of this session (shown to the client once) and its hash (stored).
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the operating system gave no random bytes when the value
+    /// was built (nothing else could make a token safe).
+    pub(crate) fn token(&self) -> Result<(String, [u8; 32])> {
+        let bytes = self.secret.0.ok_or_else(|| {
+            Error::Config("the operating system's random number generator failed".into())
+        })?;
+        Ok((URL_SAFE_NO_PAD.encode(bytes), token_hash_of_bytes(&bytes)))
     }
 
     /// The row to insert for `user_id`, with the token's hash.
@@ -164,20 +215,17 @@ pub(crate) struct SessionRow {
     pub user_agent: Option<String>,
 }
 
-/// A fresh token and its hash: [`TOKEN_BYTES`] from the operating system's CSPRNG, as
-/// URL-safe base64 text.
-///
-/// # Errors
-/// [`Error::Config`] when the operating system gives no random bytes (nothing else
-/// could make a token safe).
-pub(crate) fn new_token() -> Result<(String, [u8; 32])> {
-    let mut bytes = [0u8; TOKEN_BYTES];
-    getrandom::fill(&mut bytes).map_err(|e| {
-        Error::Config(format!("the operating system's random number generator failed: {e}").into())
-    })?;
-    let token = URL_SAFE_NO_PAD.encode(bytes);
-    let hash = token_hash_of_bytes(&bytes);
-    Ok((token, hash))
+impl SessionRow {
+    /// Whether `session`, stored with `token_hash`, is this row as written: the same
+    /// id, user, token and fields.
+    pub(crate) fn is_stored_as(&self, session: &Session, token_hash: &[u8]) -> bool {
+        session.id == self.id
+            && session.user_id == self.user_id
+            && token_hash == self.token_hash.as_slice()
+            && session.expires_at == self.expires_at
+            && session.ip_address == self.ip_address
+            && session.user_agent == self.user_agent
+    }
 }
 
 /// The hash stored for the token `text`, or `None` when `text` cannot be a token of
@@ -203,8 +251,9 @@ mod tests {
 
     #[test]
     fn tokens_are_long_random_url_safe_and_hash_to_themselves() {
-        let (a, hash_a) = new_token().unwrap();
-        let (b, _) = new_token().unwrap();
+        let future = Utc::now() + chrono::Duration::hours(1);
+        let (a, hash_a) = NewSession::new(future).token().unwrap();
+        let (b, _) = NewSession::new(future).token().unwrap();
         assert_ne!(a, b);
         assert_eq!(a.len(), TOKEN_CHARS);
         assert!(a
@@ -216,7 +265,7 @@ mod tests {
 
     #[test]
     fn text_that_cannot_be_a_token_has_no_hash() {
-        let (token, _) = new_token().unwrap();
+        let (token, _) = NewSession::new(Utc::now()).token().unwrap();
         let mut other_trailing_bits = token.clone().into_bytes();
         let last = other_trailing_bits.last_mut().unwrap();
         // The last character carries 2 unused bits: flip one of them.
@@ -239,6 +288,21 @@ mod tests {
             assert_eq!(token_hash(text), None, "{text:?}");
         }
         assert!(token_hash(&altered).is_none() || altered == token);
+    }
+
+    #[test]
+    fn a_new_session_keeps_its_id_and_token_and_never_shows_the_token() {
+        let new = NewSession::new(Utc::now() + chrono::Duration::hours(1));
+        let copy = new.clone();
+        assert_eq!(copy.id, new.id);
+        assert_eq!(copy.token().unwrap(), new.token().unwrap());
+        let other = NewSession::new(new.expires_at);
+        assert_ne!(other.id, new.id);
+        assert_ne!(other.token().unwrap().0, new.token().unwrap().0);
+        let (token, _) = new.token().unwrap();
+        let shown = format!("{new:?} {new:#?}");
+        assert!(!shown.contains(&token), "{shown}");
+        assert!(shown.contains("TokenSecret(..)"), "{shown}");
     }
 
     #[test]

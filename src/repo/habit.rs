@@ -2,7 +2,7 @@
 //! scoped by `user_id` through [`habits_of`] (or the `habit` CTE of `habit_sql`, which
 //! says the same); another user's habit behaves exactly like a missing one.
 
-use chrono::NaiveDate;
+use chrono::{Datelike, NaiveDate};
 use diesel::dsl;
 use diesel::pg::Pg;
 use diesel::prelude::*;
@@ -117,6 +117,16 @@ fn habits_of(user_id: UserId) -> _ {
 fn habit_of(user_id: UserId, habit_id: HabitId) -> _ {
     let scope: habits_of = habits_of(user_id);
     scope.filter(habits::id.eq(habit_id))
+}
+
+/// The row a check-in (or its undoing) writes, as the retry ledger names it: the
+/// habit and the day, in one UUID.
+fn check_in_key(habit_id: HabitId, day: NaiveDate) -> crate::retry::RowKey {
+    let day = u128::from(day.num_days_from_ce().unsigned_abs());
+    (
+        "habit_check_ins",
+        uuid::Uuid::from_u128(habit_id.as_uuid().as_u128() ^ day),
+    )
 }
 
 /// `found` or a [`Error::NotFound`] for the habit.
@@ -287,6 +297,10 @@ impl HabitRepo {
     /// scheduled or not, paused habit or not; [`HabitRepo::streak`] counts the
     /// scheduled ones.
     ///
+    /// Exactly once under [`crate::retry_transaction`]: a repeat after a lost `COMMIT`
+    /// leaves the day checked in once, and returns `false` if the first attempt's
+    /// check-in had committed (the day was checked in already).
+    ///
     /// # Errors
     /// [`Error::Validation`] for a day before 4714-11-24 BC; [`Error::NotFound`] when the
     /// habit does not exist or belongs to another user.
@@ -298,15 +312,21 @@ impl HabitRepo {
     ) -> Result<bool> {
         super::call("habit.check_in", Some(user_id), conn, |conn| {
             let day = validate::date("day", day)?;
-            let (exists, inserted) = habit_sql::check_in(user_id, habit_id, day)
-                .get_result::<(bool, bool)>(conn)
-                // The habit deleted between the CTE's read and the insert.
-                .map_err(|e| super::missing_as_not_found(e, "habit", habit_id))?;
+            let (exists, inserted) =
+                crate::retry::exactly_once([check_in_key(habit_id, day)], || {
+                    habit_sql::check_in(user_id, habit_id, day)
+                        .get_result::<(bool, bool)>(conn)
+                        // The habit deleted between the CTE's read and the insert.
+                        .map_err(|e| super::missing_as_not_found(e, "habit", habit_id))
+                })?;
             found(exists, habit_id, inserted)
         })
     }
 
     /// Removes the check-in of `day`: `true` when there was one, `false` when not.
+    ///
+    /// Exactly once under [`crate::retry_transaction`], like [`HabitRepo::check_in`]: a
+    /// repeat returns `false` if the first attempt's removal had committed.
     ///
     /// # Errors
     /// [`Error::Validation`] for a day before 4714-11-24 BC; [`Error::NotFound`] when the
@@ -319,8 +339,11 @@ impl HabitRepo {
     ) -> Result<bool> {
         super::call("habit.undo_check_in", Some(user_id), conn, |conn| {
             let day = validate::date("day", day)?;
-            let (exists, deleted) = habit_sql::undo_check_in(user_id, habit_id, day)
-                .get_result::<(bool, bool)>(conn)?;
+            let (exists, deleted) =
+                crate::retry::exactly_once([check_in_key(habit_id, day)], || {
+                    habit_sql::undo_check_in(user_id, habit_id, day)
+                        .get_result::<(bool, bool)>(conn)
+                })?;
             found(exists, habit_id, deleted)
         })
     }

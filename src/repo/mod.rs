@@ -98,12 +98,6 @@ pub use task::TaskRepo;
 pub use user::UserRepo;
 pub use user_query::{UserQuery, UserSort};
 
-/// A fresh UUIDv7: time-ordered, so new rows land at the right edge of the primary key
-/// index instead of at random pages.
-pub(crate) fn new_id<Id: From<uuid::Uuid>>() -> Id {
-    uuid::Uuid::now_v7().into()
-}
-
 /// Runs the repository call `op` of `user_id` on `conn`: in its tracing span, and with
 /// a database error of unclear cause checked against the connection's state, so that
 /// a lost connection is reported as one whatever statement surfaced it

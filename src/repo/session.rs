@@ -25,7 +25,7 @@ use diesel::sql_types::{Bytea, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use super::fragment::{self, Bind, Statement};
 use super::sql_functions::statement_timestamp;
 use crate::error::{Error, Result};
-use crate::models::session::{new_token, token_hash};
+use crate::models::session::token_hash;
 use crate::models::{NewSession, Session, SessionId, User, UserId};
 use crate::schema::{sessions, users};
 
@@ -133,10 +133,15 @@ const EXPIRY_IN_THE_PAST: &str = "must be in the future (by the database server'
 impl SessionRepo {
     /// Starts a session for `user_id` and returns it with its token, in one round trip.
     ///
-    /// The token (the `String`) is shown this once: 256 bits from the operating
-    /// system's CSPRNG as 43 characters of URL-safe base64, fit for a cookie or an
-    /// `Authorization` header. Only its SHA-256 hash is stored, so a copy of the
-    /// database (a backup, a replica) lets no one sign in.
+    /// The token (the `String`) is for the client: 256 bits from the operating
+    /// system's CSPRNG, drawn when `new` was built, as 43 characters of URL-safe
+    /// base64, fit for a cookie or an `Authorization` header. Only its SHA-256 hash is
+    /// stored, so a copy of the database (a backup, a replica) lets no one sign in.
+    ///
+    /// Exactly once: called again with the same `new` (a retry after a lost
+    /// connection), it returns the session the first call created, with the same
+    /// token (one more round trip, to read it). A new sign-in needs a new
+    /// `NewSession`.
     ///
     /// ```no_run
     /// use chrono::{Duration, Utc};
@@ -155,53 +160,74 @@ impl SessionRepo {
     /// # Errors
     /// [`Error::Validation`] for an expiry that is not in the future by the database
     /// server's clock (`statement_timestamp()`, see [`SessionRepo`]'s docs), a malformed
-    /// IP address or an
-    /// overlong user agent (nothing written); [`Error::NotFound`] when the user does
-    /// not exist.
+    /// IP address or an overlong user agent (nothing written); [`Error::NotFound`]
+    /// when the user does not exist; [`Error::Conflict`] with
+    /// [`crate::ConflictKind::IdInUse`] when a session with this id exists with another
+    /// token, user or fields.
     pub fn create(
         conn: &mut PgConnection,
         user_id: UserId,
         new: &NewSession,
     ) -> Result<(Session, String)> {
         super::call("session.create", Some(user_id), conn, |conn| {
-            let (token, hash) = new_token()?;
-            let row = new.to_row(super::new_id(), user_id, hash)?;
-            // INSERT ... SELECT ... WHERE the expiry is ahead of the server's clock: the
-            // check and the write are one statement, judged by one clock, which also
-            // stamps the creation (so the table's CHECK, expiry after creation, agrees).
-            let expires_at = row.expires_at.into_sql::<Timestamptz>();
-            let values = diesel::select((
-                row.id.into_sql::<SqlUuid>(),
-                row.user_id.into_sql::<SqlUuid>(),
-                row.token_hash.into_sql::<Bytea>(),
-                expires_at,
-                row.ip_address.into_sql::<Nullable<Text>>(),
-                row.user_agent.into_sql::<Nullable<Text>>(),
-                statement_timestamp(),
-                statement_timestamp(),
-            ))
-            .filter(expires_at.gt(statement_timestamp()));
-            let session = diesel::insert_into(sessions::table)
-                .values(values)
-                .into_columns((
-                    sessions::id,
-                    sessions::user_id,
-                    sessions::token_hash,
-                    sessions::expires_at,
-                    sessions::ip_address,
-                    sessions::user_agent,
-                    sessions::created_at,
-                    sessions::last_seen_at,
+            let (token, hash) = new.token()?;
+            let row = new.to_row(new.id, user_id, hash)?;
+            crate::retry::exactly_once([("sessions", row.id.into())], || {
+                // INSERT ... SELECT ... WHERE the expiry is ahead of the server's clock:
+                // the check and the write are one statement, judged by one clock, which
+                // also stamps the creation (so the table's CHECK, expiry after creation,
+                // agrees).
+                let expires_at = row.expires_at.into_sql::<Timestamptz>();
+                let values = diesel::select((
+                    row.id.into_sql::<SqlUuid>(),
+                    row.user_id.into_sql::<SqlUuid>(),
+                    row.token_hash.as_slice().into_sql::<Bytea>(),
+                    expires_at,
+                    row.ip_address.as_deref().into_sql::<Nullable<Text>>(),
+                    row.user_agent.as_deref().into_sql::<Nullable<Text>>(),
+                    statement_timestamp(),
+                    statement_timestamp(),
                 ))
-                .returning(Session::as_returning())
-                .get_result(conn)
-                .optional()
-                .map_err(|e| match Error::from(e) {
-                    Error::NotFound { entity: "user", .. } => Error::not_found("user", user_id),
-                    other => other,
-                })?
-                .ok_or_else(|| Error::validation("expires_at", EXPIRY_IN_THE_PAST))?;
-            Ok((session, token))
+                .filter(expires_at.gt(statement_timestamp()));
+                let created = diesel::insert_into(sessions::table)
+                    .values(values)
+                    .into_columns((
+                        sessions::id,
+                        sessions::user_id,
+                        sessions::token_hash,
+                        sessions::expires_at,
+                        sessions::ip_address,
+                        sessions::user_agent,
+                        sessions::created_at,
+                        sessions::last_seen_at,
+                    ))
+                    .on_conflict(sessions::id)
+                    .do_nothing()
+                    .returning(Session::as_returning())
+                    .get_result(conn)
+                    .optional()
+                    .map_err(|e| match Error::from(e) {
+                        Error::NotFound { entity: "user", .. } => Error::not_found("user", user_id),
+                        other => other,
+                    })?;
+                if let Some(session) = created {
+                    return Ok((session, token));
+                }
+                // Nothing written: the expiry is past, or the id is taken, by this very
+                // session created before (its token's hash proves it) or by another.
+                let stored = sessions::table
+                    .find(row.id)
+                    .select((Session::as_select(), sessions::token_hash))
+                    .get_result::<(Session, Vec<u8>)>(conn)
+                    .optional()?;
+                match stored {
+                    None => Err(Error::validation("expires_at", EXPIRY_IN_THE_PAST)),
+                    Some((session, stored_hash)) if row.is_stored_as(&session, &stored_hash) => {
+                        Ok((session, token))
+                    }
+                    Some(_) => Err(Error::id_in_use("session")),
+                }
+            })
         })
     }
 

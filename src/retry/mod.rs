@@ -110,10 +110,12 @@
 //! again, recognises what it wrote the first time. These calls do:
 //!
 //! - [`TaskRepo::create`], [`TaskRepo::create_many`], [`UserRepo::create`],
-//!   [`UserRepo::create_many`], [`HabitRepo::create`]: the input's id is fixed when it
-//!   is built (`NewTask::new`, ...), so a repeat finds its own row (same id, owner and
-//!   content) and returns it. **Build the input once, before the call**: an input built
-//!   inside the closure has a new id on every attempt.
+//!   [`UserRepo::create_many`], [`HabitRepo::create`], [`SessionRepo::create`]: the
+//!   input's id is fixed when it is built (`NewTask::new`, ...), so a repeat finds its
+//!   own row (same id, owner and content) and returns it. A `NewSession` also carries
+//!   its token from when it is built, so a repeat returns the same token. **Build the
+//!   input once, before the call**: an input built inside the closure has a new id on
+//!   every attempt.
 //! - [`TaskRepo::update`] with an expected version: the patch's
 //!   [`write_id`](crate::TaskPatch::write_id) is fixed when the `TaskPatch` is built and
 //!   stored in the task by the update (its write mark); a repeat that finds the task at
@@ -124,6 +126,9 @@
 //!   task is not in it, so a repeat returns the task as the first attempt left it. (If
 //!   another writer changed the state back in between, the repeat sets it again, as if
 //!   the call had run once, after that writer.)
+//! - [`HabitRepo::check_in`] and [`HabitRepo::undo_check_in`]: they too put a day in a
+//!   state (checked in or not), so a repeat leaves it as the first attempt did; its
+//!   `bool` then says `false` (nothing left to change).
 //!
 //! Each of these recognises its write only while no later write changed the row: an
 //! attempt that writes the same task twice (a create then an update, two updates,
@@ -132,9 +137,9 @@
 //! attempt's lost connection, the outcome unknown. Write each task once per attempt.
 //!
 //! An attempt is *blind* when any other statement ran in it: an update without an
-//! expected version, a habit's update, a delete, a check-in, a session call, any
-//! statement of your own (even a `SELECT`: it may call a function that writes). The crate's own reads (`get`, `list`, `count`, ...) do not
-//! make it blind. A blind attempt whose `COMMIT`'s outcome is unknown is not run again.
+//! expected version, a habit's update, a delete, a session call other than `create`,
+//! any statement of your own (even a `SELECT`: it may call a function that writes).
+//! The crate's own reads (`get`, `list`, `count`, ...) do not make it blind. A blind attempt whose `COMMIT`'s outcome is unknown is not run again.
 //!
 //! How it knows: each connection of the crate's pools sees every statement it sends
 //! (its instrumentation), and the exactly-once calls mark theirs. An attempt on a
@@ -157,8 +162,8 @@
 //! - [`TaskRepo::set_completed_many`]: it bumps the version of every listed task, in
 //!   that state or not.
 //! - deletes: a repeat answers `NotFound` for the row the first attempt deleted.
-//! - [`SessionRepo::create`]: the session's token is made by the call, and only its
-//!   hash is stored, so a repeat cannot give back the token of the first.
+//! - the other session calls ([`SessionRepo::touch`], `revoke`, `revoke_all`): a repeat
+//!   cannot tell its own write from another's.
 //!
 //! [`TaskRepo::create`]: crate::TaskRepo::create
 //! [`TaskRepo::create_many`]: crate::TaskRepo::create_many
@@ -169,7 +174,10 @@
 //! [`UserRepo::create_many`]: crate::UserRepo::create_many
 //! [`HabitRepo::create`]: crate::HabitRepo::create
 //! [`HabitRepo::update`]: crate::HabitRepo::update
+//! [`HabitRepo::check_in`]: crate::HabitRepo::check_in
+//! [`HabitRepo::undo_check_in`]: crate::HabitRepo::undo_check_in
 //! [`SessionRepo::create`]: crate::SessionRepo::create
+//! [`SessionRepo::touch`]: crate::SessionRepo::touch
 //!
 //! ## Inside a caller's transaction
 //!
@@ -197,7 +205,7 @@ mod failover;
 mod ledger;
 mod sources;
 
-pub(crate) use ledger::{exactly_once, note_statement};
+pub(crate) use ledger::{exactly_once, note_statement, RowKey};
 
 pub use sources::ConnectionSource;
 

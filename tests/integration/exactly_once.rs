@@ -7,8 +7,8 @@ use diesel::prelude::*;
 use diesel::sql_types::BigInt;
 use todo_store::testing::TestDb;
 use todo_store::{
-    ConflictKind, Error, HabitRepo, NewHabit, NewTask, NewUser, Priority, Schedule, TaskPatch,
-    TaskRepo, UserRepo,
+    ConflictKind, Error, HabitRepo, NewHabit, NewSession, NewTask, NewUser, Priority, Schedule,
+    SessionRepo, TaskPatch, TaskRepo, UserRepo,
 };
 
 use crate::support::fixtures;
@@ -170,6 +170,49 @@ fn a_repeated_habit_create_returns_the_habit_it_created() {
     let err = HabitRepo::create(&mut conn, ann.id, &walk).unwrap_err();
     assert!(is_id_in_use(&err, "habit"), "{err:?}");
     assert_eq!(count(&mut conn, "habits"), 1);
+}
+
+#[test]
+fn a_repeated_session_create_returns_the_session_and_token_it_created() {
+    let db = TestDb::new();
+    let mut conn = db.conn();
+    let ann = fixtures::user(&mut conn);
+    let bob = fixtures::user(&mut conn);
+    let new = NewSession::new(chrono::Utc::now() + chrono::Duration::days(1)).user_agent("curl");
+    let (first, token) = SessionRepo::create(&mut conn, ann.id, &new).unwrap();
+    assert_eq!(first.id, new.id);
+    assert_eq!(
+        SessionRepo::create(&mut conn, ann.id, &new).unwrap(),
+        (first.clone(), token.clone())
+    );
+    assert_eq!(count(&mut conn, "sessions"), 1);
+    let (found, user) = SessionRepo::authenticate(&mut conn, &token)
+        .unwrap()
+        .unwrap();
+    assert_eq!((found, user.id), (first, ann.id));
+
+    // Another user, other fields, or another token under the same id: a conflict.
+    let err = SessionRepo::create(&mut conn, bob.id, &new).unwrap_err();
+    assert!(is_id_in_use(&err, "session"), "{err:?}");
+    let other_agent = new.clone().user_agent("wget");
+    let err = SessionRepo::create(&mut conn, ann.id, &other_agent).unwrap_err();
+    assert!(is_id_in_use(&err, "session"), "{err:?}");
+    let other_token = NewSession::new(new.expires_at)
+        .user_agent("curl")
+        .id(new.id);
+    let err = SessionRepo::create(&mut conn, ann.id, &other_token).unwrap_err();
+    assert!(is_id_in_use(&err, "session"), "{err:?}");
+    assert_eq!(count(&mut conn, "sessions"), 1);
+
+    // Two sign-ins, two inputs: two sessions with two tokens.
+    let (second, second_token) = SessionRepo::create(
+        &mut conn,
+        ann.id,
+        &NewSession::new(chrono::Utc::now() + chrono::Duration::days(1)),
+    )
+    .unwrap();
+    assert_ne!((second.id, &second_token), (new.id, &token));
+    assert_eq!(count(&mut conn, "sessions"), 2);
 }
 
 fn is_stale(err: &Error, expected: i32, actual: i32) -> bool {
