@@ -71,11 +71,15 @@ where
             sign,
         }
     }) {
-        Err(err @ Error::PoolTimeout { .. }) if source.is_short_of_connections() => Ok(Tried {
-            result: Err(err),
-            stage: Stage::Begin,
-            sign: Sign::NoConnection,
-        }),
+        Err(err @ Error::PoolTimeout { .. })
+            if source.is_short_of_connections() && !failover::is_refused_for_good(&err) =>
+        {
+            Ok(Tried {
+                result: Err(err),
+                stage: Stage::Begin,
+                sign: Sign::NoConnection,
+            })
+        }
         other => other,
     }
 }

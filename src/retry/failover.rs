@@ -69,6 +69,40 @@ pub(super) fn is_failover(err: &Error, stage: Stage, sign: Sign, fresh_connectio
     }
 }
 
+/// Whether a checkout that timed out failed for a reason no failover ends: the last
+/// connection error (libpq's, or the server's refusal of the session) says the
+/// password, the user, the database or the connection's settings are wrong. Such a
+/// pool would wait out the whole failover budget for nothing, so it is not retried.
+///
+/// Everything else (refused, reset, timed out, "the database system is starting up",
+/// a standby where `target_session_attrs` wants a primary, too many clients, or no
+/// error noted) is what a failover looks like from a client, and is retried.
+pub(super) fn is_refused_for_good(err: &Error) -> bool {
+    /// Fragments of libpq's and the server's messages for a connection that no
+    /// waiting will let in (PostgreSQL 15's English texts, lower case).
+    const FOR_GOOD: &[&str] = &[
+        "authentication failed",       // password, SCRAM, ident, peer, ...
+        "no password supplied",        // fe_sendauth
+        "does not exist",              // database, role
+        "no pg_hba.conf entry",        // the server does not let this client in
+        "permission denied",           // CONNECT privilege
+        "is not permitted to log in",  // NOLOGIN role
+        "certificate",                 // TLS certificate verification
+        "invalid connection option",   // a bad key in the conninfo
+        "invalid sslmode",             // a bad value
+        "server does not support ssl", // sslmode=require against a plain server
+    ];
+    let Error::PoolTimeout {
+        last_error: Some(last),
+        ..
+    } = err
+    else {
+        return false;
+    };
+    let last = last.to_ascii_lowercase();
+    FOR_GOOD.iter().any(|fragment| last.contains(fragment))
+}
+
 /// What `conn` shows after an attempt that ended with `result`: after a write refused
 /// as read-only, whether its server is still a writable primary (asked in one round
 /// trip; the crate's pool then retires the connection, see
@@ -80,5 +114,58 @@ pub(super) fn sign_of<T>(conn: &mut diesel::PgConnection, result: &Result<T>) ->
             Sign::LostElsewhere
         }
         _ => Sign::None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn timed_out(last: &str) -> Error {
+        Error::PoolTimeout {
+            max_size: 4,
+            timeout: Duration::from_secs(5),
+            last_error: Some(last.into()),
+        }
+    }
+
+    #[test]
+    fn only_refusals_no_failover_ends_are_for_good() {
+        for last in [
+            "connection to server at \"127.0.0.1\", port 5432 failed: FATAL:  password authentication failed for user \"app\"",
+            "FATAL:  database \"nope\" does not exist",
+            "FATAL:  role \"ghost\" does not exist",
+            "FATAL:  no pg_hba.conf entry for host \"10.0.0.1\", user \"app\", database \"app\", no encryption",
+            "fe_sendauth: no password supplied",
+            "FATAL:  permission denied for database \"app\"",
+            "FATAL:  role \"app\" is not permitted to log in",
+            "SSL error: certificate verify failed",
+            "server does not support SSL, but SSL was required",
+        ] {
+            assert!(is_refused_for_good(&timed_out(last)), "{last}");
+        }
+        for last in [
+            "connection to server at \"127.0.0.1\", port 5432 failed: Connection refused",
+            "FATAL:  the database system is starting up",
+            "FATAL:  the database system is shutting down",
+            "FATAL:  the database system is in recovery mode",
+            "connection to server at \"127.0.0.1\", port 5433 failed: session is read-only",
+            "connection to server at \"127.0.0.1\", port 5433 failed: server is in hot standby mode",
+            "FATAL:  sorry, too many clients already",
+            "server closed the connection unexpectedly",
+            "timeout expired",
+        ] {
+            assert!(!is_refused_for_good(&timed_out(last)), "{last}");
+        }
+        let no_error_noted = Error::PoolTimeout {
+            max_size: 4,
+            timeout: Duration::from_secs(5),
+            last_error: None,
+        };
+        assert!(!is_refused_for_good(&no_error_noted));
+        assert!(!is_refused_for_good(&Error::ReadOnly {
+            message: "cannot execute INSERT in a read-only transaction".into()
+        }));
     }
 }

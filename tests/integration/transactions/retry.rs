@@ -550,3 +550,38 @@ fn a_lost_connection_that_is_not_the_attempts_own_is_not_retried() {
     assert!(err.is_connection_lost(), "{err:?}");
     assert_eq!(calls, 1, "run again after another connection's loss");
 }
+
+#[test]
+fn a_pool_the_server_refuses_for_good_is_not_retried_through_the_failover_budget() {
+    let db = TestDb::new();
+    let missing = db.url().replacen(
+        &format!("/{}", db.name()),
+        "/todo_store_no_such_database",
+        1,
+    );
+    assert_ne!(missing, db.url());
+    let pool =
+        PoolOptions::new(&DbConfig::new(missing).connection_timeout(Duration::from_millis(300)))
+            .run_migrations(false)
+            .lazy(true)
+            .connect()
+            .unwrap();
+    let policy = fast_policy(3).failover_budget(Duration::from_secs(600));
+    let started = Instant::now();
+    let mut ran = 0;
+    let err = retry_transaction(&pool, &policy, |_| {
+        ran += 1;
+        Ok(())
+    })
+    .unwrap_err();
+    assert!(matches!(err, Error::PoolTimeout { .. }), "{err:?}");
+    assert!(err.to_string().contains("does not exist"), "{err}");
+    assert_eq!(ran, 0);
+    // Returned at once, not after the ten minutes of the failover budget: no failover
+    // creates a database.
+    assert!(
+        started.elapsed() < Duration::from_secs(120),
+        "{:?}",
+        started.elapsed()
+    );
+}
