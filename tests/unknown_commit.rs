@@ -180,8 +180,10 @@ fn a_create_whose_commit_outcome_is_unknown_is_retried_and_returns_its_task_once
     assert_eq!(setup.tasks(), 1);
 }
 
-#[test]
-fn a_blind_write_whose_commit_outcome_is_unknown_is_not_retried() {
+/// An attempt that creates a task exactly-once and runs `blind` (a statement the ledger
+/// cannot vouch for) after it: its COMMIT is lost on its way, and the caller hears the
+/// unknown outcome, the attempt not run again.
+fn a_blind_attempt_is_not_retried(blind: impl Fn(&mut PgConnection) -> QueryResult<usize>) {
     let setup = Setup::new();
     let user = &setup.user;
     let proxy = Arc::new(FaultProxy::start(setup.server_addr()));
@@ -193,8 +195,7 @@ fn a_blind_write_whose_commit_outcome_is_unknown_is_not_retried() {
     let err = retry_transaction(&pool, &policy(), |conn| {
         attempts += 1;
         let task = TaskRepo::create(conn, user.id, &new)?;
-        // A statement of the caller's own: it could be any write.
-        diesel::sql_query("SELECT 1").execute(conn)?;
+        blind(conn)?;
         Ok(task)
     })
     .unwrap_err();
@@ -203,6 +204,25 @@ fn a_blind_write_whose_commit_outcome_is_unknown_is_not_retried() {
     assert!(err.is_connection_lost() && !err.is_transient(), "{err:?}");
     until_no_commit_stalls(&mut setup.conn());
     assert_eq!(setup.tasks(), 1, "it had committed");
+}
+
+#[test]
+fn a_blind_write_whose_commit_outcome_is_unknown_is_not_retried() {
+    // A statement of the caller's own: it could be any write.
+    a_blind_attempt_is_not_retried(|conn| diesel::sql_query("SELECT 1").execute(conn));
+}
+
+#[test]
+fn a_write_sent_from_another_thread_makes_the_attempt_blind() {
+    // The closure hands its connection to a thread of its own, whose statements the
+    // attempt's thread never sees: the connection counts them.
+    a_blind_attempt_is_not_retried(|conn| {
+        std::thread::scope(|s| {
+            s.spawn(|| diesel::sql_query("UPDATE tasks SET title = title").execute(conn))
+                .join()
+                .expect("the thread ran")
+        })
+    });
 }
 
 #[test]

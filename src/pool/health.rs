@@ -84,6 +84,12 @@ pub(super) struct ConnectionHealth {
     reopen: Option<Reopen>,
     /// The pool's count of statements sent; `None` for connections of other pools.
     statements: Option<Arc<AtomicU64>>,
+    /// The thread of the retry attempt running on this connection, if one is (see
+    /// [`watch_attempt`]).
+    attempt_thread: Option<std::thread::ThreadId>,
+    /// Statements sent while an attempt ran, from another thread than the attempt's:
+    /// its thread's ledger did not see them.
+    statements_from_other_threads: u64,
     /// Start times of the statements running now (a type lookup can run inside another).
     queries_started: Vec<Instant>,
     /// The application's own instrumentation, which sees every event too.
@@ -125,6 +131,8 @@ impl ConnectionHealth {
             may_be_in_transaction: false,
             crate_calls: 0,
             transaction_manager_statement: false,
+            attempt_thread: None,
+            statements_from_other_threads: 0,
             queries_started: Vec::new(),
             inner,
         }
@@ -152,6 +160,13 @@ impl ConnectionHealth {
                 self.used = true;
                 if let Some(statements) = &self.statements {
                     statements.fetch_add(1, Ordering::Relaxed);
+                }
+                if self
+                    .attempt_thread
+                    .is_some_and(|attempt| attempt != std::thread::current().id())
+                    && !self.transaction_manager_statement
+                {
+                    self.statements_from_other_threads += 1;
                 }
                 crate::retry::note_statement(
                     self.transaction_manager_statement,
@@ -306,10 +321,49 @@ pub(crate) fn renew_after_schema_change(conn: &mut PgConnection) -> Result<()> {
     Ok(())
 }
 
-/// Whether `conn` reports each statement it sends to [`crate::retry`]'s ledger: a
-/// connection with the crate's instrumentation (not replaced by the caller's).
-pub(crate) fn reports_statements(conn: &mut PgConnection) -> bool {
-    health(conn).is_some()
+/// A retry attempt's watch on its connection, from [`watch_attempt`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AttemptWatch {
+    /// The attempt's thread, to restore when a nested attempt ends.
+    outer: Option<std::thread::ThreadId>,
+    /// [`ConnectionHealth::statements_from_other_threads`] when the attempt began.
+    from_other_threads: u64,
+}
+
+/// Starts watching `conn` for a retry attempt on this thread: [`crate::retry`]'s ledger
+/// is kept per thread, so a statement sent on `conn` from another thread (the closure
+/// handed the connection to one) is counted here instead. `None` when `conn` does not
+/// report its statements (the caller replaced the crate's instrumentation).
+pub(crate) fn watch_attempt(conn: &mut PgConnection) -> Option<AttemptWatch> {
+    let health = health(conn)?;
+    let watch = AttemptWatch {
+        outer: health.attempt_thread,
+        from_other_threads: health.statements_from_other_threads,
+    };
+    health.attempt_thread = Some(std::thread::current().id());
+    Some(watch)
+}
+
+/// Whether every statement `conn` sent since `watch` began was reported to this
+/// thread's ledger: none came from another thread, and the instrumentation is still
+/// the crate's.
+pub(crate) fn reported_every_statement(
+    conn: &mut PgConnection,
+    watch: Option<AttemptWatch>,
+) -> bool {
+    match (watch, health(conn)) {
+        (Some(watch), Some(health)) => {
+            health.statements_from_other_threads == watch.from_other_threads
+        }
+        _ => false,
+    }
+}
+
+/// Ends `watch` (a nested attempt hands the connection back to the outer one's thread).
+pub(crate) fn end_watch(conn: &mut PgConnection, watch: Option<AttemptWatch>) {
+    if let (Some(watch), Some(health)) = (watch, health(conn)) {
+        health.attempt_thread = watch.outer;
+    }
 }
 
 /// The connection's health notes, unless the caller replaced the instrumentation.

@@ -140,7 +140,8 @@ mod schema_epoch;
 
 pub use health::has_lost_server;
 pub(crate) use health::{
-    crate_call, renew_after_schema_change, reports_statements, retire_if_not_primary, settle,
+    crate_call, end_watch, renew_after_schema_change, reported_every_statement,
+    retire_if_not_primary, settle, watch_attempt, AttemptWatch,
 };
 #[cfg(feature = "testing")]
 pub(crate) use manager::establish;

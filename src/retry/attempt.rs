@@ -176,7 +176,8 @@ fn attempt<T, F>(
 where
     F: FnMut(&mut PgConnection) -> Result<T>,
 {
-    let ledger = ledger::Attempt::open(crate::pool::reports_statements(conn));
+    let watch = crate::pool::watch_attempt(conn);
+    let ledger = ledger::Attempt::open(watch.is_some());
     let mut stage = Stage::Begin;
     let mut builder = conn.build_transaction();
     if serializable {
@@ -186,6 +187,9 @@ where
         stage = Stage::Body;
         let result = f(conn);
         if result.is_ok() {
+            if !crate::pool::reported_every_statement(conn, watch) {
+                ledger.mark_blind();
+            }
             // A retry after an unknown outcome must write what the attempt it repeats
             // wrote, and nothing blind besides (a branch the first attempt never took).
             if replay
@@ -201,13 +205,15 @@ where
     });
     match result {
         Err(Error::Database(DieselError::AlreadyInTransaction)) if stage == Stage::Begin => {
+            crate::pool::end_watch(conn, watch);
             (conn.transaction(|conn| f(conn)), Stage::Nested)
         }
         // Whether the connection was lost is the connection's to say, whatever the
         // closure's own statements made of the error.
         result => {
             let result = crate::pool::settle(conn, result);
-            let stage = commit_stage(conn, &ledger, stage, &result, replay);
+            let stage = commit_stage(conn, watch, &ledger, stage, &result, replay);
+            crate::pool::end_watch(conn, watch);
             (result, stage)
         }
     }
@@ -218,6 +224,7 @@ where
 /// those every later attempt must write (`replay`).
 fn commit_stage<T>(
     conn: &mut PgConnection,
+    watch: Option<crate::pool::AttemptWatch>,
     ledger: &ledger::Attempt,
     stage: Stage,
     result: &Result<T>,
@@ -226,9 +233,9 @@ fn commit_stage<T>(
     let (Stage::Commit, Err(err)) = (stage, result) else {
         return stage;
     };
-    if !crate::pool::reports_statements(conn) {
-        // The caller replaced the connection's instrumentation: not every statement
-        // was seen.
+    if !crate::pool::reported_every_statement(conn, watch) {
+        // A statement came from another thread, or the caller replaced the
+        // connection's instrumentation: not every statement was seen.
         ledger.mark_blind();
     }
     if !ledger.is_exactly_once() {

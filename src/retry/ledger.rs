@@ -12,7 +12,10 @@
 //! earlier commit (an unversioned update, a delete).
 //!
 //! The ledgers are kept per thread: an attempt and its closure run on one thread, and so
-//! do the statements they send. A ledger is open only while an attempt runs; without
+//! do the statements they send. A closure may still hand its connection to another
+//! thread; the connection counts the statements sent from a thread other than the
+//! attempt's ([`crate::pool::watch_attempt`]), and any such statement makes the attempt
+//! blind. A ledger is open only while an attempt runs; without
 //! one, noting a statement costs one thread-local read.
 
 use std::cell::{Cell, RefCell};
