@@ -154,7 +154,9 @@ pub(crate) struct MetadataBinds<'a> {
 }
 
 /// Whether `stored` (read back) is `given` (as written): equal, numbers compared by
-/// value, as PostgreSQL's jsonb keeps them (`1e3` is read back as `1000`).
+/// value, as PostgreSQL's jsonb keeps them (`1e3` is read back as `1000`). Two integers
+/// are compared exactly; a float with an integer, or two floats, as `f64` (what
+/// serde_json made of either text).
 pub(crate) fn same(stored: &Map<String, Value>, given: &Map<String, Value>) -> bool {
     stored.len() == given.len()
         && stored
@@ -165,7 +167,7 @@ pub(crate) fn same(stored: &Map<String, Value>, given: &Map<String, Value>) -> b
 fn same_value(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(a), Value::Number(b)) => {
-            a == b || (a.as_f64().is_some() && a.as_f64() == b.as_f64())
+            a == b || ((a.is_f64() || b.is_f64()) && a.as_f64() == b.as_f64())
         }
         (Value::Array(a), Value::Array(b)) => {
             a.len() == b.len() && a.iter().zip(b).all(|(a, b)| same_value(a, b))
@@ -373,6 +375,21 @@ mod tests {
             Err(Error::Validation { field, reason }) if field == "metadata" => reason,
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn numbers_are_the_same_by_value_and_integers_exactly() {
+        let obj = |v: serde_json::Value| v.as_object().cloned().unwrap();
+        // jsonb reads `1e3` back as `1000`, and `2.50` as `2.5`.
+        let stored = obj(serde_json::json!({"n": 1000, "x": 2.5}));
+        let given: Map<String, Value> = serde_json::from_str(r#"{"n": 1e3, "x": 2.50}"#).unwrap();
+        assert!(same(&stored, &given));
+        // Two integers that one f64 cannot tell apart are still two integers.
+        let big = obj(serde_json::json!({"n": 9_007_199_254_740_993_u64}));
+        let near = obj(serde_json::json!({"n": 9_007_199_254_740_992_u64}));
+        assert!(!same(&big, &near));
+        assert!(same(&big, &big.clone()));
+        assert!(!same(&stored, &obj(serde_json::json!({"n": 1000}))));
     }
 
     #[test]
