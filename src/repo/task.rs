@@ -125,8 +125,8 @@ impl TaskRepo {
     /// when its state changes: then `version` grows by one and `updated_at` moves. A
     /// task already in that state is returned as it is, unchanged (its version does
     /// not grow), after a second round trip that reads it and locks its row until the
-    /// end of the transaction (`FOR UPDATE`), so that the state returned is the
-    /// task's.
+    /// end of the transaction (`FOR NO KEY UPDATE`, the lock an update of the task
+    /// takes), so that the state returned is the task's.
     ///
     /// Exactly once: the call puts the task in a state, so calling it again (a retry
     /// whose first attempt may have committed) returns the task without writing twice.
@@ -161,7 +161,7 @@ impl TaskRepo {
                 // UPDATE then matches: the row is locked).
                 let task = task_of(user_id, task_id)
                     .select(Task::as_select())
-                    .for_update()
+                    .for_no_key_update()
                     .get_result::<Task>(conn)
                     .optional()?
                     .ok_or_else(|| Error::not_found("task", task_id))?;
