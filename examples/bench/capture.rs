@@ -156,13 +156,23 @@ fn split_debug_list(list: &str) -> Vec<String> {
 }
 
 /// The crate's SQL with each `$n` replaced by the pgbench variable of its bind value
-/// (`NULL` for a bound NULL: pgbench cannot bind one).
+/// (`NULL` for a bound NULL: pgbench cannot bind one). A task's write mark
+/// (`last_write = $n`) is computed by the crate from the patch, so no call binds it
+/// as such: the floor writes a fresh UUIDv7 there, `:wid`, as the crate writes one.
 fn mirror(sql: &str, binds: &[String], vars: &BindVars) -> Result<String, String> {
+    let write_mark = sql.split_once("last_write = $").and_then(|(_, rest)| {
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse::<usize>().ok()
+    });
     let tokens = binds
         .iter()
-        .map(|bind| {
+        .enumerate()
+        .map(|(i, bind)| {
             if bind == "None" {
                 return Ok("NULL".to_owned());
+            }
+            if write_mark == Some(i + 1) {
+                return Ok(":wid".to_owned());
             }
             vars.iter()
                 .find(|(debug, _)| debug == bind)

@@ -417,7 +417,6 @@ fn task_update(c: &mut Call<'_>) -> BoxResult<Duration> {
     c.bind(task_id, ":tid");
     c.bind(Some(TITLE_RENAMED), ":ntitle");
     c.bind(Some(expected), ":ver");
-    c.bind(Some(patch.write_id), ":wid");
     Ok(elapsed)
 }
 

@@ -34,7 +34,16 @@ pub fn script(sql: &str, pick: Pick) -> String {
             let _ = writeln!(script, "\\set {name} {value}");
         }
     }
-    script.push_str(&prefix(pick));
+    let mut prefix = prefix(pick);
+    if contains_token(sql, ":wid") && !prefix.contains(" AS wid ") {
+        // A write mark to store (see `capture::mirror`): made in the pick's query.
+        prefix = prefix.replacen(
+            " FROM bench_pick",
+            &format!(", {SQL_UUID_V7} AS wid FROM bench_pick"),
+            1,
+        );
+    }
+    script.push_str(&prefix);
     script.push_str(sql);
     script.push('\n');
     script
