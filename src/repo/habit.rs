@@ -297,7 +297,7 @@ impl HabitRepo {
     /// scheduled or not, paused habit or not; [`HabitRepo::streak`] counts the
     /// scheduled ones.
     ///
-    /// Exactly once under [`crate::retry_transaction`]: a repeat after a lost `COMMIT`
+    /// Exactly once under [`crate::retry::retry_transaction`]: a repeat after a lost `COMMIT`
     /// leaves the day checked in once, and returns `false` if the first attempt's
     /// check-in had committed (the day was checked in already).
     ///
@@ -325,7 +325,7 @@ impl HabitRepo {
 
     /// Removes the check-in of `day`: `true` when there was one, `false` when not.
     ///
-    /// Exactly once under [`crate::retry_transaction`], like [`HabitRepo::check_in`]: a
+    /// Exactly once under [`crate::retry::retry_transaction`], like [`HabitRepo::check_in`]: a
     /// repeat returns `false` if the first attempt's removal had committed.
     ///
     /// # Errors
