@@ -1,6 +1,7 @@
 //! Hooks for the cargo-fuzz targets in `fuzz/` (feature `fuzzing`): thin pass-throughs
-//! to the crate-private code of [`crate::TaskRepo::list`] that runs before the SQL
-//! (cursor decoding, search normalisation), reachable without a database. The checks
+//! to the crate-private code of [`crate::TaskRepo::list`] and [`crate::SearchRepo::search`]
+//! that runs before the SQL (cursor decoding, search normalisation), reachable without
+//! a database. The checks
 //! of what that code promises live with the targets, in `fuzz/src/lib.rs`.
 //!
 //! Not an API: hidden from the docs, and free to change. Queries are planned for the
@@ -12,7 +13,8 @@ use uuid::Uuid;
 use crate::error::Result;
 use crate::models::UserId;
 use crate::repo::list::ListPlan;
-use crate::repo::{cursor, Direction, TaskQuery, TaskSort};
+use crate::repo::search::{SearchPlan, RELEVANCE_NUMBER};
+use crate::repo::{cursor, Direction, SearchQuery, TaskQuery, TaskSort};
 
 /// The first page of `query` as `TaskRepo::list` plans it, without running it.
 #[derive(Debug)]
@@ -35,6 +37,36 @@ pub fn plan_page(query: &TaskQuery) -> Result<PlannedPage> {
         cursor: plan.cursor.as_ref().map(|c| c.encode(nobody())),
         sql,
     })
+}
+
+/// Plans the page of `query` as `SearchRepo::search` does: validation, search
+/// normalisation, cursor decoding, and the statement. Its `cursor` is where the page
+/// starts, encoded again, when `query` has one.
+///
+/// # Errors
+/// Those of `SearchRepo::search` before it reaches the database.
+pub fn plan_search(query: &SearchQuery) -> Result<PlannedPage> {
+    let plan = SearchPlan::new(nobody(), query)?;
+    let sql = diesel::debug_query::<Pg, _>(&plan.statement()).to_string();
+    Ok(PlannedPage {
+        cursor: query.after.is_some().then(|| plan.start_cursor()),
+        sql,
+    })
+}
+
+/// The fingerprint that the cursors of `query`'s search carry.
+///
+/// # Errors
+/// Those of [`plan_search`] for `query` without its cursor.
+pub fn search_fingerprint(query: &SearchQuery) -> Result<u64> {
+    let mut first_page = query.clone();
+    first_page.after = None;
+    Ok(SearchPlan::new(nobody(), &first_page)?.fingerprint())
+}
+
+/// The number of a search's one order (by relevance) in cursors, for [`seal_cursor`].
+pub fn search_sort_number() -> u8 {
+    RELEVANCE_NUMBER
 }
 
 /// The fingerprint of `query` that its cursors carry.

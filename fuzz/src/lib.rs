@@ -7,7 +7,7 @@
 //! `todo_store` and `std`.
 
 use todo_store::fuzzing;
-use todo_store::{Direction, Error, Result, TaskQuery, TaskSort};
+use todo_store::{Direction, Error, Result, SearchQuery, TaskQuery, TaskSort};
 
 /// The search of the checks' query (a relevance sort needs one).
 const SEARCH: &str = "fuzz";
@@ -22,6 +22,64 @@ pub fn cursor_target(data: &[u8]) {
     if let Some((&head, body)) = data.split_first() {
         decode_cursor(&seal_cursor(head & 7, (head >> 3) % 3, body));
     }
+}
+
+/// The body of the `search_cursor` target: `data` as the cursor text a client sends
+/// to `SearchRepo::search`, and the same bytes behind a valid header and checksum (the
+/// first byte picks the sort, the search's or a task sort's, and the direction). A
+/// search's cursor is never a task list's, nor the reverse.
+pub fn search_cursor_target(data: &[u8]) {
+    if let Ok(text) = std::str::from_utf8(data) {
+        let search = decode_search_cursor(text);
+        assert!(
+            !(search && decode_cursor(text)),
+            "{text:?}: a cursor of both"
+        );
+    }
+    if let Some((&head, body)) = data.split_first() {
+        let sort = match head & 7 {
+            7 => fuzzing::search_sort_number(),
+            n => n,
+        };
+        let text = seal_search_cursor(sort, (head >> 3) % 3, body);
+        let search = decode_search_cursor(&text);
+        assert!(
+            !(search && decode_cursor(&text)),
+            "{text:?}: a cursor of both"
+        );
+    }
+}
+
+/// Decodes `text` as `SearchRepo::search` does for the search of [`SEARCH`], builds the
+/// statement of the page it starts, and returns whether it was accepted.
+///
+/// # Panics
+/// When decoding breaks a promise: a rejection that is not an [`Error::Validation`] of
+/// `cursor`, or an accepted cursor that does not encode back to `text` (trimmed).
+pub fn decode_search_cursor(text: &str) -> bool {
+    match fuzzing::plan_search(&SearchQuery::new(SEARCH).after(text)) {
+        Ok(page) => {
+            assert_eq!(
+                page.cursor.as_deref(),
+                Some(text.trim()),
+                "an accepted search cursor must encode back to itself"
+            );
+            assert!(!page.sql.is_empty());
+            true
+        }
+        Err(Error::Validation { ref field, .. }) if field == "cursor" => false,
+        Err(other) => panic!("{text:?}: unexpected {other:?}"),
+    }
+}
+
+/// A cursor text around `body` (the rank, the kind and the row id) with the header and
+/// fingerprint of [`decode_search_cursor`]'s search, sort number `sort` (the search's
+/// is `fuzzing::search_sort_number()`) and `direction` (1, descending, is the
+/// search's), and a valid checksum.
+pub fn seal_search_cursor(sort: u8, direction: u8, body: &[u8]) -> String {
+    let fingerprint = fuzzing::search_fingerprint(&SearchQuery::new(SEARCH))
+        .expect("the checks' search is valid");
+    fuzzing::seal_cursor(sort, direction, fingerprint, body)
 }
 
 /// The body of the `search` target: `data` as search text.

@@ -35,7 +35,7 @@ use crate::models::{Habit, Task, UserId};
 pub struct SearchQuery {
     terms: String,
     limit: Option<i64>,
-    after: Option<String>,
+    pub(crate) after: Option<String>,
 }
 
 impl SearchQuery {
@@ -198,7 +198,7 @@ pub(crate) struct Relevance;
 
 /// The number of [`Relevance`] in a cursor's header: no task or user sort has it, so
 /// their cursors are refused here, and this one there.
-const RELEVANCE_NUMBER: u8 = 0x80;
+pub(crate) const RELEVANCE_NUMBER: u8 = 0x80;
 
 impl CursorSort for Relevance {
     fn number(self) -> u8 {
@@ -316,6 +316,20 @@ impl SearchPlan {
             _ => None,
         };
         Page::new(items, next_cursor)
+    }
+
+    /// The cursor this page starts after, encoded again (the first page's start
+    /// included, which no cursor of the crate names).
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn start_cursor(&self) -> String {
+        let kind = u8::try_from(self.after.kind).unwrap_or(u8::MAX);
+        self.cursor_after(self.after.rank, kind, self.after.id)
+    }
+
+    /// The search's fingerprint, which its cursors carry.
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn fingerprint(&self) -> u64 {
+        self.fingerprint
     }
 
     /// The cursor that continues after the row `id` of `kind` ranked `rank`.

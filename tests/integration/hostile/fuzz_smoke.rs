@@ -3,9 +3,11 @@
 use uuid::Uuid;
 
 use super::fuzz_checks::{
-    cursor_target, decode_cursor, normalize_search, seal_cursor, search_target, title_key,
+    cursor_target, decode_cursor, decode_search_cursor, normalize_search, seal_cursor,
+    seal_search_cursor, search_cursor_target, search_target, title_key,
 };
 use super::*;
+use todo_store::fuzzing::search_sort_number;
 
 fn id() -> [u8; 16] {
     *Uuid::now_v7().as_bytes()
@@ -68,6 +70,84 @@ fn the_cursor_fuzz_target_holds_over_generated_inputs() {
     ];
     run(3000, strategy, |data| {
         cursor_target(&data);
+        Ok(())
+    });
+}
+
+/// Well-formed search cursors, sealed: accepted by the search, and by no task list;
+/// any other header, kind or length is refused. Fails when the cursor format changes
+/// under `seal_search_cursor`.
+#[test]
+fn sealed_well_formed_search_cursors_are_accepted() {
+    let relevance = search_sort_number();
+    for rank in [0.0f32, 0.25, 1e-30, 7.5] {
+        for kind in [0u8, 1] {
+            let body = [&rank.to_bits().to_be_bytes()[..], &[kind], &id()].concat();
+            let text = seal_search_cursor(relevance, 1, &body);
+            assert!(decode_search_cursor(&text), "rank {rank} kind {kind}");
+            assert!(decode_search_cursor(&format!(" {text}\n")), "trimmed");
+            assert!(!decode_cursor(&text), "not a task list's");
+            // Another direction or sort, a kind no search has, one byte more or less.
+            assert!(!decode_search_cursor(&seal_search_cursor(
+                relevance, 0, &body
+            )));
+            assert!(!decode_search_cursor(&seal_search_cursor(5, 1, &body)));
+            let other_kind = [&rank.to_bits().to_be_bytes()[..], &[2], &id()].concat();
+            assert!(!decode_search_cursor(&seal_search_cursor(
+                relevance,
+                1,
+                &other_kind
+            )));
+            assert!(!decode_search_cursor(&seal_search_cursor(
+                relevance,
+                1,
+                &body[1..]
+            )));
+            let longer = [&body[..], &[0]].concat();
+            assert!(!decode_search_cursor(&seal_search_cursor(
+                relevance, 1, &longer
+            )));
+        }
+    }
+    // Ranks are finite.
+    for rank in [f32::INFINITY, f32::NEG_INFINITY, f32::NAN] {
+        let body = [&rank.to_bits().to_be_bytes()[..], &[0], &id()].concat();
+        assert!(!decode_search_cursor(&seal_search_cursor(
+            relevance, 1, &body
+        )));
+    }
+}
+
+#[test]
+fn the_search_cursor_fuzz_target_holds_over_generated_inputs() {
+    let keyed = (0..8u8, prop::collection::vec(any::<u8>(), 0..40)).prop_map(|(head, body)| {
+        let mut data = vec![head];
+        data.extend(body);
+        data
+    });
+    // The search's header (sort 7 in the target's first byte, direction 1) with ranks
+    // and kinds near the accepted ones.
+    let near = (
+        any::<f32>(),
+        0..4u8,
+        prop::collection::vec(any::<u8>(), 14..18),
+    )
+        .prop_map(|(rank, kind, id)| {
+            let mut data = vec![7 | (1 << 3)];
+            data.extend(rank.to_bits().to_be_bytes());
+            data.push(kind);
+            data.extend(id);
+            data
+        });
+    let strategy = prop_oneof![
+        2 => prop::collection::vec(any::<u8>(), 0..96),
+        1 => hostile_text().prop_map(String::into_bytes),
+        1 => "[A-Za-z0-9_-]{0,80}".prop_map(String::into_bytes),
+        2 => keyed,
+        3 => near,
+    ];
+    run(3000, strategy, |data| {
+        search_cursor_target(&data);
         Ok(())
     });
 }
