@@ -84,7 +84,7 @@
 //!
 //! These are retried, with the backoff of [`RetryPolicy`] (capped at `max_delay`),
 //! any number of times while the call has run less than
-//! [`RetryPolicy::failover_budget`] (30 s by default, sized for Patroni's defaults:
+//! [`RetryPolicy::failover_budget`] (45 s by default, sized for Patroni's defaults:
 //! see [`RetryPolicy::DEFAULT_FAILOVER_BUDGET`]); then the last error is returned. A
 //! call through a failover that ends within the budget returns what the transaction
 //! returned, with nothing applied twice; a call never takes longer than the budget plus
@@ -230,7 +230,7 @@ use crate::error::Result;
 ///
 /// The failures of a failover (see [*Through a failover*](self#through-a-failover)) are
 /// bounded by time instead: they are retried, with the same backoff, for as long as
-/// the call has run less than [`RetryPolicy::failover_budget`] (30 s by default).
+/// the call has run less than [`RetryPolicy::failover_budget`] (45 s by default).
 ///
 /// Build one from the default with its setters (the fields can be read, and more may
 /// be added):
@@ -279,14 +279,16 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// The default [`RetryPolicy::failover_budget`]: 30 s. Patroni replaces a leader
-    /// that stopped renewing its lock within its `ttl` (30 s by default) and acts every
-    /// `loop_wait` (10 s): a crash of the primary is over in 30 to 40 s with those
-    /// defaults, a planned switchover in a few seconds, and a cluster with a low `ttl`
-    /// (10 s, `loop_wait` 2 s) fails over in about 3 s. Raise it to 45 s to ride
-    /// through a crash under Patroni's defaults; a caller with a deadline of its own (an
-    /// HTTP request's) may want less.
-    pub const DEFAULT_FAILOVER_BUDGET: Duration = Duration::from_secs(30);
+    /// The default [`RetryPolicy::failover_budget`]: 45 s, for Patroni's defaults
+    /// (`ttl` 30 s, `loop_wait` 10 s). Measured on a three-node cluster with them
+    /// (docs/failover.md in the repository): a crash of the primary's PostgreSQL is
+    /// over in 3 to 11 s (its Patroni notices at its next loop and gives the leader
+    /// key up), a planned switchover in about 3 s; the loss of the primary's whole node
+    /// (its Patroni with it) lasts until the leader key expires, up to `ttl` after its
+    /// last renewal: 23 s measured, about 31 s at worst. 45 s rides through that with
+    /// room. A cluster with a low `ttl` needs less (10 s: a node lost in about 11 s),
+    /// and a caller with a deadline of its own (an HTTP request's) may want less.
+    pub const DEFAULT_FAILOVER_BUDGET: Duration = Duration::from_secs(45);
 
     /// One attempt, no retry (a failover budget of zero).
     pub const fn no_retries() -> Self {

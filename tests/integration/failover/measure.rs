@@ -79,6 +79,25 @@ fn figures_without_target_session_attrs() {
     );
 }
 
+/// The leader's whole node lost (Patroni and postmaster), with the tests' fast
+/// timings and with Patroni's defaults: the leader key must expire first.
+#[test]
+#[ignore = "a measurement (docs/failover figures): run with --ignored"]
+fn figures_for_a_lost_node() {
+    for (timings, at_least) in [
+        (Timings::FAST, Duration::from_secs(40)),
+        (Timings::PATRONI_DEFAULTS, Duration::from_secs(80)),
+    ] {
+        measure(
+            "the leader's node lost",
+            timings,
+            false,
+            &[(Duration::from_secs(5), Action::NodeLoss)],
+            at_least,
+        );
+    }
+}
+
 /// Three minutes with a kill -9 of the leader every 30 s: nothing acknowledged lost.
 #[test]
 #[ignore = "a measurement (docs/failover figures), three minutes: run with --ignored"]

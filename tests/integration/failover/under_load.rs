@@ -30,6 +30,9 @@ pub enum Action {
     Switchover,
     /// kill -9 of the leader's postmaster.
     Kill,
+    /// kill -9 of the leader's Patroni and postmaster: the node lost whole. It is
+    /// started again once another node leads.
+    NodeLoss,
 }
 
 /// An action as it happened: the leader before it, when, and how the writes fared.
@@ -146,8 +149,12 @@ pub fn run(
             let event = match action {
                 Action::Switchover => cluster.switchover(),
                 Action::Kill => cluster.kill_leader(),
+                Action::NodeLoss => cluster.kill_leader_node(),
             };
             let new_leader = cluster.wait_for_new_leader(&event.old_leader).name.clone();
+            if action == Action::NodeLoss {
+                cluster.revive(&event.old_leader);
+            }
             happened.push(Happened {
                 action,
                 old_leader: event.old_leader,
@@ -319,4 +326,36 @@ fn a_url_without_target_session_attrs_shows_callers_no_error() {
 #[test]
 fn patronis_default_timings_show_callers_no_error() {
     callers_see_no_error(Timings::PATRONI_DEFAULTS, |c| c.url());
+}
+
+/// The leader's whole node lost (its Patroni and its postmaster killed at once): no
+/// one releases the leader key, so the others wait for it to expire (`ttl`) before one
+/// takes over; the outage is the longest of all. Callers still see no error (it ends
+/// within the failover budget), and the node rejoins as a replica once started again.
+#[test]
+fn a_lost_leader_node_under_load_shows_callers_no_error() {
+    let Some(cluster) = cluster(Timings::FAST) else {
+        return;
+    };
+    let schedule = [(Duration::from_secs(3), Action::NodeLoss)];
+    let outcome = run(&cluster, &cluster.url(), &schedule, Duration::from_secs(20));
+    eprintln!("{}", outcome.report());
+    assert_safe(&outcome);
+    assert_eq!(outcome.errors(), BTreeMap::new(), "{}", outcome.report());
+    let longest = outcome.longest().unwrap();
+    assert!(
+        longest.took <= node_loss_bound(cluster.timings()),
+        "{} took {:?}\n{}",
+        longest.op,
+        longest.took,
+        outcome.report()
+    );
+    cluster.wait_for_replica(&outcome.happened[0].old_leader);
+}
+
+/// No call may take longer than this through the loss of the leader's node: the leader
+/// key may have just been renewed (`ttl`), the others notice its expiry at their next
+/// loop (`loop_wait`), and one promotes itself; with room for a slow machine.
+pub fn node_loss_bound(timings: Timings) -> Duration {
+    Duration::from_secs(u64::from(timings.ttl + 2 * timings.loop_wait + 10))
 }

@@ -72,9 +72,11 @@ impl Timings {
     }
 }
 
-/// Starts etcd and the Patronis (`$5`...: their configuration files), then waits until
-/// the test process (`$1`) is gone or the run file is removed, then stops everything and
-/// removes the directory (`$2`). `$3`, `$4`: etcd's client and peer ports.
+/// Starts etcd and the Patronis (`$5`...: their configuration files; each Patroni's
+/// pid goes to `<node>.patroni-pid`), then waits until the test process (`$1`) is gone
+/// or the run file is removed, starting a node's Patroni again when a `<node>.revive`
+/// file appears, then stops everything and removes the directory (`$2`). `$3`, `$4`:
+/// etcd's client and peer ports.
 const SUPERVISOR: &str = r#"
 trap '' HUP INT
 owner=$1; dir=$2; client=$3; peer=$4; shift 4
@@ -88,11 +90,21 @@ etcd --name etcd0 --data-dir "$dir/etcd" \
   --initial-cluster "etcd0=http://127.0.0.1:$peer" --enable-v2=true >"$dir/etcd.log" 2>&1 &
 etcd=$!
 patronis=
-for config in "$@"; do
-  patroni "$config" >"${config%.yml}.log" 2>&1 &
+start_patroni() {
+  patroni "$1" >>"${1%.yml}.log" 2>&1 &
   patronis="$patronis $!"
+  echo $! >"${1%.yml}.patroni-pid"
+}
+for config in "$@"; do start_patroni "$config"; done
+while alive "$owner" && [ -e "$dir/run" ]; do
+  for config in "$@"; do
+    if [ -e "${config%.yml}.revive" ]; then
+      rm -f -- "${config%.yml}.revive"
+      start_patroni "$config"
+    fi
+  done
+  sleep 0.2
 done
-while alive "$owner" && [ -e "$dir/run" ]; do sleep 0.2; done
 kill -KILL $patronis 2>/dev/null
 postmasters=
 for pidfile in "$dir"/*/data/postmaster.pid; do
@@ -145,6 +157,22 @@ impl Node {
         cmdline
             .windows(needle.len())
             .any(|w| w == needle.as_slice())
+            .then_some(pid)
+    }
+
+    /// The pid of this node's Patroni, when it runs.
+    pub fn patroni_pid(&self) -> Option<u32> {
+        let text = fs::read_to_string(self.dir.with_extension("patroni-pid")).ok()?;
+        let pid: u32 = text.trim().parse().ok()?;
+        let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        let config = self
+            .dir
+            .with_extension("yml")
+            .into_os_string()
+            .into_encoded_bytes();
+        cmdline
+            .windows(config.len())
+            .any(|w| w == config.as_slice())
             .then_some(pid)
     }
 
@@ -402,6 +430,36 @@ impl Cluster {
         Event {
             old_leader: leader.name.clone(),
             at,
+        }
+    }
+
+    /// The whole leader node lost at once: kill -9 of its Patroni, then of its
+    /// postmaster. Nothing releases the leader key, so the others wait for it to
+    /// expire (`ttl`) before one takes over. The node stays down until [`Cluster::revive`].
+    pub fn kill_leader_node(&self) -> Event {
+        let leader = self.leader().expect("a leader to kill");
+        let patroni = leader.patroni_pid().expect("the leader's Patroni");
+        let postmaster = leader.postmaster_pid().expect("the leader's postmaster");
+        let at = Instant::now();
+        let status = Command::new("kill")
+            .args(["-KILL", &patroni.to_string(), &postmaster.to_string()])
+            .status()
+            .expect("running kill");
+        assert!(status.success(), "kill -KILL {patroni} {postmaster} failed");
+        Event {
+            old_leader: leader.name.clone(),
+            at,
+        }
+    }
+
+    /// Starts the Patroni of a node lost by [`Cluster::kill_leader_node`] again: it
+    /// rejoins as a replica (rewound where its history diverged).
+    pub fn revive(&self, name: &str) {
+        let node = self.node(name);
+        let path = node.dir.with_extension("revive");
+        fs::write(&path, "").expect("asking the supervisor to start the node again");
+        if let Some((uid, gid)) = os_user() {
+            chown(&path, Some(uid), Some(gid)).unwrap();
         }
     }
 
