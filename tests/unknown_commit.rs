@@ -183,7 +183,7 @@ fn a_create_whose_commit_outcome_is_unknown_is_retried_and_returns_its_task_once
 /// An attempt that creates a task exactly-once and runs `blind` (a statement the ledger
 /// cannot vouch for) after it: its COMMIT is lost on its way, and the caller hears the
 /// unknown outcome, the attempt not run again.
-fn a_blind_attempt_is_not_retried(blind: impl Fn(&mut PgConnection) -> QueryResult<usize>) {
+fn a_blind_attempt_is_not_retried(blind: impl Fn(&mut PgConnection) -> todo_store::Result<usize>) {
     let setup = Setup::new();
     let user = &setup.user;
     let proxy = Arc::new(FaultProxy::start(setup.server_addr()));
@@ -209,7 +209,7 @@ fn a_blind_attempt_is_not_retried(blind: impl Fn(&mut PgConnection) -> QueryResu
 #[test]
 fn a_blind_write_whose_commit_outcome_is_unknown_is_not_retried() {
     // A statement of the caller's own: it could be any write.
-    a_blind_attempt_is_not_retried(|conn| diesel::sql_query("SELECT 1").execute(conn));
+    a_blind_attempt_is_not_retried(|conn| Ok(diesel::sql_query("SELECT 1").execute(conn)?));
 }
 
 #[test]
@@ -218,9 +218,27 @@ fn a_write_sent_from_another_thread_makes_the_attempt_blind() {
     // attempt's thread never sees: the connection counts them.
     a_blind_attempt_is_not_retried(|conn| {
         std::thread::scope(|s| {
-            s.spawn(|| diesel::sql_query("UPDATE tasks SET title = title").execute(conn))
+            s.spawn(|| Ok(diesel::sql_query("UPDATE tasks SET title = title").execute(conn)?))
                 .join()
                 .expect("the thread ran")
+        })
+    });
+}
+
+#[test]
+fn a_nested_retry_on_another_thread_makes_the_attempt_blind() {
+    // The other thread's own retry_transaction (a savepoint on the same connection)
+    // keeps a ledger of its own, on its thread, which the outer attempt never reads:
+    // the connection still counts what that thread sends.
+    a_blind_attempt_is_not_retried(|conn| {
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                retry_transaction(&mut *conn, &policy(), |conn| {
+                    Ok(diesel::sql_query("UPDATE tasks SET title = title").execute(conn)?)
+                })
+            })
+            .join()
+            .expect("the thread ran")
         })
     });
 }
