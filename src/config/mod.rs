@@ -104,8 +104,12 @@
 //!   meant for writes ([`crate::connect`], [`crate::PoolOptions`], the primary pool of
 //!   [`crate::replica::ReplicaRouter`], `TestDb`) adds `target_session_attrs=read-write`
 //!   when the URL lists several hosts and sets none; a value in the URL is kept (`any`
-//!   included). The router's replica pools get `prefer-standby` instead (a standby if
-//!   one answers, else whichever node does): writes never go there.
+//!   included). A URL that names no host counts the hosts of `PGHOST` (or
+//!   `PGHOSTADDR`), which libpq uses then, and `PGTARGETSESSIONATTRS` counts as a value;
+//!   hosts from a service file (`service=`) are not seen, so set
+//!   `target_session_attrs` there. The router's replica pools get `prefer-standby`
+//!   instead (a standby if one answers, else whichever node does): writes never go
+//!   there.
 //! - **After a failover** the connections to the old primary fail (a lost connection,
 //!   or `terminating connection due to administrator command`), or, if it stayed up
 //!   read-only, their writes fail with `Error::ReadOnly`: the pool retires each such

@@ -120,18 +120,44 @@ pub fn with_defaults(text: &str, defaults: &[(&str, &str)]) -> Result<String, St
     }
 }
 
-/// `text` with `target_session_attrs=attrs` added when it lists several hosts and sets
-/// no `target_session_attrs` of its own; otherwise (one host, an explicit value, a
-/// string libpq cannot parse) `text` as it is. libpq's default (`any`) takes the first
-/// host that answers, which after a failover may be a standby: a pool meant for writes
-/// asks for `read-write`, a pool of replicas for `prefer-standby`.
+/// `text` with `target_session_attrs=attrs` added when libpq would try several hosts
+/// for it and no `target_session_attrs` is set; otherwise (one host, an explicit
+/// value, a string libpq cannot parse) `text` as it is. libpq's default (`any`) takes
+/// the first host that answers, which after a failover may be a standby: a pool meant
+/// for writes asks for `read-write`, a pool of replicas for `prefer-standby`.
+///
+/// The hosts are the string's, or, when it names none, those of the environment that
+/// libpq reads then (`PGHOST`, `PGHOSTADDR`); a value of `PGTARGETSESSIONATTRS` counts
+/// as set. Hosts that come from a service file (`service=`) are not seen: set
+/// `target_session_attrs` there.
 pub fn with_session_attrs_for_several_hosts(text: &str, attrs: &str) -> String {
-    match Conninfo::parse(text) {
-        Ok(info) if info.host_count() > 1 && info.get("target_session_attrs").is_none() => {
-            with_defaults(text, &[("target_session_attrs", attrs)])
-                .unwrap_or_else(|_| text.to_owned())
-        }
-        _ => text.to_owned(),
+    with_session_attrs_in_env(text, attrs, |key| std::env::var(key).ok())
+}
+
+/// [`with_session_attrs_for_several_hosts`] with the environment `env`.
+fn with_session_attrs_in_env(
+    text: &str,
+    attrs: &str,
+    env: impl Fn(&str) -> Option<String>,
+) -> String {
+    let Ok(info) = Conninfo::parse(text) else {
+        return text.to_owned();
+    };
+    let hosts = match info.host_count() {
+        0 => ["PGHOST", "PGHOSTADDR"]
+            .into_iter()
+            .filter_map(&env)
+            .map(|list| list.split(',').count())
+            .max()
+            .unwrap_or(0),
+        listed => listed,
+    };
+    let attrs_set =
+        info.get("target_session_attrs").is_some() || env("PGTARGETSESSIONATTRS").is_some();
+    if hosts > 1 && !attrs_set {
+        with_defaults(text, &[("target_session_attrs", attrs)]).unwrap_or_else(|_| text.to_owned())
+    } else {
+        text.to_owned()
     }
 }
 
@@ -225,6 +251,38 @@ mod tests {
             "postgres://u:p%zz@h1,h2/db",
         ] {
             assert_eq!(rw(kept), kept);
+        }
+    }
+
+    #[test]
+    fn hosts_from_the_environment_count_when_the_string_names_none() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |key: &str| {
+                vars.iter()
+                    .find(|(k, _)| *k == key)
+                    .map(|(_, v)| (*v).to_owned())
+            }
+        };
+        let rw = |text: &str, vars| with_session_attrs_in_env(text, "read-write", env(vars));
+        assert_eq!(
+            rw("postgres:///db", &[("PGHOST", "h1,h2")]),
+            "postgres:///db?target_session_attrs=read-write"
+        );
+        assert_eq!(
+            rw("dbname=db", &[("PGHOSTADDR", "10.0.0.1,10.0.0.2")]),
+            "dbname=db target_session_attrs=read-write"
+        );
+        for (kept, vars) in [
+            ("postgres:///db", &[("PGHOST", "h1")][..]),
+            ("postgres:///db", &[][..]),
+            (
+                "postgres:///db",
+                &[("PGHOST", "h1,h2"), ("PGTARGETSESSIONATTRS", "any")][..],
+            ),
+            // The string's one host wins over the environment's list.
+            ("postgres://h0/db", &[("PGHOST", "h1,h2")][..]),
+        ] {
+            assert_eq!(rw(kept, vars), kept, "{vars:?}");
         }
     }
 
