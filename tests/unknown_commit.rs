@@ -155,28 +155,43 @@ fn until_no_commit_stalls(conn: &mut PgConnection) {
     }
 }
 
+impl Setup {
+    /// Runs `f` through `retry_transaction` on a pool whose first `COMMIT` is lost on
+    /// its way (the proxy resets the connection while the server, stalled, goes on to
+    /// commit); returns its result and how many attempts ran, once the server has
+    /// finished that `COMMIT`.
+    fn retry_through_a_lost_commit<T>(
+        &self,
+        mut f: impl FnMut(&mut PgConnection) -> todo_store::Result<T>,
+    ) -> (todo_store::Result<T>, u32) {
+        let proxy = Arc::new(FaultProxy::start(self.server_addr()));
+        let pool = stalling_pool(&proxy);
+        let dropped = drop_the_connection_during_the_commit(self, proxy.clone());
+        let mut attempts = 0;
+        let result = retry_transaction(&pool, &policy(), |conn| {
+            attempts += 1;
+            f(conn)
+        });
+        assert!(dropped.load(Ordering::SeqCst), "the COMMIT was interrupted");
+        until_no_commit_stalls(&mut self.conn());
+        (result, attempts)
+    }
+}
+
 #[test]
 fn a_create_whose_commit_outcome_is_unknown_is_retried_and_returns_its_task_once() {
     let setup = Setup::new();
     let user = &setup.user;
-    let proxy = Arc::new(FaultProxy::start(setup.server_addr()));
-    let pool = stalling_pool(&proxy);
-    let dropped = drop_the_connection_during_the_commit(&setup, proxy.clone());
-
     let new = NewTask::new("exactly once"); // built once, before the call
-    let mut attempts = 0;
-    let task = retry_transaction(&pool, &policy(), |conn| {
-        attempts += 1;
+    let (task, attempts) = setup.retry_through_a_lost_commit(|conn| {
         // A read of the crate's own does not make the attempt blind.
         TaskRepo::count(conn, user.id)?;
         TaskRepo::create(conn, user.id, &new)
-    })
-    .expect("retried after the unknown COMMIT");
-    assert!(dropped.load(Ordering::SeqCst), "the COMMIT was interrupted");
+    });
+    let task = task.expect("retried after the unknown COMMIT");
     assert_eq!(attempts, 2);
     assert_eq!(task.id, new.id);
     assert_eq!(task.version, 1);
-    until_no_commit_stalls(&mut setup.conn());
     assert_eq!(setup.tasks(), 1);
 }
 
@@ -186,23 +201,15 @@ fn a_create_whose_commit_outcome_is_unknown_is_retried_and_returns_its_task_once
 fn a_blind_attempt_is_not_retried(blind: impl Fn(&mut PgConnection) -> todo_store::Result<usize>) {
     let setup = Setup::new();
     let user = &setup.user;
-    let proxy = Arc::new(FaultProxy::start(setup.server_addr()));
-    let pool = stalling_pool(&proxy);
-    let dropped = drop_the_connection_during_the_commit(&setup, proxy.clone());
-
     let new = NewTask::new("exactly once");
-    let mut attempts = 0;
-    let err = retry_transaction(&pool, &policy(), |conn| {
-        attempts += 1;
+    let (result, attempts) = setup.retry_through_a_lost_commit(|conn| {
         let task = TaskRepo::create(conn, user.id, &new)?;
         blind(conn)?;
         Ok(task)
-    })
-    .unwrap_err();
-    assert!(dropped.load(Ordering::SeqCst), "the COMMIT was interrupted");
+    });
+    let err = result.unwrap_err();
     assert_eq!(attempts, 1, "the outcome is unknown: not run again");
     assert!(err.is_connection_lost() && !err.is_transient(), "{err:?}");
-    until_no_commit_stalls(&mut setup.conn());
     assert_eq!(setup.tasks(), 1, "it had committed");
 }
 
@@ -247,21 +254,13 @@ fn a_nested_retry_on_another_thread_makes_the_attempt_blind() {
 fn a_retry_that_builds_its_input_again_does_not_commit_a_second_row() {
     let setup = Setup::new();
     let user = &setup.user;
-    let proxy = Arc::new(FaultProxy::start(setup.server_addr()));
-    let pool = stalling_pool(&proxy);
-    let dropped = drop_the_connection_during_the_commit(&setup, proxy.clone());
-
-    let mut attempts = 0;
-    let err = retry_transaction(&pool, &policy(), |conn| {
-        attempts += 1;
+    let (result, attempts) = setup.retry_through_a_lost_commit(|conn| {
         // A new id on every attempt: the retry cannot recognise the first one's row.
         TaskRepo::create(conn, user.id, &NewTask::new("built in the closure"))
-    })
-    .unwrap_err();
-    assert!(dropped.load(Ordering::SeqCst), "the COMMIT was interrupted");
+    });
+    let err = result.unwrap_err();
     assert_eq!(attempts, 2, "run again, then rolled back");
     assert!(err.is_connection_lost() && !err.is_transient(), "{err:?}");
-    until_no_commit_stalls(&mut setup.conn());
     assert_eq!(setup.tasks(), 1, "the first attempt's row only");
 }
 
@@ -276,28 +275,20 @@ fn a_versioned_update_and_a_set_completed_whose_commit_outcome_is_unknown_apply_
         let b = TaskRepo::create(&mut conn, user.id, &NewTask::new("laundry")).unwrap();
         (a, b)
     };
-    let proxy = Arc::new(FaultProxy::start(setup.server_addr()));
-    let pool = stalling_pool(&proxy);
-    let dropped = drop_the_connection_during_the_commit(&setup, proxy.clone());
-
     let patch = TaskPatch {
         title: Some("final".into()),
         expected_version: Some(a.version),
         ..TaskPatch::default()
     }; // built once, before the call
-    let mut attempts = 0;
-    let (updated, done) = retry_transaction(&pool, &policy(), |conn| {
-        attempts += 1;
+    let (result, attempts) = setup.retry_through_a_lost_commit(|conn| {
         let updated = TaskRepo::update(conn, user.id, a.id, &patch)?;
         let done = TaskRepo::set_completed(conn, user.id, b.id, true)?;
         Ok((updated, done))
-    })
-    .expect("retried after the unknown COMMIT");
-    assert!(dropped.load(Ordering::SeqCst), "the COMMIT was interrupted");
+    });
+    let (updated, done) = result.expect("retried after the unknown COMMIT");
     assert_eq!(attempts, 2);
     assert_eq!((updated.version, updated.title.as_str()), (2, "final"));
     assert_eq!((done.version, done.completed), (2, true));
-    until_no_commit_stalls(&mut setup.conn());
     let mut conn = setup.conn();
     assert_eq!(TaskRepo::get(&mut conn, user.id, a.id).unwrap(), updated);
     assert_eq!(TaskRepo::get(&mut conn, user.id, b.id).unwrap(), done);
@@ -309,13 +300,7 @@ fn a_retry_that_builds_its_patch_again_is_rolled_back() {
     let setup = Setup::new();
     let user = &setup.user;
     let task = TaskRepo::create(&mut setup.conn(), user.id, &NewTask::new("draft")).unwrap();
-    let proxy = Arc::new(FaultProxy::start(setup.server_addr()));
-    let pool = stalling_pool(&proxy);
-    let dropped = drop_the_connection_during_the_commit(&setup, proxy.clone());
-
-    let mut attempts = 0;
-    let err = retry_transaction(&pool, &policy(), |conn| {
-        attempts += 1;
+    let (result, attempts) = setup.retry_through_a_lost_commit(|conn| {
         // A new write id on every attempt: the retry cannot recognise the first write.
         let patch = TaskPatch {
             title: Some("final".into()),
@@ -323,15 +308,13 @@ fn a_retry_that_builds_its_patch_again_is_rolled_back() {
             ..TaskPatch::default()
         };
         TaskRepo::update(conn, user.id, task.id, &patch)
-    })
-    .unwrap_err();
-    assert!(dropped.load(Ordering::SeqCst), "the COMMIT was interrupted");
+    });
+    let err = result.unwrap_err();
     assert_eq!(
         attempts, 2,
         "run again: stale, the caller hears the unknown outcome"
     );
     assert!(err.is_connection_lost() && !err.is_transient(), "{err:?}");
-    until_no_commit_stalls(&mut setup.conn());
     let stored = TaskRepo::get(&mut setup.conn(), user.id, task.id).unwrap();
     assert_eq!(
         (stored.version, stored.title.as_str()),
@@ -350,22 +333,15 @@ fn a_session_create_and_a_check_in_whose_commit_outcome_is_unknown_apply_once() 
         stall_commits_of_marked_sessions(&mut conn, "habit_check_ins");
         HabitRepo::create(&mut conn, user.id, &NewHabit::new("Run", Schedule::Daily)).unwrap()
     };
-    let proxy = Arc::new(FaultProxy::start(setup.server_addr()));
-    let pool = stalling_pool(&proxy);
-    let dropped = drop_the_connection_during_the_commit(&setup, proxy.clone());
-
     let day = chrono::NaiveDate::from_ymd_opt(2026, 12, 7).unwrap();
     // Built once, before the call: its id and its token.
     let new = NewSession::new(chrono::Utc::now() + chrono::Duration::days(30));
-    let mut attempts = 0;
     let mut checked_in = Vec::new();
-    let (session, token) = retry_transaction(&pool, &policy(), |conn| {
-        attempts += 1;
+    let (result, attempts) = setup.retry_through_a_lost_commit(|conn| {
         checked_in.push(HabitRepo::check_in(conn, user.id, habit.id, day)?);
         SessionRepo::create(conn, user.id, &new)
-    })
-    .expect("retried after the unknown COMMIT");
-    assert!(dropped.load(Ordering::SeqCst), "the COMMIT was interrupted");
+    });
+    let (session, token) = result.expect("retried after the unknown COMMIT");
     assert_eq!(attempts, 2);
     assert_eq!(
         checked_in,
@@ -373,7 +349,6 @@ fn a_session_create_and_a_check_in_whose_commit_outcome_is_unknown_apply_once() 
         "the repeat found the day checked in"
     );
     assert_eq!(session.id, new.id);
-    until_no_commit_stalls(&mut setup.conn());
     let mut conn = setup.conn();
     let (found, _) = SessionRepo::authenticate(&mut conn, &token)
         .unwrap()
