@@ -44,19 +44,33 @@ where
 {
     let fresh_connections = source.fresh_connection_per_attempt();
     let mut replay = None;
+    let mut refusals = 0;
     run_attempts(policy, fresh_connections, std::thread::sleep, || {
-        tried_on(&mut source, serializable, &mut f, &mut replay)
+        tried_on(
+            &mut source,
+            serializable,
+            &mut f,
+            &mut replay,
+            &mut refusals,
+        )
     })
 }
 
+/// Checkouts in a row refused for good ([`failover::is_refused_for_good`]) after which
+/// the refusal is the answer: one may be a pooler's passing one (PgBouncer answers
+/// `SASL authentication failed` while it cannot reach the server for its auth query).
+const REFUSALS_FOR_GOOD: u32 = 2;
+
 /// One attempt on a connection of `source`, with what was seen of the server: a
 /// checkout that failed while the pool could not open connections is an attempt that
-/// failed before `BEGIN`.
+/// failed before `BEGIN`, unless it is the [`REFUSALS_FOR_GOOD`]th in a row refused
+/// for good (counted in `refusals`).
 fn tried_on<S, T, F>(
     source: &mut S,
     serializable: bool,
     f: &mut F,
     replay: &mut Option<Vec<RowKey>>,
+    refusals: &mut u32,
 ) -> Result<Tried<T>>
 where
     S: ConnectionSource,
@@ -71,16 +85,25 @@ where
             sign,
         }
     }) {
-        Err(err @ Error::PoolTimeout { .. })
-            if source.is_short_of_connections() && !failover::is_refused_for_good(&err) =>
-        {
+        Err(err @ Error::PoolTimeout { .. }) if source.is_short_of_connections() => {
+            *refusals = if failover::is_refused_for_good(&err) {
+                *refusals + 1
+            } else {
+                0
+            };
+            if *refusals >= REFUSALS_FOR_GOOD {
+                return Err(err);
+            }
             Ok(Tried {
                 result: Err(err),
                 stage: Stage::Begin,
                 sign: Sign::NoConnection,
             })
         }
-        other => other,
+        other => {
+            *refusals = 0;
+            other
+        }
     }
 }
 

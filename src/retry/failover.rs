@@ -71,12 +71,16 @@ pub(super) fn is_failover(err: &Error, stage: Stage, sign: Sign, fresh_connectio
 
 /// Whether a checkout that timed out failed for a reason no failover ends: the last
 /// connection error (libpq's, or the server's refusal of the session) says the
-/// password, the user, the database or the connection's settings are wrong. Such a
-/// pool would wait out the whole failover budget for nothing, so it is not retried.
+/// password, the user, the database or the connection's settings are wrong, for every
+/// host libpq tried (during a failover one host may refuse for good, a node left
+/// without the database, while another is merely not primary yet). Names in the
+/// message (hosts, users, databases, in double quotes) are not read.
 ///
 /// Everything else (refused, reset, timed out, "the database system is starting up",
 /// a standby where `target_session_attrs` wants a primary, too many clients, or no
-/// error noted) is what a failover looks like from a client, and is retried.
+/// error noted) is what a failover looks like from a client, and is retried. The retry
+/// loop gives up only when checkouts in a row are refused for good (see
+/// `attempt::REFUSALS_FOR_GOOD`).
 pub(super) fn is_refused_for_good(err: &Error) -> bool {
     /// Fragments of libpq's and the server's messages for a connection that no
     /// waiting will let in (PostgreSQL 15's English texts, lower case).
@@ -100,7 +104,16 @@ pub(super) fn is_refused_for_good(err: &Error) -> bool {
         return false;
     };
     let last = last.to_ascii_lowercase();
-    FOR_GOOD.iter().any(|fragment| last.contains(fragment))
+    // libpq reports each host it tried, each part starting so.
+    let mut hosts = last
+        .split("connection to server")
+        .filter(|part| !part.trim().is_empty())
+        .peekable();
+    hosts.peek().is_some()
+        && hosts.all(|part| {
+            let unquoted: String = part.split('"').step_by(2).collect();
+            FOR_GOOD.iter().any(|fragment| unquoted.contains(fragment))
+        })
 }
 
 /// What `conn` shows after an attempt that ended with `result`: after a write refused
@@ -142,6 +155,7 @@ mod tests {
             "FATAL:  role \"app\" is not permitted to log in",
             "SSL error: certificate verify failed",
             "server does not support SSL, but SSL was required",
+            "connection to server at \"h1\" (10.0.0.1), port 5432 failed: FATAL:  database \"app\" does not exist\nconnection to server at \"h2\" (10.0.0.2), port 5432 failed: FATAL:  password authentication failed for user \"app\"",
         ] {
             assert!(is_refused_for_good(&timed_out(last)), "{last}");
         }
@@ -155,6 +169,11 @@ mod tests {
             "FATAL:  sorry, too many clients already",
             "server closed the connection unexpectedly",
             "timeout expired",
+            // One host refusing for good while another is not primary yet: a failover.
+            "connection to server at \"h1\" (10.0.0.1), port 5432 failed: FATAL:  database \"app\" does not exist\nconnection to server at \"h2\" (10.0.0.2), port 5432 failed: session is read-only",
+            // Names are not read.
+            "connection to server at \"pg-certificate-store\" (10.0.0.1), port 5432 failed: Connection refused",
+            "FATAL:  the database system is starting up (user \"permission denied\")",
         ] {
             assert!(!is_refused_for_good(&timed_out(last)), "{last}");
         }

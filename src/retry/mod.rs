@@ -78,9 +78,10 @@
 //! - no connection within the pool's connection timeout while the pool has fewer
 //!   connections than its size: it could not open any (no node accepts, or none is
 //!   primary yet; libpq's `could not connect`, SQLSTATE class 08), so
-//!   [`Error::PoolTimeout`]. Not when the last connection error says that no waiting
-//!   will let the pool in (a wrong password, a missing database or role, no
-//!   `pg_hba.conf` entry, a TLS certificate refused): that is returned at once.
+//!   [`Error::PoolTimeout`]. Not when the last connection error says, for every host
+//!   tried, that no waiting will let the pool in (a wrong password, a missing database
+//!   or role, no `pg_hba.conf` entry, a TLS certificate refused): that is returned
+//!   once two checkouts in a row end so (one may be a pooler's passing refusal).
 //!
 //! These are retried, with the backoff of [`RetryPolicy`] (capped at `max_delay`),
 //! any number of times while the call has run less than
