@@ -360,3 +360,32 @@ fn a_session_create_and_a_check_in_whose_commit_outcome_is_unknown_apply_once() 
         [day]
     );
 }
+
+#[test]
+fn a_replay_that_sets_the_other_state_is_rolled_back() {
+    let setup = Setup::new();
+    let user = &setup.user;
+    let task = TaskRepo::create(&mut setup.conn(), user.id, &NewTask::new("toggled")).unwrap();
+    let mut attempt = 0;
+    let (result, attempts) = setup.retry_through_a_lost_commit(|conn| {
+        attempt += 1;
+        if attempt > 1 {
+            // Once the first attempt's COMMIT is done (before, the repeat would wait
+            // for its row lock and find the state it sets already there).
+            until_no_commit_stalls(&mut setup.conn());
+        }
+        // A toggle: the repeat reads the state the first attempt committed and sets
+        // the other one, a write the first attempt never made.
+        let now = TaskRepo::get(conn, user.id, task.id)?.completed;
+        TaskRepo::set_completed(conn, user.id, task.id, !now)
+    });
+    let err = result.unwrap_err();
+    assert_eq!(attempts, 2, "run again, then rolled back");
+    assert!(err.is_connection_lost() && !err.is_transient(), "{err:?}");
+    let stored = TaskRepo::get(&mut setup.conn(), user.id, task.id).unwrap();
+    assert_eq!(
+        (stored.completed, stored.version),
+        (true, 2),
+        "toggled once"
+    );
+}

@@ -139,8 +139,10 @@
 //! `target_session_attrs`. A failover then looks to the crate like its server
 //! restarting behind the same address: connections are lost, and new ones reach the
 //! new primary once HAProxy's check sees it (its `inter` interval, seconds). Patroni's
-//! own timing is the same either way: a dead leader is replaced after at most its `ttl`
-//! (30 s by default) plus a `loop_wait` (10 s).
+//! own timing is the same either way: a crashed PostgreSQL is replaced within a
+//! `loop_wait` (10 s by default) and a few seconds, a whole node lost once its leader
+//! key expires, up to its `ttl` (30 s by default) after the last renewal (see
+//! [`crate::retry::RetryPolicy::DEFAULT_FAILOVER_BUDGET`]).
 //!
 //! ## In code, and the password
 //!

@@ -380,7 +380,7 @@ mod tests {
     #[test]
     fn numbers_are_the_same_by_value_and_integers_exactly() {
         let obj = |v: serde_json::Value| v.as_object().cloned().unwrap();
-        // jsonb reads `1e3` back as `1000`, and `2.50` as `2.5`.
+        // jsonb reads `1e3` back as `1000`; serde_json reads `2.50` as the float 2.5.
         let stored = obj(serde_json::json!({"n": 1000, "x": 2.5}));
         let given: Map<String, Value> = serde_json::from_str(r#"{"n": 1e3, "x": 2.50}"#).unwrap();
         assert!(same(&stored, &given));

@@ -119,14 +119,11 @@ fn habit_of(user_id: UserId, habit_id: HabitId) -> _ {
     scope.filter(habits::id.eq(habit_id))
 }
 
-/// The row a check-in (or its undoing) writes, as the retry ledger names it: the
-/// habit and the day, in one UUID.
-fn check_in_key(habit_id: HabitId, day: NaiveDate) -> crate::retry::RowKey {
-    let day = u128::from(day.num_days_from_ce().unsigned_abs());
-    (
-        "habit_check_ins",
-        uuid::Uuid::from_u128(habit_id.as_uuid().as_u128() ^ day),
-    )
+/// What a check-in (`checked_in`) or its undoing writes, as the retry ledger names it:
+/// the habit, the day, and which of the two.
+fn check_in_key(habit_id: HabitId, day: NaiveDate, checked_in: bool) -> crate::retry::RowKey {
+    let what = i64::from(day.num_days_from_ce()) * 2 + i64::from(checked_in);
+    crate::retry::RowKey::doing("habit_check_ins", habit_id, what)
 }
 
 /// `found` or a [`Error::NotFound`] for the habit.
@@ -153,7 +150,7 @@ impl HabitRepo {
     pub fn create(conn: &mut PgConnection, user_id: UserId, new: &NewHabit) -> Result<Habit> {
         super::call("habit.create", Some(user_id), conn, |conn| {
             let row = new.to_row(new.id, user_id)?;
-            crate::retry::exactly_once([("habits", row.id.into())], || {
+            crate::retry::exactly_once([crate::retry::RowKey::row("habits", row.id)], || {
                 let created = diesel::insert_into(habits::table)
                     .values(&row)
                     .on_conflict(habits::id)
@@ -313,7 +310,7 @@ impl HabitRepo {
         super::call("habit.check_in", Some(user_id), conn, |conn| {
             let day = validate::date("day", day)?;
             let (exists, inserted) =
-                crate::retry::exactly_once([check_in_key(habit_id, day)], || {
+                crate::retry::exactly_once([check_in_key(habit_id, day, true)], || {
                     habit_sql::check_in(user_id, habit_id, day)
                         .get_result::<(bool, bool)>(conn)
                         // The habit deleted between the CTE's read and the insert.
@@ -340,7 +337,7 @@ impl HabitRepo {
         super::call("habit.undo_check_in", Some(user_id), conn, |conn| {
             let day = validate::date("day", day)?;
             let (exists, deleted) =
-                crate::retry::exactly_once([check_in_key(habit_id, day)], || {
+                crate::retry::exactly_once([check_in_key(habit_id, day, false)], || {
                     habit_sql::undo_check_in(user_id, habit_id, day)
                         .get_result::<(bool, bool)>(conn)
                 })?;
@@ -466,4 +463,26 @@ pub(crate) fn streak_query(
     today: NaiveDate,
 ) -> impl diesel::query_builder::QueryFragment<diesel::pg::Pg> {
     habit_sql::streak(user_id, habit_id, today)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_check_in_and_its_undoing_are_told_apart_on_every_day() {
+        let habit = HabitId::from(uuid::Uuid::from_u128(7));
+        let day = |n: i32| NaiveDate::from_num_days_from_ce_opt(n).unwrap();
+        let mut keys = std::collections::BTreeSet::new();
+        for n in [-1_000_000, -1, 0, 1, 2, 738_000] {
+            assert!(keys.insert(check_in_key(habit, day(n), true)));
+            assert!(keys.insert(check_in_key(habit, day(n), false)));
+        }
+        // Two habits never share a key, whatever their days.
+        let other = HabitId::from(uuid::Uuid::from_u128(6));
+        assert_ne!(
+            check_in_key(habit, day(1), true),
+            check_in_key(other, day(0), true)
+        );
+    }
 }

@@ -155,7 +155,7 @@ where
 {
     match (patch.expected_version, patch.write_id) {
         (Some(_), Some(write_id)) if T::WRITE_MARK => {
-            crate::retry::exactly_once([(T::NAME, write_id)], || {
+            crate::retry::exactly_once([crate::retry::RowKey::row(T::NAME, write_id)], || {
                 apply::<T>(conn, user_id, id, patch)
             })
         }

@@ -25,7 +25,7 @@ use diesel::sql_types::{Bytea, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use super::fragment::{self, Bind, Statement};
 use super::sql_functions::statement_timestamp;
 use crate::error::{Error, Result};
-use crate::models::session::token_hash;
+use crate::models::session::{token_hash, SessionRow};
 use crate::models::{NewSession, Session, SessionId, User, UserId};
 use crate::schema::{sessions, users};
 
@@ -71,8 +71,9 @@ pub const PURGE_BATCH: usize = 1000;
 /// ```
 ///
 /// - **Only hashes are stored.** A token is 256 bits from the operating system's CSPRNG,
-///   43 characters of URL-safe base64, returned by `create` and never kept: the table
-///   holds its SHA-256. A copy of the database (a backup, a replica, a dump) lets no one
+///   43 characters of URL-safe base64, drawn when the `NewSession` is built and
+///   returned by `create`; the crate keeps it nowhere else (the `NewSession` holds it
+///   until the caller drops it), and the table holds its SHA-256. A copy of the database (a backup, a replica, a dump) lets no one
 ///   sign in, and a token with 256 bits of entropy needs no salt or slow hash. Neither
 ///   `Session` nor its `Debug`, any error or any log line holds a token or its hash.
 /// - **`authenticate` never fails for what a client sends.** Text that cannot be a token
@@ -127,11 +128,53 @@ fn active_sessions_of(user_id: UserId) -> _ {
         .filter(sessions::expires_at.gt(statement_timestamp()))
 }
 
+/// Inserts `row` unless its expiry is past by the server's clock or a session with its
+/// id or its token exists (`None` then), in one statement: `INSERT ... SELECT ...
+/// WHERE expires_at > statement_timestamp() ON CONFLICT DO NOTHING`. The check and the
+/// write are judged by one clock, which also stamps the creation (so the table's
+/// CHECK, expiry after creation, agrees).
+fn insert_session(conn: &mut PgConnection, row: &SessionRow) -> Result<Option<Session>> {
+    let expires_at = row.expires_at.into_sql::<Timestamptz>();
+    let values = diesel::select((
+        row.id.into_sql::<SqlUuid>(),
+        row.user_id.into_sql::<SqlUuid>(),
+        row.token_hash.as_slice().into_sql::<Bytea>(),
+        expires_at,
+        row.ip_address.as_deref().into_sql::<Nullable<Text>>(),
+        row.user_agent.as_deref().into_sql::<Nullable<Text>>(),
+        statement_timestamp(),
+        statement_timestamp(),
+    ))
+    .filter(expires_at.gt(statement_timestamp()));
+    diesel::insert_into(sessions::table)
+        .values(values)
+        .into_columns((
+            sessions::id,
+            sessions::user_id,
+            sessions::token_hash,
+            sessions::expires_at,
+            sessions::ip_address,
+            sessions::user_agent,
+            sessions::created_at,
+            sessions::last_seen_at,
+        ))
+        // Any unique index: two identical creates racing meet on the token's too.
+        .on_conflict_do_nothing()
+        .returning(Session::as_returning())
+        .get_result(conn)
+        .optional()
+        .map_err(|e| match Error::from(e) {
+            Error::NotFound { entity: "user", .. } => Error::not_found("user", row.user_id),
+            other => other,
+        })
+}
+
 /// The message of the expiry check, made by the server's clock.
 const EXPIRY_IN_THE_PAST: &str = "must be in the future (by the database server's clock)";
 
 impl SessionRepo {
-    /// Starts a session for `user_id` and returns it with its token, in one round trip.
+    /// Starts a session for `user_id` and returns it with its token, in one round trip
+    /// (two for a repeat, below).
     ///
     /// The token (the `String`) is for the client: 256 bits from the operating
     /// system's CSPRNG, drawn when `new` was built, as 43 characters of URL-safe
@@ -140,8 +183,9 @@ impl SessionRepo {
     ///
     /// Exactly once: called again with the same `new` (a retry after a lost
     /// connection), it returns the session the first call created, with the same
-    /// token (one more round trip, to read it). A new sign-in needs a new
-    /// `NewSession`.
+    /// token (one more round trip, to read it), as it is stored now: revoked or expired
+    /// if it has been since. A new sign-in needs a new `NewSession`: never reuse one,
+    /// for the same user or another.
     ///
     /// ```no_run
     /// use chrono::{Duration, Utc};
@@ -162,8 +206,8 @@ impl SessionRepo {
     /// server's clock (`statement_timestamp()`, see [`SessionRepo`]'s docs), a malformed
     /// IP address or an overlong user agent (nothing written); [`Error::NotFound`]
     /// when the user does not exist; [`Error::Conflict`] with
-    /// [`crate::ConflictKind::IdInUse`] when a session with this id exists with another
-    /// token, user or fields.
+    /// [`crate::ConflictKind::IdInUse`] when a session with this id or this token
+    /// exists with another token, id, user or fields.
     pub fn create(
         conn: &mut PgConnection,
         user_id: UserId,
@@ -172,61 +216,35 @@ impl SessionRepo {
         super::call("session.create", Some(user_id), conn, |conn| {
             let (token, hash) = new.token()?;
             let row = new.to_row(new.id, user_id, hash)?;
-            crate::retry::exactly_once([("sessions", row.id.into())], || {
-                // INSERT ... SELECT ... WHERE the expiry is ahead of the server's clock:
-                // the check and the write are one statement, judged by one clock, which
-                // also stamps the creation (so the table's CHECK, expiry after creation,
-                // agrees).
-                let expires_at = row.expires_at.into_sql::<Timestamptz>();
-                let values = diesel::select((
-                    row.id.into_sql::<SqlUuid>(),
-                    row.user_id.into_sql::<SqlUuid>(),
-                    row.token_hash.as_slice().into_sql::<Bytea>(),
-                    expires_at,
-                    row.ip_address.as_deref().into_sql::<Nullable<Text>>(),
-                    row.user_agent.as_deref().into_sql::<Nullable<Text>>(),
-                    statement_timestamp(),
-                    statement_timestamp(),
-                ))
-                .filter(expires_at.gt(statement_timestamp()));
-                let created = diesel::insert_into(sessions::table)
-                    .values(values)
-                    .into_columns((
-                        sessions::id,
-                        sessions::user_id,
-                        sessions::token_hash,
-                        sessions::expires_at,
-                        sessions::ip_address,
-                        sessions::user_agent,
-                        sessions::created_at,
-                        sessions::last_seen_at,
-                    ))
-                    .on_conflict(sessions::id)
-                    .do_nothing()
-                    .returning(Session::as_returning())
-                    .get_result(conn)
-                    .optional()
-                    .map_err(|e| match Error::from(e) {
-                        Error::NotFound { entity: "user", .. } => Error::not_found("user", user_id),
-                        other => other,
-                    })?;
-                if let Some(session) = created {
-                    return Ok((session, token));
-                }
-                // Nothing written: the expiry is past, or the id is taken, by this very
-                // session created before (its token's hash proves it) or by another.
-                let stored = sessions::table
-                    .find(row.id)
-                    .select((Session::as_select(), sessions::token_hash))
-                    .get_result::<(Session, Vec<u8>)>(conn)
-                    .optional()?;
-                match stored {
-                    None => Err(Error::validation("expires_at", EXPIRY_IN_THE_PAST)),
-                    Some((session, stored_hash)) if row.is_stored_as(&session, &stored_hash) => {
-                        Ok((session, token))
+            crate::retry::exactly_once([crate::retry::RowKey::row("sessions", row.id)], || {
+                // Twice at most: a row in the way that is gone when looked for (purged,
+                // its user deleted) leaves the INSERT to say what holds now.
+                for _ in 0..2 {
+                    if let Some(session) = insert_session(conn, &row)? {
+                        return Ok((session, token.clone()));
                     }
-                    Some(_) => Err(Error::id_in_use("session")),
+                    // Nothing written: the expiry is past, or the id or the token is
+                    // taken, by this very session created before (its token's hash
+                    // proves it) or by another.
+                    let stored = sessions::table
+                        .filter(
+                            sessions::id
+                                .eq(row.id)
+                                .or(sessions::token_hash.eq(&row.token_hash)),
+                        )
+                        .select((Session::as_select(), sessions::token_hash))
+                        .load::<(Session, Vec<u8>)>(conn)?;
+                    if let Some((session, _)) = stored
+                        .iter()
+                        .find(|(session, hash)| row.is_stored_as(session, hash))
+                    {
+                        return Ok((session.clone(), token.clone()));
+                    }
+                    if !stored.is_empty() {
+                        return Err(Error::id_in_use("session"));
+                    }
                 }
+                Err(Error::validation("expires_at", EXPIRY_IN_THE_PAST))
             })
         })
     }

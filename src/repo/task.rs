@@ -50,7 +50,7 @@ impl TaskRepo {
     pub fn create(conn: &mut PgConnection, user_id: UserId, new: &NewTask) -> Result<Task> {
         super::call("task.create", Some(user_id), conn, |conn| {
             let row = new.to_row(new.id, user_id)?;
-            crate::retry::exactly_once([("tasks", row.id.into())], || {
+            crate::retry::exactly_once([crate::retry::RowKey::row("tasks", row.id)], || {
                 let created = diesel::insert_into(tasks::table)
                     .values(&row)
                     .on_conflict(tasks::id)
@@ -142,7 +142,10 @@ impl TaskRepo {
         completed: bool,
     ) -> Result<Task> {
         super::call("task.set_completed", Some(user_id), conn, |conn| {
-            crate::retry::exactly_once([("tasks", task_id.into())], || loop {
+            // The state set is part of what is written: a replay that sets the other state
+            // wrote something else.
+            let key = crate::retry::RowKey::doing("tasks", task_id, i64::from(completed));
+            crate::retry::exactly_once([key], || loop {
                 let changed = SetCompleted {
                     id: task_id,
                     user_id,
@@ -341,7 +344,9 @@ impl TaskRepo {
             if rows.is_empty() {
                 return Ok(Vec::new());
             }
-            let keys = rows.iter().map(|row| ("tasks", row.id.into()));
+            let keys = rows
+                .iter()
+                .map(|row| crate::retry::RowKey::row("tasks", row.id));
             crate::retry::exactly_once(keys, || {
                 let copied = conn.transaction(|conn| {
                     // Timestamps as a single INSERT's defaults would make them.

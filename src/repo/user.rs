@@ -174,7 +174,7 @@ impl UserRepo {
     pub fn create(conn: &mut PgConnection, new: &NewUser) -> Result<User> {
         super::call("user.create", None, conn, |conn| {
             let row = new.to_row(new.id)?;
-            crate::retry::exactly_once([("users", row.id.into())], || {
+            crate::retry::exactly_once([crate::retry::RowKey::row("users", row.id)], || {
                 let created = diesel::insert_into(users::table)
                     .values(&row)
                     .on_conflict(users::id)
@@ -218,7 +218,9 @@ impl UserRepo {
             if rows.is_empty() {
                 return Ok(Vec::new());
             }
-            let keys = rows.iter().map(|row| ("users", row.id.into()));
+            let keys = rows
+                .iter()
+                .map(|row| crate::retry::RowKey::row("users", row.id));
             crate::retry::exactly_once(keys, || {
                 let copied = conn.transaction(|conn| {
                     let now = bulk::transaction_now(conn)?;

@@ -4,7 +4,8 @@
 //!
 //! The crate's connections see every statement (their instrumentation, `pool::health`),
 //! and report each one here through [`note_statement`]. The crate's exactly-once calls
-//! (the creates, a task's versioned update, `set_completed`) run their statements
+//! (the creates, sessions' included, a task's versioned update, `set_completed`, a
+//! habit's `check_in` and `undo_check_in`) run their statements
 //! inside [`exactly_once`], naming the rows they write. A statement outside such a call
 //! makes the attempt *blind* unless it is one of the crate's own reads (a crate call
 //! whose SQL is a `SELECT`): a statement of the caller's own, even a `SELECT` (it may
@@ -15,13 +16,36 @@
 //! do the statements they send. A closure may still hand its connection to another
 //! thread; the connection counts the statements sent from a thread other than the
 //! attempt's ([`crate::pool::watch_attempt`]), and any such statement makes the attempt
-//! blind. A ledger is open only while an attempt runs; without
-//! one, noting a statement costs one thread-local read.
+//! blind. A ledger is open only while an attempt runs; without one, noting a statement
+//! costs one thread-local read.
 
 use std::cell::{Cell, RefCell};
 
-/// A row an exactly-once call writes: its table and its id.
-pub(crate) type RowKey = (&'static str, uuid::Uuid);
+/// What an exactly-once call writes, as a replay must write it again: the table, the
+/// row's id, and what the call does to it when that can differ for one row (a task set
+/// done or open, a habit's day checked in or not; 0 otherwise).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct RowKey {
+    table: &'static str,
+    id: uuid::Uuid,
+    what: i64,
+}
+
+impl RowKey {
+    /// The row `id` of `table`.
+    pub(crate) fn row(table: &'static str, id: impl Into<uuid::Uuid>) -> RowKey {
+        RowKey::doing(table, id, 0)
+    }
+
+    /// The row `id` of `table`, and `what` the call does to it.
+    pub(crate) fn doing(table: &'static str, id: impl Into<uuid::Uuid>, what: i64) -> RowKey {
+        RowKey {
+            table,
+            id: id.into(),
+            what,
+        }
+    }
+}
 
 #[derive(Debug, Default)]
 struct Ledger {
@@ -162,9 +186,11 @@ mod tests {
         note_statement(false, true, select);
         note_statement(false, true, || "  select 2".into());
         let id = uuid::Uuid::now_v7();
-        exactly_once([("tasks", id)], || note_statement(false, true, insert));
+        exactly_once([RowKey::row("tasks", id)], || {
+            note_statement(false, true, insert)
+        });
         assert!(attempt.is_exactly_once());
-        assert_eq!(attempt.rows(), [("tasks", id)]);
+        assert_eq!(attempt.rows(), [RowKey::row("tasks", id)]);
         // The caller's own SELECT may call a function that writes.
         note_statement(false, false, select);
         assert!(!attempt.is_exactly_once());
@@ -184,10 +210,10 @@ mod tests {
         let id = uuid::Uuid::now_v7();
         {
             let _inner = Attempt::open(true);
-            exactly_once([("users", id)], || {});
+            exactly_once([RowKey::row("users", id)], || {});
             note_statement(false, false, || "DELETE FROM t".into());
         }
         assert!(!outer.is_exactly_once());
-        assert_eq!(outer.rows(), [("users", id)]);
+        assert_eq!(outer.rows(), [RowKey::row("users", id)]);
     }
 }
