@@ -202,6 +202,10 @@ fn a_repeated_session_create_returns_the_session_and_token_it_created() {
         .id(new.id);
     let err = SessionRepo::create(&mut conn, ann.id, &other_token).unwrap_err();
     assert!(is_id_in_use(&err, "session"), "{err:?}");
+    // The same token under another id: a conflict too, not a second session.
+    let same_token = new.clone().id(uuid::Uuid::now_v7().into());
+    let err = SessionRepo::create(&mut conn, ann.id, &same_token).unwrap_err();
+    assert!(is_id_in_use(&err, "session"), "{err:?}");
     assert_eq!(count(&mut conn, "sessions"), 1);
 
     // Two sign-ins, two inputs: two sessions with two tokens.
