@@ -294,12 +294,17 @@ fn callers_see_no_error(timings: Timings, url: impl Fn(&OwnCluster) -> String) {
         return;
     };
     let outcome = switchover_then_kill(&cluster, &url(&cluster));
+    assert_no_caller_error(&outcome, call_bound(cluster.timings()));
+}
+
+/// [`assert_safe`], and no caller saw an error or waited longer than `bound`.
+fn assert_no_caller_error(outcome: &Outcome, bound: Duration) {
     eprintln!("{}", outcome.report());
-    assert_safe(&outcome);
+    assert_safe(outcome);
     assert_eq!(outcome.errors(), BTreeMap::new(), "{}", outcome.report());
     let longest = outcome.longest().unwrap();
     assert!(
-        longest.took <= call_bound(cluster.timings()),
+        longest.took <= bound,
         "{} took {:?}\n{}",
         longest.op,
         longest.took,
@@ -339,17 +344,7 @@ fn a_lost_leader_node_under_load_shows_callers_no_error() {
     };
     let schedule = [(Duration::from_secs(3), Action::NodeLoss)];
     let outcome = run(&cluster, &cluster.url(), &schedule, Duration::from_secs(20));
-    eprintln!("{}", outcome.report());
-    assert_safe(&outcome);
-    assert_eq!(outcome.errors(), BTreeMap::new(), "{}", outcome.report());
-    let longest = outcome.longest().unwrap();
-    assert!(
-        longest.took <= node_loss_bound(cluster.timings()),
-        "{} took {:?}\n{}",
-        longest.op,
-        longest.took,
-        outcome.report()
-    );
+    assert_no_caller_error(&outcome, node_loss_bound(cluster.timings()));
     cluster.wait_for_replica(&outcome.happened[0].old_leader);
 }
 
