@@ -10,7 +10,6 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -105,10 +104,12 @@ fn stall_commits_of_marked_sessions(conn: &mut PgConnection, table: &str) {
 }
 
 /// Resets the proxy's connections once a COMMIT stalls: the client loses its
-/// connection while the server goes on to commit.
-fn drop_the_connection_during_the_commit(setup: &Setup, proxy: Arc<FaultProxy>) -> Arc<AtomicBool> {
-    let dropped = Arc::new(AtomicBool::new(false));
-    let done = dropped.clone();
+/// connection while the server goes on to commit. The thread's result says whether it
+/// did (join it only after the call: the reset is what ends the call).
+fn drop_the_connection_during_the_commit(
+    setup: &Setup,
+    proxy: Arc<FaultProxy>,
+) -> std::thread::JoinHandle<bool> {
     let url = setup.pg.url("postgres");
     std::thread::spawn(move || {
         let mut watcher = PgConnection::establish(&url).unwrap();
@@ -123,13 +124,12 @@ fn drop_the_connection_during_the_commit(setup: &Setup, proxy: Arc<FaultProxy>) 
             .n;
             if stalled > 0 {
                 proxy.reset_all();
-                done.store(true, Ordering::SeqCst);
-                return;
+                return true;
             }
             std::thread::sleep(Duration::from_millis(5));
         }
-    });
-    dropped
+        false
+    })
 }
 
 fn policy() -> RetryPolicy {
@@ -139,12 +139,15 @@ fn policy() -> RetryPolicy {
         .max_delay(Duration::from_millis(50))
 }
 
-/// Waits for the server to finish the COMMIT whose client went away.
+/// Waits for the server to finish the COMMIT whose client went away: for no other
+/// client backend to be running a statement. (Not for no `PgSleep`: a COMMIT that
+/// fires the trigger twice is between its two sleeps for a moment.)
 fn until_no_commit_stalls(conn: &mut PgConnection) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while diesel::sql_query(
-        "SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event = 'PgSleep' \
-                 AND datname = current_database()",
+        "SELECT count(*) AS n FROM pg_stat_activity WHERE state = 'active' \
+         AND backend_type = 'client backend' AND pid <> pg_backend_pid() \
+         AND datname = current_database()",
     )
     .get_result::<Count>(conn)
     .unwrap()
@@ -166,13 +169,22 @@ impl Setup {
     ) -> (todo_store::Result<T>, u32) {
         let proxy = Arc::new(FaultProxy::start(self.server_addr()));
         let pool = stalling_pool(&proxy);
-        let dropped = drop_the_connection_during_the_commit(self, proxy.clone());
+        let watcher = drop_the_connection_during_the_commit(self, proxy.clone());
         let mut attempts = 0;
         let result = retry_transaction(&pool, &policy(), |conn| {
             attempts += 1;
             f(conn)
         });
-        assert!(dropped.load(Ordering::SeqCst), "the COMMIT was interrupted");
+        // Joined, not read as a flag: the call returns as soon as the reset reaches
+        // it, which may be before the watcher could note that it reset.
+        assert!(
+            watcher.join().expect("the watcher ran"),
+            "the COMMIT was not interrupted: after {attempts} attempt(s) the call {}",
+            match &result {
+                Ok(_) => "succeeded".to_string(),
+                Err(e) => format!("failed: {e:?}"),
+            }
+        );
         until_no_commit_stalls(&mut self.conn());
         (result, attempts)
     }
