@@ -570,28 +570,31 @@ mod tests {
         let policy = RetryPolicy::default().max_attempts(5);
         for stage in [Stage::Begin, Stage::Body, Stage::CommitOfExactlyOnce] {
             let mut attempts = 0;
-            let err = run_attempts_timed(
-                &policy,
-                true,
-                || Duration::ZERO,
-                |_| {},
-                || {
-                    attempts += 1;
-                    Ok(tried(closed(), stage, Sign::LostElsewhere))
-                },
-            )
+            let err = run_without_clock(&policy, || {
+                attempts += 1;
+                Ok(tried::<()>(closed(), stage, Sign::LostElsewhere))
+            })
             .unwrap_err();
             assert!(err.is_connection_lost());
             assert_eq!(attempts, 1, "{stage:?}");
         }
     }
 
-    fn tried(err: Error, stage: Stage, sign: Sign) -> Tried<()> {
+    fn tried<T>(err: Error, stage: Stage, sign: Sign) -> Tried<T> {
         Tried {
             result: Err(err),
             stage,
             sign,
         }
+    }
+
+    /// The retry loop on fresh connections, with no time passing and no waits: the
+    /// failover budget is never spent.
+    fn run_without_clock<T, A: Into<Tried<T>>>(
+        policy: &RetryPolicy,
+        attempt: impl FnMut() -> Result<A>,
+    ) -> Result<T> {
+        run_attempts_timed(policy, true, || Duration::ZERO, |_| {}, attempt)
     }
 
     #[test]
@@ -685,9 +688,9 @@ mod tests {
                 attempts += 1;
                 Ok(match attempts % 3 {
                     _ if attempts > 15 => Tried::from((Ok(attempts), Commit)),
-                    0 => tried_value(closed(), Body, Sign::None),
-                    1 => tried_value(read_only(), Body, Sign::NotPrimary),
-                    _ => tried_value(pool_timeout(), Begin, Sign::NoConnection),
+                    0 => tried(closed(), Body, Sign::None),
+                    1 => tried(read_only(), Body, Sign::NotPrimary),
+                    _ => tried(pool_timeout(), Begin, Sign::NoConnection),
                 })
             },
         );
@@ -704,7 +707,7 @@ mod tests {
             |wait| clock.0.set(clock.0.get() + wait),
             || {
                 attempts += 1;
-                Ok(tried(pool_timeout(), Begin, Sign::NoConnection))
+                Ok(tried::<()>(pool_timeout(), Begin, Sign::NoConnection))
             },
         )
         .unwrap_err();
@@ -719,20 +722,14 @@ mod tests {
 
         // Serialization failures still count against max_attempts meanwhile.
         let mut attempts = 0;
-        let err = run_attempts_timed(
-            &policy,
-            true,
-            || Duration::ZERO,
-            |_| {},
-            || {
-                attempts += 1;
-                Ok(if attempts == 1 {
-                    tried(closed(), Begin, Sign::None)
-                } else {
-                    tried(serialization_failure(), Body, Sign::None)
-                })
-            },
-        )
+        let err = run_without_clock(&policy, || {
+            attempts += 1;
+            Ok(if attempts == 1 {
+                tried::<()>(closed(), Begin, Sign::None)
+            } else {
+                tried(serialization_failure(), Body, Sign::None)
+            })
+        })
         .unwrap_err();
         assert!(err.is_serialization_failure());
         assert_eq!(attempts, 3, "one failover retry, then max_attempts (2)");
@@ -743,27 +740,13 @@ mod tests {
             (Duration::from_secs(20), Sign::None),
         ] {
             let mut attempts = 0;
-            let err = run_attempts_timed(
-                &policy.failover_budget(budget),
-                true,
-                || Duration::ZERO,
-                |_| {},
-                || {
-                    attempts += 1;
-                    Ok(tried(read_only(), Body, sign))
-                },
-            )
+            let err = run_without_clock(&policy.failover_budget(budget), || {
+                attempts += 1;
+                Ok(tried::<()>(read_only(), Body, sign))
+            })
             .unwrap_err();
             assert!(matches!(err, Error::ReadOnly { .. }));
             assert_eq!(attempts, 1, "{budget:?} {sign:?}");
-        }
-    }
-
-    fn tried_value(err: Error, stage: Stage, sign: Sign) -> Tried<i32> {
-        Tried {
-            result: Err(err),
-            stage,
-            sign,
         }
     }
 
