@@ -25,7 +25,7 @@ use super::rng::Rng;
 pub type State = (String, i32, bool);
 
 /// One call through the pool, as the caller saw it.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Call {
     /// What was called.
     pub op: &'static str,
@@ -33,8 +33,25 @@ pub struct Call {
     pub started: Instant,
     /// How long it took, the checkout included.
     pub took: Duration,
-    /// `Debug` of the error, if any.
+    /// The error, if any, in words (the workload's own: `Debug` of it).
     pub error: Option<String>,
+}
+
+impl Call {
+    /// When the call returned.
+    pub fn ended(&self) -> Instant {
+        self.started + self.took
+    }
+}
+
+/// The state `set_completed(done)` leaves a task in: unchanged, its version too, when
+/// it is already in that state.
+pub fn completed_as(before: &State, done: bool) -> State {
+    if before.2 == done {
+        before.clone()
+    } else {
+        (before.0.clone(), before.1 + 1, done)
+    }
 }
 
 /// An error a fault may cause: the connection went away, or none could be had.
@@ -243,12 +260,7 @@ impl<'a> Worker<'a> {
 
     fn set_completed(&mut self, id: TaskId, before: State) {
         let done = self.rng.below(2) == 0;
-        // A task already in that state is returned unchanged, its version too.
-        let after = if before.2 == done {
-            before.clone()
-        } else {
-            (before.0.clone(), before.1 + 1, done)
-        };
+        let after = completed_as(&before, done);
         let uid = self.user_id;
         let result = self.call("set_completed", |c| {
             TaskRepo::set_completed(c, uid, id, done)

@@ -13,27 +13,8 @@ use todo_store::retry::{retry_transaction, RetryPolicy};
 use todo_store::{Error, NewTask, PgPool, TaskId, TaskPatch, TaskQuery, TaskRepo, UserId};
 
 use crate::support::rng::Rng;
-use crate::support::workload::task_rows;
-
-/// What a task looks like: title, version, completed.
-pub type State = (String, i32, bool);
-
-/// One call as its caller saw it.
-#[derive(Debug, Clone)]
-pub struct Call {
-    pub op: &'static str,
-    pub started: Instant,
-    pub took: Duration,
-    /// The kind of error ([`kind`]), if the call failed.
-    pub error: Option<String>,
-}
-
-impl Call {
-    /// When the call returned.
-    pub fn ended(&self) -> Instant {
-        self.started + self.took
-    }
-}
+use crate::support::workload::{completed_as, task_rows};
+pub use crate::support::workload::{Call, State};
 
 /// What kind of error a caller saw, in a few words (the server's message for the rest).
 pub fn kind(err: &Error) -> String {
@@ -170,12 +151,7 @@ impl<'a> Writer<'a> {
 
     fn set_completed(&mut self, id: TaskId, before: State) {
         let done = self.rng.below(2) == 0;
-        // A task already in that state is returned unchanged, its version too.
-        let after = if before.2 == done {
-            before.clone()
-        } else {
-            (before.0.clone(), before.1 + 1, done)
-        };
+        let after = completed_as(&before, done);
         let uid = self.user_id;
         let result = self.call("set_completed", |c| {
             TaskRepo::set_completed(c, uid, id, done)
