@@ -300,11 +300,32 @@ fn a_server_that_accepts_but_never_answers_is_given_up_on_and_the_pool_heals() {
 }
 
 /// Times `f`, after a first run that prepares its statements on the connection.
+/// The quickest of two runs of `f` after a first one (which prepares its statements):
+/// a run that a loaded machine delayed does not count, an extra round trip always does.
 fn timed<T>(conn: &mut PgConnection, mut f: impl FnMut(&mut PgConnection) -> T) -> Duration {
     f(conn);
-    let started = Instant::now();
-    f(conn);
-    started.elapsed()
+    quickest_of_two(|| {
+        f(conn);
+    })
+}
+
+/// The quicker of two runs of `f`.
+fn quickest_of_two(mut f: impl FnMut()) -> Duration {
+    (0..2)
+        .map(|_| {
+            let started = Instant::now();
+            f();
+            started.elapsed()
+        })
+        .min()
+        .expect("two runs")
+}
+
+/// Whether `took` is `round_trips` round trips of `rtt`, with room for a loaded
+/// machine's scheduling delays but none for one round trip more.
+fn is_round_trips(took: Duration, round_trips: u32, rtt: Duration) -> bool {
+    let expected = rtt * round_trips;
+    took >= expected && took < expected + rtt * 3 / 4
 }
 
 /// With 200 ms added each way, each repo call costs the round trips its SQL needs and
@@ -434,9 +455,8 @@ fn over_a_200ms_link_each_call_costs_the_round_trips_its_sql_needs() {
     let mut violations = Vec::new();
     for (name, round_trips, mut call) in calls {
         let took = timed(&mut conn, &mut call);
-        let expected = rtt * round_trips;
         eprintln!("{name}: {took:?} ({round_trips} round trip(s) of {rtt:?})");
-        if took < expected || took >= expected + rtt / 2 {
+        if !is_round_trips(took, round_trips, rtt) {
             violations.push(format!(
                 "{name}: {took:?}, expected {round_trips} x {rtt:?}"
             ));
@@ -445,22 +465,26 @@ fn over_a_200ms_link_each_call_costs_the_round_trips_its_sql_needs() {
     // delete: a fresh task each time, the delete alone timed.
     let victim = TaskRepo::create(&mut conn, uid, &NewTask::new("gone")).unwrap();
     TaskRepo::delete(&mut conn, uid, victim.id).unwrap();
-    let victim = TaskRepo::create(&mut conn, uid, &NewTask::new("gone")).unwrap();
-    let started = Instant::now();
-    TaskRepo::delete(&mut conn, uid, victim.id).unwrap();
-    let took = started.elapsed();
+    let victims: Vec<_> = (0..2)
+        .map(|_| TaskRepo::create(&mut conn, uid, &NewTask::new("gone")).unwrap())
+        .collect();
+    let mut victims = victims.into_iter();
+    let took = quickest_of_two(|| {
+        let victim = victims.next().expect("a victim per run");
+        TaskRepo::delete(&mut conn, uid, victim.id).unwrap();
+    });
     eprintln!("TaskRepo::delete: {took:?}");
-    if took < rtt || took >= rtt + rtt / 2 {
+    if !is_round_trips(took, 1, rtt) {
         violations.push(format!("TaskRepo::delete: {took:?}"));
     }
     // A checkout of the connection just returned costs no round trip.
     drop(conn);
-    let started = Instant::now();
-    let mut conn = checkout(&pool).unwrap();
-    TaskRepo::get(&mut conn, uid, tid).unwrap();
-    let took = started.elapsed();
+    let took = quickest_of_two(|| {
+        let mut conn = checkout(&pool).unwrap();
+        TaskRepo::get(&mut conn, uid, tid).unwrap();
+    });
     eprintln!("checkout + TaskRepo::get: {took:?}");
-    if took < rtt || took >= rtt + rtt / 2 {
+    if !is_round_trips(took, 1, rtt) {
         violations.push(format!("checkout + TaskRepo::get: {took:?}"));
     }
     assert!(violations.is_empty(), "{violations:#?}");
@@ -543,6 +567,9 @@ fn a_cold_start_of_2s_connects_with_the_defaults_and_a_slower_one_with_a_longer_
     let proxy = FaultProxy::start(server_addr(&pg));
     let config = DbConfig::new(proxy.url("postgres"));
     assert_eq!(config.get_connection_timeout(), Duration::from_secs(5));
+    // Migrated first, so that the timings below are of connecting alone.
+    drop(todo_store::connect(&config).unwrap());
+    proxy.reset_all();
 
     proxy.delay_new(Duration::from_secs(2));
     let started = Instant::now();
@@ -623,8 +650,9 @@ fn a_pooler_that_drops_and_refuses_connections_gives_prompt_typed_errors_and_the
     proxy.refuse_new(false);
     let served = served_again(&pool, Instant::now());
     eprintln!("served again {served:?} after the pooler accepted connections again");
+    // (r2d2's reconnect backoff may have grown to half the timeout meanwhile.)
     assert!(
-        served <= config.get_connection_timeout(),
+        served <= config.get_connection_timeout() + MARGIN,
         "after {served:?}"
     );
 }

@@ -37,12 +37,15 @@ fn a_connection_killed_while_idle_is_replaced_by_the_checkout_check() {
 fn a_recently_used_connection_costs_no_ping_and_fails_at_most_once() {
     let db = TestDb::new();
     let pool = one_connection_pool(&db);
-    let pid = backend_pid(&mut checkout(&pool).unwrap());
+    let mut conn = checkout(&pool).unwrap();
+    let pid = backend_pid(&mut conn);
+    // The window runs from the connection's return (terminate may take a while).
+    let returned = Instant::now();
+    drop(conn);
     terminate(db.url(), pid);
-    let started = Instant::now();
     // Returned moments ago: handed out without a check, so the first use finds it dead...
     let first = UserRepo::count(&mut checkout(&pool).unwrap());
-    if started.elapsed() < RECENTLY_USED {
+    if returned.elapsed() < RECENTLY_USED {
         let err = first.expect_err("the connection was dead and not checked");
         assert!(
             matches!(err, Error::Database(_) | Error::Connection { .. }),
@@ -209,14 +212,13 @@ fn options_run_the_callers_customizer_and_r2d2_adjustments() {
 #[test]
 fn a_slow_statement_is_a_statement_timeout_error() {
     let db = TestDb::new();
-    let pool = PoolOptions::new(
-        &DbConfig::new(db.url()).statement_timeout(Some(Duration::from_millis(100))),
-    )
-    .run_migrations(false)
-    .connect()
-    .unwrap();
+    let pool =
+        PoolOptions::new(&DbConfig::new(db.url()).statement_timeout(Some(Duration::from_secs(1))))
+            .run_migrations(false)
+            .connect()
+            .unwrap();
     let mut conn = checkout(&pool).unwrap();
-    let err: Error = diesel::sql_query("SELECT pg_sleep(2)")
+    let err: Error = diesel::sql_query("SELECT pg_sleep(5)")
         .execute(&mut conn)
         .map_err(Error::from)
         .unwrap_err();
@@ -263,10 +265,19 @@ fn pool_metrics_count_connections_checkouts_waits_and_timeouts() {
         drop(held);
     }
     // A checkout that has to wait for the connection held by another thread.
+    // (Its own timeout, long enough for a loaded machine; held 50 ms from when it asks.)
     let held = checkout(&pool).unwrap();
     std::thread::scope(|s| {
-        let waiter = s.spawn(|| checkout(&pool).map(|_| ()));
-        std::thread::sleep(Duration::from_millis(50));
+        let (asking, asks) = std::sync::mpsc::channel();
+        let pool = &pool;
+        let waiter = s.spawn(move || {
+            asking.send(Instant::now()).unwrap();
+            pool.get_timeout(Duration::from_secs(10)).map(drop)
+        });
+        let asked = asks.recv().unwrap();
+        std::thread::sleep(
+            (asked + Duration::from_millis(50)).saturating_duration_since(Instant::now()),
+        );
         drop(held);
         waiter.join().unwrap().unwrap();
     });

@@ -17,10 +17,12 @@ use todo_store::{
 
 use crate::support::fixtures;
 
-/// How long after the transaction's first statement a session that expired during it
-/// is checked.
-const LIFETIME: StdDuration = StdDuration::from_millis(800);
-const WAIT: StdDuration = StdDuration::from_millis(1500);
+/// How far ahead a short session's expiry (or a task's due date) lies when it is made:
+/// room for a loaded machine to reach the transaction's first statement before it.
+const LIFETIME: StdDuration = StdDuration::from_secs(3);
+/// How long the transaction waits after its first statement before it checks: past
+/// `LIFETIME`.
+const WAIT: StdDuration = StdDuration::from_secs(4);
 
 /// The server's clock now.
 fn server_now(conn: &mut PgConnection) -> DateTime<Utc> {

@@ -29,7 +29,9 @@ fn a_serialization_failure_is_retried_and_the_outcome_is_serializable() {
 
     let barrier = Barrier::new(2);
     let calls = AtomicU32::new(0);
-    let policy = fast_policy(10);
+    // Room for the other transaction's COMMIT to land on a loaded machine: a retry
+    // before it fails again.
+    let policy = fast_policy(10).max_delay(Duration::from_millis(500));
     let open_seen: Vec<i64> = std::thread::scope(|s| {
         let handles: Vec<_> = [a.id, b.id]
             .into_iter()
