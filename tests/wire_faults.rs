@@ -299,7 +299,6 @@ fn a_server_that_accepts_but_never_answers_is_given_up_on_and_the_pool_heals() {
     assert!(served <= timeout * 2 + MARGIN, "connected after {served:?}");
 }
 
-/// Times `f`, after a first run that prepares its statements on the connection.
 /// The quickest of two runs of `f` after a first one (which prepares its statements):
 /// a run that a loaded machine delayed does not count, an extra round trip always does.
 fn timed<T>(conn: &mut PgConnection, mut f: impl FnMut(&mut PgConnection) -> T) -> Duration {
